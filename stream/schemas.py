@@ -1,0 +1,160 @@
+"""Event contracts: one pydantic v2 model per Kafka payload.
+
+These models are the boundary between meters/simulators/importers and the
+engine. They import neither Kafka nor Faust, so producers (the simulator, the
+importers) and consumers (the agents, batch backfills) share one definition.
+
+Every event carries ``schema_version`` so consumers can refuse payloads from a
+future producer with a clear dead-letter reason instead of misreading them.
+
+Examples:
+    >>> r = Reading(meter_id="M000001", customer_id="C000001",
+    ...             interval_start="2026-01-01T00:00:00Z", kwh_import=0.25,
+    ...             register_kwh=1000.25, voltage=231.0, power_factor=0.97, seq=0)
+    >>> r.interval_minutes, r.interval_start.tzinfo is not None
+    (15, True)
+    >>> Reading.model_validate_json(r.model_dump_json()) == r
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+def _utc(value: datetime) -> datetime:
+    """Refuse naive timestamps and normalise to UTC (meters may send offsets)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp must carry a time zone (UTC recommended, e.g. 2026-01-01T00:00:00Z)")
+    return value.astimezone(UTC)
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+Finite = Annotated[float, AfterValidator(_finite)]
+MeterId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+CustomerId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class Event(BaseModel):
+    """Base of every payload: strict about unknown versions, tolerant of extra fields."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class Reading(Event):
+    """One interval measurement of one meter.
+
+    ``kwh_import`` may be negative on the wire: a negative value on a meter
+    without export is a *health* finding (VEE rule), not a malformed message.
+    """
+
+    meter_id: MeterId
+    customer_id: CustomerId
+    interval_start: UtcDatetime
+    interval_minutes: Literal[15, 30, 60] = 15
+    kwh_import: Finite = Field(ge=-1e6, le=1e6)
+    kwh_export: Finite = Field(default=0.0, ge=0.0, le=1e6)
+    register_kwh: Finite = Field(ge=-1e12, le=1e12)
+    voltage: Finite = Field(ge=0.0, le=1e5)
+    power_factor: Finite = Field(default=1.0, ge=-1.0, le=1.0)
+    seq: int = Field(ge=0)
+
+
+class ReadingBatch(Event):
+    """A block of readings forwarded by a head-end system or data concentrator."""
+
+    batch_id: str = Field(min_length=1, max_length=128)
+    head_end_id: str = Field(default="hes-1", min_length=1, max_length=64)
+    sent_at: UtcDatetime
+    readings: list[Reading] = Field(min_length=1, max_length=100_000)
+
+
+class Heartbeat(Event):
+    """A meter's periodic status report."""
+
+    meter_id: MeterId
+    customer_id: CustomerId
+    ts: UtcDatetime
+    status: Literal["ok", "degraded", "fault"]
+    error_codes: list[str] = Field(default_factory=list, max_length=32)
+    signal_dbm: Finite = Field(default=-70.0, ge=-200.0, le=50.0)
+    battery_pct: Finite = Field(default=100.0, ge=0.0, le=100.0)
+    firmware: str = Field(default="1.0.0", max_length=32)
+    clock_offset_s: Finite = Field(default=0.0, ge=-1e7, le=1e7)
+
+
+class Purchase(Event):
+    """A customer's engagement, purchase or payment event (RFM input)."""
+
+    event_id: str = Field(min_length=1, max_length=128)
+    customer_id: CustomerId
+    ts: UtcDatetime
+    event_type: Literal["VIEWED", "PROCESSED", "PURCHASED"]
+    kind: Literal["topup", "bill_payment", "product", "plan"] = "product"
+    product_code: str | None = Field(default=None, max_length=64)
+    amount: Finite = Field(ge=0.0, le=1e9)
+    quantity: int = Field(default=1, ge=1, le=1_000_000)
+    channel: Literal["web", "app", "store", "agent"] = "web"
+
+
+class MeterInfo(Event):
+    """Registration of a meter (compacted ``meter.registry`` topic, keyed by meter id).
+
+    The engine learns its fleet from here: unknown meters are dead-lettered,
+    regions feed the regional totals, ``has_export`` decides whether negative
+    net consumption is legitimate.
+    """
+
+    meter_id: MeterId
+    customer_id: CustomerId
+    region: str = Field(min_length=1, max_length=64)
+    tariff: Literal["prepaid", "postpaid"]
+    installed_on: UtcDatetime
+    nominal_voltage: Finite = Field(default=230.0, gt=0.0, le=1e5)
+    interval_minutes: Literal[15, 30, 60] = 15
+    has_export: bool = False
+
+
+class MaintenanceRequest(Event):
+    """A maintenance visit requested for a customer's meter (opened, later resolved)."""
+
+    request_id: str = Field(min_length=1, max_length=128)
+    customer_id: CustomerId
+    meter_id: MeterId | None = None
+    requested_at: UtcDatetime
+    resolved_at: UtcDatetime | None = None
+    technician_id: str | None = Field(default=None, max_length=64)
+
+
+class Feedback(Event):
+    """A customer satisfaction score (1–5; ≤ 2 counts as a complaint)."""
+
+    feedback_id: str = Field(min_length=1, max_length=128)
+    customer_id: CustomerId
+    ts: UtcDatetime
+    score: int = Field(ge=1, le=5)
+
+
+class Bill(Event):
+    """A postpaid bill issued to a customer; ``paid_at`` set once paid."""
+
+    bill_id: str = Field(min_length=1, max_length=128)
+    customer_id: CustomerId
+    issued_at: UtcDatetime
+    amount: Finite = Field(ge=0.0, le=1e9)
+    kwh: Finite = Field(default=0.0, ge=0.0, le=1e9)
+    paid_at: UtcDatetime | None = None
