@@ -196,7 +196,7 @@ class RfmProcessor:
 
     # -- scoring ----------------------------------------------------------------------------------
     def _score_many(self, records: Sequence[RfmRecord], now: float) -> np.ndarray:
-        """Scores (n × 3) of records against the current population."""
+        """Scores (n x 3) of records against the current population."""
         pop = self.population()
         n = max(pop.n, 1)
         vals = [self._values(r) for r in records]

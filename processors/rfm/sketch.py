@@ -138,7 +138,7 @@ class PopulationSketch:
             return np.zeros(len(keys), dtype=np.int64)
         idx = np.searchsorted(sorted_keys, keys, side="left")
         total_before = np.concatenate((below, [self.n]))
-        return total_before[idx]  # type: ignore[no-any-return]
+        return total_before[idx]
 
     def fraction_below(self, value: float) -> float:
         """Share of the population strictly below ``value``'s bucket."""

@@ -179,13 +179,13 @@ class RfmRecord:
 
     @property
     def recency_days(self) -> int:
-        """Age at the last purchase, in days (last purchase day − first purchase day)."""
+        """Age at the last purchase, in days (last purchase day - first purchase day)."""
         if self.first_ts is None or self.last_ts is None:
             return 0
         return epoch_day(self.last_ts) - epoch_day(self.first_ts)
 
     def T_days(self, now: datetime) -> int:
-        """Age now, in days (day of ``now`` − first purchase day)."""
+        """Age now, in days (day of ``now`` - first purchase day)."""
         if self.first_ts is None:
             return 0
         return epoch_day(now.timestamp()) - epoch_day(self.first_ts)

@@ -196,7 +196,7 @@ def test_segment_map_rejects_gaps_overlaps_and_bad_scores(tmp_path: Path) -> Non
     overlap = {"segments": [*data["segments"], {"id": "x", "name": "X", "r": [5], "f": [5]}]}
     with pytest.raises(ValueError, match=r"twice: \(5,5\) in champions and x"):
         RfmSegmentMap.from_dict(overlap)
-    with pytest.raises(ValueError, match="outside 1..5"):
+    with pytest.raises(ValueError, match=r"outside 1\.\.5"):
         RfmSegmentMap.from_dict({"segments": [{"id": "x", "name": "X", "r": [6], "f": [1]}]})
     # an operator's replacement file is honoured
     custom = [{"id": "everyone", "name": "Everyone", "r": [1, 2, 3, 4, 5], "f": [1, 2, 3, 4, 5]}]
