@@ -16,6 +16,7 @@ from collections.abc import Sequence
 #: modules that contribute sub-commands, in help order; each has ``register(subparsers)``
 COMMAND_MODULES: tuple[str, ...] = (
     "meterseg.stack.cli",
+    "meterseg.demo",
     "simulators.cli",
     "stream.cli",
 )

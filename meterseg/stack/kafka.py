@@ -1,0 +1,241 @@
+"""A real single-node Apache Kafka (KRaft combined mode) provisioned from Maven Central.
+
+Why Maven: these machines have Java 17 and Maven but no Docker engine and no
+Kafka package, while Maven Central serves Kafka's own jars. We resolve
+``org.apache.kafka:kafka_2.13`` with a log4j2 binding once into a per-version
+cache directory, format the KRaft storage on first start and run
+``kafka.Kafka`` with a capped heap. Tests and ``meterseg stack up`` both go
+through this module, so what CI proves is what an operator runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from meterseg.stack.process import ManagedProcess, StackError, port_open, wait_until
+
+log = logging.getLogger(__name__)
+
+LOG4J_VERSION = "2.24.3"
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>meterseg.local</groupId><artifactId>kafka-runtime</artifactId><version>1</version>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
+      <version>{kafka}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId>
+      <version>{log4j}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId>
+      <version>{log4j}</version></dependency>
+  </dependencies>
+</project>
+"""
+
+_LOG4J2 = """status = warn
+appender.file.type = RollingFile
+appender.file.name = FILE
+appender.file.fileName = {log_dir}/server.log
+appender.file.filePattern = {log_dir}/server.log.%i
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+appender.file.policies.type = Policies
+appender.file.policies.size.type = SizeBasedTriggeringPolicy
+appender.file.policies.size.size = 20MB
+appender.file.strategy.type = DefaultRolloverStrategy
+appender.file.strategy.max = 3
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.controller.name = org.apache.kafka.controller
+logger.controller.level = WARN
+"""
+
+
+@dataclass(frozen=True)
+class KafkaNode:
+    """Where one local Kafka node keeps its jars, data and logs, and the ports it listens on."""
+
+    version: str
+    cache_dir: Path
+    state_dir: Path
+    port: int = 9092
+    controller_port: int = 9093
+    heap: str = "640m"
+    partitions: int = 4
+
+    @property
+    def libs_dir(self) -> Path:
+        return self.cache_dir / f"kafka-{self.version}" / "libs"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir / "kafka" / "data"
+
+    @property
+    def config_file(self) -> Path:
+        return self.state_dir / "kafka" / "server.properties"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def process(self) -> ManagedProcess:
+        return ManagedProcess(
+            name="kafka",
+            pid_file=self.state_dir / "kafka" / "kafka.pid",
+            log_file=self.state_dir / "kafka" / "logs" / "stdout.log",
+            marker=f"meterseg-kafka={self.data_dir.resolve()}",
+        )
+
+    # -- provisioning -------------------------------------------------------------------------
+    def ensure_jars(self) -> Path:
+        """Resolve Kafka's jars with Maven into the per-version cache (once)."""
+        done_marker = self.libs_dir / ".complete"
+        if done_marker.exists():
+            return self.libs_dir
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise StackError("Maven (mvn) is needed to fetch Kafka's jars; run: sudo apt-get install -y maven")
+        if shutil.which("java") is None:
+            raise StackError("Java 17+ is needed to run Kafka; run: sudo apt-get install -y openjdk-17-jre-headless")
+        work = self.libs_dir.parent
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "pom.xml").write_text(_POM.format(kafka=self.version, log4j=LOG4J_VERSION))
+        tmp = work / "libs.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.info("resolving Apache Kafka %s jars with Maven into %s (first run only)", self.version, work)
+        started = time.monotonic()
+        done = subprocess.run(
+            [mvn, "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"],
+            cwd=work,
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise StackError(f"Maven could not resolve Kafka {self.version}:\n{(done.stdout + done.stderr)[-2000:]}")
+        shutil.rmtree(self.libs_dir, ignore_errors=True)
+        tmp.rename(self.libs_dir)
+        done_marker.write_text(self.version)
+        log.info("Kafka jars ready in %.1f s", time.monotonic() - started)
+        return self.libs_dir
+
+    def write_config(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log_dir = (self.state_dir / "kafka" / "logs").resolve()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.data_dir.resolve()),
+            # one node: every internal topic has one replica
+            "num.partitions": str(self.partitions),
+            "default.replication.factor": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "8",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "min.insync.replicas": "1",
+            # a new consumer group starts at once instead of waiting for more members
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "true",
+            "delete.topic.enable": "true",
+            "num.network.threads": "2",
+            "num.io.threads": "4",
+            "log.retention.hours": "168",
+            "log.segment.bytes": str(256 * 1024 * 1024),
+            "message.max.bytes": str(16 * 1024 * 1024),
+        }
+        self.config_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        (self.state_dir / "kafka" / "log4j2.properties").write_text(_LOG4J2.format(log_dir=log_dir))
+
+    def _java(self, *args: str, heap: str = "256m") -> list[str]:
+        return [
+            "java",
+            f"-Xmx{heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={(self.state_dir / 'kafka' / 'log4j2.properties').resolve()}",
+            "-cp",
+            f"{self.libs_dir.resolve()}/*",
+            *args,
+        ]
+
+    def format_storage(self) -> None:
+        """Format the KRaft log directory on first start (never again: it would lose data)."""
+        if (self.data_dir / "meta.properties").exists():
+            return
+        cluster_id = uuid.uuid4().hex[:22]
+        done = subprocess.run(
+            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_file)),
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise StackError(f"formatting Kafka storage in {self.data_dir} failed:\n{done.stdout}{done.stderr}")
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def healthy(self) -> bool:
+        """True if the broker answers a metadata request."""
+        return port_open(self.port) and asyncio.run(_metadata_ok(self.bootstrap))
+
+    def up(self, timeout_s: float = 90.0) -> str:
+        proc = self.process
+        if proc.read_pid() is not None:
+            if wait_until(self.healthy, timeout_s):
+                return "already running"
+            raise StackError(f"Kafka (pid {proc.read_pid()}) runs but does not answer; log: {proc.log_file}")
+        if port_open(self.port):
+            raise StackError(
+                f"port {self.port} is taken by a process this launcher did not start; stop it or set "
+                "METERSEG_STACK__KAFKA_PORT"
+            )
+        self.ensure_jars()
+        self.write_config()
+        self.format_storage()
+        argv = self._java("kafka.Kafka", str(self.config_file), heap=self.heap)
+        argv.insert(1, f"-Xms{self.heap}")
+        argv.insert(1, f"-D{proc.marker}")
+        proc.start(argv)
+        if not wait_until(lambda: proc.read_pid() is not None and self.healthy(), timeout_s, 0.5):
+            alive = proc.read_pid() is not None
+            raise StackError(
+                f"Kafka did not answer on {self.bootstrap} within {timeout_s:.0f} s "
+                f"({'still starting' if alive else 'process exited'}); logs: {proc.log_file} and "
+                f"{proc.log_file.parent / 'server.log'}\n{proc.tail_log()}"
+            )
+        return "started"
+
+    def down(self) -> bool:
+        return self.process.stop(timeout_s=30.0)
+
+
+async def _metadata_ok(bootstrap: str) -> bool:
+    from aiokafka import AIOKafkaClient
+
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, metadata_max_age_ms=1000)
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout=5)
+        return True
+    except Exception:
+        return False
+    finally:
+        await client.close()

@@ -1,0 +1,148 @@
+"""Redis and Prometheus from Debian's packages, run by the stack launcher.
+
+Both bind to 127.0.0.1 and keep their data in the stack's state directory, so
+``stack down`` / ``stack up`` keeps Redis state (append-only file) and
+Prometheus history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.error import URLError
+from urllib.request import urlopen
+
+from meterseg.stack.process import ManagedProcess, StackError, ensure_debian_package, port_open, wait_until
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class RedisNode:
+    """A local ``redis-server`` with append-only persistence."""
+
+    state_dir: Path
+    port: int = 6379
+    appendonly: bool = True
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir / "redis"
+
+    @property
+    def process(self) -> ManagedProcess:
+        return ManagedProcess(
+            name="redis",
+            pid_file=self.data_dir / "redis.pid.json",
+            log_file=self.data_dir / "redis.log",
+            marker=f"127.0.0.1:{self.port}",
+        )
+
+    def healthy(self) -> bool:
+        import redis
+
+        if not port_open(self.port):
+            return False
+        client = redis.Redis.from_url(self.url, socket_timeout=2)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+
+    def up(self, timeout_s: float = 30.0) -> str:
+        proc = self.process
+        if proc.read_pid() is not None:
+            if wait_until(self.healthy, timeout_s):
+                return "already running"
+            raise StackError(f"redis-server (pid {proc.read_pid()}) runs but does not answer PING; log: {proc.log_file}")
+        if port_open(self.port):
+            raise StackError(
+                f"port {self.port} is taken by a process this launcher did not start; stop it or set "
+                "METERSEG_STACK__REDIS_PORT"
+            )
+        binary = ensure_debian_package("redis-server", "redis-server")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            binary,
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--dir", str(self.data_dir.resolve()),
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--daemonize", "no",
+            "--protected-mode", "yes",
+            "--maxclients", "1000",
+        ]  # fmt: skip
+        proc.start(argv)
+        if not wait_until(lambda: proc.read_pid() is not None and self.healthy(), timeout_s):
+            raise StackError(f"redis-server did not answer on port {self.port}; log: {proc.log_file}\n{proc.tail_log()}")
+        return "started"
+
+    def down(self) -> bool:
+        return self.process.stop(timeout_s=15.0)
+
+
+@dataclass(frozen=True)
+class PrometheusNode:
+    """A local ``prometheus`` scraping the engine's metrics endpoints, with the repo's alert rules."""
+
+    state_dir: Path
+    port: int = 9090
+    config: Path = REPO_ROOT / "prometheus" / "prometheus.yml"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def process(self) -> ManagedProcess:
+        return ManagedProcess(
+            name="prometheus",
+            pid_file=self.state_dir / "prometheus" / "prometheus.pid.json",
+            log_file=self.state_dir / "prometheus" / "prometheus.log",
+            marker=f"--web.listen-address=127.0.0.1:{self.port}",
+        )
+
+    def healthy(self) -> bool:
+        try:
+            with urlopen(f"{self.url}/-/ready", timeout=2) as resp:
+                return bool(resp.status == 200)
+        except (URLError, OSError):
+            return False
+
+    def up(self, timeout_s: float = 30.0) -> str:
+        proc = self.process
+        if proc.read_pid() is not None:
+            if wait_until(self.healthy, timeout_s):
+                return "already running"
+            raise StackError(f"prometheus (pid {proc.read_pid()}) does not answer; log: {proc.log_file}")
+        if port_open(self.port):
+            raise StackError(
+                f"port {self.port} is taken by a process this launcher did not start; stop it or set "
+                "METERSEG_STACK__PROMETHEUS_PORT"
+            )
+        if not self.config.exists():
+            raise StackError(f"Prometheus configuration {self.config} is missing")
+        binary = ensure_debian_package("prometheus", "prometheus")
+        data = self.state_dir / "prometheus" / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        argv = [
+            binary,
+            f"--config.file={self.config.resolve()}",
+            f"--storage.tsdb.path={data.resolve()}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--web.enable-lifecycle",
+            "--storage.tsdb.retention.time=15d",
+        ]
+        proc.start(argv, cwd=self.config.parent)
+        if not wait_until(lambda: proc.read_pid() is not None and self.healthy(), timeout_s):
+            raise StackError(f"prometheus did not become ready on port {self.port}; log: {proc.log_file}\n{proc.tail_log()}")
+        return "started"
+
+    def down(self) -> bool:
+        return self.process.stop(timeout_s=15.0)

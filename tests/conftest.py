@@ -1,0 +1,123 @@
+"""Session fixtures: a real Kafka broker and a real Redis server for integration tests.
+
+When a Docker engine answers, testcontainers starts ``apache/kafka`` and
+``redis`` images; otherwise the project's own launcher (``meterseg.stack``)
+starts a local KRaft broker and ``redis-server`` on test ports, in
+``.state/test``. Either way tests get plain addresses and isolate themselves
+with unique topic names, app ids and Redis databases.
+
+Set ``METERSEG_TEST_KEEP_STACK=1`` to leave the local test stack running
+between pytest runs (faster local iterations); CI stops it at the end.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from meterseg.settings import Settings, StackSettings, TopicNames
+from meterseg.stack import LocalStack
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_PORTS = {"kafka_port": 29092, "kafka_controller_port": 29093, "redis_port": 26379, "prometheus_port": 29090}
+
+
+@dataclass(frozen=True)
+class Services:
+    kafka_bootstrap: str
+    redis_url: str
+    via: str  # "docker" or "local"
+
+
+def docker_available() -> bool:
+    """True if a Docker engine answers (not merely a docker CLI on PATH)."""
+    if os.environ.get("METERSEG_TEST_NO_DOCKER"):
+        return False
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+def local_test_settings() -> Settings:
+    return Settings(stack=StackSettings(state_dir=REPO / ".state" / "test", kafka_heap="512m", **TEST_PORTS))
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    if docker_available():
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.redis import RedisContainer
+
+        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as kafka, RedisContainer("redis:7") as redis_c:
+            host = redis_c.get_container_host_ip()
+            port = redis_c.get_exposed_port(6379)
+            yield Services(kafka.get_bootstrap_server(), f"redis://{host}:{port}/0", "docker")
+        return
+    stack = LocalStack.from_settings(local_test_settings(), with_prometheus=False, appendonly=False)
+    already = all(healthy for _, healthy in stack.status().values())
+    stack.up(timeout_s=120)
+    try:
+        yield Services(stack.kafka.bootstrap, stack.redis.url, "local")
+    finally:
+        if not already and not os.environ.get("METERSEG_TEST_KEEP_STACK"):
+            stack.down()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(services: Services) -> str:
+    """``host:port`` of a real Kafka broker."""
+    return services.kafka_bootstrap
+
+
+@pytest.fixture(scope="session")
+def redis_url(services: Services) -> str:
+    """URL of a real Redis server (database 0; prefer ``redis_db_url`` for isolation)."""
+    return services.redis_url
+
+
+_db_numbers = itertools.cycle(range(1, 16))
+
+
+@pytest.fixture
+def redis_db_url(redis_url: str) -> str:
+    """A flushed Redis database of its own for one test."""
+    import redis
+
+    base, _, _ = redis_url.rpartition("/")
+    url = f"{base}/{next(_db_numbers)}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique suffix for topic names and app ids."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def isolated_settings(kafka_bootstrap: str, redis_db_url: str, unique: str) -> Settings:
+    """Settings pointing at the test services, with topic names and app id of this test only."""
+    topics = TopicNames(**{k: f"{v}.{unique}" for k, v in TopicNames().model_dump().items()})
+    return Settings(
+        app_id=f"meterseg-test-{unique}",
+        kafka_bootstrap=kafka_bootstrap,
+        redis_url=redis_db_url,
+        topics=topics,
+        stack=local_test_settings().stack,
+    )
