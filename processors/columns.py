@@ -463,3 +463,69 @@ def reading_rejects(cols: ReadingColumns, index: Iterable[int], reason: RejectRe
             payload = orjson.dumps(row)
         out.append(Reject(reason, message, payload, src.topic, src.partition, src.offset, rec, ids[int(cols.meter[i])]))
     return out
+
+
+class MeterRows:
+    """Dense local row numbers for the meters a processor has seen (its compact state index).
+
+    A partition's processor sees only its share of the fleet, so it keeps state
+    arrays sized to *its* meters rather than to the registry. Rows are assigned
+    in first-seen order and are mapped from registry slots by one numpy gather
+    per batch. Snapshots store meter ids, so rows survive a registry rebuilt in
+    another order.
+
+    Examples:
+        >>> reg = MeterRegistry([MeterInfo(meter_id=m, customer_id="C", region="N", tariff="prepaid",
+        ...                                installed_on=EPOCH) for m in ("A", "B", "C")])
+        >>> rows = MeterRows()
+        >>> rows.rows_of(reg, np.array([2, 0, 2])).tolist(), rows.ids
+        ([0, 1, 0], ['C', 'A'])
+    """
+
+    def __init__(self, ids: Sequence[str] = ()) -> None:
+        self.ids: list[str] = list(ids)
+        self._of_id: dict[str, int] = {m: i for i, m in enumerate(self.ids)}
+        self._registry: MeterRegistry | None = None
+        self._row_of_slot = np.full(0, -1, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def row(self, meter_id: str) -> int | None:
+        """Row of a meter id, if seen."""
+        return self._of_id.get(meter_id)
+
+    def rows_of(self, registry: MeterRegistry, slots: I64) -> I64:
+        """Rows of registry slots, assigning new rows to meters seen for the first time."""
+        if registry is not self._registry:
+            self._registry = registry
+            self._row_of_slot = np.full(len(registry), -1, np.int64)
+            for i, m in enumerate(self.ids):
+                s = registry.slot(m)
+                if s is not None:
+                    self._row_of_slot[s] = i
+        if len(self._row_of_slot) < len(registry):
+            grown = np.full(max(len(registry), 2 * len(self._row_of_slot)), -1, np.int64)
+            grown[: len(self._row_of_slot)] = self._row_of_slot
+            self._row_of_slot = grown
+        rows = self._row_of_slot[slots]
+        if len(rows) and rows.min() < 0:
+            for s in dict.fromkeys(slots[rows < 0].tolist()):
+                m = registry.meter_ids[s]
+                r = self._of_id.get(m)
+                if r is None:
+                    r = len(self.ids)
+                    self.ids.append(m)
+                    self._of_id[m] = r
+                self._row_of_slot[s] = r
+            rows = self._row_of_slot[slots]
+        return rows
+
+
+def grow_rows(arr: npt.NDArray[Any], n: int, fill: Any) -> npt.NDArray[Any]:
+    """``arr`` with at least ``n`` rows (first axis), doubling capacity, new rows set to ``fill``."""
+    if len(arr) >= n:
+        return arr
+    new = np.full((max(n, 2 * len(arr), 16), *arr.shape[1:]), fill, arr.dtype)
+    new[: len(arr)] = arr
+    return new
