@@ -1,0 +1,486 @@
+"""Event-time tumbling windows kept in compact numpy rings, closed by watermark or timer.
+
+Why not Faust windowed tables: they cost one table update (and changelog
+record) per event and close a window only when a later event for the same key
+arrives, so a quiet meter's window never closes. Here:
+
+* state is a few ``(rows, ring)`` arrays per window size, where a *row* is a
+  key (a meter, a region) local to this partition and the *ring* holds the
+  windows of that key that can still receive data; a reading adds into
+  ``row * ring + window_index % ring`` with ``np.add.at``;
+* the **frontier** ``C`` says every window ending at or before ``C`` is closed
+  and emitted. It advances to the watermark (max event time − allowed
+  lateness) after each batch and, through :meth:`EventTimeWindows.close_until`
+  / :meth:`EventTimeWindows.on_timer`, from a wall-clock timer when no event
+  comes;
+* a reading whose smallest window already closed is rejected ``too_late``.
+  All sizes must be multiples of the smallest, so a reading is either counted
+  in every window size or in none: totals of every size stay consistent;
+* the ring of a size ``s`` has ``allowed_lateness // s + 2`` windows, which
+  is exactly the number that can be open at once. A batch spanning more time
+  (a backfill, a head-end uploading hours at once) is processed in event-time
+  order in chunks, advancing the frontier between chunks as if the readings
+  had arrived in order, which gives the same outputs as arrival in order.
+
+Each window is emitted exactly once: it leaves the ring when it closes, and
+the frontier only moves forward (it is part of the snapshot).
+
+References:
+    Akidau et al., "The Dataflow Model", PVLDB 8(12), 2015 (event time,
+    watermarks, allowed lateness).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Self
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from processors.columns import F64, I64, ReadingColumns, Reject, grow_rows, reading_rejects
+
+NONE = np.iinfo(np.int64).min
+"""Sentinel for "no window in this slot" and "no frontier yet"."""
+
+WindowKind = Literal["meter", "region"]
+
+
+class WindowConfig(BaseModel):
+    """Window sizes and lateness, settable from settings/env like any pydantic model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    meter_sizes_s: tuple[int, ...] = (900, 3600, 86400)
+    region_size_s: int | None = 3600
+    allowed_lateness_s: int = Field(default=3600, ge=0)
+    timer_delay_s: int = Field(
+        default=900,
+        ge=0,
+        description="on_timer(now) closes up to now - delay - lateness: a reading for an interval starting at t "
+        "is sent when the interval ends, so its event time lags the wall clock by about one interval",
+    )
+    max_future_s: int | None = Field(
+        default=None, description="reject readings whose interval starts this far after the broker timestamp"
+    )
+    price_per_kwh: dict[str, float] | None = Field(
+        default=None,
+        description="revenue = kWh imported × price of the meter's tariff ('prepaid'/'postpaid'); "
+        "None: revenue only from add_revenue() (purchases)",
+    )
+
+    @model_validator(mode="after")
+    def _sizes_nest(self) -> Self:
+        sizes = [*self.meter_sizes_s, *([self.region_size_s] if self.region_size_s else [])]
+        if not sizes or min(sizes) <= 0:
+            raise ValueError("window sizes must be positive and at least one must be configured")
+        if any(s % min(sizes) for s in sizes):
+            raise ValueError("every window size must be a multiple of the smallest one")
+        return self
+
+    @property
+    def smallest_s(self) -> int:
+        return min([*self.meter_sizes_s, *([self.region_size_s] if self.region_size_s else [])])
+
+
+def _iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _num(x: np.floating[Any]) -> float | None:
+    v = float(x)
+    return None if np.isnan(v) else v
+
+
+def size_label(size_s: int) -> str:
+    """``900`` → ``'15m'``, ``3600`` → ``'1h'``, ``86400`` → ``'1d'`` (low-cardinality metric label).
+
+    Examples:
+        >>> [size_label(s) for s in (900, 3600, 86400, 45)]
+        ['15m', '1h', '1d', '45s']
+    """
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if size_s % n == 0:
+            return f"{size_s // n}{unit}"
+    return f"{size_s}s"
+
+
+@dataclass(slots=True)
+class ClosedWindows:
+    """Windows of one size that closed together, as columns (one entry per window).
+
+    ``expected`` is the number of readings a complete window holds (window size
+    over the meter's interval length), ``-1`` where unknown (regional totals).
+    Demand figures are kW of imported energy: ``kwh_import / interval hours``.
+    """
+
+    kind: WindowKind
+    size_s: int
+    keys: list[str]
+    start: I64
+    count: I64
+    expected: I64
+    kwh_in: F64
+    kwh_out: F64
+    kw_min: F64
+    kw_max: F64
+    kw_mean: F64
+    revenue: F64
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def end(self) -> I64:
+        return self.start + self.size_s
+
+    @property
+    def completeness(self) -> F64:
+        """``count / expected``; NaN where ``expected`` is unknown."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out: F64 = np.where(self.expected > 0, self.count / np.maximum(self.expected, 1), np.nan)
+        return out
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict per window, the ``consumption.windows`` payload."""
+        comp = self.completeness.tolist()
+        label = size_label(self.size_s)
+        out = []
+        for i, key in enumerate(self.keys):
+            start = int(self.start[i])
+            rec: dict[str, Any] = {
+                "kind": self.kind,
+                "key": key,
+                "window": label,
+                "window_start": _iso(start),
+                "window_end": _iso(start + self.size_s),
+                "kwh_in": float(self.kwh_in[i]),
+                "kwh_out": float(self.kwh_out[i]),
+                "readings": int(self.count[i]),
+                "expected": int(self.expected[i]) if self.expected[i] > 0 else None,
+                "completeness": None if np.isnan(comp[i]) else comp[i],
+                "min_kw": _num(self.kw_min[i]),
+                "max_kw": _num(self.kw_max[i]),
+                "mean_kw": _num(self.kw_mean[i]) if self.count[i] else None,
+            }
+            if self.kind == "region":
+                rec["revenue"] = float(self.revenue[i])
+            out.append(rec)
+        return out
+
+
+def merge_closed(parts: Sequence[ClosedWindows]) -> list[ClosedWindows]:
+    """Concatenate closings of the same kind and size (first-appearance order kept)."""
+    groups: dict[tuple[str, int], list[ClosedWindows]] = {}
+    for p in parts:
+        groups.setdefault((p.kind, p.size_s), []).append(p)
+    out = []
+    for (kind, size), ps in groups.items():
+        if len(ps) == 1:
+            out.append(ps[0])
+            continue
+        cat = {f: np.concatenate([getattr(p, f) for p in ps]) for f in _CLOSED_ARRAYS}
+        out.append(ClosedWindows(kind=ps[0].kind, size_s=size, keys=[k for p in ps for k in p.keys], **cat))
+    return out
+
+
+_CLOSED_ARRAYS = ("start", "count", "expected", "kwh_in", "kwh_out", "kw_min", "kw_max", "kw_mean", "revenue")
+
+
+class WindowRing:
+    """Open tumbling windows of one size for many keys: ``(rows, ring)`` arrays.
+
+    The caller guarantees that, per row, the windows added lie within ``ring``
+    consecutive window indices not yet closed (see :class:`EventTimeWindows`);
+    a violation is a bug and raises instead of silently merging two windows.
+    """
+
+    FLOATS = ("kwh_in", "kwh_out", "kw_sum", "revenue", "kw_min", "kw_max")
+    IDENTITY = {"kwh_in": 0.0, "kwh_out": 0.0, "kw_sum": 0.0, "revenue": 0.0, "kw_min": np.inf, "kw_max": -np.inf}
+
+    def __init__(self, size_s: int, ring: int, kind: WindowKind) -> None:
+        self.size_s = size_s
+        self.ring = ring
+        self.kind = kind
+        self.closed_index = NONE  # largest frontier // size already scanned for closing
+        self.start = np.full((0, ring), NONE, np.int64)
+        self.count = np.zeros((0, ring), np.int64)
+        self.interval_s = np.zeros((0, ring), np.int64)
+        self.floats = {f: np.full((0, ring), self.IDENTITY[f], np.float64) for f in self.FLOATS}
+
+    def ensure_rows(self, n: int) -> None:
+        if len(self.start) >= n:
+            return
+        self.start = grow_rows(self.start, n, NONE)
+        self.count = grow_rows(self.count, n, 0)
+        self.interval_s = grow_rows(self.interval_s, n, 0)
+        for f in self.FLOATS:
+            self.floats[f] = grow_rows(self.floats[f], n, self.IDENTITY[f])
+
+    def add(self, rows: I64, t: I64, interval_s: I64, kwh_in: F64, kwh_out: F64, kw: F64, revenue: F64 | None) -> None:
+        """Accumulate readings (already accepted, sorted or not) into their windows."""
+        if not len(rows):
+            return
+        w = t // self.size_s
+        wstart = w * self.size_s
+        flat = rows * self.ring + w % self.ring
+        st = self.start.reshape(-1)
+        cur = st[flat]
+        fresh = cur == NONE
+        if not fresh.all() and (cur[~fresh] != wstart[~fresh]).any():
+            raise RuntimeError("window ring collision: more open windows than the ring holds")
+        if fresh.any():
+            st[flat[fresh]] = wstart[fresh]
+            self.interval_s.reshape(-1)[flat[fresh]] = interval_s[fresh]
+        np.add.at(self.count.reshape(-1), flat, 1)
+        fl = self.floats
+        np.add.at(fl["kwh_in"].reshape(-1), flat, kwh_in)
+        np.add.at(fl["kwh_out"].reshape(-1), flat, kwh_out)
+        np.add.at(fl["kw_sum"].reshape(-1), flat, kw)
+        np.minimum.at(fl["kw_min"].reshape(-1), flat, kw)
+        np.maximum.at(fl["kw_max"].reshape(-1), flat, kw)
+        if revenue is not None:
+            np.add.at(fl["revenue"].reshape(-1), flat, revenue)
+
+    def add_revenue(self, rows: I64, t: I64, amounts: F64) -> None:
+        """Add revenue only (purchases): opens the window if needed, leaves reading statistics alone."""
+        if not len(rows):
+            return
+        w = t // self.size_s
+        wstart = w * self.size_s
+        flat = rows * self.ring + w % self.ring
+        st = self.start.reshape(-1)
+        cur = st[flat]
+        fresh = cur == NONE
+        if not fresh.all() and (cur[~fresh] != wstart[~fresh]).any():
+            raise RuntimeError("window ring collision: more open windows than the ring holds")
+        st[flat[fresh]] = wstart[fresh]
+        np.add.at(self.floats["revenue"].reshape(-1), flat, amounts)
+
+    def close(self, frontier: int, keys: Sequence[str], *, force: bool = False) -> ClosedWindows | None:
+        """Remove and return every window ending at or before ``frontier`` (sorted by start, then row)."""
+        idx = frontier // self.size_s
+        if not force and idx <= self.closed_index:
+            return None
+        self.closed_index = max(self.closed_index, idx)
+        n = len(keys)
+        st = self.start[:n]
+        mask = (st != NONE) & (st <= frontier - self.size_s)
+        if not mask.any():
+            return None
+        r, k = np.nonzero(mask)
+        starts = st[r, k]
+        order = np.lexsort((r, starts))
+        r, k, starts = r[order], k[order], starts[order]
+        count = self.count[r, k]
+        interval = self.interval_s[r, k]
+        fl = {f: a[r, k] for f, a in self.floats.items()}
+        expected = np.where(interval > 0, np.maximum(self.size_s // np.maximum(interval, 1), 1), -1)
+        if self.kind == "region":
+            expected = np.full(len(r), -1, np.int64)
+        out = ClosedWindows(
+            kind=self.kind,
+            size_s=self.size_s,
+            keys=[keys[i] for i in r.tolist()],
+            start=starts,
+            count=count,
+            expected=expected.astype(np.int64),
+            kwh_in=fl["kwh_in"],
+            kwh_out=fl["kwh_out"],
+            kw_min=np.where(count > 0, fl["kw_min"], np.nan),
+            kw_max=np.where(count > 0, fl["kw_max"], np.nan),
+            kw_mean=fl["kw_sum"] / np.maximum(count, 1),
+            revenue=fl["revenue"],
+        )
+        self.start[r, k] = NONE
+        self.count[r, k] = 0
+        self.interval_s[r, k] = 0
+        for f, a in self.floats.items():
+            a[r, k] = self.IDENTITY[f]
+        return out
+
+    def snapshot(self, n_rows: int) -> dict[str, Any]:
+        r, k = np.nonzero(self.start[:n_rows] != NONE)
+        return {
+            "size_s": self.size_s,
+            "ring": self.ring,
+            "kind": self.kind,
+            "closed_index": None if self.closed_index == NONE else int(self.closed_index),
+            "row": r.tolist(),
+            "slot": k.tolist(),
+            "start": self.start[r, k].tolist(),
+            "count": self.count[r, k].tolist(),
+            "interval_s": self.interval_s[r, k].tolist(),
+            **{f: a[r, k].tolist() for f, a in self.floats.items()},
+        }
+
+    @classmethod
+    def restore(cls, state: dict[str, Any], n_rows: int) -> WindowRing:
+        ring = cls(state["size_s"], state["ring"], state["kind"])
+        ring.closed_index = NONE if state["closed_index"] is None else state["closed_index"]
+        ring.ensure_rows(n_rows)
+        r = np.array(state["row"], np.int64)
+        k = np.array(state["slot"], np.int64)
+        ring.start[r, k] = state["start"]
+        ring.count[r, k] = state["count"]
+        ring.interval_s[r, k] = state["interval_s"]
+        for f, a in ring.floats.items():
+            a[r, k] = state[f]
+        return ring
+
+
+@dataclass(slots=True)
+class WindowOutput:
+    """What a windows processor returns for one batch.
+
+    ``accepted`` are the readings counted in the windows (pass them on to the
+    health rules); ``rejects`` the ``too_late`` / ``in_future`` ones for the
+    dead-letter topic; ``closed`` every window that closed, by size.
+    """
+
+    accepted: ReadingColumns
+    rejects: list[Reject]
+    closed: list[ClosedWindows]
+    too_late: int = 0
+    in_future: int = 0
+
+
+class EventTimeWindows:
+    """Frontier, watermark, lateness and chunking shared by the meter and regional windows.
+
+    Subclasses declare their rings and implement :meth:`_add` (route a chunk of
+    accepted readings into the rings) and :meth:`_keys` (row → key names).
+    """
+
+    def __init__(self, config: WindowConfig | None = None) -> None:
+        self.config = config or WindowConfig()
+        self.frontier = NONE
+        """Every window ending at or before this epoch second is closed (``NONE``: nothing yet)."""
+        self.max_event = NONE
+        self.rings: list[WindowRing] = []
+
+    @staticmethod
+    def ring_length(size_s: int, lateness_s: int) -> int:
+        """Windows of one key that can be open at once: ``lateness // size + 2``."""
+        return lateness_s // size_s + 2
+
+    @property
+    def watermark(self) -> int | None:
+        """Max event time seen minus the allowed lateness (``None`` before the first reading)."""
+        return None if self.max_event == NONE else int(self.max_event - self.config.allowed_lateness_s)
+
+    # -- hooks --------------------------------------------------------------------
+    def _add(self, batch: ReadingColumns, index: I64) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _keys(self, ring: WindowRing) -> Sequence[str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- processing -----------------------------------------------------------------
+    def process(self, batch: ReadingColumns) -> WindowOutput:
+        """Count a batch of (deduplicated) readings; return closed windows and late rejects."""
+        t = batch.interval_start
+        smallest = self.config.smallest_s
+        ok = np.ones(len(batch), np.bool_)
+        late = np.zeros(len(batch), np.bool_)
+        if self.frontier != NONE:
+            late = (t // smallest + 1) * smallest <= self.frontier
+            ok &= ~late
+        future = np.zeros(len(batch), np.bool_)
+        if self.config.max_future_s is not None:
+            known = batch.append_ms >= 0
+            future = known & (t > batch.append_ms // 1000 + self.config.max_future_s) & ok
+            ok &= ~future
+        rejects: list[Reject] = []
+        if late.any():
+            rejects += reading_rejects(
+                batch, np.flatnonzero(late).tolist(), "too_late",
+                f"window already closed (frontier {_iso(int(self.frontier))}, "
+                f"allowed lateness {self.config.allowed_lateness_s}s)",
+            )  # fmt: skip
+        if future.any():
+            rejects += reading_rejects(
+                batch, np.flatnonzero(future).tolist(), "in_future",
+                f"interval starts more than {self.config.max_future_s}s after the broker timestamp",
+            )  # fmt: skip
+        closed: list[ClosedWindows] = []
+        idx = np.flatnonzero(ok)
+        if len(idx):
+            idx = idx[np.argsort(t[idx], kind="stable")]
+            ts = t[idx]
+            lateness = self.config.allowed_lateness_s
+            if self.frontier == NONE:
+                self.frontier = int(ts[0] - lateness)
+            pos = 0
+            while pos < len(idx):
+                limit = min((self.frontier // r.size_s + r.ring) * r.size_s for r in self.rings)
+                end = int(np.searchsorted(ts, limit, "left"))
+                if end == pos:  # the next reading is beyond the rings: it moves the watermark first
+                    closed += self._advance(int(ts[pos]) - lateness)
+                    continue
+                self._add(batch, idx[pos:end])
+                pos = end
+            self.max_event = max(self.max_event, int(ts[-1]))
+            closed += self._advance(self.max_event - lateness)
+        accepted = batch if ok.all() else batch.take(ok)
+        return WindowOutput(accepted, rejects, merge_closed(closed), int(late.sum()), int(future.sum()))
+
+    def _advance(self, frontier: int) -> list[ClosedWindows]:
+        if frontier <= self.frontier:
+            return []
+        self.frontier = frontier
+        out = []
+        for ring in self.rings:
+            c = ring.close(frontier, self._keys(ring))
+            if c is not None:
+                out.append(c)
+        return out
+
+    def _close_public(self, frontier: int) -> list[ClosedWindows]:
+        return merge_closed(self._advance(frontier))
+
+    def close_until(self, frontier: int) -> list[ClosedWindows]:
+        """Close every window ending at or before ``frontier`` (epoch s); later readings for them are late.
+
+        The timer path: call it with a watermark derived from the wall clock
+        (see :meth:`on_timer`) so windows close although no event arrives.
+        """
+        return self._close_public(int(frontier))
+
+    def on_timer(self, now: float) -> list[ClosedWindows]:
+        """Close windows by wall clock: ``close_until(now - timer_delay - allowed_lateness)``."""
+        return self.close_until(int(now) - self.config.timer_delay_s - self.config.allowed_lateness_s)
+
+    def flush(self) -> list[ClosedWindows]:
+        """Close every open window (end of a backfill or of a test run)."""
+        top = max((int(r.start.max(initial=NONE)) for r in self.rings), default=NONE)
+        if top == NONE:
+            return []
+        return self._close_public(top + max(r.size_s for r in self.rings))
+
+    # -- snapshot -----------------------------------------------------------------
+    def _base_snapshot(self, n_rows: dict[str, int]) -> dict[str, Any]:
+        return {
+            "config": self.config.model_dump(mode="json"),
+            "frontier": None if self.frontier == NONE else int(self.frontier),
+            "max_event": None if self.max_event == NONE else int(self.max_event),
+            "rings": [r.snapshot(n_rows[r.kind]) for r in self.rings],
+        }
+
+    def _base_restore(self, state: dict[str, Any], n_rows: dict[str, int]) -> None:
+        self.frontier = NONE if state["frontier"] is None else state["frontier"]
+        self.max_event = NONE if state["max_event"] is None else state["max_event"]
+        self.rings = [WindowRing.restore(s, n_rows[s["kind"]]) for s in state["rings"]]
+
+
+def demand_kw(batch: ReadingColumns, index: I64) -> F64:
+    """Mean import power over each reading's interval, kW."""
+    out: F64 = batch.kwh_import[index] * (60.0 / batch.interval_minutes[index])
+    return out
+
+
+BoolArray = npt.NDArray[np.bool_]
