@@ -179,7 +179,7 @@ def merge_closed(parts: Sequence[ClosedWindows]) -> list[ClosedWindows]:
     for p in parts:
         groups.setdefault((p.kind, p.size_s), []).append(p)
     out = []
-    for (kind, size), ps in groups.items():
+    for (_kind, size), ps in groups.items():
         if len(ps) == 1:
             out.append(ps[0])
             continue
