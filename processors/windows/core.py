@@ -183,7 +183,7 @@ def merge_closed(parts: Sequence[ClosedWindows]) -> list[ClosedWindows]:
         if len(ps) == 1:
             out.append(ps[0])
             continue
-        cat = {f: np.concatenate([getattr(p, f) for p in ps]) for f in _CLOSED_ARRAYS}
+        cat: dict[str, Any] = {f: np.concatenate([getattr(p, f) for p in ps]) for f in _CLOSED_ARRAYS}
         out.append(ClosedWindows(kind=ps[0].kind, size_s=size, keys=[k for p in ps for k in p.keys], **cat))
     return out
 
