@@ -1,0 +1,308 @@
+"""Per-partition behaviour assignment: hysteresis, statistics for the owner, drift detection.
+
+A :class:`BehaviourAssigner` runs in every worker. For each customer feature
+update it finds the nearest cluster of the current fleet model, accounts the
+vector to that cluster's sufficient statistics (the k-means step the model
+owner makes), and decides whether the customer's *membership* moves:
+
+* **hysteresis** - a customer leaves its cluster only when the nearest other
+  cluster is closer by a relative ``margin`` (``d_new <= (1 - margin) *
+  d_current``, reason ``distance_margin``) or has been the nearest for
+  ``patience`` consecutive updates (reason ``persistence``). A customer near a
+  boundary therefore does not flap between two segments day after day, while a
+  real shift (an EV bought) crosses the margin within a day or two;
+* **re-seed** - after a re-seeded model version, each customer is re-assigned
+  at its next update without hysteresis (reason ``drift_reseed`` after a
+  drift, ``reseed`` after the owner's periodic refresh);
+  cluster ids survive re-seeds (Hungarian matching in the owner), so most
+  customers keep their segment;
+* **drift** - river's ADWIN watches the assignment distance (reported only when
+  its mean *rises*: the model fits worse) and, optionally, every scaled
+  feature. A detection becomes a :class:`DriftEvent` output and is counted in
+  the statistics, which lets a configured owner re-seed.
+
+Membership outputs are :class:`BehaviourChange` records; ``processors.segments``
+turns them into ``segment.changes`` entries/exits.
+
+Examples:
+    >>> from datetime import date
+    >>> from processors.clustering.model import FeatureSpec, ModelOwner
+    >>> from processors.features import CustomerFeatures
+    >>> spec = FeatureSpec(names=("x",), log1p=(), log=())
+    >>> owner = ModelOwner(k=2, spec=spec, min_seed_samples=4, seeder="kmeans++")
+    >>> a = BehaviourAssigner(spec, margin=0.2, patience=3)
+    >>> def upd(cid: str, x: float, d: int = 1) -> CustomerFeatures:
+    ...     return CustomerFeatures(customer_id=cid, day=date(2026, 1, d), n_days=d, values={"x": x})
+    >>> a.process([upd("A", 0.0), upd("B", 0.1), upd("C", 10.0), upd("D", 10.1)])  # no model yet
+    []
+    >>> a.set_model(owner.apply(a.flush_stats()))
+    >>> out = a.process([upd("A", 0.0, 2), upd("C", 10.0, 2)])
+    >>> [(c.customer_id, c.reason, c.from_id is None) for c in out]
+    [('A', 'initial', True), ('C', 'initial', True)]
+    >>> a.process([upd("A", 5.2, 3)])   # barely past the middle: within the margin, stays
+    []
+    >>> [c.reason for c in a.process([upd("A", 9.0, 4)])]   # clearly closer: moves
+    ['distance_margin']
+"""
+
+from __future__ import annotations
+
+import base64
+import pickle
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+from river import drift
+
+from processors.clustering.model import ClusterModel, ClusterStats, FeatureSpec, sample_priority
+from processors.features import CustomerFeatures
+
+Reason = Literal["initial", "distance_margin", "persistence", "drift_reseed", "reseed"]
+
+
+class BehaviourChange(BaseModel):
+    """Output: a customer's behaviour segment changed (or was first assigned)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["membership"] = "membership"
+    customer_id: str
+    at: datetime
+    from_id: str | None
+    from_name: str | None
+    to_id: str
+    to_name: str
+    reason: Reason
+    distance: float
+    model_version: int
+
+
+class DriftEvent(BaseModel):
+    """Output: ADWIN detected a change in the assignment distances or a feature."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["drift"] = "drift"
+    detector: str
+    at: datetime
+    mean_before: float
+    mean_after: float
+    n_updates: int
+    model_version: int
+
+
+@dataclass
+class _Membership:
+    cluster: str
+    pending: str | None = None
+    pending_count: int = 0
+    epoch: int = 0
+
+
+def _pack(obj: object) -> str:
+    return base64.b64encode(pickle.dumps(obj)).decode("ascii")
+
+
+def _unpack(text: str) -> drift.ADWIN:
+    # trusted input only: our own snapshot of a river ADWIN (state lives in the worker's store)
+    obj = pickle.loads(base64.b64decode(text))
+    assert isinstance(obj, drift.ADWIN)
+    return obj
+
+
+def _end_of(day: date) -> datetime:
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+class BehaviourAssigner:
+    """Assigns customers of one partition to the fleet model's clusters, with hysteresis.
+
+    Args:
+        spec: feature vector definition (must equal the model's).
+        margin: relative distance margin a move needs at once.
+        patience: consecutive updates a different nearest cluster needs otherwise.
+        drift_delta: ADWIN confidence parameter.
+        drift_features: also watch every scaled feature with ADWIN.
+        drift_min_days: customers with fewer folded days do not feed the detectors.
+        drift_cooldown: updates after a detection during which the same detector stays quiet.
+        sample_cap: vectors per statistics flush kept for the owner's (re-)seeding.
+    """
+
+    def __init__(
+        self,
+        spec: FeatureSpec | None = None,
+        *,
+        margin: float = 0.15,
+        patience: int = 3,
+        drift_delta: float = 0.002,
+        drift_features: bool = True,
+        drift_min_days: int = 3,
+        drift_cooldown: int = 2000,
+        sample_cap: int = 512,
+    ) -> None:
+        self.spec = spec or FeatureSpec()
+        self.margin = margin
+        self.patience = patience
+        self.drift_delta = drift_delta
+        self.drift_features = drift_features
+        self.drift_min_days = drift_min_days
+        self.drift_cooldown = drift_cooldown
+        self.sample_cap = sample_cap
+        self.model: ClusterModel | None = None
+        self.epoch = 0
+        self.members: dict[str, _Membership] = {}
+        self.stats = ClusterStats.empty(self.spec, 0, sample_cap)
+        self.n_updates = 0
+        names = ["distance"] + ([f"feature:{n}" for n in self.spec.names] if drift_features else [])
+        self.detectors: dict[str, drift.ADWIN] = {n: drift.ADWIN(delta=drift_delta) for n in names}
+        self.quiet_until: dict[str, int] = dict.fromkeys(names, 0)
+
+    # -- model exchange ------------------------------------------------------------------------------
+    def set_model(self, model: ClusterModel | None) -> None:
+        """Swap in a (newer) fleet model; a re-seeded version re-opens every membership once."""
+        if model is None or (self.model is not None and model.version <= self.model.version):
+            return
+        if model.spec != self.spec:
+            raise ValueError("model feature spec differs from the assigner's")
+        if model.reseeded:
+            self.epoch += 1
+        self.model = model
+
+    def flush_stats(self) -> ClusterStats:
+        """Statistics accumulated since the last flush (send them to the model owner)."""
+        out = self.stats
+        self.stats = ClusterStats.empty(self.spec, self.model.version if self.model else 0, self.sample_cap)
+        return out
+
+    def membership(self, customer_id: str) -> str | None:
+        """Current cluster id of a customer."""
+        m = self.members.get(customer_id)
+        return m.cluster if m else None
+
+    # -- processing --------------------------------------------------------------------------------------
+    def process(self, batch: Sequence[CustomerFeatures]) -> list[BehaviourChange | DriftEvent]:
+        """Assign a batch of feature updates; returns membership changes and drift events."""
+        if not batch:
+            return []
+        x = np.array([self.spec.vector(f.values) for f in batch])
+        self.stats.scaler.learn(x)
+        self.stats.add_sample(x, np.array([sample_priority(f"{f.customer_id}|{f.day}") for f in batch]))
+        self.stats.n_updates += len(batch)
+        if self.model is None:
+            self.n_updates += len(batch)
+            return []
+        model = self.model
+        d = model.distances(x)
+        nearest = d.argmin(axis=1)
+        for j in np.unique(nearest):
+            self.stats.add(model.ids[int(j)], x[nearest == j])
+        out: list[BehaviourChange | DriftEvent] = []
+        z = (x - model.scale_mean) / model.scale_std
+        for i, f in enumerate(batch):
+            self.n_updates += 1
+            j = int(nearest[i])
+            change = self._decide(f.customer_id, d[i], j, model)
+            at = _end_of(f.day)
+            if change is not None:
+                prev, reason = change
+                pj = model.ids.index(prev) if prev is not None and prev in model.ids else None
+                out.append(BehaviourChange(
+                    customer_id=f.customer_id, at=at, from_id=prev,
+                    from_name=model.names[pj] if pj is not None else None,
+                    to_id=model.ids[j], to_name=model.names[j], reason=reason,
+                    distance=float(d[i, j]), model_version=model.version,
+                ))
+            if f.n_days >= self.drift_min_days:
+                out.extend(self._watch(float(d[i, j]), z[i], at, model.version))
+        return out
+
+    def _decide(
+        self, cid: str, dist: np.ndarray, j: int, model: ClusterModel
+    ) -> tuple[str | None, Reason] | None:
+        target = model.ids[j]
+        m = self.members.get(cid)
+        if m is None:
+            self.members[cid] = _Membership(target, epoch=self.epoch)
+            return (None, "initial")
+        if m.cluster not in model.ids or m.epoch < self.epoch:
+            prev = m.cluster
+            self.members[cid] = _Membership(target, epoch=self.epoch)
+            if prev == target:
+                return None
+            if m.epoch < self.epoch:
+                return (prev, "drift_reseed" if model.reseed_cause == "drift" else "reseed")
+            return (prev, "initial")
+        if target == m.cluster:
+            m.pending, m.pending_count = None, 0
+            return None
+        d_cur = float(dist[model.ids.index(m.cluster)])
+        if float(dist[j]) <= (1.0 - self.margin) * d_cur:
+            prev = m.cluster
+            self.members[cid] = _Membership(target, epoch=self.epoch)
+            return (prev, "distance_margin")
+        m.pending_count = m.pending_count + 1 if m.pending == target else 1
+        m.pending = target
+        if m.pending_count >= self.patience:
+            prev = m.cluster
+            self.members[cid] = _Membership(target, epoch=self.epoch)
+            return (prev, "persistence")
+        return None
+
+    def _watch(self, distance: float, z: np.ndarray, at: datetime, version: int) -> list[DriftEvent]:
+        out: list[DriftEvent] = []
+        values: list[tuple[str, float]] = [("distance", distance)]
+        if self.drift_features:
+            values += [(f"feature:{n}", float(v)) for n, v in zip(self.spec.names, z, strict=True)]
+        for name, v in values:
+            det = self.detectors[name]
+            before = det.estimation
+            det.update(v)
+            if not det.drift_detected or self.n_updates < self.quiet_until[name]:
+                continue
+            after = det.estimation
+            if name == "distance" and after <= before:
+                continue  # distances fell: the model fits better, nothing to report
+            self.quiet_until[name] = self.n_updates + self.drift_cooldown
+            self.stats.drifts += 1
+            out.append(DriftEvent(detector=name, at=at, mean_before=before, mean_after=after,
+                                  n_updates=self.n_updates, model_version=version))
+        return out
+
+    # -- StatefulProcessor ------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-serialisable state (ADWIN windows as base64 pickles of river objects)."""
+        return {
+            "config": {"spec": self.spec.snapshot(), "margin": self.margin, "patience": self.patience,
+                       "drift_delta": self.drift_delta, "drift_features": self.drift_features,
+                       "drift_min_days": self.drift_min_days, "drift_cooldown": self.drift_cooldown,
+                       "sample_cap": self.sample_cap},
+            "model": self.model.snapshot() if self.model else None,
+            "epoch": self.epoch,
+            "members": {c: [m.cluster, m.pending, m.pending_count, m.epoch]
+                        for c, m in sorted(self.members.items())},
+            "stats": self.stats.snapshot(),
+            "n_updates": self.n_updates,
+            "detectors": {n: _pack(d) for n, d in self.detectors.items()},
+            "quiet_until": dict(self.quiet_until),
+        }
+
+    @classmethod
+    def restore(cls, state: Mapping[str, Any]) -> BehaviourAssigner:
+        """Inverse of :meth:`snapshot`."""
+        c = state["config"]
+        a = cls(FeatureSpec.restore(c["spec"]), margin=c["margin"], patience=c["patience"],
+                drift_delta=c["drift_delta"], drift_features=c["drift_features"],
+                drift_min_days=c["drift_min_days"], drift_cooldown=c["drift_cooldown"],
+                sample_cap=c["sample_cap"])
+        a.model = ClusterModel.restore(state["model"]) if state["model"] else None
+        a.epoch = int(state["epoch"])
+        a.members = {cid: _Membership(v[0], v[1], int(v[2]), int(v[3])) for cid, v in state["members"].items()}
+        a.stats = ClusterStats.restore(state["stats"])
+        a.n_updates = int(state["n_updates"])
+        a.detectors = {n: _unpack(t) for n, t in state["detectors"].items()}
+        a.quiet_until = {n: int(v) for n, v in state["quiet_until"].items()}
+        return a

@@ -1,0 +1,372 @@
+"""Per-customer load-shape features from closed daily windows, as decayed online means.
+
+Input is one :class:`DailyProfile` per customer and day: the day's hourly
+(or 30/15-minute, folded to hourly) kWh import and export. From each day we
+compute the day's raw shape — total kWh, peak-to-average ratio, the shares of
+night (00-06), morning (06-12), daytime (12-18) and evening (18-24)
+consumption, export share — and fold it into an exponentially decayed mean per
+customer. With the default half-life of one day, a behaviour change carries
+75 % of the weight after two days, so segments can follow a shift (an EV
+bought, a solar panel installed) within about two days while one odd day is
+damped. The decayed mean is bias-corrected (weights normalised), so a new
+customer's features are meaningful from the first day.
+
+Weekdays and weekend days are folded into two separate decayed means and the
+shape features are their 5/7 : 2/7 blend (a typical week): otherwise every
+Saturday would move the whole population's shares towards weekend shapes and
+back on Monday, and memberships would follow the calendar instead of the
+customer. ``weekday_weekend_ratio`` is the ratio of the two means' daily
+totals (1 until both kinds of day were seen); ``variability`` is the
+coefficient of variation of daily totals with its own, longer half-life (a
+variance needs more than two days).
+
+:class:`RunningScaler` is the online standard scaler: count/sum/sum of squares
+per feature, *mergeable*, so per-partition workers can contribute to the one
+fleet-wide scaling the shared cluster model uses (river's
+``preprocessing.StandardScaler`` gives the same numbers but cannot merge).
+
+Examples:
+    >>> from datetime import date
+    >>> evening = [0.1] * 18 + [1.0] * 6
+    >>> fp = FeatureProcessor()
+    >>> out = fp.process([DailyProfile(customer_id="C1", day=date(2026, 1, 5), kwh_import=evening)])
+    >>> f = out[0].values
+    >>> round(f["mean_daily_kwh"], 2), round(f["share_evening"], 3), round(f["peak_to_average"], 2)
+    (7.8, 0.769, 3.08)
+    >>> night = [1.0] * 6 + [0.1] * 18
+    >>> for d in (6, 7):  # two days of a new, night-heavy behaviour
+    ...     out = fp.process([DailyProfile(customer_id="C1", day=date(2026, 1, d), kwh_import=night)])
+    >>> out[0].values["share_night"] > 0.5 > out[0].values["share_evening"]
+    True
+    >>> FeatureProcessor.restore(fp.snapshot()).snapshot() == fp.snapshot()
+    True
+
+References:
+    river documentation, ``river.preprocessing.StandardScaler`` and
+    ``river.stats.EWMean`` (the online mean/variance this module mirrors).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
+from typing import Any, Self
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from stream.schemas import CustomerId
+
+LOAD_SHAPE_FEATURES: tuple[str, ...] = (
+    "mean_daily_kwh",
+    "peak_to_average",
+    "share_night",
+    "share_morning",
+    "share_daytime",
+    "share_evening",
+    "weekday_weekend_ratio",
+    "export_share",
+    "variability",
+)
+"""Names of the load-shape features, in vector order."""
+
+RFM_FEATURES: tuple[str, ...] = ("rfm.recency_days", "rfm.frequency", "rfm.monetary_mean")
+"""RFM values attached to a customer's features when known (see :meth:`FeatureProcessor.set_rfm`)."""
+
+# indices into the per-day observation vector x (and the decayed-mean state)
+_TOTAL, _P2A, _NIGHT, _MORNING, _DAY, _EVENING, _EXPORT = range(7)
+_N_OBS = 7
+
+
+class DailyProfile(BaseModel):
+    """Input record: one customer's consumption profile for one closed day.
+
+    ``kwh_import``/``kwh_export`` hold 24 hourly values (48 half-hourly or 96
+    quarter-hourly values are folded to hours); hours are local to the day
+    window the stream closed. ``weekday`` defaults from ``day`` (Mon-Fri).
+    One record per customer and day: sum a customer's meters first.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    customer_id: CustomerId
+    day: date
+    weekday: bool | None = None
+    kwh_import: tuple[float, ...]
+    kwh_export: tuple[float, ...] | None = None
+    meter_id: str | None = Field(default=None, max_length=64)
+
+    @field_validator("kwh_import", "kwh_export")
+    @classmethod
+    def _intervals(cls, v: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if v is None:
+            return v
+        if len(v) not in (24, 48, 96):
+            raise ValueError(f"need 24, 48 or 96 interval values, got {len(v)}")
+        if not all(math.isfinite(x) for x in v):
+            raise ValueError("interval values must be finite")
+        if len(v) != 24:
+            v = tuple(float(x) for x in np.asarray(v, dtype=float).reshape(24, -1).sum(axis=1))
+        return v
+
+    @model_validator(mode="after")
+    def _weekday(self) -> Self:
+        if self.weekday is None:
+            object.__setattr__(self, "weekday", self.day.weekday() < 5)
+        return self
+
+
+class CustomerFeatures(BaseModel):
+    """Output record: a customer's current feature values after a day was folded in."""
+
+    model_config = ConfigDict(frozen=True)
+
+    customer_id: str
+    day: date
+    n_days: int
+    values: dict[str, float]
+
+    def vector(self, names: Sequence[str]) -> list[float]:
+        """Values in the given order (missing features as NaN)."""
+        return [self.values.get(n, math.nan) for n in names]
+
+
+def day_observation(kwh_import: np.ndarray, kwh_export: np.ndarray | None) -> np.ndarray:
+    """The raw shape of one day: total, peak-to-average, four period shares, export share.
+
+    Negative hourly imports (net metering) are clipped to 0 for the shape.
+
+    Examples:
+        >>> day_observation(np.full(24, 0.5), None).round(3).tolist()
+        [12.0, 1.0, 0.25, 0.25, 0.25, 0.25, 0.0]
+    """
+    imp = np.clip(kwh_import, 0.0, None)
+    total = float(imp.sum())
+    exp = float(np.clip(kwh_export, 0.0, None).sum()) if kwh_export is not None else 0.0
+    x = np.zeros(_N_OBS)
+    x[_TOTAL] = total
+    if total > 0:
+        x[_P2A] = float(imp.max()) / (total / 24.0)
+        periods = imp.reshape(4, 6).sum(axis=1) / total
+        x[_NIGHT : _EVENING + 1] = periods
+    else:
+        x[_P2A] = 1.0
+        x[_NIGHT : _EVENING + 1] = 0.25
+    x[_EXPORT] = exp / (total + exp) if total + exp > 0 else 0.0
+    return x
+
+
+class _CustomerShape:
+    """Decayed-mean state of one customer (plain floats/arrays; snapshot as lists)."""
+
+    __slots__ = ("last_day", "n_days", "var_m1", "var_m2", "var_w", "wd", "wd_w", "we", "we_w")
+
+    def __init__(self) -> None:
+        self.wd = np.zeros(_N_OBS)  # decayed mean of weekday observations
+        self.we = np.zeros(_N_OBS)  # decayed mean of weekend observations
+        self.wd_w = self.we_w = 0.0
+        self.var_m1 = self.var_m2 = self.var_w = 0.0
+        self.n_days = 0
+        self.last_day = -1
+
+    def to_json(self) -> list[Any]:
+        return [self.wd.tolist(), self.we.tolist(), self.wd_w, self.we_w,
+                self.var_m1, self.var_m2, self.var_w, self.n_days, self.last_day]
+
+    @classmethod
+    def from_json(cls, d: list[Any]) -> _CustomerShape:
+        s = cls()
+        s.wd = np.asarray(d[0], dtype=float)
+        s.we = np.asarray(d[1], dtype=float)
+        (s.wd_w, s.we_w, s.var_m1, s.var_m2, s.var_w) = (float(v) for v in d[2:7])
+        s.n_days, s.last_day = int(d[7]), int(d[8])
+        return s
+
+
+class FeatureProcessor:
+    """Folds closed daily profiles into per-customer decayed load-shape features.
+
+    Args:
+        halflife_days: half-life of the shape means (1 day: a shift shows within ~2 days).
+        variability_halflife_days: half-life of the daily-total mean/variance behind ``variability``.
+
+    A day already folded for a customer (same or earlier date) is ignored, so a
+    re-delivered window changes nothing.
+    """
+
+    def __init__(self, halflife_days: float = 1.0, variability_halflife_days: float = 7.0) -> None:
+        self.halflife_days = halflife_days
+        self.variability_halflife_days = variability_halflife_days
+        self._keep = 0.5 ** (1.0 / halflife_days)
+        self._keep_var = 0.5 ** (1.0 / variability_halflife_days)
+        self.customers: dict[str, _CustomerShape] = {}
+        self.rfm: dict[str, tuple[float, float, float]] = {}
+
+    def set_rfm(self, customer_id: str, recency_days: float, frequency: float, monetary_mean: float) -> None:
+        """Attach a customer's latest RFM values (they join the feature record)."""
+        self.rfm[customer_id] = (recency_days, frequency, monetary_mean)
+
+    def update(
+        self,
+        customer_id: str,
+        day: date,
+        weekday: bool,
+        kwh_import: np.ndarray,
+        kwh_export: np.ndarray | None = None,
+    ) -> CustomerFeatures | None:
+        """Fold one day (24 hourly values) into a customer's state; None if already folded."""
+        st = self.customers.get(customer_id)
+        if st is None:
+            st = self.customers[customer_id] = _CustomerShape()
+        ordinal = day.toordinal()
+        if ordinal <= st.last_day:
+            return None
+        x = day_observation(kwh_import, kwh_export)
+        if weekday:
+            st.wd_w = self._keep * st.wd_w + 1.0
+            st.wd += (x - st.wd) / st.wd_w
+        else:
+            st.we_w = self._keep * st.we_w + 1.0
+            st.we += (x - st.we) / st.we_w
+        st.var_w = self._keep_var * st.var_w + 1.0
+        st.var_m1 += (x[_TOTAL] - st.var_m1) / st.var_w
+        st.var_m2 += (x[_TOTAL] ** 2 - st.var_m2) / st.var_w
+        st.n_days += 1
+        st.last_day = ordinal
+        return CustomerFeatures(customer_id=customer_id, day=day, n_days=st.n_days,
+                                values=self.values(customer_id))
+
+    def values(self, customer_id: str) -> dict[str, float]:
+        """Current feature values of a customer (load shape, plus RFM when known)."""
+        st = self.customers[customer_id]
+        both = st.wd_w > 0 and st.we_w > 0
+        m = (5.0 * st.wd + 2.0 * st.we) / 7.0 if both else st.wd if st.wd_w > 0 else st.we
+        ratio = st.wd[_TOTAL] / st.we[_TOTAL] if both and st.we[_TOTAL] > 0 else 1.0
+        var = max(st.var_m2 - st.var_m1**2, 0.0)
+        cv = math.sqrt(var) / st.var_m1 if st.var_m1 > 0 else 0.0
+        out = {
+            "mean_daily_kwh": float(m[_TOTAL]),
+            "peak_to_average": float(m[_P2A]),
+            "share_night": float(m[_NIGHT]),
+            "share_morning": float(m[_MORNING]),
+            "share_daytime": float(m[_DAY]),
+            "share_evening": float(m[_EVENING]),
+            "weekday_weekend_ratio": float(ratio),
+            "export_share": float(m[_EXPORT]),
+            "variability": float(cv),
+        }
+        rfm = self.rfm.get(customer_id)
+        if rfm is not None:
+            out.update(zip(RFM_FEATURES, rfm, strict=True))
+        return out
+
+    def process(self, batch: Iterable[DailyProfile]) -> list[CustomerFeatures]:
+        """Fold a batch of closed days; one output per (customer, day) actually folded.
+
+        Days of one customer should arrive in date order (the stream closes
+        windows in order); a day not newer than the last folded one is skipped.
+        """
+        out: list[CustomerFeatures] = []
+        for p in sorted(batch, key=lambda p: p.day):
+            exp = np.asarray(p.kwh_export) if p.kwh_export is not None else None
+            r = self.update(p.customer_id, p.day, bool(p.weekday), np.asarray(p.kwh_import), exp)
+            if r is not None:
+                out.append(r)
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-serialisable state."""
+        return {
+            "halflife_days": self.halflife_days,
+            "variability_halflife_days": self.variability_halflife_days,
+            "customers": {c: s.to_json() for c, s in sorted(self.customers.items())},
+            "rfm": {c: list(v) for c, v in sorted(self.rfm.items())},
+        }
+
+    @classmethod
+    def restore(cls, state: dict[str, Any]) -> FeatureProcessor:
+        """Inverse of :meth:`snapshot`."""
+        p = cls(state["halflife_days"], state["variability_halflife_days"])
+        p.customers = {c: _CustomerShape.from_json(d) for c, d in state["customers"].items()}
+        p.rfm = {c: (float(v[0]), float(v[1]), float(v[2])) for c, v in state["rfm"].items()}
+        return p
+
+
+class RunningScaler:
+    """Mergeable online standard scaler: per-feature count, sum and sum of squares.
+
+    ``decay(f)`` multiplies all three by ``f`` (forgetting old data, used by the
+    model owner between versions); ``merge`` adds them, so partition scalers
+    combine exactly.
+
+    Examples:
+        >>> a, b = RunningScaler(2), RunningScaler(2)
+        >>> a.learn(np.array([[0.0, 10.0], [2.0, 10.0]]))
+        >>> b.learn(np.array([[4.0, 10.0]]))
+        >>> m = RunningScaler.merged([a, b])
+        >>> m.mean.tolist(), m.std.round(3).tolist()   # zero variance -> std 1 (no blow-up)
+        ([2.0, 10.0], [1.633, 1.0])
+        >>> m.transform(np.array([[4.0, 10.0]])).round(3).tolist()
+        [[1.225, 0.0]]
+    """
+
+    def __init__(self, n_features: int) -> None:
+        self.n = 0.0
+        self.sum = np.zeros(n_features)
+        self.sumsq = np.zeros(n_features)
+
+    def learn(self, x: np.ndarray) -> None:
+        """Add a batch of rows (n x d)."""
+        x = np.atleast_2d(x)
+        self.n += x.shape[0]
+        self.sum += x.sum(axis=0)
+        self.sumsq += (x * x).sum(axis=0)
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Per-feature mean (0 when empty)."""
+        return self.sum / self.n if self.n > 0 else np.zeros_like(self.sum)
+
+    @property
+    def std(self) -> np.ndarray:
+        """Per-feature standard deviation; features without spread get 1 (identity scaling)."""
+        if self.n <= 0:
+            return np.ones_like(self.sum)
+        var = np.maximum(self.sumsq / self.n - self.mean**2, 0.0)
+        sd = np.sqrt(var)
+        return np.where(sd > 1e-9, sd, 1.0)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Standardise rows with the current mean and std."""
+        return (x - self.mean) / self.std
+
+    def decay(self, factor: float) -> None:
+        """Down-weight everything learnt so far by ``factor`` in (0, 1]."""
+        self.n *= factor
+        self.sum *= factor
+        self.sumsq *= factor
+
+    @classmethod
+    def merged(cls, scalers: Iterable[RunningScaler]) -> RunningScaler:
+        """Exact combination of scalers over disjoint data."""
+        xs = list(scalers)
+        out = cls(len(xs[0].sum))
+        for s in xs:
+            out.n += s.n
+            out.sum += s.sum
+            out.sumsq += s.sumsq
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-serialisable state."""
+        return {"n": self.n, "sum": self.sum.tolist(), "sumsq": self.sumsq.tolist()}
+
+    @classmethod
+    def restore(cls, state: Mapping[str, Any]) -> RunningScaler:
+        """Inverse of :meth:`snapshot`."""
+        s = cls(len(state["sum"]))
+        s.n = float(state["n"])
+        s.sum = np.asarray(state["sum"], dtype=float)
+        s.sumsq = np.asarray(state["sumsq"], dtype=float)
+        return s
