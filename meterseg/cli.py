@@ -17,6 +17,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "meterseg.stack.cli",
     "meterseg.demo",
+    "stream.contracts",
     "simulators.cli",
     "stream.cli",
 )

@@ -158,3 +158,108 @@ class Bill(Event):
     amount: Finite = Field(ge=0.0, le=1e9)
     kwh: Finite = Field(default=0.0, ge=0.0, le=1e9)
     paid_at: UtcDatetime | None = None
+
+
+# -- events the engine publishes ---------------------------------------------------------------
+
+
+class ConsumptionWindow(Event):
+    """A closed consumption window of one meter or one region (``consumption.windows``).
+
+    Emitted once per window when the watermark or the wall-clock timer passes
+    its end plus the allowed lateness; a replay after a crash re-emits the same
+    window with the same (kind, key, window, window_start), so consumers can
+    deduplicate on that tuple.
+    """
+
+    kind: Literal["meter", "region"]
+    key: str = Field(description="meter id or region name")
+    window: str = Field(description="window size label, e.g. 15m, 1h, 1d")
+    window_start: UtcDatetime
+    window_end: UtcDatetime
+    kwh_in: float
+    kwh_out: float
+    readings: int = Field(ge=0)
+    expected: int | None = Field(default=None, description="readings a complete window holds (meters only)")
+    completeness: float | None = None
+    min_kw: float | None = None
+    max_kw: float | None = None
+    mean_kw: float | None = None
+    revenue: float | None = Field(default=None, description="regional windows only")
+
+
+class MeterAlert(Event):
+    """A meter-health alert, published only when a condition is raised or cleared (``meter.alerts``)."""
+
+    alert_id: str = Field(description="deterministic: meter, kind, action and event time")
+    meter_id: MeterId
+    customer_id: CustomerId | None = None
+    kind: str = Field(description="rule that fired, e.g. stuck_register, spike, late")
+    action: Literal["raised", "cleared"]
+    health: Literal["good", "fair", "poor"]
+    reasons: list[str] = Field(default_factory=list)
+    ts: UtcDatetime
+    detail: str = ""
+
+
+class SegmentChange(Event):
+    """One customer entering or leaving one segment (``segment.changes``).
+
+    A consumer that reads only this topic can rebuild every membership: apply
+    ``entered`` as add and ``exited`` as remove, per (family, segment_id).
+    """
+
+    change_id: str
+    customer_id: CustomerId
+    family: Literal["rfm", "behaviour", "rule"]
+    segment_id: str
+    segment_name: str
+    action: Literal["entered", "exited"]
+    from_segment: str | None = None
+    to_segment: str | None = None
+    ts: UtcDatetime
+    reason: str
+    model_version: int | None = None
+
+
+class ModelEvent(Event):
+    """A change of the fleet-wide behaviour model: new version, drift detected, re-seed (``model.events``)."""
+
+    event_id: str
+    kind: Literal["version", "drift", "reseed"]
+    model_version: int = Field(ge=0)
+    ts: UtcDatetime
+    detail: dict[str, float | int | str] = Field(default_factory=dict)
+
+
+class DeadLetter(BaseModel):
+    """Documentation model of a dead-letter record (``meterseg.deadletter``).
+
+    The record's *value* is the original bytes (or, for one bad reading inside
+    an otherwise valid batch envelope, that reading's JSON) and its *key* the
+    original key; the context travels in Kafka headers named like these fields.
+    """
+
+    reason: str = Field(description="invalid_json, schema, unknown_meter, too_late, unsupported_version, ...")
+    error: str = Field(description="human-readable validation message")
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    record: int = Field(default=-1, description="index inside a batch envelope, -1 for a whole message")
+
+
+#: payload model(s) of every topic, by the settings attribute naming the topic
+TOPIC_PAYLOADS: dict[str, tuple[type[BaseModel], ...]] = {
+    "readings": (Reading, ReadingBatch),
+    "heartbeats": (Heartbeat,),
+    "purchases": (Purchase,),
+    "registry": (MeterInfo,),
+    "alerts": (MeterAlert,),
+    "windows": (ConsumptionWindow,),
+    "segment_changes": (SegmentChange,),
+    "model_events": (ModelEvent,),
+    "maintenance": (MaintenanceRequest,),
+    "feedback": (Feedback,),
+    "bills": (Bill,),
+    "deadletter": (DeadLetter,),
+}

@@ -1,0 +1,100 @@
+"""Prometheus metrics of a worker, named by Prometheus conventions (base units, ``_total``).
+
+Labels stay low-cardinality: topic, reason, kind, state, region, partition —
+never a meter or customer id (a million series would sink Prometheus).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600)
+
+EVENTS_CONSUMED = Counter(
+    "meterseg_events_consumed_total", "Kafka messages consumed, per source topic", ["topic"], registry=REGISTRY
+)
+READINGS_PROCESSED = Counter(
+    "meterseg_readings_processed_total", "Readings accepted into windows and health rules", registry=REGISTRY
+)
+HEARTBEATS_PROCESSED = Counter(
+    "meterseg_heartbeats_processed_total", "Heartbeats accepted into health rules", registry=REGISTRY
+)
+DEADLETTERED = Counter(
+    "meterseg_deadletter_total", "Messages sent to the dead-letter topic, per reason", ["reason"], registry=REGISTRY
+)
+DUPLICATES = Counter(
+    "meterseg_duplicates_total", "Duplicate readings or events dropped, per source topic", ["topic"], registry=REGISTRY
+)
+LATENCY = Histogram(
+    "meterseg_processing_latency_seconds",
+    "Delay from event time (interval end / event timestamp) or broker append time to processing",
+    ["source"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "meterseg_consumer_lag_messages", "Messages behind the high watermark", ["topic", "partition"], registry=REGISTRY
+)
+LAST_PROGRESS = Gauge(
+    "meterseg_consumer_last_progress_timestamp_seconds",
+    "Unix time the consumer last processed a batch (liveness)",
+    ["consumer"],
+    registry=REGISTRY,
+)
+LAST_POLL = Gauge(
+    "meterseg_consumer_last_poll_timestamp_seconds",
+    "Unix time the consumer last returned from a poll (liveness)",
+    ["consumer"],
+    registry=REGISTRY,
+)
+REBALANCES = Counter("meterseg_rebalances_total", "Partition assignments received", registry=REGISTRY)
+WINDOWS_EMITTED = Counter(
+    "meterseg_windows_emitted_total", "Closed consumption windows emitted, per kind", ["kind"], registry=REGISTRY
+)
+METERS_BY_HEALTH = Gauge(
+    "meterseg_meters", "Meters owned by this worker, per health state", ["state"], registry=REGISTRY
+)
+METERS_LATE = Gauge("meterseg_meters_late", "Meters currently silent beyond the allowed gap", registry=REGISTRY)
+REGION_KWH = Counter(
+    "meterseg_region_energy_kwh_total",
+    "kWh in closed regional windows, per region and direction (import/export)",
+    ["region", "direction"],
+    registry=REGISTRY,
+)
+REGION_REVENUE = Counter(
+    "meterseg_region_revenue_total", "Revenue (currency units) per region", ["region"], registry=REGISTRY
+)
+ALERTS = Counter(
+    "meterseg_alerts_total", "Meter alerts per kind and action (raised/cleared)", ["kind", "action"], registry=REGISTRY
+)
+REDIS_LATENCY = Histogram(
+    "meterseg_redis_operation_seconds",
+    "Duration of Redis round trips (pipelines and scripts), per operation",
+    ["operation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+    registry=REGISTRY,
+)
+BATCH_SECONDS = Histogram(
+    "meterseg_batch_processing_seconds",
+    "Time to process one polled batch, per pipeline",
+    ["pipeline"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
+CHECKPOINTS = Counter(
+    "meterseg_checkpoints_total", "State checkpoints written to Redis, per pipeline", ["pipeline"], registry=REGISTRY
+)
+RECOVERY_SECONDS = Histogram(
+    "meterseg_recovery_seconds",
+    "Time to restore partition state on assignment",
+    ["pipeline"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+
+
+def serve(port: int, addr: str = "0.0.0.0") -> None:
+    """Expose :data:`REGISTRY` on ``http://addr:port/metrics``."""
+    start_http_server(port, addr=addr, registry=REGISTRY)

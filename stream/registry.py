@@ -1,0 +1,98 @@
+"""Follows the compacted ``meter.registry`` topic into an in-memory :class:`MeterRegistry`.
+
+Every worker reads the whole registry (all partitions, no consumer group):
+the fleet is needed to reject unknown meters, to know regions for regional
+totals and which meters may export. ``catch_up()`` reads to the end before
+ingestion starts, so a reading is never dead-lettered as "unknown meter" just
+because the worker had not read the registry yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from processors.columns import MeterRegistry
+from stream.schemas import MeterInfo
+
+log = logging.getLogger(__name__)
+
+
+class RegistryFollower:
+    """Keeps ``registry`` up to date with the registry topic."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        registry: MeterRegistry | None = None,
+        on_invalid: Callable[[bytes, str, int, int], None] | None = None,
+    ):
+        self.topic = topic
+        self.registry = registry if registry is not None else MeterRegistry()
+        self.on_invalid = on_invalid
+        self.invalid = 0
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._partitions: list[TopicPartition] = []
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        parts = self.consumer.partitions_for_topic(self.topic)
+        if not parts:
+            await self.consumer._client.force_metadata_update()
+            parts = self.consumer.partitions_for_topic(self.topic) or {0}
+        self._partitions = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        self.consumer.assign(self._partitions)
+        await self.consumer.seek_to_beginning(*self._partitions)
+
+    async def catch_up(self, timeout_s: float = 120.0) -> int:
+        """Read until the end offsets seen now; return the number of meters known."""
+        ends = await self.consumer.end_offsets(self._partitions)
+
+        async def _read() -> None:
+            while any(await self.consumer.position(tp) < end for tp, end in ends.items()):
+                await self._poll()
+
+        await asyncio.wait_for(_read(), timeout=timeout_s)
+        log.info("meter registry loaded: %d meters from %s", len(self.registry), self.topic)
+        return len(self.registry)
+
+    def follow(self) -> None:
+        """Keep applying registrations in the background."""
+        self._task = asyncio.create_task(self._follow(), name="registry-follower")
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                await self._poll(timeout_ms=500)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("registry poll failed, retrying: %s", exc)
+                await asyncio.sleep(1)
+
+    async def _poll(self, timeout_ms: int = 200) -> None:
+        batch = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=50_000)
+        for tp, records in batch.items():
+            for rec in records:
+                if rec.value is None:
+                    continue  # tombstone: meters are never forgotten mid-run
+                try:
+                    self.registry.upsert(MeterInfo.model_validate_json(rec.value))
+                except ValidationError as exc:
+                    self.invalid += 1
+                    if self.on_invalid is not None:
+                        self.on_invalid(rec.value, str(exc).splitlines()[0], tp.partition, rec.offset)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.consumer.stop()

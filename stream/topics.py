@@ -1,0 +1,81 @@
+"""Topic layout: names from settings, partition counts, retention, and their creation.
+
+Meter topics are keyed by meter id and customer topics by customer id, all
+with ``Settings.partitions`` partitions so that readings and heartbeats of a
+meter land on the same partition number (co-partitioning) and one worker
+owns all of a meter's state. The registry is compacted: the latest
+registration of each meter is all a new worker needs to read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from meterseg.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    key: str
+    payload: str
+    compacted: bool = False
+    partitions: int | None = None  # None: Settings.partitions
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic meterseg reads or writes, with its key and payload model."""
+    t = settings.topics
+    return [
+        TopicSpec(t.readings, "meter id", "Reading or ReadingBatch"),
+        TopicSpec(t.heartbeats, "meter id", "Heartbeat"),
+        TopicSpec(t.purchases, "customer id", "Purchase"),
+        TopicSpec(t.registry, "meter id", "MeterInfo", compacted=True),
+        TopicSpec(t.alerts, "meter id", "MeterAlert"),
+        TopicSpec(t.windows, "meter id or region", "ConsumptionWindow"),
+        TopicSpec(t.segment_changes, "customer id", "SegmentChange"),
+        TopicSpec(t.model_events, "model id", "ModelEvent", partitions=1),
+        TopicSpec(t.maintenance, "customer id", "MaintenanceRequest"),
+        TopicSpec(t.feedback, "customer id", "Feedback"),
+        TopicSpec(t.bills, "customer id", "Bill"),
+        TopicSpec(t.deadletter, "source key", "DeadLetter"),
+    ]
+
+
+async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    """Create missing topics; return the names created. Existing topics are left as they are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                spec.name,
+                num_partitions=spec.partitions or settings.partitions,
+                replication_factor=1,
+                topic_configs={"cleanup.policy": "compact"} if spec.compacted else {},
+            )
+            for spec in topic_specs(settings)
+            if spec.name not in existing
+        ]
+        if wanted:
+            # another worker may create them at the same moment
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(wanted)
+            log.info("created topics: %s", ", ".join(t.name for t in wanted))
+        # wait until metadata shows them, so the first produce does not race creation
+        for _ in range(50):
+            if {t.name for t in wanted} <= set(await admin.list_topics()):
+                break
+            await asyncio.sleep(0.1)
+        return [t.name for t in wanted]
+    finally:
+        await admin.close()
