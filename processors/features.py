@@ -160,9 +160,11 @@ def day_observation(kwh_import: np.ndarray, kwh_export: np.ndarray | None) -> np
 class _CustomerShape:
     """Decayed-mean state of one customer (plain floats/arrays; snapshot as lists)."""
 
-    __slots__ = ("last_day", "n_days", "var_m1", "var_m2", "var_w", "wd", "wd_w", "we", "we_w")
+    __slots__ = ("all", "all_w", "last_day", "n_days", "var_m1", "var_m2", "var_w", "wd", "wd_w", "we", "we_w")
 
     def __init__(self) -> None:
+        self.all = np.zeros(_N_OBS)  # decayed mean of all days' observations
+        self.all_w = 0.0
         self.wd = np.zeros(_N_OBS)  # decayed mean of weekday observations
         self.we = np.zeros(_N_OBS)  # decayed mean of weekend observations
         self.wd_w = self.we_w = 0.0
@@ -172,7 +174,7 @@ class _CustomerShape:
 
     def to_json(self) -> list[Any]:
         return [self.wd.tolist(), self.we.tolist(), self.wd_w, self.we_w,
-                self.var_m1, self.var_m2, self.var_w, self.n_days, self.last_day]
+                self.var_m1, self.var_m2, self.var_w, self.n_days, self.last_day, self.all.tolist(), self.all_w]
 
     @classmethod
     def from_json(cls, d: list[Any]) -> _CustomerShape:
@@ -181,6 +183,7 @@ class _CustomerShape:
         s.we = np.asarray(d[1], dtype=float)
         (s.wd_w, s.we_w, s.var_m1, s.var_m2, s.var_w) = (float(v) for v in d[2:7])
         s.n_days, s.last_day = int(d[7]), int(d[8])
+        s.all, s.all_w = np.asarray(d[9], dtype=float), float(d[10])
         return s
 
 
@@ -195,8 +198,11 @@ class FeatureProcessor:
     re-delivered window changes nothing.
     """
 
-    def __init__(self, halflife_days: float = 1.0, variability_halflife_days: float = 7.0) -> None:
+    def __init__(
+        self, halflife_days: float = 1.0, variability_halflife_days: float = 7.0, week_blend: bool = False
+    ) -> None:
         self.halflife_days = halflife_days
+        self.week_blend = week_blend
         self.variability_halflife_days = variability_halflife_days
         self._keep = 0.5 ** (1.0 / halflife_days)
         self._keep_var = 0.5 ** (1.0 / variability_halflife_days)
@@ -223,6 +229,8 @@ class FeatureProcessor:
         if ordinal <= st.last_day:
             return None
         x = day_observation(kwh_import, kwh_export)
+        st.all_w = self._keep * st.all_w + 1.0
+        st.all += (x - st.all) / st.all_w
         if weekday:
             st.wd_w = self._keep * st.wd_w + 1.0
             st.wd += (x - st.wd) / st.wd_w
@@ -241,7 +249,10 @@ class FeatureProcessor:
         """Current feature values of a customer (load shape, plus RFM when known)."""
         st = self.customers[customer_id]
         both = st.wd_w > 0 and st.we_w > 0
-        m = (5.0 * st.wd + 2.0 * st.we) / 7.0 if both else st.wd if st.wd_w > 0 else st.we
+        if self.week_blend:
+            m = (5.0 * st.wd + 2.0 * st.we) / 7.0 if both else st.wd if st.wd_w > 0 else st.we
+        else:
+            m = st.all
         ratio = st.wd[_TOTAL] / st.we[_TOTAL] if both and st.we[_TOTAL] > 0 else 1.0
         var = max(st.var_m2 - st.var_m1**2, 0.0)
         cv = math.sqrt(var) / st.var_m1 if st.var_m1 > 0 else 0.0
@@ -280,6 +291,7 @@ class FeatureProcessor:
         return {
             "halflife_days": self.halflife_days,
             "variability_halflife_days": self.variability_halflife_days,
+            "week_blend": self.week_blend,
             "customers": {c: s.to_json() for c, s in sorted(self.customers.items())},
             "rfm": {c: list(v) for c, v in sorted(self.rfm.items())},
         }
@@ -287,7 +299,7 @@ class FeatureProcessor:
     @classmethod
     def restore(cls, state: dict[str, Any]) -> FeatureProcessor:
         """Inverse of :meth:`snapshot`."""
-        p = cls(state["halflife_days"], state["variability_halflife_days"])
+        p = cls(state["halflife_days"], state["variability_halflife_days"], state["week_blend"])
         p.customers = {c: _CustomerShape.from_json(d) for c, d in state["customers"].items()}
         p.rfm = {c: (float(v[0]), float(v[1]), float(v[2])) for c, v in state["rfm"].items()}
         return p

@@ -332,7 +332,10 @@ class Simulator:
                 send[m] = False
             elif f.kind == "stuck":
                 if m not in self._stuck_value:
-                    self._stuck_value[m] = max(float(imp[m]), 0.0123)
+                    value = max(float(imp[m]), 0.0123)
+                    if value == self.load.prev1[m]:  # the frozen run must start exactly at the fault
+                        value = round(value + 0.0001, 4)
+                    self._stuck_value[m] = value
                     self._stuck_register[m] = float(fl.register[m])
                 imp[m] = self._stuck_value[m]
                 frozen.append(m)

@@ -56,8 +56,14 @@ class RegistryFollower:
         """Read until the end offsets seen now; return the number of meters known."""
         ends = await self.consumer.end_offsets(self._partitions)
 
+        async def behind() -> bool:
+            for tp, end in ends.items():
+                if await self.consumer.position(tp) < end:
+                    return True
+            return False
+
         async def _read() -> None:
-            while any(await self.consumer.position(tp) < end for tp, end in ends.items()):
+            while await behind():
                 await self._poll()
 
         await asyncio.wait_for(_read(), timeout=timeout_s)

@@ -44,8 +44,10 @@ def partition_of(customer_id: str, n: int) -> int:
 class FleetWorker:
     """One partition worker: features + assignment."""
 
-    def __init__(self, spec: FeatureSpec, halflife_days: float, assigner_kwargs: dict[str, Any]) -> None:
-        self.features = FeatureProcessor(halflife_days=halflife_days)
+    def __init__(
+        self, spec: FeatureSpec, halflife_days: float, week_blend: bool, assigner_kwargs: dict[str, Any]
+    ) -> None:
+        self.features = FeatureProcessor(halflife_days=halflife_days, week_blend=week_blend)
         self.assigner = BehaviourAssigner(spec, **assigner_kwargs)
 
     def process(self, batch: Sequence[DailyProfile]) -> list[BehaviourChange | DriftEvent]:
@@ -60,7 +62,7 @@ class LocalFleet:
         n_workers: partition workers.
         k: clusters.
         spec: feature vector definition.
-        halflife_days: feature half-life.
+        halflife_days, week_blend: feature options (see :class:`FeatureProcessor`).
         seeder: owner's seeding clusterer.
         decay, min_seed_samples, sample_cap, reseed_on_drift, seed: passed to :class:`ModelOwner`.
         **assigner_kwargs: passed to every :class:`BehaviourAssigner` (margin, patience, drift...).
@@ -73,6 +75,7 @@ class LocalFleet:
         spec: FeatureSpec | None = None,
         *,
         halflife_days: float = 1.0,
+        week_blend: bool = False,
         seeder: Seeder = "river_kmeans",
         decay: float = 0.8,
         min_seed_samples: int = 256,
@@ -84,7 +87,7 @@ class LocalFleet:
         self.spec = spec or FeatureSpec()
         self.owner = ModelOwner(k, self.spec, decay=decay, min_seed_samples=min_seed_samples,
                                 sample_cap=sample_cap, reseed_on_drift=reseed_on_drift, seeder=seeder, seed=seed)
-        self.workers = [FleetWorker(self.spec, halflife_days, dict(assigner_kwargs)) for _ in range(n_workers)]
+        self.workers = [FleetWorker(self.spec, halflife_days, week_blend, dict(assigner_kwargs)) for _ in range(n_workers)]
 
     @property
     def version(self) -> int:
