@@ -1,0 +1,328 @@
+"""Meter health: VEE-style rules over readings and heartbeats, per-meter state, alerts on change.
+
+:class:`HealthMonitor` keeps compact per-meter arrays (last reading, register,
+sequence number, a short history of values for the spike rule, last
+heartbeat status, last sign of life) and evaluates every rule on whole arrays.
+
+Readings of one meter must be judged in event-time order (a stuck run or a
+sequence gap is a property of consecutive readings), yet a batch envelope may
+hold many readings of one meter. The batch is therefore split into *rounds*:
+round ``r`` holds the ``r``-th reading (in event time) of every meter present,
+so each round touches each meter at most once and is fully vectorised; a
+typical batch (readings of many meters for one interval) is a single round.
+
+Rule families live in their own modules: :mod:`.plausibility` (negative
+consumption, voltage), :mod:`.spike` (robust z-score), :mod:`.register`
+(stuck), :mod:`.sequence` (gaps), :mod:`.heartbeat` (fault, degraded, error
+codes, clock skew), :mod:`.silence` (late meters, by timer); :mod:`.state`
+turns findings into good/fair/poor and raised/cleared alerts.
+
+Examples:
+    >>> from stream.schemas import MeterInfo
+    >>> from processors.columns import EPOCH, HeartbeatColumns, MeterRegistry, ReadingColumns
+    >>> reg = MeterRegistry([MeterInfo(meter_id="M1", customer_id="C1", region="N",
+    ...                                tariff="prepaid", installed_on=EPOCH)])
+    >>> row = {"meter_id": "M1", "customer_id": "C1", "voltage": 230.0}
+    >>> rows = [{**row, "interval_start": 900 * k, "kwh_import": 0.5, "register_kwh": 10.0, "seq": k}
+    ...         for k in range(4)]   # same non-zero value, frozen register: stuck
+    >>> h = HealthMonitor()
+    >>> out = h.process(ReadingColumns.from_rows(reg, rows))
+    >>> [(a.kind, a.status, a.health, a.at) for a in out.alerts]
+    [('stuck_register', 'raised', 'poor', 1800)]
+    >>> h.process(ReadingColumns.from_rows(reg, rows)).alerts   # redelivery: nothing new
+    []
+    >>> [(a.kind, a.status) for a in h.check_silence(now=3600 + 4 * 900).alerts]
+    [('silent', 'raised')]
+    >>> hb = HeartbeatColumns.from_rows(reg, [{"meter_id": "M1", "ts": 9000, "status": "ok"}])
+    >>> [(a.kind, a.status) for a in h.process(hb).alerts]
+    [('silent', 'cleared')]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+import numpy as np
+
+from processors.columns import F64, I64, HeartbeatColumns, MeterRows, ReadingColumns, grow_rows
+from processors.health.config import EVENT_KINDS, KINDS, HealthConfig
+from processors.health.heartbeat import conditions
+from processors.health.plausibility import negative, voltage_out
+from processors.health.register import repeats
+from processors.health.sequence import gap
+from processors.health.silence import NEVER, silent
+from processors.health.spike import robust_z
+from processors.health.state import HEALTH_STATES, HealthAlert, HealthStateMachine, MeterHealth, bit, reasons_of
+
+__all__ = [
+    "HEALTH_STATES",
+    "KINDS",
+    "HealthAlert",
+    "HealthConfig",
+    "HealthMonitor",
+    "HealthOutput",
+    "MeterHealth",
+]
+
+_NONE = np.iinfo(np.int64).min
+_CLEAN_CAP = 1 << 30
+
+
+@dataclass(slots=True)
+class HealthOutput:
+    """Alerts (state changes per kind) and the meters whose health record changed."""
+
+    alerts: list[HealthAlert] = field(default_factory=list)
+    changes: list[MeterHealth] = field(default_factory=list)
+
+    def extend(self, alerts: list[HealthAlert], changes: list[MeterHealth]) -> None:
+        self.alerts += alerts
+        self.changes += changes
+
+
+def _rounds(rows: I64, t: I64) -> list[I64]:
+    """Split positions into rounds: the r-th reading (by time) of every row goes to round r."""
+    n = len(rows)
+    if n == 0:
+        return []
+    order = np.lexsort((t, rows))
+    rs = rows[order]
+    first = np.ones(n, np.bool_)
+    first[1:] = rs[1:] != rs[:-1]
+    ar = np.arange(n)
+    rank = ar - np.maximum.accumulate(np.where(first, ar, 0))
+    top = int(rank.max())
+    if top == 0:
+        return [order]
+    by_rank = order[np.argsort(rank, kind="stable")]
+    bounds = np.cumsum(np.bincount(rank, minlength=top + 1))
+    return np.split(by_rank, bounds[:-1])
+
+
+class HealthMonitor:
+    """Per-meter health from readings and heartbeats; ``check_silence`` from a timer.
+
+    Args:
+        config: thresholds and severities (:class:`HealthConfig`).
+
+    ``process(ReadingColumns | HeartbeatColumns) -> HealthOutput``,
+    ``check_silence(now: int | None = None) -> HealthOutput``,
+    ``health(meter_id) -> MeterHealth | None``, ``counts() -> {state: n}``.
+    Feed it readings after deduplication and the windows' lateness check.
+    """
+
+    def __init__(self, config: HealthConfig | None = None) -> None:
+        self.config = config or HealthConfig()
+        self.rows = MeterRows()
+        self.machine = HealthStateMachine(self.config)
+        k = self.config.spike_window
+        self.last_t = np.zeros(0, np.int64)
+        self.last_seq = np.zeros(0, np.int64)
+        self.last_import = np.zeros(0, np.float64)
+        self.last_register = np.zeros(0, np.float64)
+        self.run = np.zeros(0, np.int64)
+        self.clean = np.zeros((0, len(EVENT_KINDS)), np.int64)
+        self.hb_status = np.zeros(0, np.int8)
+        self.hb_ts = np.zeros(0, np.int64)
+        self.last_seen = np.zeros(0, np.int64)
+        self.interval_s = np.zeros(0, np.int64)
+        self.hist = np.zeros((0, k), np.float32)
+        self.hist_pos = np.zeros(0, np.int64)
+        self.stream_time = _NONE
+        """Latest sign of life seen from any meter (the default clock of :meth:`check_silence`)."""
+
+    _FILL: dict[str, Any] = {
+        "last_t": _NONE, "last_seq": -1, "last_import": np.nan, "last_register": np.nan, "run": 0, "clean": 0,
+        "hb_status": 0, "hb_ts": _NONE, "last_seen": NEVER, "interval_s": 0, "hist": np.nan, "hist_pos": 0,
+    }  # fmt: skip
+
+    def _ensure(self) -> None:
+        n = len(self.rows)
+        if len(self.last_t) >= n:
+            return
+        for name, fill in self._FILL.items():
+            setattr(self, name, grow_rows(getattr(self, name), n, fill))
+        self.machine.ensure_rows(n)
+
+    # -- readings -----------------------------------------------------------------
+    def process(self, batch: ReadingColumns | HeartbeatColumns) -> HealthOutput:
+        """Evaluate the rules on a batch of readings or heartbeats."""
+        if isinstance(batch, HeartbeatColumns):
+            return self._heartbeats(batch)
+        out = HealthOutput()
+        if not len(batch):
+            return out
+        rows = self.rows.rows_of(batch.registry, batch.meter)
+        self._ensure()
+        for idx in _rounds(rows, batch.interval_start):
+            out.extend(*self._reading_round(batch, idx, rows[idx]))
+        return out
+
+    def _reading_round(self, batch: ReadingColumns, idx: I64, rw: I64) -> tuple[list[HealthAlert], list[MeterHealth]]:
+        cfg = self.config
+        reg = batch.registry
+        slots = batch.meter[idx]
+        t = batch.interval_start[idx]
+        x = batch.kwh_import[idx]
+        register = batch.register_kwh[idx]
+        seq = batch.seq[idx]
+        volts = batch.voltage[idx]
+        interval = batch.interval_minutes[idx] * 60
+        last_t = self.last_t[rw]
+        in_order = (last_t == _NONE) | (t > last_t)
+
+        neg = negative(x, reg.has_export[slots], cfg.negative_tolerance_kwh)
+        nominal = reg.nominal_voltage[slots]
+        vol = voltage_out(volts, nominal, cfg.voltage_tolerance)
+        z, p95, n_hist = robust_z(self.hist[rw], x, min_mad=cfg.spike_min_mad_kwh)
+        spk = (n_hist >= cfg.spike_min_history) & (z > cfg.spike_z) & (x > cfg.spike_ratio_p95 * p95)
+        pos = self.hist_pos[rw]
+        self.hist[rw, pos] = x
+        self.hist_pos[rw] = (pos + 1) % cfg.spike_window
+
+        rep = repeats(x, self.last_import[rw], register, self.last_register[rw]) & in_order
+        run = np.where(in_order, np.where(rep, self.run[rw] + 1, 0), self.run[rw])
+        stuck = (run >= cfg.stuck_intervals - 1) & (self.hb_status[rw] == 0)
+        missing = seq - self.last_seq[rw] - 1
+        gaps = gap(seq, self.last_seq[rw], cfg.sequence_gap_min) & in_order
+
+        o = rw[in_order]
+        self.last_t[o] = t[in_order]
+        self.last_seq[o] = seq[in_order]
+        self.last_import[o] = x[in_order]
+        self.last_register[o] = register[in_order]
+        self.run[rw] = run
+        self.last_seen[rw] = np.maximum(self.last_seen[rw], t + interval)
+        self.interval_s[rw] = interval
+        self.stream_time = max(self.stream_time, int((t + interval).max()))
+
+        active = self.machine.active[rw].astype(np.int64)
+        new = active.copy()
+        clean = self.clean[rw]
+        for j, (kind, fired) in enumerate(
+            (("negative_consumption", neg), ("spike", spk), ("voltage", vol), ("sequence_gap", gaps))
+        ):
+            b = bit(kind)
+            c = np.where(fired, 0, np.minimum(clean[:, j] + 1, _CLEAN_CAP))
+            clean[:, j] = c
+            new = np.where(fired, new | b, np.where(c >= cfg.clear_after, new & ~b, new))
+        self.clean[rw] = clean
+        sb = bit("stuck_register")
+        new = np.where(stuck, new | sb, np.where(in_order & (run == 0), new & ~sb, new))
+        new &= ~bit("silent")
+        values = {
+            "negative_consumption": x, "spike": z, "voltage": volts,
+            "stuck_register": (run + 1).astype(np.float64), "sequence_gap": missing.astype(np.float64),
+        }  # fmt: skip
+        return self.machine.transition(rw, t, new.astype(np.uint16), self.rows.ids, values)
+
+    # -- heartbeats ---------------------------------------------------------------
+    def _heartbeats(self, batch: HeartbeatColumns) -> HealthOutput:
+        out = HealthOutput()
+        if not len(batch):
+            return out
+        rows = self.rows.rows_of(batch.registry, batch.meter)
+        self._ensure()
+        fresh = self.interval_s[rows] <= 0
+        if fresh.any():
+            self.interval_s[rows[fresh]] = batch.registry.interval_minutes[batch.meter[fresh]] * 60
+        for idx in _rounds(rows, batch.ts):
+            rw = rows[idx]
+            ts = batch.ts[idx]
+            in_order = (self.hb_ts[rw] == _NONE) | (ts >= self.hb_ts[rw])
+            cond = conditions(
+                batch.status[idx], batch.n_error_codes[idx], batch.clock_offset_s[idx], self.config.clock_skew_s
+            )
+            new = self.machine.active[rw].astype(np.int64)
+            for kind, holds in cond.items():
+                b = bit(kind)
+                new = np.where(in_order, np.where(holds, new | b, new & ~b), new)
+            new &= ~bit("silent")
+            o = rw[in_order]
+            self.hb_status[o] = batch.status[idx][in_order]
+            self.hb_ts[o] = ts[in_order]
+            self.last_seen[rw] = np.maximum(self.last_seen[rw], ts)
+            self.stream_time = max(self.stream_time, int(ts.max()))
+            values: dict[str, F64] = {"clock_skew": batch.clock_offset_s[idx]}
+            out.extend(*self.machine.transition(rw, ts, new.astype(np.uint16), self.rows.ids, values))
+        return out
+
+    # -- timer --------------------------------------------------------------------
+    def check_silence(self, now: int | None = None) -> HealthOutput:
+        """Raise ``silent`` for meters not heard from for ``silent_intervals`` intervals.
+
+        ``now`` is the stream clock in epoch seconds: the wall clock when the
+        stream is live, the simulated clock in a simulation. Default: the
+        latest sign of life seen from any meter, which does not mistake
+        consumer lag for silent meters.
+        """
+        out = HealthOutput()
+        n = len(self.rows)
+        if n == 0 or (now is None and self.stream_time == _NONE):
+            return out
+        clock = self.stream_time if now is None else int(now)
+        sb = bit("silent")
+        quiet = silent(self.last_seen[:n], self.interval_s[:n], now=clock, k=self.config.silent_intervals)
+        rw = np.flatnonzero(quiet & ((self.machine.active[:n].astype(np.int64) & sb) == 0))
+        if len(rw):
+            new = (self.machine.active[rw].astype(np.int64) | sb).astype(np.uint16)
+            missed = ((clock - self.last_seen[rw]) // np.maximum(self.interval_s[rw], 1)).astype(np.float64)
+            at = np.full(len(rw), clock, np.int64)
+            out.extend(*self.machine.transition(rw, at, new, self.rows.ids, {"silent": missed}))
+        return out
+
+    # -- queries ------------------------------------------------------------------
+    def health(self, meter_id: str) -> MeterHealth | None:
+        """Current health of one meter (``None`` if never seen)."""
+        r = self.rows.row(meter_id)
+        if r is None:
+            return None
+        mask = int(self.machine.active[r])
+        code = int(self.machine.state_codes(np.array([mask]))[0])
+        return MeterHealth(meter_id, HEALTH_STATES[code], reasons_of(mask), int(self.machine.since[r]))
+
+    def counts(self) -> dict[str, int]:
+        """Meters per health state."""
+        return self.machine.counts(len(self.rows))
+
+    # -- protocol -----------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Per-meter arrays keyed by the row list of meter ids (NaN stored as null)."""
+        n = len(self.rows)
+        arrays: dict[str, Any] = {}
+        for name in self._FILL:
+            a: np.ndarray[Any, Any] = getattr(self, name)[:n]
+            if a.dtype.kind == "f":
+                obj = a.astype(np.float64).astype(object)
+                obj[np.isnan(a)] = None
+                arrays[name] = obj.tolist()
+            else:
+                arrays[name] = a.tolist()
+        return {
+            "config": self.config.model_dump(mode="json"),
+            "meters": self.rows.ids,
+            "active": self.machine.active[:n].tolist(),
+            "since": self.machine.since[:n].tolist(),
+            "stream_time": None if self.stream_time == _NONE else self.stream_time,
+            **arrays,
+        }
+
+    @classmethod
+    def restore(cls, state: dict[str, Any]) -> Self:
+        """Rebuild from :meth:`snapshot` output."""
+        h = cls(HealthConfig.model_validate(state["config"]))
+        h.rows = MeterRows(state["meters"])
+        for name in cls._FILL:
+            cur = getattr(h, name)
+            raw = state[name]
+            if cur.dtype.kind == "f":
+                arr = np.array(raw, np.float64).astype(cur.dtype)  # None → nan
+                arr = arr.reshape((-1, *cur.shape[1:]))
+            else:
+                arr = np.array(raw, cur.dtype).reshape((-1, *cur.shape[1:]))
+            setattr(h, name, arr)
+        h.machine.active = np.array(state["active"], np.uint16)
+        h.machine.since = np.array(state["since"], np.int64)
+        h.stream_time = _NONE if state["stream_time"] is None else state["stream_time"]
+        return h
