@@ -98,3 +98,67 @@ RECOVERY_SECONDS = Histogram(
 def serve(port: int, addr: str = "0.0.0.0") -> None:
     """Expose :data:`REGISTRY` on ``http://addr:port/metrics``."""
     start_http_server(port, addr=addr, registry=REGISTRY)
+
+
+# -- segmentation ---------------------------------------------------------------------------------
+SEGMENT_MEMBERS = Gauge(
+    "meterseg_segment_members", "Customers in a segment", ["family", "segment"], registry=REGISTRY
+)
+SEGMENT_ENTRIES = Counter(
+    "meterseg_segment_entries_total", "Customers entering a segment", ["family", "segment"], registry=REGISTRY
+)
+SEGMENT_EXITS = Counter(
+    "meterseg_segment_exits_total", "Customers leaving a segment", ["family", "segment"], registry=REGISTRY
+)
+SEGMENT_VOLATILITY = Gauge(
+    "meterseg_segment_volatility_ratio",
+    "(entries + exits) / size over the last simulated or real day, per segment",
+    ["family", "segment"],
+    registry=REGISTRY,
+)
+PROFILE_UPDATES = Counter(
+    "meterseg_profile_updates_total", "Customer profile updates (RFM or features)", ["kind"], registry=REGISTRY
+)
+PURCHASES_APPLIED = Counter(
+    "meterseg_purchases_applied_total", "Purchase events applied to RFM state, per event type", ["event_type"],
+    registry=REGISTRY,
+)
+DRIFT_EVENTS = Counter(
+    "meterseg_drift_events_total", "Drift detections of the behaviour model, per signal", ["signal"], registry=REGISTRY
+)
+MODEL_VERSION = Gauge("meterseg_model_version", "Version of the fleet-wide behaviour model", registry=REGISTRY)
+CUSTOMERS = Gauge("meterseg_customers", "Customers with state, per kind (new/returning)", ["kind"], registry=REGISTRY)
+REVENUE = Counter(
+    "meterseg_purchase_revenue_total", "Purchased amount (currency units), per channel", ["channel"], registry=REGISTRY
+)
+
+# -- operations -----------------------------------------------------------------------------------
+MAINTENANCE_OPENED = Counter(
+    "meterseg_maintenance_requests_opened_total", "Maintenance requests opened", ["region"], registry=REGISTRY
+)
+MAINTENANCE_RESOLVED = Counter(
+    "meterseg_maintenance_requests_resolved_total", "Maintenance requests resolved", ["region"], registry=REGISTRY
+)
+MAINTENANCE_RESOLUTION = Histogram(
+    "meterseg_maintenance_resolution_seconds",
+    "Time from request to resolution",
+    buckets=(3600, 4 * 3600, 12 * 3600, 86400, 2 * 86400, 4 * 86400, 7 * 86400, 14 * 86400, 30 * 86400),
+    registry=REGISTRY,
+)
+MAINTENANCE_BY_TECHNICIAN = Counter(
+    "meterseg_maintenance_requests_by_technician_total",
+    "Resolved requests per technician (bounded: technicians are few)",
+    ["technician"],
+    registry=REGISTRY,
+)
+FEEDBACK = Counter(
+    "meterseg_feedback_total", "Satisfaction scores received, per score (1-5)", ["score"], registry=REGISTRY
+)
+BILLS = Counter("meterseg_bills_total", "Bills issued, per status (paid/unpaid)", ["status"], registry=REGISTRY)
+BILLED_AMOUNT = Counter(
+    "meterseg_bills_amount_total", "Billed amount, per status (paid/unpaid)", ["status"], registry=REGISTRY
+)
+
+METERS_REGISTERED = Gauge(
+    "meterseg_meters_registered", "Meters known from the registry topic, per region", ["region"], registry=REGISTRY
+)
