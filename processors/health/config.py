@@ -44,9 +44,9 @@ class HealthConfig(BaseModel):
     negative_tolerance_kwh: float = Field(default=0.0, ge=0.0, description="kwh_import below -this is negative")
     spike_window: int = Field(default=96, ge=8, description="recent readings per meter kept for median/MAD")
     spike_min_history: int = Field(default=16, ge=3)
-    spike_z: float = Field(default=8.0, gt=0.0, description="robust z-score 0.6745 (x - median) / MAD above which")
+    spike_z: float = Field(default=10.0, gt=0.0, description="robust z-score 0.6745 (x - median) / MAD above which")
     spike_ratio_p95: float = Field(
-        default=2.0, ge=0.0, description="... and x above this multiple of the history's 95th percentile"
+        default=3.0, ge=0.0, description="... and x above this multiple of the history's 95th percentile"
     )
     spike_min_mad_kwh: float = Field(default=0.01, gt=0.0, description="MAD floor (a flat history is not zero spread)")
     stuck_intervals: int = Field(default=3, ge=2, description="same non-zero value this many intervals in a row")

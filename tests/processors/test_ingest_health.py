@@ -1,0 +1,120 @@
+"""Health rules: each fault kind raised once and cleared once, no storms, batching-invariant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+from test_ingest_support import T0, make_registry, make_rows
+
+from processors.columns import HeartbeatColumns, ReadingColumns
+from processors.health import HealthAlert, HealthConfig, HealthMonitor
+
+REG = make_registry(10)  # M0000000 and M0000005 have export
+
+
+def feed(h: HealthMonitor, rows: list[dict[str, Any]], size: int = 10_000) -> list[HealthAlert]:
+    alerts: list[HealthAlert] = []
+    for k in range(0, len(rows), size):
+        alerts += h.process(ReadingColumns.from_rows(REG, rows[k : k + size])).alerts
+    return alerts
+
+
+def summary(alerts: list[HealthAlert]) -> list[tuple[str, str, str, int]]:
+    return sorted((a.meter_id, a.kind, a.status, a.at) for a in alerts)
+
+
+def clean_rows(n_intervals: int = 200) -> list[dict[str, Any]]:
+    return make_rows(10, n_intervals, seed=7)
+
+
+def test_clean_fleet_raises_nothing() -> None:
+    h = HealthMonitor()
+    assert feed(h, clean_rows(), size=500) == []
+    assert h.counts() == {"good": 10, "fair": 0, "poor": 0}
+
+
+def at(rows: list[dict[str, Any]], meter: int, k: int) -> dict[str, Any]:
+    return rows[k * 10 + meter]
+
+
+def test_each_reading_rule_raises_once_and_clears() -> None:
+    rows = clean_rows()
+    for k in range(100, 103):
+        at(rows, 1, k)["kwh_import"] = -0.2 - k / 1000  # negative on a non-export meter
+        at(rows, 0, k)["kwh_import"] = -0.2 - k / 1000  # legitimate: M0 exports
+    at(rows, 2, 120)["kwh_import"] *= 40  # spike
+    for k in range(130, 134):
+        at(rows, 3, k)["voltage"] = 270.0
+    for k in range(140, 150):  # stuck: same value, frozen register
+        at(rows, 4, k)["kwh_import"] = 0.33
+        at(rows, 4, k)["register_kwh"] = at(rows, 4, 139)["register_kwh"]
+    gone = [r for r in rows if not (r["meter_id"] == "M0000006" and 150 <= r["seq"] < 156)]
+    alerts = feed(HealthMonitor(), gone, size=37)
+    got = [(a.meter_id, a.kind, a.status) for a in alerts]
+    assert got.count(("M0000001", "negative_consumption", "raised")) == 1
+    assert got.count(("M0000001", "negative_consumption", "cleared")) == 1
+    assert ("M0000000", "negative_consumption", "raised") not in got
+    assert got.count(("M0000002", "spike", "raised")) == 1
+    assert got.count(("M0000003", "voltage", "raised")) == 1 and got.count(("M0000003", "voltage", "cleared")) == 1
+    assert got.count(("M0000004", "stuck_register", "raised")) == 1
+    assert got.count(("M0000004", "stuck_register", "cleared")) == 1
+    assert got.count(("M0000006", "sequence_gap", "raised")) == 1
+    stuck = next(a for a in alerts if a.kind == "stuck_register")
+    assert (
+        stuck.at == T0 + 141 * 900
+    )  # register equal at 139, 140, 141 and stuck.health == "poor" and stuck.previous_health == "good"
+    assert {a.meter_id for a in alerts} == {"M0000001", "M0000002", "M0000003", "M0000004", "M0000006"}
+
+
+def test_alerts_do_not_depend_on_batching_or_restarts() -> None:
+    rows = clean_rows(120)
+    for k in range(60, 70):
+        at(rows, 7, k)["kwh_import"] = 0.5
+    at(rows, 8, 90)["voltage"] = 100.0
+    whole = summary(feed(HealthMonitor(), rows))
+    h = HealthMonitor()
+    pieces: list[HealthAlert] = []
+    for k in range(0, len(rows), 53):
+        if k % 3 == 0:
+            h = HealthMonitor.restore(orjson.loads(orjson.dumps(h.snapshot())))
+        pieces += h.process(ReadingColumns.from_rows(REG, rows[k : k + 53])).alerts
+    assert summary(pieces) == whole and len(whole) == 4
+
+
+def test_heartbeat_conditions_and_stuck_needs_ok_status() -> None:
+    h = HealthMonitor(HealthConfig(clock_skew_s=60))
+    hb = [
+        {"meter_id": "M0000001", "ts": T0, "status": "degraded", "error_codes": ["E_VOLTAGE"]},
+        {"meter_id": "M0000002", "ts": T0, "status": "ok", "clock_offset_s": -900.0},
+        {"meter_id": "M0000003", "ts": T0, "status": "fault"},
+        {"meter_id": "M0000001", "ts": T0 + 900, "status": "degraded", "error_codes": ["E_VOLTAGE"]},
+    ]
+    out = h.process(HeartbeatColumns.from_rows(REG, hb))
+    assert sorted((a.meter_id, a.kind) for a in out.alerts) == [
+        ("M0000001", "degraded"), ("M0000001", "error_codes"), ("M0000002", "clock_skew"), ("M0000003", "fault"),
+    ]  # fmt: skip
+    assert h.health("M0000003").state == "poor" and h.health("M0000001").reasons == ("degraded", "error_codes")  # type: ignore[union-attr]
+    ok = h.process(HeartbeatColumns.from_rows(REG, [{"meter_id": "M0000001", "ts": T0 + 1800, "status": "ok"}]))
+    assert sorted((a.kind, a.status) for a in ok.alerts) == [("degraded", "cleared"), ("error_codes", "cleared")]
+    # A meter reporting 'fault' is not also called stuck.
+    rows = [{"meter_id": "M0000003", "customer_id": "C", "interval_start": T0 + 900 * k, "kwh_import": 0.5,
+             "register_kwh": 5.0, "voltage": 230.0, "seq": k} for k in range(6)]  # fmt: skip
+    assert [a.kind for a in feed(h, rows)] == []
+
+
+def test_silence_by_timer_once_and_cleared_by_any_sign_of_life() -> None:
+    h = HealthMonitor()
+    rows = clean_rows(4)
+    feed(h, rows)
+    end = T0 + 4 * 900
+    assert h.check_silence(end + 3 * 900).alerts == []
+    quiet = h.check_silence(end + 3 * 900 + 1).alerts
+    assert len(quiet) == 10 and {a.kind for a in quiet} == {"silent"} and quiet[0].value == 3.0
+    assert h.check_silence(end + 10**5).alerts == []  # never repeated
+    back = h.process(HeartbeatColumns.from_rows(REG, [{"meter_id": "M0000009", "ts": end + 10**5, "status": "ok"}]))
+    assert [(a.meter_id, a.kind, a.status) for a in back.alerts] == [("M0000009", "silent", "cleared")]
+    assert h.counts() == {"good": 1, "fair": 0, "poor": 9}
+    assert h.check_silence().alerts == []  # default clock = latest sign of life: nobody new
+    assert np.array_equal(h.machine.active[:10] > 0, np.array([True] * 9 + [False]))
