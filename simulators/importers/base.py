@@ -92,8 +92,8 @@ def row_event_id(path: str | Path, line: int, kind: str) -> str:
 
 
 def parse_number(text: str | None, column: str, *, minimum: float | None = 0.0) -> float:
-    """A finite number (thousands separators and a leading ``$`` tolerated)."""
-    raw = (text or "").strip().replace(",", "").lstrip("$")
+    """A finite number (a leading ``$`` tolerated; decimal point only, no thousands separators)."""
+    raw = (text or "").strip().lstrip("$")
     if not raw:
         raise RowError(f"{column}: missing value")
     try:
