@@ -332,10 +332,10 @@ class Simulator:
                 send[m] = False
             elif f.kind == "stuck":
                 if m not in self._stuck_value:
-                    value = max(float(imp[m]), 0.0123)
-                    if value == self.load.prev1[m]:  # the frozen run must start exactly at the fault
-                        value = round(value + 0.0001, 4)
-                    self._stuck_value[m] = value
+                    first = max(float(imp[m]), 0.0123)
+                    if first == self.load.prev1[m]:  # the frozen run must start exactly at the fault
+                        first = round(first + 0.0001, 4)
+                    self._stuck_value[m] = first
                     self._stuck_register[m] = float(fl.register[m])
                 imp[m] = self._stuck_value[m]
                 frozen.append(m)
