@@ -20,6 +20,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from processors.ingest import IngestConfig
+
 
 class TopicNames(BaseModel):
     """Names of every Kafka topic meterseg reads or writes."""
@@ -66,6 +68,8 @@ class Settings(BaseSettings):
     web_port: int = Field(default=6066, ge=1, le=65535)
     api_token: str = Field(default="change-me", description="bearer token of the HTTP API")
     log_level: str = "INFO"
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    checkpoint_interval_s: float = Field(default=2.0, gt=0.0, description="how often partition state is saved")
     stack: StackSettings = Field(default_factory=StackSettings)
 
 

@@ -16,16 +16,16 @@ Examples:
     ...     return ClosedWindows("meter", size, keys, np.array(starts, np.int64), np.ones(n, np.int64),
     ...                          np.full(n, 4, np.int64), np.array(kwh, float), z, z, z, z, z)
     >>> b = DailyProfileBuilder()
-    >>> b.process([closed(3600, ["M1", "M1"], [0, 7 * 3600], [1.0, 2.5])], {"M1": "C1"})
+    >>> b.process([closed(3600, ["M1", "M1"], [0, 7 * 3600], [1.0, 2.5])], {"M1": "C1"}.get)
     []
-    >>> [p] = b.process([closed(86400, ["M1"], [0], [3.5])], {"M1": "C1"})
+    >>> [p] = b.process([closed(86400, ["M1"], [0], [3.5])], {"M1": "C1"}.get)
     >>> p.customer_id, str(p.day), p.kwh_import[0], p.kwh_import[7], sum(p.kwh_import)
     ('C1', '1970-01-01', 1.0, 2.5, 3.5)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Self
 
@@ -48,7 +48,9 @@ class DailyProfileBuilder:
     def __len__(self) -> int:
         return len(self._days)
 
-    def process(self, closed: Sequence[ClosedWindows], customer_of: Mapping[str, str]) -> list[DailyProfile]:
+    def process(
+        self, closed: Sequence[ClosedWindows], customer_of: Callable[[str], str | None]
+    ) -> list[DailyProfile]:
         """Fold closed hourly windows in; return the profiles of days whose daily window closed."""
         out: list[DailyProfile] = []
         for cw in closed:
@@ -68,7 +70,7 @@ class DailyProfileBuilder:
                 continue
             for i, meter in enumerate(cw.keys):
                 acc = self._days.pop((meter, int(cw.start[i])), None)
-                customer = customer_of.get(meter)
+                customer = customer_of(meter)
                 if acc is None or customer is None:
                     continue
                 out.append(

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,9 @@ class BatchConsumer:
             max_poll_interval_ms=max_poll_interval_ms,
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=16 * 1024 * 1024,
+            # range assignment gives each member the same partition numbers of every topic, so a
+            # meter's readings and heartbeats (co-partitioned by meter id) meet in one worker
+            partition_assignment_strategy=(RangePartitionAssignor,),
             **kwargs,
         )
         self.last_poll = time.monotonic()

@@ -1,0 +1,155 @@
+"""The engine service a worker runs inside its Faust app.
+
+Starts, in order: topics (created if missing), Redis, the batching producer,
+the meter registry (read to the end before anything else), then the batch
+consumers of the pipelines. A timer drives what must happen without new
+events: closing windows, finding silent meters, publishing lag and liveness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from mode import Service
+
+from meterseg.settings import Settings
+from stream import metrics as m
+from stream.clients.consumer import BatchConsumer
+from stream.clients.producer import BatchProducer
+from stream.pipelines.ingest import IngestHandler
+from stream.registry import RegistryFollower
+from stream.state.checkpoints import CheckpointStore
+from stream.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+class Engine(Service):
+    """Owns the clients and pipelines of one worker."""
+
+    settings: Settings  # set by :func:`engine_class`
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        s = self.settings
+        self.redis = aioredis.Redis.from_url(s.redis_url)
+        self.producer = BatchProducer(s.kafka_bootstrap)
+        self.registry_follower = RegistryFollower(
+            s.kafka_bootstrap, s.topics.registry, on_invalid=self._invalid_registration
+        )
+        self.checkpoints = CheckpointStore(self.redis, s.app_id)
+        self.ingest = IngestHandler(
+            s,
+            self.registry_follower.registry,
+            self.producer,
+            self.checkpoints,
+            s.ingest,
+            checkpoint_interval_s=s.checkpoint_interval_s,
+        )
+        self.ingest_consumer = BatchConsumer(
+            s.kafka_bootstrap,
+            f"{s.app_id}-ingest",
+            [s.topics.readings, s.topics.heartbeats],
+            self.ingest,
+        )
+        self.started_at = time.time()
+        self._invalid_registrations: list[tuple[bytes, str, int, int]] = []
+
+    def _invalid_registration(self, value: bytes, error: str, partition: int, offset: int) -> None:
+        self._invalid_registrations.append((value, error, partition, offset))
+
+    async def on_start(self) -> None:
+        s = self.settings
+        created = await ensure_topics(s)
+        if created:
+            log.info("created %d topics", len(created))
+        await self.redis.ping()
+        await self.producer.start()
+        await self.registry_follower.start()
+        await self.registry_follower.catch_up()
+        self.registry_follower.follow()
+        await self.ingest_consumer.start()
+        log.info(
+            "engine started: %d meters known, consuming %s as group %s-ingest",
+            len(self.registry_follower.registry),
+            ", ".join(self.ingest_consumer.topics),
+            s.app_id,
+        )
+
+    async def on_stop(self) -> None:
+        await self.ingest_consumer.stop()
+        await self.registry_follower.stop()
+        await self.producer.stop()
+        await self.redis.aclose()
+
+    @Service.timer(1.0)
+    async def _tick(self) -> None:
+        await self.ingest.on_timer()
+        await self._flush_invalid_registrations()
+        now = time.time()
+        consumer = self.ingest_consumer
+        m.LAST_POLL.labels("ingest").set(now - (time.monotonic() - consumer.last_poll))
+        m.LAST_PROGRESS.labels("ingest").set(now - (time.monotonic() - consumer.last_progress))
+        for tp, lag in (await consumer.lag()).items():
+            m.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+
+    async def _flush_invalid_registrations(self) -> None:
+        if not self._invalid_registrations:
+            return
+        bad, self._invalid_registrations = self._invalid_registrations, []
+        records = [
+            (
+                None,
+                value,
+                [
+                    ("reason", b"schema"),
+                    ("error", error.encode()[:1000]),
+                    ("source_topic", self.settings.topics.registry.encode()),
+                    ("source_partition", str(p).encode()),
+                    ("source_offset", str(o).encode()),
+                    ("record", b"-1"),
+                ],
+            )
+            for value, error, p, o in bad
+        ]
+        await self.producer.send_many(self.settings.topics.deadletter, records)
+        m.DEADLETTERED.labels("schema").inc(len(records))
+
+    def health(self) -> dict[str, Any]:
+        """Liveness and progress, for ``/health`` and operators."""
+        now = time.monotonic()
+        consumer = self.ingest_consumer
+        since_poll = now - consumer.last_poll
+        stalled = since_poll > 30.0
+        return {
+            "status": "stalled" if stalled else "ok",
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "meters_known": len(self.registry_follower.registry),
+            "partitions": sorted(f"{tp.topic}[{tp.partition}]" for tp in consumer.assignment),
+            "seconds_since_poll": round(since_poll, 2),
+            "seconds_since_progress": round(now - consumer.last_progress, 2),
+            "totals": dict(self.ingest.totals),
+        }
+
+    async def wait_idle(self, timeout_s: float = 60.0) -> None:
+        """Wait until the consumers have caught up (tests, demo)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            lag = await self.ingest_consumer.lag()
+            if lag and not any(lag.values()):
+                return
+            await asyncio.sleep(0.2)
+
+
+def engine_class(settings: Settings) -> type[Engine]:
+    """An :class:`Engine` subclass bound to ``settings`` (Faust instantiates services itself)."""
+    return type("BoundEngine", (Engine,), {"settings": settings})
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)

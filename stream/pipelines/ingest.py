@@ -1,0 +1,231 @@
+"""The ingestion pipeline's Kafka side: per-partition state, outputs, checkpoints.
+
+Thin by design: every decision is made in :class:`processors.ingest.PartitionIngest`;
+this module moves bytes between Kafka, the processors and Redis:
+
+1. a poll's records of ``meter.readings`` / ``meter.heartbeats`` (co-partitioned,
+   so partition *p* of both belongs to one worker) go to partition *p*'s processor;
+2. its outputs are produced — dead letters with their reason in headers, closed
+   windows, alerts — and acknowledged by the broker;
+3. every ``checkpoint_interval_s`` the processor state and the offsets it
+   reflects are written to Redis in one atomic ``HSET``; only then are those
+   offsets committed to Kafka.
+
+A crash replays at most one checkpoint interval: state is restored exactly
+(nothing lost or counted twice), outputs of the replayed span are produced
+again with the same deterministic ids (at-least-once, deduplicable downstream).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+from aiokafka import TopicPartition
+
+from meterseg.settings import Settings
+from processors.columns import MeterRegistry, RawMessage
+from processors.features import DailyProfile
+from processors.health import HealthAlert, MeterHealth
+from processors.ingest import IngestConfig, IngestOutput, PartitionIngest
+from processors.windows import size_label
+from stream import metrics as m
+from stream.clients.consumer import Records
+from stream.clients.producer import BatchProducer, KeyValue
+from stream.state.checkpoints import CheckpointStore
+from stream.state.health import HealthStore
+
+log = logging.getLogger(__name__)
+
+PIPELINE = "ingest"
+
+
+@dataclass
+class _Partition:
+    processor: PartitionIngest
+    offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset reflected in processor
+    checkpointed: dict[str, int] = field(default_factory=dict)
+    last_checkpoint: float = field(default_factory=time.monotonic)
+
+
+class IngestHandler:
+    """:class:`~stream.clients.consumer.BatchHandler` of the ingestion pipeline."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: MeterRegistry,
+        producer: BatchProducer,
+        checkpoints: CheckpointStore,
+        config: IngestConfig,
+        checkpoint_interval_s: float = 2.0,
+    ):
+        self.settings = settings
+        self.registry = registry
+        self.producer = producer
+        self.checkpoints = checkpoints
+        self.config = config
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.topics = settings.topics
+        self.partitions: dict[int, _Partition] = {}
+        self.totals = {"messages": 0, "accepted": 0, "deadletter": 0, "duplicates": 0}
+        self.health_store = HealthStore(checkpoints.client, settings.app_id)
+        self.on_profiles: Callable[[list[DailyProfile]], Awaitable[None]] | None = None
+
+    # -- rebalance --------------------------------------------------------------------------
+    async def on_assigned(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+        resume: dict[TopicPartition, int] = {}
+        for p in sorted({tp.partition for tp in partitions}):
+            started = time.perf_counter()
+            state, offsets = await self.checkpoints.load(PIPELINE, p)
+            if state is not None:
+                proc = PartitionIngest.restore(state, self.registry)
+                log.info("partition %d: restored ingest state at offsets %s", p, offsets)
+            else:
+                proc = PartitionIngest(self.registry, self.config)
+            self.partitions[p] = _Partition(proc, dict(offsets), dict(offsets))
+            for topic, offset in offsets.items():
+                resume[TopicPartition(topic, p)] = offset
+            m.RECOVERY_SECONDS.labels(PIPELINE).observe(time.perf_counter() - started)
+        m.REBALANCES.inc()
+        return resume
+
+    async def on_revoked(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+        out: dict[TopicPartition, int] = {}
+        for p in sorted({tp.partition for tp in partitions}):
+            part = self.partitions.pop(p, None)
+            if part is None:
+                continue
+            await self._checkpoint(p, part)
+            out.update({TopicPartition(t, p): o for t, o in part.checkpointed.items()})
+        return out
+
+    # -- processing -------------------------------------------------------------------------
+    async def handle(self, records: Records) -> dict[TopicPartition, int]:
+        by_partition: dict[int, tuple[list[RawMessage], list[RawMessage]]] = {}
+        for tp, recs in records.items():
+            readings, heartbeats = by_partition.setdefault(tp.partition, ([], []))
+            target = readings if tp.topic == self.topics.readings else heartbeats
+            target.extend(RawMessage(r.value or b"", tp.topic, tp.partition, r.offset, r.timestamp) for r in recs)
+            m.EVENTS_CONSUMED.labels(tp.topic).inc(len(recs))
+        outputs = []
+        for p, (readings, heartbeats) in by_partition.items():
+            part = self.partitions.get(p)
+            if part is None:
+                continue
+            started = time.perf_counter()
+            out = part.processor.process((readings, heartbeats))
+            m.BATCH_SECONDS.labels(PIPELINE).observe(time.perf_counter() - started)
+            outputs.append(out)
+            for msgs in (readings, heartbeats):
+                if msgs:
+                    part.offsets[msgs[-1].topic] = msgs[-1].offset + 1
+        await self._emit(outputs)
+        return await self._maybe_checkpoint()
+
+    async def on_timer(self, wall: float | None = None) -> None:
+        """Close windows and find silent meters by the event clock, even with no new events."""
+        outputs = [part.processor.on_timer(wall) for part in self.partitions.values()]
+        await self._emit(outputs)
+        self._update_gauges()
+
+    async def _emit(self, outputs: list[IngestOutput]) -> None:
+        deadletters: list[KeyValue] = []
+        windows: list[KeyValue] = []
+        alerts: list[KeyValue] = []
+        health: dict[str, MeterHealth] = {}
+        for out in outputs:
+            self._count(out)
+            for rej in out.rejects:
+                deadletters.append((rej.meter_id.encode() if rej.meter_id else None, rej.payload, rej.headers()))
+                m.DEADLETTERED.labels(rej.reason).inc()
+            for closed in out.closed:
+                records = closed.to_records()
+                m.WINDOWS_EMITTED.labels(f"{closed.kind}_{size_label(closed.size_s)}").inc(len(records))
+                for rec in records:
+                    windows.append((rec["key"].encode(), orjson.dumps(rec)))
+                    if rec["kind"] == "region":
+                        m.REGION_KWH.labels(rec["key"], "import").inc(rec["kwh_in"])
+                        m.REGION_KWH.labels(rec["key"], "export").inc(rec["kwh_out"])
+                        m.REGION_REVENUE.labels(rec["key"]).inc(rec.get("revenue") or 0.0)
+            for alert in out.alerts:
+                alerts.append((alert.meter_id.encode(), orjson.dumps(self._alert_payload(alert))))
+                m.ALERTS.labels(alert.kind, alert.status).inc()
+            for change in out.health_changes:
+                health[change.meter_id] = change
+            for lat in out.event_latency_s:
+                m.LATENCY.labels("event_time").observe(lat)
+            for lat in out.append_latency_s:
+                m.LATENCY.labels("append_time").observe(lat)
+            if out.profiles and self.on_profiles is not None:
+                await self.on_profiles(out.profiles)
+        if deadletters:
+            await self.producer.send_many(self.topics.deadletter, deadletters)
+        if windows:
+            await self.producer.send_many(self.topics.windows, windows)
+        if alerts:
+            await self.producer.send_many(self.topics.alerts, alerts)
+        if health:
+            await self.health_store.save(health.values())
+
+    def _alert_payload(self, alert: HealthAlert) -> dict[str, object]:
+        slot = self.registry.slot(alert.meter_id)
+        return {
+            "schema_version": 1,
+            "alert_id": f"{alert.meter_id}:{alert.kind}:{alert.status}:{alert.at}",
+            "meter_id": alert.meter_id,
+            "customer_id": self.registry.customer_ids[slot] if slot is not None else None,
+            "kind": alert.kind,
+            "action": alert.status,
+            "health": alert.health,
+            "reasons": list(alert.reasons),
+            "ts": _iso(alert.at),
+            "detail": "" if alert.value is None else f"value={alert.value:.6g}",
+        }
+
+    def _count(self, out: IngestOutput) -> None:
+        self.totals["messages"] += out.messages
+        self.totals["accepted"] += out.accepted
+        self.totals["deadletter"] += len(out.rejects)
+        self.totals["duplicates"] += out.duplicates
+        m.READINGS_PROCESSED.inc(out.accepted_readings)
+        m.HEARTBEATS_PROCESSED.inc(out.accepted_heartbeats)
+        if out.duplicates:
+            m.DUPLICATES.labels(self.topics.readings).inc(out.duplicates)
+
+    async def _maybe_checkpoint(self, force: bool = False) -> dict[TopicPartition, int]:
+        now = time.monotonic()
+        committed: dict[TopicPartition, int] = {}
+        for p, part in self.partitions.items():
+            if force or now - part.last_checkpoint >= self.checkpoint_interval_s:
+                await self._checkpoint(p, part)
+                committed.update({TopicPartition(t, p): o for t, o in part.checkpointed.items()})
+        return committed
+
+    async def _checkpoint(self, p: int, part: _Partition) -> None:
+        await self.checkpoints.save(PIPELINE, p, part.processor.snapshot(), part.offsets)
+        part.checkpointed = dict(part.offsets)
+        part.last_checkpoint = time.monotonic()
+        m.CHECKPOINTS.labels(PIPELINE).inc()
+
+    async def checkpoint_all(self) -> dict[TopicPartition, int]:
+        return await self._maybe_checkpoint(force=True)
+
+    def _update_gauges(self) -> None:
+        counts: dict[str, int] = {"good": 0, "fair": 0, "poor": 0}
+        late = 0
+        for part in self.partitions.values():
+            for state, n in part.processor.health_counts().items():
+                counts[state] = counts.get(state, 0) + n
+            late += part.processor.late_count()
+        for state, n in counts.items():
+            m.METERS_BY_HEALTH.labels(state).set(n)
+        m.METERS_LATE.set(late)
+
+
+def _iso(epoch_s: int) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

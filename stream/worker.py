@@ -1,0 +1,38 @@
+"""A meterseg worker: the Faust app with the engine service and its web views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from meterseg.settings import Settings
+from stream.app import create_app
+from stream.engine import Engine, engine_class
+
+
+def build_app(settings: Settings, **overrides: Any) -> tuple[faust.App, type[Engine]]:
+    """The worker's Faust app and the engine service class registered with it."""
+    app = create_app(settings, **overrides)
+    engine_cls = engine_class(settings)
+    app.service(engine_cls)
+
+    def engine() -> Engine | None:
+        for service in app._extra_service_instances or []:
+            if isinstance(service, Engine):
+                return service
+        return None
+
+    @app.page("/health")
+    class Health(View):
+        """Liveness: 200 while the consumer polls, 503 when it stalled or has not started."""
+
+        async def get(self, request: Request) -> Response:
+            eng = engine()
+            if eng is None or not eng.started:
+                return self.json({"status": "starting"}, status=503)
+            body = eng.health()
+            return self.json(body, status=200 if body["status"] == "ok" else 503)
+
+    return app, engine_cls
