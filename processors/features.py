@@ -11,14 +11,17 @@ bought, a solar panel installed) within about two days while one odd day is
 damped. The decayed mean is bias-corrected (weights normalised), so a new
 customer's features are meaningful from the first day.
 
-Weekdays and weekend days are folded into two separate decayed means and the
-shape features are their 5/7 : 2/7 blend (a typical week): otherwise every
-Saturday would move the whole population's shares towards weekend shapes and
-back on Monday, and memberships would follow the calendar instead of the
-customer. ``weekday_weekend_ratio`` is the ratio of the two means' daily
-totals (1 until both kinds of day were seen); ``variability`` is the
-coefficient of variation of daily totals with its own, longer half-life (a
-variance needs more than two days).
+A per-customer shift rule (``shift_threshold``) restarts the means when two
+consecutive weekdays break with the customer's usual weekday in the same way,
+so a real change is fully visible on its second day. ``variability`` is the coefficient of variation of daily totals
+with its own, longer half-life (a variance needs more than two days).
+
+``weekday_weekend_ratio`` is observed on weekend days only - the day's total
+against the customer's current weekday level - and kept as a decayed mean of
+log ratios (1 until the first weekend). Between weekends it does not move: a
+level change on a Monday (an EV bought) is assumed to apply to every day until
+a weekend shows otherwise, instead of reading as a weekday/weekend contrast
+for five days.
 
 :class:`RunningScaler` is the online standard scaler: count/sum/sum of squares
 per feature, *mergeable*, so per-partition workers can contribute to the one
@@ -126,6 +129,7 @@ class CustomerFeatures(BaseModel):
     day: date
     n_days: int
     values: dict[str, float]
+    restarted: bool = False
 
     def vector(self, names: Sequence[str]) -> list[float]:
         """Values in the given order (missing features as NaN)."""
@@ -160,58 +164,104 @@ def day_observation(kwh_import: np.ndarray, kwh_export: np.ndarray | None) -> np
 class _CustomerShape:
     """Decayed-mean state of one customer (plain floats/arrays; snapshot as lists)."""
 
-    __slots__ = ("all", "all_w", "last_day", "n_days", "var_m1", "var_m2", "var_w", "wd", "wd_w", "we", "we_w")
+    __slots__ = ("all", "all_w", "last_day", "log_ratio", "n_days", "pending", "ratio_w", "restarts",
+                 "var_m1", "var_m2", "var_w", "wd", "wd_w")
 
     def __init__(self) -> None:
-        self.all = np.zeros(_N_OBS)  # decayed mean of all days' observations
+        self.all = np.zeros(_N_OBS)  # decayed mean of every day's observation: the features
         self.all_w = 0.0
-        self.wd = np.zeros(_N_OBS)  # decayed mean of weekday observations
-        self.we = np.zeros(_N_OBS)  # decayed mean of weekend observations
-        self.wd_w = self.we_w = 0.0
+        self.wd = np.zeros(_N_OBS)  # decayed mean of weekday observations: the "usual weekday"
+        self.wd_w = 0.0
+        self.log_ratio = self.ratio_w = 0.0  # decayed mean of log(weekday level / weekend day total)
         self.var_m1 = self.var_m2 = self.var_w = 0.0
+        self.pending: np.ndarray | None = None  # last weekday that broke with the usual weekday
+        self.restarts = 0
         self.n_days = 0
         self.last_day = -1
 
     def to_json(self) -> list[Any]:
-        return [self.wd.tolist(), self.we.tolist(), self.wd_w, self.we_w,
-                self.var_m1, self.var_m2, self.var_w, self.n_days, self.last_day, self.all.tolist(), self.all_w]
+        return [self.all.tolist(), self.all_w, self.wd.tolist(), self.wd_w, self.log_ratio, self.ratio_w,
+                self.var_m1, self.var_m2, self.var_w,
+                None if self.pending is None else self.pending.tolist(), self.restarts,
+                self.n_days, self.last_day]
 
     @classmethod
     def from_json(cls, d: list[Any]) -> _CustomerShape:
         s = cls()
-        s.wd = np.asarray(d[0], dtype=float)
-        s.we = np.asarray(d[1], dtype=float)
-        (s.wd_w, s.we_w, s.var_m1, s.var_m2, s.var_w) = (float(v) for v in d[2:7])
-        s.n_days, s.last_day = int(d[7]), int(d[8])
-        s.all, s.all_w = np.asarray(d[9], dtype=float), float(d[10])
+        s.all, s.all_w = np.asarray(d[0], dtype=float), float(d[1])
+        s.wd, s.wd_w = np.asarray(d[2], dtype=float), float(d[3])
+        (s.log_ratio, s.ratio_w, s.var_m1, s.var_m2, s.var_w) = (float(v) for v in d[4:9])
+        s.pending = None if d[9] is None else np.asarray(d[9], dtype=float)
+        s.restarts, s.n_days, s.last_day = int(d[10]), int(d[11]), int(d[12])
         return s
+
+
+def day_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """How different two day observations (or means) are: shares L1 + |log level ratio| + export.
+
+    Examples:
+        >>> flat = day_observation(np.full(24, 0.5), None)
+        >>> round(day_distance(flat, flat), 6)
+        0.0
+        >>> night = day_observation(np.array([2.0] * 6 + [0.1] * 18), None)
+        >>> round(day_distance(flat, night), 2)
+        1.37
+    """
+    shares = float(np.abs(a[_NIGHT : _EVENING + 1] - b[_NIGHT : _EVENING + 1]).sum())
+    level = abs(math.log((a[_TOTAL] + 0.5) / (b[_TOTAL] + 0.5)))
+    return shares + level + abs(float(a[_EXPORT] - b[_EXPORT]))
 
 
 class FeatureProcessor:
     """Folds closed daily profiles into per-customer decayed load-shape features.
 
     Args:
-        halflife_days: half-life of the shape means (1 day: a shift shows within ~2 days).
-        variability_halflife_days: half-life of the daily-total mean/variance behind ``variability``.
+        halflife_days: half-life of the shape means (1 day).
+        slow_halflife_days: half-life of the daily-total mean/variance behind ``variability``.
+        shift_threshold: :func:`day_distance` from the usual weekday above which a
+            weekday counts as a break; two consecutive breaking weekdays that agree
+            with each other restart the customer's means from those two days
+            (``None`` disables). Decayed means alone reach only 75 % of a new
+            behaviour after two days; the restart makes a real shift (an EV, solar
+            panels) fully visible on the second day, while single odd days and
+            weekends (never counted) leave the means alone.
 
     A day already folded for a customer (same or earlier date) is ignored, so a
     re-delivered window changes nothing.
     """
 
     def __init__(
-        self, halflife_days: float = 1.0, variability_halflife_days: float = 7.0, week_blend: bool = False
+        self, halflife_days: float = 1.0, slow_halflife_days: float = 7.0, shift_threshold: float | None = 0.6
     ) -> None:
         self.halflife_days = halflife_days
-        self.week_blend = week_blend
-        self.variability_halflife_days = variability_halflife_days
+        self.slow_halflife_days = slow_halflife_days
+        self.shift_threshold = shift_threshold
         self._keep = 0.5 ** (1.0 / halflife_days)
-        self._keep_var = 0.5 ** (1.0 / variability_halflife_days)
+        self._keep_var = 0.5 ** (1.0 / slow_halflife_days)
         self.customers: dict[str, _CustomerShape] = {}
         self.rfm: dict[str, tuple[float, float, float]] = {}
 
     def set_rfm(self, customer_id: str, recency_days: float, frequency: float, monetary_mean: float) -> None:
         """Attach a customer's latest RFM values (they join the feature record)."""
         self.rfm[customer_id] = (recency_days, frequency, monetary_mean)
+
+    def _restarted(self, st: _CustomerShape, x: np.ndarray) -> bool:
+        """Shift rule on a weekday; True when the means were restarted from the last two days."""
+        thr = self.shift_threshold
+        if thr is None or st.wd_w == 0:
+            return False
+        if day_distance(x, st.wd) <= thr:
+            st.pending = None
+            return False
+        if st.pending is None or day_distance(x, st.pending) > thr:
+            st.pending = x
+            return False
+        both = (st.pending + x) / 2.0
+        st.all, st.wd = both.copy(), both.copy()
+        st.all_w = st.wd_w = 1.0 + self._keep
+        st.pending = None
+        st.restarts += 1
+        return True
 
     def update(
         self,
@@ -229,31 +279,30 @@ class FeatureProcessor:
         if ordinal <= st.last_day:
             return None
         x = day_observation(kwh_import, kwh_export)
-        st.all_w = self._keep * st.all_w + 1.0
-        st.all += (x - st.all) / st.all_w
-        if weekday:
-            st.wd_w = self._keep * st.wd_w + 1.0
-            st.wd += (x - st.wd) / st.wd_w
-        else:
-            st.we_w = self._keep * st.we_w + 1.0
-            st.we += (x - st.we) / st.we_w
+        restarted = weekday and self._restarted(st, x)
+        if not restarted:
+            st.all_w = self._keep * st.all_w + 1.0
+            st.all += (x - st.all) / st.all_w
+            if weekday:
+                st.wd_w = self._keep * st.wd_w + 1.0
+                st.wd += (x - st.wd) / st.wd_w
+        if not weekday and st.wd_w > 0:
+            obs = math.log(max(st.wd[_TOTAL], 1e-3) / max(x[_TOTAL], 1e-3))
+            st.ratio_w = self._keep * st.ratio_w + 1.0
+            st.log_ratio += (min(max(obs, -3.0), 3.0) - st.log_ratio) / st.ratio_w
         st.var_w = self._keep_var * st.var_w + 1.0
         st.var_m1 += (x[_TOTAL] - st.var_m1) / st.var_w
         st.var_m2 += (x[_TOTAL] ** 2 - st.var_m2) / st.var_w
         st.n_days += 1
         st.last_day = ordinal
-        return CustomerFeatures(customer_id=customer_id, day=day, n_days=st.n_days,
+        return CustomerFeatures(customer_id=customer_id, day=day, n_days=st.n_days, restarted=restarted,
                                 values=self.values(customer_id))
 
     def values(self, customer_id: str) -> dict[str, float]:
         """Current feature values of a customer (load shape, plus RFM when known)."""
         st = self.customers[customer_id]
-        both = st.wd_w > 0 and st.we_w > 0
-        if self.week_blend:
-            m = (5.0 * st.wd + 2.0 * st.we) / 7.0 if both else st.wd if st.wd_w > 0 else st.we
-        else:
-            m = st.all
-        ratio = st.wd[_TOTAL] / st.we[_TOTAL] if both and st.we[_TOTAL] > 0 else 1.0
+        m = st.all
+        ratio = math.exp(st.log_ratio)
         var = max(st.var_m2 - st.var_m1**2, 0.0)
         cv = math.sqrt(var) / st.var_m1 if st.var_m1 > 0 else 0.0
         out = {
@@ -290,8 +339,8 @@ class FeatureProcessor:
         """JSON-serialisable state."""
         return {
             "halflife_days": self.halflife_days,
-            "variability_halflife_days": self.variability_halflife_days,
-            "week_blend": self.week_blend,
+            "slow_halflife_days": self.slow_halflife_days,
+            "shift_threshold": self.shift_threshold,
             "customers": {c: s.to_json() for c, s in sorted(self.customers.items())},
             "rfm": {c: list(v) for c, v in sorted(self.rfm.items())},
         }
@@ -299,7 +348,7 @@ class FeatureProcessor:
     @classmethod
     def restore(cls, state: dict[str, Any]) -> FeatureProcessor:
         """Inverse of :meth:`snapshot`."""
-        p = cls(state["halflife_days"], state["variability_halflife_days"], state["week_blend"])
+        p = cls(state["halflife_days"], state["slow_halflife_days"], state["shift_threshold"])
         p.customers = {c: _CustomerShape.from_json(d) for c, d in state["customers"].items()}
         p.rfm = {c: (float(v[0]), float(v[1]), float(v[2])) for c, v in state["rfm"].items()}
         return p

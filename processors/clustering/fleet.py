@@ -45,9 +45,13 @@ class FleetWorker:
     """One partition worker: features + assignment."""
 
     def __init__(
-        self, spec: FeatureSpec, halflife_days: float, week_blend: bool, assigner_kwargs: dict[str, Any]
+        self,
+        spec: FeatureSpec,
+        halflife_days: float,
+        shift_threshold: float | None,
+        assigner_kwargs: dict[str, Any],
     ) -> None:
-        self.features = FeatureProcessor(halflife_days=halflife_days, week_blend=week_blend)
+        self.features = FeatureProcessor(halflife_days=halflife_days, shift_threshold=shift_threshold)
         self.assigner = BehaviourAssigner(spec, **assigner_kwargs)
 
     def process(self, batch: Sequence[DailyProfile]) -> list[BehaviourChange | DriftEvent]:
@@ -62,9 +66,10 @@ class LocalFleet:
         n_workers: partition workers.
         k: clusters.
         spec: feature vector definition.
-        halflife_days, week_blend: feature options (see :class:`FeatureProcessor`).
+        halflife_days, shift_threshold: feature options (see :class:`FeatureProcessor`).
         seeder: owner's seeding clusterer.
-        decay, min_seed_samples, sample_cap, reseed_on_drift, seed: passed to :class:`ModelOwner`.
+        halflife_updates, min_seed_samples, sample_cap, reseed_on_drift, refresh_every, seed:
+            passed to :class:`ModelOwner`.
         **assigner_kwargs: passed to every :class:`BehaviourAssigner` (margin, patience, drift...).
     """
 
@@ -75,19 +80,21 @@ class LocalFleet:
         spec: FeatureSpec | None = None,
         *,
         halflife_days: float = 1.0,
-        week_blend: bool = False,
+        shift_threshold: float | None = 0.6,
         seeder: Seeder = "river_kmeans",
-        decay: float = 0.8,
+        halflife_updates: float = 5000.0,
         min_seed_samples: int = 256,
         sample_cap: int = 2048,
         reseed_on_drift: bool = False,
+        refresh_every: int = 4,
         seed: int = 0,
         **assigner_kwargs: Any,
     ) -> None:
         self.spec = spec or FeatureSpec()
-        self.owner = ModelOwner(k, self.spec, decay=decay, min_seed_samples=min_seed_samples,
-                                sample_cap=sample_cap, reseed_on_drift=reseed_on_drift, seeder=seeder, seed=seed)
-        self.workers = [FleetWorker(self.spec, halflife_days, week_blend, dict(assigner_kwargs)) for _ in range(n_workers)]
+        self.owner = ModelOwner(k, self.spec, halflife_updates=halflife_updates, min_seed_samples=min_seed_samples,
+                                sample_cap=sample_cap, reseed_on_drift=reseed_on_drift,
+                                refresh_every=refresh_every, seeder=seeder, seed=seed)
+        self.workers = [FleetWorker(self.spec, halflife_days, shift_threshold, dict(assigner_kwargs)) for _ in range(n_workers)]
 
     @property
     def version(self) -> int:

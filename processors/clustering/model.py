@@ -64,9 +64,14 @@ class FeatureSpec:
 
     ``log1p`` features are amounts (kWh, money, counts), ``log`` features are
     ratios (clipped to [1/20, 20] first); the rest pass through.
+
+    The default leaves out ``variability``: a day-to-day coefficient of
+    variation jumps exactly when a customer's behaviour shifts (the shift
+    itself is variance), which in our EV-adoption test kept adopters away from
+    the EV segment; it stays available to rules and reports.
     """
 
-    names: tuple[str, ...] = LOAD_SHAPE_FEATURES
+    names: tuple[str, ...] = tuple(n for n in LOAD_SHAPE_FEATURES if n != "variability")
     log1p: tuple[str, ...] = ("mean_daily_kwh", "rfm.monetary_mean", "rfm.frequency", "rfm.recency_days")
     log: tuple[str, ...] = ("weekday_weekend_ratio",)
 
@@ -495,8 +500,11 @@ class ModelOwner:
     Args:
         k: number of behaviour clusters.
         spec: feature vector definition.
-        decay: weight kept by the existing centroids and scaler at each apply
-            (forgetting; 1.0 = never forget).
+        halflife_updates: forgetting, as a half-life counted in feature updates: an
+            apply of statistics covering ``n`` updates keeps ``0.5 ** (n / halflife)``
+            of the existing centroid and scaler weight. Counting updates rather than
+            applies makes forgetting independent of how often workers flush; set it
+            to about half the fleet's daily profile updates (half the customers).
         min_seed_samples: sampled vectors needed before the first model.
         sample_cap: most recent sampled vectors kept (FIFO over flushes) for
             (re-)seeding; size it to one or two flushes' samples so seeds see
@@ -508,6 +516,11 @@ class ModelOwner:
         refresh_gain: relative inertia improvement a refresh must bring.
         seeder: ``"river_kmeans"`` or ``"kmeans++"``.
         seed: RNG seed (the model is a deterministic function of the inputs).
+        name_freeze_version: until this version a cluster's name follows its profile
+            (warm-up: early clusters are fitted on a day or two of data and their
+            first description is often wrong); from then on names are frozen and
+            only ``profile`` keeps describing the cluster. A cluster born later is
+            named from its profile at birth.
     """
 
     def __init__(
@@ -515,7 +528,7 @@ class ModelOwner:
         k: int = 8,
         spec: FeatureSpec | None = None,
         *,
-        decay: float = 0.8,
+        halflife_updates: float = 5000.0,
         min_seed_samples: int = 256,
         sample_cap: int = 2048,
         reseed_on_drift: bool = False,
@@ -523,12 +536,14 @@ class ModelOwner:
         refresh_gain: float = 0.05,
         seeder: Seeder = "river_kmeans",
         seed: int = 0,
+        name_freeze_version: int = 8,
     ) -> None:
+        self.name_freeze_version = name_freeze_version
         self.refresh_every = refresh_every
         self.refresh_gain = refresh_gain
         self.k = k
         self.spec = spec or FeatureSpec()
-        self.decay = decay
+        self.halflife_updates = halflife_updates
         self.min_seed_samples = min_seed_samples
         self.sample_cap = sample_cap
         self.reseed_on_drift = reseed_on_drift
@@ -556,13 +571,15 @@ class ModelOwner:
         mean, std = self.scaler.mean, self.scaler.std
         z = (centroids - mean) / std
         profiles = [describe(z[j], self.spec.names) for j in range(len(ids))]
+        version = self.model.version + 1 if self.model else 1
+        if version <= self.name_freeze_version:
+            names = [""] * len(names)
         names = [n or p for n, p in zip(names, profiles, strict=True)]
         seen: dict[str, int] = {}
         for j, n in enumerate(names):  # names must be unique: suffix the later duplicates with the id
             if n in seen and not n.endswith(f"({ids[j]})"):
                 names[j] = f"{n} ({ids[j]})"
             seen[names[j]] = j
-        version = self.model.version + 1 if self.model else 1
         return ClusterModel(version, self.spec, tuple(ids), tuple(names), centroids, weights, mean, std,
                             reseed_cause, tuple(profiles))
 
@@ -575,7 +592,8 @@ class ModelOwner:
         """Fold merged statistics into the model; returns the new version (None if nothing to do)."""
         if stats.empty_stats:
             return None
-        self.scaler.decay(self.decay)
+        keep = 0.5 ** (stats.n_updates / self.halflife_updates) if self.halflife_updates > 0 else 1.0
+        self.scaler.decay(keep)
         self.scaler = RunningScaler.merged([self.scaler, stats.scaler])
         self.sample = np.vstack([self.sample, stats.sample])[-self.sample_cap :]
         mean, std = self.scaler.mean, self.scaler.std
@@ -593,7 +611,7 @@ class ModelOwner:
             self.model = self._reseed(old, z, mean, std, "drift")
             return self.model
         centroids = old.centroids.copy()
-        weights = old.weights * self.decay
+        weights = old.weights * keep
         for j, cid in enumerate(old.ids):
             n = stats.count.get(cid, 0.0)
             if n > 0:
@@ -654,10 +672,11 @@ class ModelOwner:
     def snapshot(self) -> dict[str, Any]:
         """JSON-serialisable state (model + scaler + sample + id counter)."""
         return {
-            "config": {"k": self.k, "spec": self.spec.snapshot(), "decay": self.decay,
+            "config": {"k": self.k, "spec": self.spec.snapshot(), "halflife_updates": self.halflife_updates,
                        "min_seed_samples": self.min_seed_samples, "sample_cap": self.sample_cap,
                        "reseed_on_drift": self.reseed_on_drift, "refresh_every": self.refresh_every,
-                       "refresh_gain": self.refresh_gain, "seeder": self.seeder, "seed": self.seed},
+                       "refresh_gain": self.refresh_gain, "seeder": self.seeder, "seed": self.seed,
+                       "name_freeze_version": self.name_freeze_version},
             "model": self.model.snapshot() if self.model else None,
             "scaler": self.scaler.snapshot(),
             "sample": self.sample.tolist(),
@@ -668,10 +687,10 @@ class ModelOwner:
     def restore(cls, state: Mapping[str, Any]) -> ModelOwner:
         """Inverse of :meth:`snapshot`."""
         c = state["config"]
-        o = cls(c["k"], FeatureSpec.restore(c["spec"]), decay=c["decay"], min_seed_samples=c["min_seed_samples"],
+        o = cls(c["k"], FeatureSpec.restore(c["spec"]), halflife_updates=c["halflife_updates"], min_seed_samples=c["min_seed_samples"],
                 sample_cap=c["sample_cap"], reseed_on_drift=c["reseed_on_drift"],
                 refresh_every=c["refresh_every"], refresh_gain=c["refresh_gain"], seeder=c["seeder"],
-                seed=c["seed"])
+                seed=c["seed"], name_freeze_version=c["name_freeze_version"])
         o.model = ClusterModel.restore(state["model"]) if state["model"] else None
         o.scaler = RunningScaler.restore(state["scaler"])
         o.sample = np.asarray(state["sample"], dtype=float).reshape(-1, len(o.spec.names))

@@ -24,32 +24,36 @@ import numpy as np
 from processors.features import DailyProfile
 
 
-def _bumps(*spec: tuple[float, float, float]) -> np.ndarray:
-    """Sum of Gaussian bumps (hour, width, height) on a 24-hour grid, plus a base of 0.1."""
+def _bumps(*spec: tuple[float, float, float], base: float = 0.1) -> np.ndarray:
+    """Sum of Gaussian bumps (hour, width, height) on a 24-hour grid plus a base, normalised to 1."""
     h = np.arange(24) + 0.5
-    y = np.full(24, 0.1)
+    y = np.full(24, base)
     for centre, width, height in spec:
         d = np.minimum(np.abs(h - centre), 24 - np.abs(h - centre))  # wrap around midnight
         y += height * np.exp(-0.5 * (d / width) ** 2)
     return y / y.sum()
 
 
+EV_CHARGING = _bumps((2.0, 1.2, 1.0), base=0.0)
+"""Shape of overnight EV charging (no base load): added by ``shift`` and part of ``ev_charger``."""
+
+_COMMUTER_WD = _bumps((7.0, 1.0, 1.0), (19.5, 2.0, 1.6))
+_COMMUTER_WE = _bumps((10, 2, 0.8), (19, 2.5, 1.2))
+
 # name -> (weekday shape, weekend shape, mean kWh/day weekday, weekend factor, export kWh/day)
 ARCHETYPES: dict[str, tuple[np.ndarray, np.ndarray, float, float, float]] = {
-    "commuter": (_bumps((7.0, 1.0, 1.0), (19.5, 2.0, 1.6)), _bumps((10, 2, 0.8), (19, 2.5, 1.2)), 8.0, 1.1, 0.0),
+    "commuter": (_COMMUTER_WD, _COMMUTER_WE, 8.0, 1.1, 0.0),
     "home_daytime": (_bumps((13.0, 3.5, 1.5), (19, 2, 0.6)), _bumps((13, 3.5, 1.5), (19, 2, 0.6)), 11.0, 1.0, 0.0),
     "night_shift": (_bumps((2.5, 2.5, 1.8), (15, 1.5, 0.3)), _bumps((2.5, 2.5, 1.2), (14, 3, 0.6)), 9.0, 1.0, 0.0),
-    "ev_charger": (_bumps((2.0, 1.5, 2.5), (7, 1, 0.4), (19.5, 2, 0.8)), _bumps((2, 1.5, 2.0), (18, 3, 0.8)),
-                   20.0, 0.9, 0.0),
+    # a commuter household that charges an EV overnight (8 + 11 kWh)
+    "ev_charger": ((8 * _COMMUTER_WD + 11 * EV_CHARGING) / 19, (8 * _COMMUTER_WE + 11 * EV_CHARGING) / 19,
+                   19.0, 1.05, 0.0),
     "solar_prosumer": (_bumps((7.0, 1.0, 0.8), (20.0, 1.5, 1.8)), _bumps((8, 1, 0.6), (20, 2, 1.5)), 7.0, 1.1, 9.0),
     "electric_heating": (_bumps((7.0, 2.0, 1.0), (19.0, 3.0, 1.0), (3.0, 3.0, 0.6)),
                          _bumps((9, 3, 1.0), (19, 3, 1.0), (3, 3, 0.6)), 32.0, 1.1, 0.0),
     "small_flat": (_bumps((8.0, 2.0, 0.2), (20.0, 3.0, 0.3)), _bumps((11, 3, 0.3), (20, 3, 0.3)), 2.5, 1.0, 0.0),
     "business": (_bumps((13.0, 4.0, 2.0)), _bumps((13, 6, 0.2)), 26.0, 0.15, 0.0),
 }
-
-EV_CHARGING = _bumps((2.0, 1.5, 1.0))
-"""Shape of the extra night load added when a customer adopts EV charging (see ``shift``)."""
 
 
 def generate_profiles(
