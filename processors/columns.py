@@ -443,6 +443,11 @@ class Reject:
         }
 
 
+def _source(cols: ReadingColumns, i: int) -> RawMessage:
+    msg = int(cols.message[i])
+    return cols.sources[msg] if msg < len(cols.sources) else RawMessage(b"")
+
+
 def reading_rejects(cols: ReadingColumns, index: Iterable[int], reason: RejectReason, message: str) -> list[Reject]:
     """Rejects for rows of an already-decoded batch (e.g. ``too_late`` from the windows).
 
@@ -451,16 +456,19 @@ def reading_rejects(cols: ReadingColumns, index: Iterable[int], reason: RejectRe
     """
     out: list[Reject] = []
     ids = cols.registry.meter_ids
-    for i in index:
-        msg = int(cols.message[i])
-        src = cols.sources[msg] if msg < len(cols.sources) else RawMessage(b"")
-        rec = int(cols.record[i])
-        if rec < 0 and src.value:
+    idx = np.fromiter(index, np.int64)
+    need_json = [k for k, i in enumerate(idx.tolist()) if int(cols.record[i]) >= 0 or not _source(cols, i).value]
+    rows = cols.take(idx[need_json]).to_rows() if need_json else []
+    row_of = dict(zip(need_json, rows, strict=True))
+    for k, i in enumerate(idx.tolist()):
+        src = _source(cols, i)
+        row = row_of.get(k)
+        if row is None:
             payload = src.value
         else:
-            row = cols.take(np.array([i])).to_rows()[0]
             row["interval_start"] = datetime.fromtimestamp(row["interval_start"], UTC).isoformat()
             payload = orjson.dumps(row)
+        rec = int(cols.record[i])
         out.append(Reject(reason, message, payload, src.topic, src.partition, src.offset, rec, ids[int(cols.meter[i])]))
     return out
 

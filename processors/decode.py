@@ -44,6 +44,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Self
 
 import numpy as np
@@ -102,8 +103,47 @@ def _version_reason(obj: Any) -> RejectReason | None:
     return None
 
 
-def _column(records: Sequence[Any], name: str, default: Any) -> list[Any]:
-    return [r.get(name, default) for r in records]
+def _extract(records: list[dict[str, Any]], defaults: dict[str, Any]) -> dict[str, list[Any]]:
+    """One list per field (``defaults`` gives the fields and the value used when a key is absent).
+
+    Fast path, one C-level pass: when the first record holds only known fields
+    and every record has exactly those keys (same length and an ``itemgetter``
+    over them succeeds), the records are transposed with ``zip``. Otherwise
+    one ``dict.get`` pass per field.
+    """
+    n = len(records)
+    if n:
+        first = records[0]
+        present = [f for f in defaults if f in first]
+        if len(present) >= 2 and len(first) == len(present):
+            try:
+                rows = list(map(itemgetter(*present), records))
+            except KeyError:
+                rows = None
+            if rows is not None and set(map(len, records)) == {len(first)}:
+                cols = dict(zip(present, map(list, zip(*rows, strict=True)), strict=True))
+                for f, d in defaults.items():
+                    if f not in cols:
+                        cols[f] = [d] * n
+                return cols
+    return {f: [r.get(f, d) for r in records] for f, d in defaults.items()}
+
+
+_READING_FIELDS: dict[str, Any] = {
+    "schema_version": SCHEMA_VERSION, "meter_id": None, "customer_id": None, "interval_start": None,
+    "interval_minutes": 15, "kwh_import": None, "kwh_export": 0.0, "register_kwh": None, "voltage": None,
+    "power_factor": 1.0, "seq": None,
+}  # fmt: skip
+_HEARTBEAT_FIELDS: dict[str, Any] = {
+    "schema_version": SCHEMA_VERSION, "meter_id": None, "customer_id": None, "ts": None, "status": None,
+    "error_codes": _MISSING, "signal_dbm": -70.0, "battery_pct": 100.0, "firmware": "1.0.0", "clock_offset_s": 0.0,
+}  # fmt: skip
+
+
+def _version_ok(values: list[Any]) -> bool:
+    if values and values[0] is SCHEMA_VERSION and values.count(SCHEMA_VERSION) == len(values):
+        return set(map(type, values)) == {int}
+    return all(v == SCHEMA_VERSION for v in values) and set(map(type, values)) == {int}
 
 
 def _float_column(values: list[Any], lo: float, hi: float, slow: npt.NDArray[np.bool_]) -> F64:
@@ -148,7 +188,7 @@ class _TimestampCache:
     def column(self, values: list[Any], slow: npt.NDArray[np.bool_]) -> I64:
         get = self._epoch.get
         try:
-            got = [get(v) for v in values]
+            got = list(map(get, values))
         except TypeError:  # an unhashable value (list, dict) somewhere
             got = [get(v) if type(v) is str else None for v in values]
         if None in got:
@@ -184,6 +224,8 @@ class _IdCache:
     def check(self, values: list[Any], slow: npt.NDArray[np.bool_]) -> None:
         valid = self._valid
         try:
+            if valid.issuperset(values):
+                return
             known = [v in valid for v in values]
         except TypeError:
             known = [type(v) is str and v in valid for v in values]
@@ -203,9 +245,12 @@ def _slots(registry: MeterRegistry, ids: list[Any], slow: npt.NDArray[np.bool_])
     """Registry slots of meter ids; ``-1`` for a well-formed unknown id, ``slow`` for malformed ones."""
     get = registry.slot_of.get
     try:
-        slots = [get(m, -1) for m in ids]
-    except TypeError:
-        slots = [get(m, -1) if type(m) is str else -1 for m in ids]
+        slots = list(map(registry.slot_of.__getitem__, ids))  # every id known: the common case
+    except (KeyError, TypeError):
+        try:
+            slots = [get(m, -1) for m in ids]
+        except TypeError:
+            slots = [get(m, -1) if type(m) is str else -1 for m in ids]
     arr = np.array(slots, np.int64)
     for i in np.flatnonzero(arr < 0).tolist():
         m = ids[i]
@@ -348,27 +393,28 @@ class ReadingDecoder:
         n = len(records)
         slow = np.zeros(n, np.bool_)
         originals = records
-        if not all(type(r) is dict for r in records):
+        if n and set(map(type, records)) != {dict}:
             for i, r in enumerate(records):
                 if type(r) is not dict:
                     slow[i] = True
             records = [r if type(r) is dict else {} for r in records]
-        version = _column(records, "schema_version", SCHEMA_VERSION)
-        if not all(type(v) is int and v == SCHEMA_VERSION for v in version):
+        col = _extract(records, _READING_FIELDS)
+        version = col["schema_version"]
+        if not _version_ok(version):
             slow |= np.array([not (type(v) is int and v == SCHEMA_VERSION) for v in version], np.bool_)
-        ids = _column(records, "meter_id", None)
+        ids = col["meter_id"]
         meter = _slots(self.registry, ids, slow)
-        customers = _column(records, "customer_id", None)
+        customers = col["customer_id"]
         self._customers.check(customers, slow)
-        start = self._ts.column(_column(records, "interval_start", None), slow)
-        minutes = _int_column(_column(records, "interval_minutes", 15), 15, 60, slow)
+        start = self._ts.column(col["interval_start"], slow)
+        minutes = _int_column(col["interval_minutes"], 15, 60, slow)
         slow |= (minutes != 15) & (minutes != 30) & (minutes != 60)
-        kwh_import = _float_column(_column(records, "kwh_import", None), -1e6, 1e6, slow)
-        kwh_export = _float_column(_column(records, "kwh_export", 0.0), 0.0, 1e6, slow)
-        register = _float_column(_column(records, "register_kwh", None), -1e12, 1e12, slow)
-        voltage = _float_column(_column(records, "voltage", None), 0.0, 1e5, slow)
-        pf = _float_column(_column(records, "power_factor", 1.0), -1.0, 1.0, slow)
-        seq = _int_column(_column(records, "seq", None), 0, _INT64_MAX, slow)
+        kwh_import = _float_column(col["kwh_import"], -1e6, 1e6, slow)
+        kwh_export = _float_column(col["kwh_export"], 0.0, 1e6, slow)
+        register = _float_column(col["register_kwh"], -1e12, 1e12, slow)
+        voltage = _float_column(col["voltage"], 0.0, 1e5, slow)
+        pf = _float_column(col["power_factor"], -1.0, 1.0, slow)
+        seq = _int_column(col["seq"], 0, _INT64_MAX, slow)
         customer_arr = np.empty(n, np.object_)
         customer_arr[:] = customers
         keep = np.ones(n, np.bool_)
@@ -479,16 +525,18 @@ class HeartbeatDecoder:
             if type(r) is not dict:
                 slow[i] = True
         recs = [r if type(r) is dict else {} for r in records]
-        version = _column(recs, "schema_version", SCHEMA_VERSION)
-        slow |= np.array([not (type(v) is int and v == SCHEMA_VERSION) for v in version], np.bool_)
-        ids = _column(recs, "meter_id", None)
+        col = _extract(recs, _HEARTBEAT_FIELDS)
+        version = col["schema_version"]
+        if not _version_ok(version):
+            slow |= np.array([not (type(v) is int and v == SCHEMA_VERSION) for v in version], np.bool_)
+        ids = col["meter_id"]
         meter = _slots(self.registry, ids, slow)
-        self._customers.check(_column(recs, "customer_id", None), slow)
-        ts = self._ts.column(_column(recs, "ts", None), slow)
-        status_values = _column(recs, "status", None)
+        self._customers.check(col["customer_id"], slow)
+        ts = self._ts.column(col["ts"], slow)
+        status_values = col["status"]
         status = np.array([_STATUS_CODE.get(s, -1) if type(s) is str else -1 for s in status_values], np.int8)
         slow |= status < 0
-        codes_values = _column(recs, "error_codes", _MISSING)
+        codes_values = col["error_codes"]
         codes = np.empty(n, np.object_)
         for i, c in enumerate(codes_values):
             if c is _MISSING:
@@ -498,10 +546,10 @@ class HeartbeatDecoder:
             else:
                 slow[i] = True
                 codes[i] = ()
-        signal = _float_column(_column(recs, "signal_dbm", -70.0), -200.0, 50.0, slow)
-        battery = _float_column(_column(recs, "battery_pct", 100.0), 0.0, 100.0, slow)
-        offset = _float_column(_column(recs, "clock_offset_s", 0.0), -1e7, 1e7, slow)
-        firmware_values = _column(recs, "firmware", "1.0.0")
+        signal = _float_column(col["signal_dbm"], -200.0, 50.0, slow)
+        battery = _float_column(col["battery_pct"], 0.0, 100.0, slow)
+        offset = _float_column(col["clock_offset_s"], -1e7, 1e7, slow)
+        firmware_values = col["firmware"]
         firmware = np.empty(n, np.object_)
         for i, f in enumerate(firmware_values):
             ok = type(f) is str and len(f) <= 32
