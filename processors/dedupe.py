@@ -41,7 +41,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from processors.columns import I64, MeterRows, ReadingColumns, grow_rows
+from processors.columns import I64, MeterRows, ReadingColumns, grow_rows, pack_array, unpack_array
 
 _NONE = np.iinfo(np.int64).min
 _BITS = 64
@@ -150,8 +150,8 @@ class Deduplicator:
             "granularity_s": self.granularity_s,
             "batch_memory": self.batch_memory,
             "meters": self.rows.ids,
-            "hw": self._hw[:n].tolist(),
-            "mask": self._mask[:n].tolist(),
+            "hw": pack_array(self._hw[:n]),
+            "mask": pack_array(self._mask[:n]),
             "batches": list(self._batches),
         }
 
@@ -160,7 +160,7 @@ class Deduplicator:
         """Rebuild from :meth:`snapshot` output."""
         d = cls(state["granularity_s"], state["batch_memory"])
         d.rows = MeterRows(state["meters"])
-        d._hw = np.array(state["hw"], np.int64)
-        d._mask = np.array(state["mask"], np.uint64)
+        d._hw = unpack_array(state["hw"])
+        d._mask = unpack_array(state["mask"])
         d._batches = OrderedDict.fromkeys(state["batches"])
         return d

@@ -45,7 +45,16 @@ from typing import Any, Self
 
 import numpy as np
 
-from processors.columns import F64, I64, HeartbeatColumns, MeterRows, ReadingColumns, grow_rows
+from processors.columns import (
+    F64,
+    I64,
+    HeartbeatColumns,
+    MeterRows,
+    ReadingColumns,
+    grow_rows,
+    pack_array,
+    unpack_array,
+)
 from processors.health.config import EVENT_KINDS, KINDS, HealthConfig
 from processors.health.heartbeat import conditions
 from processors.health.plausibility import negative, voltage_out
@@ -288,24 +297,15 @@ class HealthMonitor:
 
     # -- protocol -----------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        """Per-meter arrays keyed by the row list of meter ids (NaN stored as null)."""
+        """Per-meter arrays (packed, bit-exact) keyed by the row list of meter ids."""
         n = len(self.rows)
-        arrays: dict[str, Any] = {}
-        for name in self._FILL:
-            a: np.ndarray[Any, Any] = getattr(self, name)[:n]
-            if a.dtype.kind == "f":
-                obj = a.astype(np.float64).astype(object)
-                obj[np.isnan(a)] = None
-                arrays[name] = obj.tolist()
-            else:
-                arrays[name] = a.tolist()
         return {
             "config": self.config.model_dump(mode="json"),
             "meters": self.rows.ids,
-            "active": self.machine.active[:n].tolist(),
-            "since": self.machine.since[:n].tolist(),
+            "active": pack_array(self.machine.active[:n]),
+            "since": pack_array(self.machine.since[:n]),
             "stream_time": None if self.stream_time == _NONE else self.stream_time,
-            **arrays,
+            **{name: pack_array(getattr(self, name)[:n]) for name in self._FILL},
         }
 
     @classmethod
@@ -314,15 +314,8 @@ class HealthMonitor:
         h = cls(HealthConfig.model_validate(state["config"]))
         h.rows = MeterRows(state["meters"])
         for name in cls._FILL:
-            cur = getattr(h, name)
-            raw = state[name]
-            if cur.dtype.kind == "f":
-                arr = np.array(raw, np.float64).astype(cur.dtype)  # None → nan
-                arr = arr.reshape((-1, *cur.shape[1:]))
-            else:
-                arr = np.array(raw, cur.dtype).reshape((-1, *cur.shape[1:]))
-            setattr(h, name, arr)
-        h.machine.active = np.array(state["active"], np.uint16)
-        h.machine.since = np.array(state["since"], np.int64)
+            setattr(h, name, unpack_array(state[name]))
+        h.machine.active = unpack_array(state["active"])
+        h.machine.since = unpack_array(state["since"])
         h.stream_time = _NONE if state["stream_time"] is None else state["stream_time"]
         return h

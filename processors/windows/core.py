@@ -41,7 +41,16 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from processors.columns import F64, I64, ReadingColumns, Reject, grow_rows, reading_rejects
+from processors.columns import (
+    F64,
+    I64,
+    ReadingColumns,
+    Reject,
+    grow_rows,
+    pack_array,
+    reading_rejects,
+    unpack_array,
+)
 
 NONE = np.iinfo(np.int64).min
 """Sentinel for "no window in this slot" and "no frontier yet"."""
@@ -304,18 +313,19 @@ class WindowRing:
         return out
 
     def snapshot(self, n_rows: int) -> dict[str, Any]:
+        """Occupied slots only (sparse), arrays packed bit-exact."""
         r, k = np.nonzero(self.start[:n_rows] != NONE)
         return {
             "size_s": self.size_s,
             "ring": self.ring,
             "kind": self.kind,
             "closed_index": None if self.closed_index == NONE else int(self.closed_index),
-            "row": r.tolist(),
-            "slot": k.tolist(),
-            "start": self.start[r, k].tolist(),
-            "count": self.count[r, k].tolist(),
-            "interval_s": self.interval_s[r, k].tolist(),
-            **{f: a[r, k].tolist() for f, a in self.floats.items()},
+            "row": pack_array(r.astype(np.int64)),
+            "slot": pack_array(k.astype(np.int64)),
+            "start": pack_array(self.start[r, k]),
+            "count": pack_array(self.count[r, k]),
+            "interval_s": pack_array(self.interval_s[r, k]),
+            **{f: pack_array(a[r, k]) for f, a in self.floats.items()},
         }
 
     @classmethod
@@ -323,13 +333,13 @@ class WindowRing:
         ring = cls(state["size_s"], state["ring"], state["kind"])
         ring.closed_index = NONE if state["closed_index"] is None else state["closed_index"]
         ring.ensure_rows(n_rows)
-        r = np.array(state["row"], np.int64)
-        k = np.array(state["slot"], np.int64)
-        ring.start[r, k] = state["start"]
-        ring.count[r, k] = state["count"]
-        ring.interval_s[r, k] = state["interval_s"]
+        r = unpack_array(state["row"])
+        k = unpack_array(state["slot"])
+        ring.start[r, k] = unpack_array(state["start"])
+        ring.count[r, k] = unpack_array(state["count"])
+        ring.interval_s[r, k] = unpack_array(state["interval_s"])
         for f, a in ring.floats.items():
-            a[r, k] = state[f]
+            a[r, k] = unpack_array(state[f])
         return ring
 
 
