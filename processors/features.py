@@ -180,8 +180,8 @@ class _CustomerShape:
         self.last_day = -1
 
     def to_json(self) -> list[Any]:
-        return [self.all.tolist(), self.all_w, self.wd.tolist(), self.wd_w, self.log_ratio, self.ratio_w,
-                self.var_m1, self.var_m2, self.var_w,
+        scalars = [float(v) for v in (self.log_ratio, self.ratio_w, self.var_m1, self.var_m2, self.var_w)]
+        return [self.all.tolist(), float(self.all_w), self.wd.tolist(), float(self.wd_w), *scalars,
                 None if self.pending is None else self.pending.tolist(), self.restarts,
                 self.n_days, self.last_day]
 

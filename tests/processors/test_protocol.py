@@ -169,6 +169,11 @@ CASES: list[ProcessorCase] = [
 EXTRA_CASES: list[ProcessorCase] = []
 """Other modules may append cases here (they are parametrised too)."""
 
+# segmentation processors (processors/rfm, features, clustering, rules, segments)
+from test_seg_cases import seg_cases  # noqa: E402
+
+EXTRA_CASES += seg_cases(ProcessorCase)
+
 
 def _all() -> list[ProcessorCase]:
     return CASES + EXTRA_CASES
