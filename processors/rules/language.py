@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -329,7 +329,7 @@ class Name(Node):
     """An attribute reference (dotted path)."""
 
     path: str
-    offset: int = 0
+    offset: int = field(default=0, compare=False)
 
     def eval(self, attrs: Mapping[str, Any]) -> Any:
         return lookup(attrs, self.path)
