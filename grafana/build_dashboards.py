@@ -21,11 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 JSON = dict[str, Any]
 
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARD_DIR = REPO / "grafana" / "dashboards"
 DOCS_PATH = REPO / "docs" / "dashboards.md"
+RULES_PATH = REPO / "prometheus" / "rules" / "meterseg.yml"
 
 DATASOURCE: JSON = {"type": "prometheus", "uid": "prometheus"}
 SCHEMA_VERSION = 39
@@ -181,12 +184,11 @@ def fleet() -> Dashboard:
                      "Meters with no reading or heartbeat for more than the allowed number of intervals (all "
                      "regions). A jump usually means a head-end or data concentrator stopped uploading: check "
                      "the late-meter alert and the meters' regions in the API.",
-                     Query(late, instant=True), no_value="0",
-                     thresholds=[(None, "green"), (1, "orange")]),
+                     Query(late, instant=True), no_value="0"),
                 stat("Faulty share",
                      "Share of meters in health state `poor` (readings or heartbeats failing validation: stuck "
-                     "register, negative consumption, fault heartbeats). Above 5 % the faulty-share alert fires; "
-                     "list the meters with the drill-down link below (`/meters/faulty`).",
+                     "register, negative consumption, fault heartbeats). Above 5 % for 30 minutes MeterSegFaultyShareHigh "
+                     "fires; click the value to list the meters (`/meters/faulty` of the API).",
                      Query(f'sum(meterseg_meters{{state="poor"}}) / clamp_min({meters_total}, 1)', instant=True),
                      unit="percentunit", decimals=1,
                      thresholds=[(None, "green"), (0.02, "orange"), (0.05, "red")],
@@ -979,11 +981,43 @@ def render_docs(dashboards: list[Dashboard]) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def render_alerts(rules_path: Path = RULES_PATH) -> str:
+    """The alert rules as a docs section (expression, for, severity, summary, runbook)."""
+    doc = yaml.safe_load(rules_path.read_text(encoding="utf-8"))
+    lines = [
+        "## Alerts",
+        "",
+        f"Alert rules live in `{rules_path.relative_to(REPO)}` (loaded by both Prometheus configurations) and are "
+        "unit-tested firing and not firing in `prometheus/tests/rules_test.yml` "
+        "(`promtool test rules prometheus/tests/rules_test.yml`).",
+        "",
+    ]
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            if "alert" not in rule:
+                continue
+            notes = rule["annotations"]
+            lines += [
+                f"### {rule['alert']}",
+                "",
+                f"Group `{group['name']}`, severity `{rule['labels']['severity']}`, for `{rule.get('for', '0m')}`. "
+                f"Summary: {notes['summary']}",
+                "",
+                "```promql",
+                str(rule["expr"]).strip(),
+                "```",
+                "",
+                f"Runbook: {notes['runbook']}",
+                "",
+            ]
+    return "\n".join(lines)
+
+
 def outputs() -> dict[Path, str]:
     """Every generated file and its content."""
     dashboards = [make() for make in DASHBOARDS]
     out = {DASHBOARD_DIR / f"{d.uid}.json": render_json(d) for d in dashboards}
-    out[DOCS_PATH] = render_docs(dashboards)
+    out[DOCS_PATH] = render_docs(dashboards) + "\n" + render_alerts()
     return out
 
 
