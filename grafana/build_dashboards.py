@@ -84,7 +84,8 @@ class Panel:
     no_value: str | None = None  # shown instead of "No data" (a count that is simply zero)
     min_value: float | None = None
     max_value: float | None = None
-    columns: dict[str, str] = field(default_factory=dict)  # table: field name -> display name
+    # table: field name -> display name; never rename a column a data link reads (${__data.fields.<name>})
+    columns: dict[str, str] = field(default_factory=dict)
     hidden_columns: tuple[str, ...] = ("Time", "__name__", "job")
 
 
@@ -359,7 +360,7 @@ def consumption() -> Dashboard:
                       Query(f"sum by (region) ({range_total(EXPORTED)})",
                             instant=True, table=True),
                       Query(f"sum by (region) ({range_total(f'{revenue}{{{R}}}')})", instant=True, table=True),
-                      columns={"region": "Region", "Value #A": "Imported kWh", "Value #B": "Exported kWh",
+                      columns={"Value #A": "Imported kWh", "Value #B": "Exported kWh",
                                "Value #C": "Revenue"},
                       links=[Link("Top consumers in ${__data.fields.region}",
                                   f"{API}/meters/top?region=${{__data.fields.region}}&{RANGE_FROM_TO}")],
@@ -568,7 +569,7 @@ def segments() -> Dashboard:
                       Query(f"sum by (family, segment) (increase(meterseg_segment_exits_total{{{F}}}[$__range]))",
                             instant=True, table=True),
                       Query(volatility, instant=True, table=True),
-                      columns={"family": "Family", "segment": "Segment", "Value #A": "Members",
+                      columns={"family": "Family", "Value #A": "Members",
                                "Value #B": "Entries", "Value #C": "Exits", "Value #D": "Volatility"},
                       links=[Link("Segment ${__data.fields.segment}", f"{API}/segments/${{__data.fields.segment}}"),
                              Link("Members", f"{API}/segments/${{__data.fields.segment}}/members"),
@@ -629,7 +630,7 @@ def engine() -> Dashboard:
                             instant=True, table=True),
                       Query("max by (instance) (time() - meterseg_consumer_last_progress_timestamp_seconds)",
                             instant=True, table=True),
-                      columns={"instance": "Worker", "Value #A": "Messages/s", "Value #B": "Since poll (s)",
+                      columns={"Value #A": "Messages/s", "Value #B": "Since poll (s)",
                                "Value #C": "Since progress (s)"},
                       links=[Link("Metrics of ${__data.fields.instance}", "http://${__data.fields.instance}/metrics")],
                       decimals=1, width=12, height=5),

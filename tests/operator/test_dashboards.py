@@ -165,6 +165,17 @@ def test_variables_are_defined(dash: dict[str, Any]) -> None:
     assert used <= defined, used - defined
 
 
+@pytest.mark.parametrize("dash", DASHBOARDS, ids=lambda d: d["uid"])
+def test_table_links_read_label_columns(dash: dict[str, Any]) -> None:
+    for p in _all_panels(dash["panels"]):
+        links = p.get("fieldConfig", {}).get("defaults", {}).get("links", [])
+        for field_name in {f for lk in links for f in re.findall(r"__data\.fields\.(\w+)", lk["url"] + lk["title"])}:
+            renamed = {k for t in p.get("transformations", []) for k in t["options"].get("renameByName", {})}
+            assert field_name not in renamed, f"{p['title']}: link reads renamed column {field_name}"
+            grouped = [re.search(r"\b(?:by|without) \(([^)]*)\)", t["expr"]) for t in p["targets"]]
+            assert all(g and field_name in g.group(1) for g in grouped), f"{p['title']}: {field_name} not a column"
+
+
 def test_docs_show_every_query() -> None:
     docs = (REPO / "docs" / "dashboards.md").read_text(encoding="utf-8")
     missing = [(d, p) for d, p, e in QUERIES if e not in docs]
