@@ -17,8 +17,10 @@ owner makes), and decides whether the customer's *membership* moves:
   cluster ids survive re-seeds (Hungarian matching in the owner), so most
   customers keep their segment;
 * **drift** - river's ADWIN watches the assignment distance (reported only when
-  its mean *rises*: the model fits worse) and, optionally, every scaled
-  feature. A detection becomes a :class:`DriftEvent` output and is counted in
+  its mean *rises*: the model fits worse) and, optionally, every feature,
+  standardised with a *reference* scaling frozen at the first model (and at
+  each re-seed): the model's own scaler follows the population within hours,
+  so population-wide shifts would vanish in it. A detection becomes a :class:`DriftEvent` output and is counted in
   the statistics, which lets a configured owner re-seed.
 
 Membership outputs are :class:`BehaviourChange` records; ``processors.segments``
@@ -153,6 +155,7 @@ class BehaviourAssigner:
         self.drift_cooldown = drift_cooldown
         self.sample_cap = sample_cap
         self.model: ClusterModel | None = None
+        self.reference: tuple[np.ndarray, np.ndarray] | None = None
         self.epoch = 0
         self.members: dict[str, _Membership] = {}
         self.stats = ClusterStats.empty(self.spec, 0, sample_cap)
@@ -170,6 +173,8 @@ class BehaviourAssigner:
             raise ValueError("model feature spec differs from the assigner's")
         if model.reseeded:
             self.epoch += 1
+        if model.reseeded or self.reference is None:
+            self.reference = (model.scale_mean.copy(), model.scale_std.copy())
         self.model = model
 
     def flush_stats(self) -> ClusterStats:
@@ -201,7 +206,8 @@ class BehaviourAssigner:
         for j in np.unique(nearest):
             self.stats.add(model.ids[int(j)], x[nearest == j])
         out: list[BehaviourChange | DriftEvent] = []
-        z = (x - model.scale_mean) / model.scale_std
+        assert self.reference is not None
+        z = (x - self.reference[0]) / self.reference[1]
         for i, f in enumerate(batch):
             self.n_updates += 1
             j = int(nearest[i])
@@ -282,6 +288,7 @@ class BehaviourAssigner:
                        "sample_cap": self.sample_cap},
             "model": self.model.snapshot() if self.model else None,
             "epoch": self.epoch,
+            "reference": None if self.reference is None else [r.tolist() for r in self.reference],
             "members": {c: [m.cluster, m.pending, m.pending_count, m.epoch]
                         for c, m in sorted(self.members.items())},
             "stats": self.stats.snapshot(),
@@ -300,6 +307,8 @@ class BehaviourAssigner:
                 sample_cap=c["sample_cap"])
         a.model = ClusterModel.restore(state["model"]) if state["model"] else None
         a.epoch = int(state["epoch"])
+        ref = state["reference"]
+        a.reference = None if ref is None else (np.asarray(ref[0], dtype=float), np.asarray(ref[1], dtype=float))
         a.members = {cid: _Membership(v[0], v[1], int(v[2]), int(v[3])) for cid, v in state["members"].items()}
         a.stats = ClusterStats.restore(state["stats"])
         a.n_updates = int(state["n_updates"])

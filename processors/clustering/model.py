@@ -310,10 +310,8 @@ class ClusterStats:
             priority = np.array([sample_priority(row.tobytes()) for row in x])
         xs = np.vstack([self.sample, x])
         ps = np.concatenate([self.priority, priority])
-        if len(ps) > self.sample_cap:
-            keep = np.sort(np.argpartition(ps, self.sample_cap - 1)[: self.sample_cap])
-            xs, ps = xs[keep], ps[keep]
-        self.sample, self.priority = xs, ps
+        keep = np.argsort(ps, kind="stable")[: self.sample_cap]  # canonical order: by priority
+        self.sample, self.priority = xs[keep], ps[keep]
 
     @property
     def empty_stats(self) -> bool:
@@ -364,7 +362,7 @@ def sample_priority(key: str | bytes) -> float:
 
 
 def merge_stats(stats: Iterable[ClusterStats]) -> ClusterStats:
-    """Add several workers' statistics (associative; samples are concatenated, then capped).
+    """Add several workers' statistics (associative; samples merged as bottom-k by priority).
 
     Examples:
         >>> spec = FeatureSpec(names=("a",), log1p=(), log=())
@@ -377,7 +375,9 @@ def merge_stats(stats: Iterable[ClusterStats]) -> ClusterStats:
     xs = list(stats)
     if not xs:
         raise ValueError("merge_stats needs at least one ClusterStats")
-    out = ClusterStats(xs[0].spec, max(s.model_version for s in xs), sum(s.sample_cap for s in xs))
+    # the bottom-k of a union is the bottom-k of the parts' bottom-k: with the same cap, the merged
+    # sample is the one a single worker would have drawn, whatever the number of workers
+    out = ClusterStats(xs[0].spec, max(s.model_version for s in xs), max(s.sample_cap for s in xs))
     for s in xs:
         if s.spec != out.spec:
             raise ValueError("cannot merge statistics of different feature specs")
