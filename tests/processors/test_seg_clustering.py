@@ -220,7 +220,7 @@ def test_recovers_archetypes_with_ari_above_085() -> None:
 
 def test_ev_adoption_moves_customers_and_fires_drift() -> None:
     n, shift_day = 400, 9
-    base, labels = generate_profiles(n_customers=n, days=1, seed=9)
+    _, labels = generate_profiles(n_customers=n, days=1, seed=9)
     commuters = sorted(c for c in labels if labels[c] == "commuter")
     adopters = set(commuters[::2])
     profiles, labels = generate_profiles(n_customers=n, days=shift_day + 2, seed=9,
