@@ -47,6 +47,26 @@ def panel_queries(dashboard_dir: Path | str = DASHBOARD_DIR) -> list[tuple[str, 
     return out
 
 
+def variable_queries(dashboard_dir: Path | str = DASHBOARD_DIR) -> list[tuple[str, str, str, str]]:
+    """Query variables ``label_values(metric, label)``: ``(dashboard title, variable, metric, label)``."""
+    out: list[tuple[str, str, str, str]] = []
+    for dash in load_dashboards(Path(dashboard_dir)):
+        for var in dash.get("templating", {}).get("list", []):
+            if var.get("type") != "query":
+                continue
+            m = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", var.get("definition", ""))
+            if m:
+                out.append((dash["title"], var["name"], m.group(1), m.group(2)))
+    return out
+
+
+def label_values(base_url: str, metric: str, label: str, timeout: float = 10.0) -> list[str]:
+    """What Grafana's ``label_values(metric, label)`` lists (``/api/v1/label/<label>/values?match[]=metric``)."""
+    url = f"{base_url.rstrip('/')}/api/v1/label/{label}/values?" + urllib.parse.urlencode({"match[]": metric})
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return [str(v) for v in json.load(resp)["data"]]
+
+
 def substitute(expr: str, variables: dict[str, str] | None = None) -> str:
     """Replace Grafana variables: built-ins by fixed windows, template variables (``$region``...) by ``.*``."""
     values = {**BUILTINS, **(variables or {})}

@@ -8,7 +8,8 @@ replaced (``$__range`` → 1h, ``$__rate_interval`` / ``$__interval`` → 1m,
 ``$region`` and other template variables → ``.*``). A query fails if Prometheus
 answers with an error or with an empty result; failing queries are re-tried
 for a short while (the first scrapes may not cover a rate window yet), then
-all failures are reported together.
+all failures are reported together. The dashboards' query variables
+(``label_values(...)``) must list at least one value.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import warnings
 from typing import Any
 
 import pytest
-from dashboards_util import instant_query, panel_queries, substitute
+from dashboards_util import instant_query, label_values, panel_queries, substitute, variable_queries
 
 RETRY_FOR_S = 60.0
 RETRY_EVERY_S = 5.0
@@ -75,7 +76,12 @@ def test_every_panel_query_returns_data(request: pytest.FixtureRequest) -> None:
         pending = {k: v for k, v in pending.items() if k in problems}
         time.sleep(RETRY_EVERY_S)
 
+    # the template variables' value lists (region, family) must not be empty either
+    for dash, name, metric, label in variable_queries():
+        if not label_values(base, metric, label):
+            problems[(dash, f"variable ${name}", f"label_values({metric}, {label})")] = "no values"
+
     if nan_only:  # 0/0 on a quiet window: data, but worth knowing when reading the run
         warnings.warn("panels answering only NaN: " + "; ".join(sorted(set(nan_only))), stacklevel=1)
     report = [f"{dash} / {panel}: {problem}\n    {expr}" for (dash, panel, expr), problem in sorted(problems.items())]
-    assert not report, f"{len(report)} of {len(queries)} panel queries return no data:\n" + "\n".join(report)
+    assert not report, f"{len(report)} dashboard queries (of {len(queries)} panel queries and the variables) return no data:\n" + "\n".join(report)
