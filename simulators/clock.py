@@ -29,9 +29,10 @@ log = logging.getLogger(__name__)
 
 
 def parse_start(text: str) -> datetime:
-    """``--start`` value: an ISO date/time (UTC if no zone) or ``now`` (rounded down to the minute)."""
+    """``--start`` value: an ISO date/time (UTC if no zone) or ``now`` (rounded down to a 15-minute boundary)."""
     if text == "now":
-        return datetime.now(UTC).replace(second=0, microsecond=0)
+        now = datetime.now(UTC)
+        return now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
     try:
         ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

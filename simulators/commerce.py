@@ -75,7 +75,7 @@ PLANS: dict[str, tuple[str, float]] = {
 PHYSICAL = frozenset({"stuck", "voltage", "dropout", "negative"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Timed:
     """An event due at ``ts_s`` seconds after the start. ``payment`` events stop when the customer stops buying."""
 

@@ -149,7 +149,7 @@ def schedule_faults(
         if rate <= 0.0 or n_intervals == 0:
             continue
         if kind == "clock_skew" and heartbeat_minutes <= 0:
-            log.warning("clock_skew faults need heartbeats (--heartbeat-minutes > 0); none injected")
+            log.info("clock_skew faults need heartbeats (--heartbeat-minutes > 0); none injected")
             continue
         count = int(rng.poisson(rate * meters * days))
         lo, hi = DURATIONS[kind]

@@ -206,7 +206,21 @@ class KafkaSink(Sink):
             raise RuntimeError(
                 f"topic {topic!r} has {len(parts or ())} partitions but settings say {self.partitions}; "
                 "set METERSEG_PARTITIONS to match or recreate the topic")
+        await self._await_leaders(topic, sorted(parts))
         self._checked.add(topic)
+
+    async def _await_leaders(self, topic: str, partitions: list[int]) -> None:
+        """A just-created topic answers NotLeaderForPartition for a moment; wait for its leaders (max ~5 s)."""
+        from aiokafka.structs import TopicPartition
+
+        client = self._producer.client
+        for _ in range(50):
+            leaders = [client.cluster.leader_for_partition(TopicPartition(topic, p)) for p in partitions]
+            if all(leader is not None and leader >= 0 for leader in leaders):
+                return
+            await client.force_metadata_update()
+            await asyncio.sleep(0.1)
+        log.warning("topic %s: partition leaders not known after 5 s; sending anyway (aiokafka retries)", topic)
 
     async def send(self, topic: str, partition: int, messages: Sequence[Message]) -> None:
         if not messages:

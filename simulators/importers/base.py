@@ -42,9 +42,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ValidationError
 
+from simulators.encode import dumps
 from simulators.partition import partition_for
 from simulators.sinks import Message, Sink
 
@@ -174,7 +174,7 @@ def checked(model: type[BaseModel], data: dict[str, Any]) -> bytes:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise RowError(f"{where}: {first['msg']}") from None
-    return orjson.dumps(event.model_dump(mode="json"))
+    return dumps(event.model_dump(mode="json"))
 
 
 # ----------------------------------------------------------------------- rows
