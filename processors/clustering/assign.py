@@ -45,6 +45,11 @@ Examples:
     []
     >>> [c.reason for c in a.process([upd("A", 9.0, 4)])]   # clearly closer: moves
     ['distance_margin']
+
+References:
+    Bifet & Gavaldà (2007), "Learning from Time-Changing Data with Adaptive
+    Windowing", SIAM International Conference on Data Mining (ADWIN); river
+    documentation, ``river.drift.ADWIN``.
 """
 
 from __future__ import annotations

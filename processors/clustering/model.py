@@ -38,6 +38,13 @@ Examples:
     (1, 2, [0, 1])
     >>> ClusterModel.restore(m1.snapshot()) == m1
     True
+
+References:
+    river documentation, ``river.cluster.KMeans`` (online k-means with a
+    half-life), ``STREAMKMeans`` and ``DBSTREAM``; Sculley (2010), "Web-scale
+    k-means clustering", WWW (mini-batch k-means); Arthur & Vassilvitskii
+    (2007), "k-means++: the advantages of careful seeding", SODA; Kuhn (1955),
+    "The Hungarian method for the assignment problem" (identity matching).
 """
 
 from __future__ import annotations

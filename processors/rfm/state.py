@@ -297,6 +297,68 @@ class CustomerRfm:
         return cls(record, {str(s) for s in seen}, {int(d) for d in days})
 
 
+RFM_APPLY_LUA = """
+-- processors.rfm.state.apply_event as a Redis script: the same rule, atomically, per customer.
+-- KEYS[1] record hash rfm:{cid}   KEYS[2] seen-event set rfm:seen:{cid}   KEYS[3] day set rfm:days:{cid}
+-- (use a {cid} hash tag so the three keys share a cluster slot)
+-- ARGV: event_id, event_type, ts (epoch seconds as repr(float)), UTC day number, amount in micro-units
+-- returns 1 if applied, 0 for a duplicate
+if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
+local kind = ARGV[2]
+if kind == 'VIEWED' then redis.call('HINCRBY', KEYS[1], 'n_viewed', 1) return 1 end
+if kind == 'PROCESSED' then redis.call('HINCRBY', KEYS[1], 'n_processed', 1) return 1 end
+local ts = tonumber(ARGV[3])
+local first = tonumber(redis.call('HGET', KEYS[1], 'first_ts'))
+local last = tonumber(redis.call('HGET', KEYS[1], 'last_ts'))
+if first == nil or ts < first then redis.call('HSET', KEYS[1], 'first_ts', ARGV[3]) end
+if last == nil or ts > last then redis.call('HSET', KEYS[1], 'last_ts', ARGV[3]) end
+redis.call('HINCRBY', KEYS[1], 'n_purchases', 1)
+redis.call('HINCRBY', KEYS[1], 'total_micros', ARGV[5])
+if redis.call('SADD', KEYS[3], ARGV[4]) == 1 then redis.call('HINCRBY', KEYS[1], 'n_purchase_days', 1) end
+return 1
+"""
+"""Reference Redis Lua implementation of :func:`apply_event` plus the two idempotence sets.
+
+Arguments come from :func:`lua_args`; the hash reads back with :func:`record_from_hash`.
+"""
+
+
+def lua_args(event: RfmEvent) -> list[str]:
+    """ARGV for :data:`RFM_APPLY_LUA` (timestamps as ``repr`` so they read back bit-exact).
+
+    Examples:
+        >>> lua_args(RfmEvent("e1", "C1", 90061.5, "PURCHASED", 2_500_000))
+        ['e1', 'PURCHASED', '90061.5', '1', '2500000']
+    """
+    return [event.event_id, event.event_type, repr(event.ts), str(event.day), str(event.amount_micros)]
+
+
+def record_from_hash(customer_id: str, fields: dict[str, str] | dict[bytes, bytes]) -> RfmRecord:
+    """An :class:`RfmRecord` from the Redis hash the Lua script maintains (``HGETALL``).
+
+    Examples:
+        >>> record_from_hash("C1", {b"first_ts": b"10.5", b"last_ts": b"99.0", b"n_purchases": b"2",
+        ...                         b"n_purchase_days": b"1", b"total_micros": b"3000000"}).total_spend
+        3.0
+    """
+    f = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+         for k, v in fields.items()}
+
+    def num(name: str) -> int:
+        return int(f.get(name, 0))
+
+    return RfmRecord(
+        customer_id=customer_id,
+        first_ts=float(f["first_ts"]) if "first_ts" in f else None,
+        last_ts=float(f["last_ts"]) if "last_ts" in f else None,
+        n_purchases=num("n_purchases"),
+        n_purchase_days=num("n_purchase_days"),
+        total_micros=num("total_micros"),
+        n_viewed=num("n_viewed"),
+        n_processed=num("n_processed"),
+    )
+
+
 def recompute(events: Iterable[Purchase | RfmEvent]) -> dict[str, RfmRecord]:
     """Batch reference: every customer's record from scratch, by set operations.
 
