@@ -74,7 +74,7 @@ LOAD_SHAPE_FEATURES: tuple[str, ...] = (
 )
 """Names of the load-shape features, in vector order."""
 
-RFM_FEATURES: tuple[str, ...] = ("rfm.recency_days", "rfm.frequency", "rfm.monetary_mean")
+RFM_FEATURES: tuple[str, ...] = ("rfm.days_since_last", "rfm.frequency", "rfm.monetary_mean")
 """RFM values attached to a customer's features when known (see :meth:`FeatureProcessor.set_rfm`)."""
 
 # indices into the per-day observation vector x (and the decayed-mean state)
@@ -241,9 +241,9 @@ class FeatureProcessor:
         self.customers: dict[str, _CustomerShape] = {}
         self.rfm: dict[str, tuple[float, float, float]] = {}
 
-    def set_rfm(self, customer_id: str, recency_days: float, frequency: float, monetary_mean: float) -> None:
-        """Attach a customer's latest RFM values (they join the feature record)."""
-        self.rfm[customer_id] = (recency_days, frequency, monetary_mean)
+    def set_rfm(self, customer_id: str, days_since_last: float, frequency: float, monetary_mean: float) -> None:
+        """Attach a customer's latest RFM values (from :class:`~processors.rfm.RfmSummary`); they join the features."""
+        self.rfm[customer_id] = (days_since_last, frequency, monetary_mean)
 
     def _restarted(self, st: _CustomerShape, x: np.ndarray) -> bool:
         """Shift rule on a weekday; True when the means were restarted from the last two days."""

@@ -79,7 +79,7 @@ class FeatureSpec:
     """
 
     names: tuple[str, ...] = tuple(n for n in LOAD_SHAPE_FEATURES if n != "variability")
-    log1p: tuple[str, ...] = ("mean_daily_kwh", "rfm.monetary_mean", "rfm.frequency", "rfm.recency_days")
+    log1p: tuple[str, ...] = ("mean_daily_kwh", "rfm.monetary_mean", "rfm.frequency", "rfm.days_since_last")
     log: tuple[str, ...] = ("weekday_weekend_ratio",)
 
     def vector(self, values: Mapping[str, float]) -> np.ndarray:
@@ -117,7 +117,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "weekday_weekend_ratio": ("weekday-heavy", "weekend-heavy"),
     "export_share": ("solar exporter", "no export"),
     "variability": ("irregular", "steady"),
-    "rfm.recency_days": ("long-standing buyer", "recent buyer"),
+    "rfm.days_since_last": ("lapsed buyer", "recent buyer"),
     "rfm.frequency": ("frequent buyer", "rare buyer"),
     "rfm.monetary_mean": ("big spender", "small spender"),
 }

@@ -2,8 +2,16 @@
 
 * :mod:`processors.rules.language` - tokenizer, recursive-descent parser, AST, evaluation.
 * :mod:`processors.rules.segments` - YAML definitions and :class:`RuleSegmentProcessor`.
+* :mod:`processors.rules.attributes` - the attribute vocabulary and mappers from processor outputs.
 """
 
+from processors.rules.attributes import (
+    KNOWN_ATTRIBUTES,
+    behaviour_attributes,
+    feature_attributes,
+    registry_attributes,
+    rfm_attributes,
+)
 from processors.rules.language import Rule, RuleSyntaxError, compile_rule, tokenize
 from processors.rules.segments import (
     CustomerAttributes,
@@ -15,14 +23,19 @@ from processors.rules.segments import (
 )
 
 __all__ = [
+    "KNOWN_ATTRIBUTES",
     "CustomerAttributes",
     "Rule",
     "RuleSegmentProcessor",
     "RuleSyntaxError",
     "SegmentDefinition",
+    "behaviour_attributes",
     "compile_rule",
+    "feature_attributes",
     "load_segment_definitions",
     "load_segment_definitions_text",
     "parse_segment_definitions",
+    "registry_attributes",
+    "rfm_attributes",
     "tokenize",
 ]

@@ -102,7 +102,7 @@ def test_redelivered_or_older_days_are_ignored() -> None:
 
 def test_rfm_values_join_the_features() -> None:
     fp = FeatureProcessor()
-    fp.set_rfm("C1", recency_days=12, frequency=3, monetary_mean=45.5)
+    fp.set_rfm("C1", days_since_last=12, frequency=3, monetary_mean=45.5)
     f = fp.process([day(0, EVENING)])[0]
     assert f.values["rfm.monetary_mean"] == 45.5 and f.vector(["rfm.frequency", "nope"])[0] == 3
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -215,3 +215,21 @@ def test_invalid_definition_names_segment_and_position() -> None:
         load_segment_definitions_text(YAML, known_names={"region", "rfm.monetary_mean"})
     with pytest.raises(ValueError, match="mode"):
         load_segment_definitions_text(YAML.replace("mode: static", "mode: sometimes"))
+
+
+def test_attributes_from_processor_outputs_satisfy_rules() -> None:
+    from processors.features import DailyProfile, FeatureProcessor
+    from processors.rfm import RfmProcessor
+    from processors.rules import KNOWN_ATTRIBUTES, feature_attributes, registry_attributes, rfm_attributes
+    from stream.schemas import Purchase
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    a = RfmProcessor().process([Purchase(event_id="e1", customer_id="C1", ts=t0, event_type="PURCHASED",
+                                         amount=150.0)])[0]
+    f = FeatureProcessor().process([DailyProfile(
+        customer_id="C1", day=date(2026, 1, 5), kwh_import=(1.0,) * 24)])[0]
+    attrs = {**registry_attributes("North", "prepaid", False), **rfm_attributes(a), **feature_attributes(f)}
+    assert set(attrs) <= KNOWN_ATTRIBUTES
+    rule = compile_rule('region == "North" and rfm.monetary_mean > 138 and features.share_night >= 0.25 and '
+                        "rfm.r_score >= 1 and rfm.segment != null", known_names=KNOWN_ATTRIBUTES)
+    assert rule.matches(attrs)
