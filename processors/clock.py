@@ -6,20 +6,23 @@ simulated fleet is replayed fast. Why not only the stream's watermark: a
 watermark moves only when events arrive, so a quiet stream would never close
 its last windows nor notice that every meter went silent.
 
-The clock therefore follows the largest event time seen and, while no newer
-event arrives, keeps advancing at ``rate`` event-seconds per wall-second
-(1 for live meters; the simulator's speed-up for a replay). Timers ask
+The clock therefore follows the largest event time seen and, once no newer
+event has arrived for ``idle_after_s`` wall seconds, keeps advancing at
+``rate`` event-seconds per wall-second (1 for live meters; the simulator's
+speed-up for a replay). The idle grace matters when a backlog is replayed:
+batches then follow each other closely and the clock must stay with the
+data, or every meter would look silent between two batches. Timers ask
 :meth:`EventClock.now` and close whatever that time makes final.
 
 Examples:
-    >>> clock = EventClock(rate=60.0)
+    >>> clock = EventClock(rate=60.0, idle_after_s=1.0)
     >>> clock.observe(1_000, wall=10.0)
-    >>> clock.now(wall=10.0), clock.now(wall=12.0)     # two wall seconds = two event minutes
+    >>> clock.now(wall=10.5), clock.now(wall=13.0)   # idle after 1 s, then 2 wall s = 2 event min
     (1000.0, 1120.0)
-    >>> clock.observe(900, wall=12.0)                 # older events never move it back
-    >>> clock.now(wall=12.0)
+    >>> clock.observe(900, wall=13.0)                # older events never move it back
+    >>> clock.now(wall=13.0)
     1120.0
-    >>> EventClock.restore(clock.snapshot()).now(wall=12.0)
+    >>> EventClock.restore(clock.snapshot()).now(wall=13.0)
     1120.0
 """
 
@@ -34,12 +37,16 @@ class EventClock:
 
     Parameters:
         rate: event seconds per wall second while no newer event arrives.
+        idle_after_s: wall seconds without a newer event before the clock runs on its own.
     """
 
-    def __init__(self, rate: float = 1.0) -> None:
+    def __init__(self, rate: float = 1.0, idle_after_s: float = 0.0) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive (event seconds per wall second)")
+        if idle_after_s < 0:
+            raise ValueError("idle_after_s must not be negative")
         self.rate = rate
+        self.idle_after_s = idle_after_s
         self._event: float | None = None
         self._wall = 0.0
 
@@ -58,13 +65,13 @@ class EventClock:
         if self._event is None:
             return None
         wall = time.time() if wall is None else wall
-        return self._event + max(0.0, wall - self._wall) * self.rate
+        return self._event + max(0.0, wall - self._wall - self.idle_after_s) * self.rate
 
     def snapshot(self) -> dict[str, Any]:
-        return {"rate": self.rate, "event": self._event, "wall": self._wall}
+        return {"rate": self.rate, "idle_after_s": self.idle_after_s, "event": self._event, "wall": self._wall}
 
     @classmethod
     def restore(cls, state: dict[str, Any]) -> Self:
-        clock = cls(rate=state["rate"])
+        clock = cls(rate=state["rate"], idle_after_s=state.get("idle_after_s", 0.0))
         clock._event, clock._wall = state["event"], state["wall"]
         return clock

@@ -47,7 +47,7 @@ from processors.columns import HeartbeatColumns, MeterRegistry, RawMessage, Read
 from processors.decode import HeartbeatDecoder, ReadingDecoder
 from processors.dedupe import Deduplicator
 from processors.features import DailyProfile
-from processors.health import HealthAlert, HealthConfig, HealthMonitor, MeterHealth
+from processors.health import HealthAlert, HealthConfig, HealthMonitor, HealthOutput, MeterHealth
 from processors.health.state import bit
 from processors.profiles import DailyProfileBuilder
 from processors.windows import ClosedWindows, ConsumptionWindows, WindowConfig
@@ -70,6 +70,9 @@ class IngestConfig(BaseModel):
         default=1.0,
         gt=0.0,
         description="event seconds per wall second while no newer event arrives (the simulator's speed-up)",
+    )
+    clock_idle_s: float = Field(
+        default=5.0, ge=0.0, description="wall seconds without newer events before the event clock runs on its own"
     )
     profiles: bool = Field(default=True, description="build daily load profiles for behaviour features")
 
@@ -112,7 +115,7 @@ class PartitionIngest:
         self.windows = ConsumptionWindows(self.config.windows)
         self.health = HealthMonitor(self.config.health)
         self.profiles = DailyProfileBuilder()
-        self.clock = EventClock(self.config.clock_rate)
+        self.clock = EventClock(self.config.clock_rate, self.config.clock_idle_s)
 
     # -- processing ---------------------------------------------------------------------------
     def process(self, batch: IngestBatch, wall: float | None = None) -> IngestOutput:
@@ -120,13 +123,13 @@ class PartitionIngest:
         wall = time.time() if wall is None else wall
         reading_msgs, heartbeat_msgs = batch
         out = IngestOutput(messages=len(reading_msgs) + len(heartbeat_msgs))
-        if reading_msgs:
-            self._readings(reading_msgs, out, wall)
-        if heartbeat_msgs:
-            self._heartbeats(heartbeat_msgs, out)
+        readings = self._readings(reading_msgs, out, wall) if reading_msgs else None
+        heartbeats = self._heartbeats(heartbeat_msgs, out) if heartbeat_msgs else None
+        self._health_in_time_order(readings, heartbeats, out, wall)
         return out
 
-    def _readings(self, msgs: list[RawMessage], out: IngestOutput, wall: float) -> None:
+    def _readings(self, msgs: list[RawMessage], out: IngestOutput, wall: float) -> ReadingColumns:
+        """Decode, deduplicate and window; return the readings the health rules should see."""
         decoded = self.readings.process(msgs)
         out.rejects += decoded.rejects
         deduped = self.dedupe.process(decoded.readings)
@@ -137,27 +140,60 @@ class PartitionIngest:
         out.accepted_readings += len(accepted)
         self._closed(windowed.closed, out)
         if len(accepted):
-            health = self.health.process(accepted)
-            out.alerts += health.alerts
-            out.health_changes += health.changes
             ends = accepted.interval_start + accepted.interval_minutes * 60
-            self.clock.observe(float(ends.max()), wall)
             sample = ends[:: max(1, len(ends) // _LATENCY_SAMPLE)]
             out.event_latency_s += (wall - sample).astype(float).tolist()
         stamps = np.fromiter((m.timestamp_ms for m in msgs if m.timestamp_ms > 0), np.int64)
         if len(stamps):
             sample = stamps[:: max(1, len(stamps) // _LATENCY_SAMPLE)]
             out.append_latency_s += (wall - sample / 1000.0).tolist()
+        return accepted
 
-    def _heartbeats(self, msgs: list[RawMessage], out: IngestOutput) -> None:
+    def _heartbeats(self, msgs: list[RawMessage], out: IngestOutput) -> HeartbeatColumns:
         decoded = self.heartbeats.process(msgs)
         out.rejects += decoded.rejects
-        hb: HeartbeatColumns = decoded.heartbeats
-        out.accepted_heartbeats += len(hb)
-        if len(hb):
-            health = self.health.process(hb)
-            out.alerts += health.alerts
-            out.health_changes += health.changes
+        out.accepted_heartbeats += len(decoded.heartbeats)
+        return decoded.heartbeats
+
+    def _health_in_time_order(
+        self, readings: ReadingColumns | None, heartbeats: HeartbeatColumns | None, out: IngestOutput, wall: float
+    ) -> None:
+        """Feed the health rules slice by slice of event time, checking silence after each slice.
+
+        A live stream brings one interval per poll, but a replayed backlog can
+        bring hours: judged all at once, a meter's outage inside the batch would
+        be hidden by its own later readings. Slicing by interval makes a replay
+        behave like the live stream it records (a live batch is one slice).
+        """
+        r_time = readings.interval_start if readings is not None and len(readings) else np.zeros(0, np.int64)
+        h_time = heartbeats.ts if heartbeats is not None and len(heartbeats) else np.zeros(0, np.int64)
+        if not len(r_time) and not len(h_time):
+            self._check_silence(self.clock.now(wall), out)
+            return
+        width = self.dedupe.granularity_s
+        r_slice, h_slice = r_time // width, h_time // width
+        for s in np.unique(np.concatenate([r_slice, h_slice])):
+            if readings is not None and len(r_time):
+                part = readings.take(r_slice == s) if len(np.unique(r_slice)) > 1 else readings
+                if len(part):
+                    self._absorb(self.health.process(part), out)
+                    ends = part.interval_start + part.interval_minutes * 60
+                    self.clock.observe(float(ends.max()), wall)
+            if heartbeats is not None and len(h_time):
+                hpart = heartbeats.take(h_slice == s) if len(np.unique(h_slice)) > 1 else heartbeats
+                if len(hpart):
+                    self._absorb(self.health.process(hpart), out)
+                    self.clock.observe(float(hpart.ts.max()), wall)
+            self._check_silence(self.clock.now(wall), out)
+
+    def _check_silence(self, now: float | None, out: IngestOutput) -> None:
+        if now is not None:
+            self._absorb(self.health.check_silence(int(now)), out)
+
+    @staticmethod
+    def _absorb(health: HealthOutput, out: IngestOutput) -> None:
+        out.alerts += health.alerts
+        out.health_changes += health.changes
 
     def _closed(self, closed: list[ClosedWindows], out: IngestOutput) -> None:
         if not closed:
@@ -173,9 +209,7 @@ class PartitionIngest:
         if now is None:
             return out
         self._closed(self.windows.on_timer(now), out)
-        silence = self.health.check_silence(int(now))
-        out.alerts += silence.alerts
-        out.health_changes += silence.changes
+        self._check_silence(now, out)
         return out
 
     def flush(self) -> IngestOutput:

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from processors.columns import MeterRegistry
+from stream.clients.consumer import stop_consumer
 from stream.schemas import MeterInfo
 
 log = logging.getLogger(__name__)
@@ -101,4 +102,4 @@ class RegistryFollower:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self.consumer.stop()
+        await stop_consumer(self.consumer)

@@ -119,7 +119,7 @@ class BatchConsumer:
         assigned = set(self.consumer.assignment())
         if assigned:
             await self._revoked(assigned)
-        await self.consumer.stop()
+        await stop_consumer(self.consumer)
 
     @property
     def assignment(self) -> set[TopicPartition]:
@@ -213,3 +213,18 @@ class BatchConsumer:
 
 def _fmt(partitions: set[TopicPartition]) -> str:
     return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(partitions))
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop a consumer, absorbing aiokafka 0.14's CancelledError from its internal reset task.
+
+    ``AIOKafkaConsumer.stop()`` cancels and then awaits the coordinator's
+    ``_reset_committed_task``; for consumers without a group that await
+    re-raises the task's own cancellation. The consumer is stopped all the same.
+    """
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # we are being cancelled ourselves: propagate

@@ -32,12 +32,13 @@ from processors.columns import MeterRegistry, RawMessage
 from processors.features import DailyProfile
 from processors.health import HealthAlert, MeterHealth
 from processors.ingest import IngestConfig, IngestOutput, PartitionIngest
-from processors.windows import size_label
+from processors.windows import NONE, size_label
 from stream import metrics as m
 from stream.clients.consumer import Records
 from stream.clients.producer import BatchProducer, KeyValue
 from stream.state.checkpoints import CheckpointStore
 from stream.state.health import HealthStore
+from stream.state.regional import RegionalMerger
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class IngestHandler:
         self.partitions: dict[int, _Partition] = {}
         self.totals = {"messages": 0, "accepted": 0, "deadletter": 0, "duplicates": 0}
         self.health_store = HealthStore(checkpoints.client, settings.app_id)
+        self.regional = RegionalMerger(checkpoints.client, settings.app_id, settings.partitions)
         self.on_profiles: Callable[[list[DailyProfile]], Awaitable[None]] | None = None
 
     # -- rebalance --------------------------------------------------------------------------
@@ -112,7 +114,7 @@ class IngestHandler:
             target = readings if tp.topic == self.topics.readings else heartbeats
             target.extend(RawMessage(r.value or b"", tp.topic, tp.partition, r.offset, r.timestamp) for r in recs)
             m.EVENTS_CONSUMED.labels(tp.topic).inc(len(recs))
-        outputs = []
+        outputs: list[tuple[int, IngestOutput]] = []
         for p, (readings, heartbeats) in by_partition.items():
             part = self.partitions.get(p)
             if part is None:
@@ -120,7 +122,7 @@ class IngestHandler:
             started = time.perf_counter()
             out = part.processor.process((readings, heartbeats))
             m.BATCH_SECONDS.labels(PIPELINE).observe(time.perf_counter() - started)
-            outputs.append(out)
+            outputs.append((p, out))
             for msgs in (readings, heartbeats):
                 if msgs:
                     part.offsets[msgs[-1].topic] = msgs[-1].offset + 1
@@ -129,29 +131,32 @@ class IngestHandler:
 
     async def on_timer(self, wall: float | None = None) -> None:
         """Close windows and find silent meters by the event clock, even with no new events."""
-        outputs = [part.processor.on_timer(wall) for part in self.partitions.values()]
+        outputs = [(p, part.processor.on_timer(wall)) for p, part in self.partitions.items()]
         await self._emit(outputs)
         self._update_gauges()
 
-    async def _emit(self, outputs: list[IngestOutput]) -> None:
+    async def _emit(self, outputs: list[tuple[int, IngestOutput]]) -> None:
         deadletters: list[KeyValue] = []
         windows: list[KeyValue] = []
         alerts: list[KeyValue] = []
         health: dict[str, MeterHealth] = {}
-        for out in outputs:
+        for p, out in outputs:
             self._count(out)
+            part = self.partitions.get(p)
+            if part is not None:
+                frontier = part.processor.windows.frontier
+                regional = [c for c in out.closed if c.kind == "region"]
+                if regional or frontier != NONE:
+                    await self.regional.save(p, int(frontier), regional)
             for rej in out.rejects:
                 deadletters.append((rej.meter_id.encode() if rej.meter_id else None, rej.payload, rej.headers()))
                 m.DEADLETTERED.labels(rej.reason).inc()
             for closed in out.closed:
+                if closed.kind == "region":
+                    continue  # merged across partitions below
                 records = closed.to_records()
                 m.WINDOWS_EMITTED.labels(f"{closed.kind}_{size_label(closed.size_s)}").inc(len(records))
-                for rec in records:
-                    windows.append((rec["key"].encode(), orjson.dumps(rec)))
-                    if rec["kind"] == "region":
-                        m.REGION_KWH.labels(rec["key"], "import").inc(rec["kwh_in"])
-                        m.REGION_KWH.labels(rec["key"], "export").inc(rec["kwh_out"])
-                        m.REGION_REVENUE.labels(rec["key"]).inc(rec.get("revenue") or 0.0)
+                windows += [(rec["key"].encode(), orjson.dumps(rec)) for rec in records]
             for alert in out.alerts:
                 alerts.append((alert.meter_id.encode(), orjson.dumps(self._alert_payload(alert))))
                 m.ALERTS.labels(alert.kind, alert.status).inc()
@@ -163,6 +168,12 @@ class IngestHandler:
                 m.LATENCY.labels("append_time").observe(lat)
             if out.profiles and self.on_profiles is not None:
                 await self.on_profiles(out.profiles)
+        for rec in await self.regional.emit_ready():
+            windows.append((rec["key"].encode(), orjson.dumps(rec)))
+            m.WINDOWS_EMITTED.labels(f"region_{rec['window']}").inc()
+            m.REGION_KWH.labels(rec["key"], "import").inc(rec["kwh_in"])
+            m.REGION_KWH.labels(rec["key"], "export").inc(rec["kwh_out"])
+            m.REGION_REVENUE.labels(rec["key"]).inc(rec.get("revenue") or 0.0)
         if deadletters:
             await self.producer.send_many(self.topics.deadletter, deadletters)
         if windows:

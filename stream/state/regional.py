@@ -1,0 +1,117 @@
+"""Fleet-wide regional totals from per-partition partial windows, merged in Redis.
+
+Readings are partitioned by meter, so every partition holds a *partial* sum
+for each region and hour. Each partition stores its partial under its own
+field (``HSET`` — idempotent, a replay overwrites rather than adds) and
+reports its event-time frontier; a region-hour is final once every
+partition's frontier has passed its end. One Lua script picks the final
+windows and deletes them atomically, so exactly one worker emits each, once.
+A short-lived "done" marker makes a late replay of an already emitted window
+a no-op instead of a second, partial emission.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from processors.windows import ClosedWindows
+from stream.metrics import REDIS_LATENCY
+
+DONE_TTL_S = 7 * 86_400
+
+_SAVE = """
+-- KEYS: pending zset, frontier hash; ARGV: prefix, partition, frontier, then triples (member, end, json)
+local prefix, partition = ARGV[1], ARGV[2]
+redis.call('HSET', KEYS[2], partition, ARGV[3])
+for i = 4, #ARGV, 3 do
+  local member = ARGV[i]
+  if redis.call('EXISTS', prefix .. 'done:' .. member) == 0 then
+    redis.call('HSET', prefix .. 'part:' .. member, partition, ARGV[i + 2])
+    redis.call('ZADD', KEYS[1], ARGV[i + 1], member)
+  end
+end
+return 1
+"""
+
+_EMIT = """
+-- KEYS: pending zset, frontier hash; ARGV: prefix, partitions, done ttl
+local prefix = ARGV[1]
+local frontiers = redis.call('HVALS', KEYS[2])
+if #frontiers < tonumber(ARGV[2]) then return {} end
+local low = nil
+for _, f in ipairs(frontiers) do
+  local v = tonumber(f)
+  if low == nil or v < low then low = v end
+end
+local ready = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', low)
+local out = {}
+for _, member in ipairs(ready) do
+  out[#out + 1] = {member, redis.call('HVALS', prefix .. 'part:' .. member)}
+  redis.call('DEL', prefix .. 'part:' .. member)
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('SET', prefix .. 'done:' .. member, 1, 'EX', ARGV[3])
+end
+return out
+"""
+
+
+class RegionalMerger:
+    """Merges per-partition regional windows into one record per region and window."""
+
+    def __init__(self, client: aioredis.Redis, namespace: str, partitions: int):
+        self.client = client
+        self.prefix = f"{namespace}:region:"
+        self.pending = f"{namespace}:region:pending"
+        self.frontiers = f"{namespace}:region:frontier"
+        self.partitions = partitions
+        self._save = client.register_script(_SAVE)
+        self._emit = client.register_script(_EMIT)
+
+    async def save(self, partition: int, frontier: int, closed: Iterable[ClosedWindows]) -> None:
+        """Store this partition's closed regional windows and its frontier (epoch s)."""
+        args: list[Any] = [self.prefix, partition, frontier]
+        for cw in closed:
+            if cw.kind != "region":
+                continue
+            for rec in cw.to_records():
+                member = f"{rec['key']}|{rec['window']}|{rec['window_start']}"
+                args += [member, _epoch(rec["window_end"]), orjson.dumps(rec)]
+        started = time.perf_counter()
+        await self._save(keys=[self.pending, self.frontiers], args=args)
+        REDIS_LATENCY.labels("regional_save").observe(time.perf_counter() - started)
+
+    async def emit_ready(self) -> list[dict[str, Any]]:
+        """Final regional windows (every partition past their end), each returned once fleet-wide."""
+        started = time.perf_counter()
+        rows = await self._emit(keys=[self.pending, self.frontiers], args=[self.prefix, self.partitions, DONE_TTL_S])
+        REDIS_LATENCY.labels("regional_emit").observe(time.perf_counter() - started)
+        return [merge_partials([orjson.loads(p) for p in parts]) for _, parts in rows]
+
+
+def merge_partials(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One regional window from partition partials: sums, min of minima, max of maxima, weighted mean."""
+    first = parts[0]
+    readings = sum(int(p["readings"]) for p in parts)
+    mins = [p["min_kw"] for p in parts if p.get("min_kw") is not None]
+    maxs = [p["max_kw"] for p in parts if p.get("max_kw") is not None]
+    weighted = sum((p.get("mean_kw") or 0.0) * int(p["readings"]) for p in parts)
+    return {
+        **first,
+        "kwh_in": sum(float(p["kwh_in"]) for p in parts),
+        "kwh_out": sum(float(p["kwh_out"]) for p in parts),
+        "revenue": sum(float(p.get("revenue") or 0.0) for p in parts),
+        "readings": readings,
+        "min_kw": min(mins) if mins else None,
+        "max_kw": max(maxs) if maxs else None,
+        "mean_kw": weighted / readings if readings else None,
+    }
+
+
+def _epoch(iso: str) -> int:
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())

@@ -1,0 +1,171 @@
+"""Helpers to run the real programs in integration tests: the simulator and a worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.request import urlopen
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from meterseg.settings import Settings
+from stream.clients.consumer import stop_consumer
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment variables that make a child process use ``settings``."""
+    env = {
+        **os.environ,
+        "METERSEG_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "METERSEG_REDIS_URL": settings.redis_url,
+        "METERSEG_APP_ID": settings.app_id,
+        "METERSEG_PARTITIONS": str(settings.partitions),
+        "METERSEG_STACK__STATE_DIR": str(settings.stack.state_dir),
+    }
+    for name, value in settings.topics.model_dump().items():
+        env[f"METERSEG_TOPICS__{name.upper()}"] = value
+    env.update(extra)
+    return env
+
+
+def simulate(settings: Settings, out_dir: Path, *args: str, **env: str) -> dict[str, Any]:
+    """Run ``meterseg simulate`` into Kafka; return its summary (and write ground truth to out_dir)."""
+    summary = out_dir / "summary.json"
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "meterseg.cli", "simulate", "--no-progress",
+            "--ground-truth", str(out_dir / "truth.json"), "--summary-json", str(summary), *args,
+        ],
+        env=settings_env(settings, **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    result: dict[str, Any] = json.loads(summary.read_text())
+    return result
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    web_port: int
+    metrics_port: int
+    log_path: Path
+
+    def health(self) -> dict[str, Any]:
+        try:
+            with urlopen(f"http://127.0.0.1:{self.web_port}/health", timeout=3) as resp:
+                body: dict[str, Any] = json.loads(resp.read())
+                return body
+        except Exception as exc:  # 503 while starting, or not listening yet
+            if hasattr(exc, "read"):
+                with contextlib.suppress(Exception):
+                    body = json.loads(exc.read())
+                    return body
+            return {"status": "unreachable"}
+
+    def metrics(self) -> str:
+        with urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=3) as resp:
+            return str(resp.read().decode())
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+
+@contextlib.contextmanager
+def running_worker(settings: Settings, log_dir: Path, **env: str) -> Iterator[Worker]:
+    """A ``meterseg worker`` subprocess; stopped (SIGTERM, then SIGKILL) on exit."""
+    web, metrics = free_port(), free_port()
+    log_path = log_dir / f"worker-{web}.log"
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "meterseg.cli", "worker", "--web-port", str(web), "--metrics-port", str(metrics)],
+            env=settings_env(settings, **env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    worker = Worker(proc, web, metrics, log_path)
+    try:
+        wait_for(lambda: worker.health().get("status") == "ok" or proc.poll() is not None, 90, "worker start")
+        assert proc.poll() is None, f"worker exited:\n{worker.log_tail()}"
+        yield worker
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
+    """Every record currently in ``topic`` (key, value, headers), partition by partition."""
+
+    async def _read() -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+        await consumer.start()
+        try:
+            await consumer._client.force_metadata_update()  # metadata of every topic
+            parts = consumer.partitions_for_topic(topic) or set()
+            if not parts:
+                return []
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            out: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = []
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                positions = [await consumer.position(tp) for tp in tps]
+                if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
+                    break
+                batch = await consumer.getmany(timeout_ms=500, max_records=100_000)
+                for records in batch.values():
+                    out.extend((r.key, r.value or b"", list(r.headers)) for r in records)
+            return out
+        finally:
+            await stop_consumer(consumer)
+
+    return asyncio.run(_read())
+
+
+def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, rest = head.partition("{")
+        if metric != name:
+            continue
+        if labels and not all(f'{k}="{v}"' in rest for k, v in labels.items()):
+            continue
+        total += float(value)
+    return total

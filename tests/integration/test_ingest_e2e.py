@@ -1,0 +1,193 @@
+"""Ingestion end to end: simulator → Kafka → `meterseg worker` → windows, alerts, dead letters.
+
+One fault-heavy seeded run is scored three ways against what was produced:
+conservation (every message processed, dead-lettered or dropped as a
+duplicate), exact window totals (equal to a batch sum of the same readings),
+and health alerts (precision and recall per injected fault kind, from the
+simulator's ground truth).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from meterseg.settings import Settings
+from stream.schemas import Reading
+from tests.integration.harness import metric_value, read_topic, running_worker, simulate, wait_for
+
+pytestmark = pytest.mark.integration
+
+METERS = 400
+DAYS = 2
+FAULTS = [
+    "stuck=0.04", "spike=0.04", "negative=0.04", "voltage=0.04", "dropout=0.04", "clock_skew=0.04",
+    "duplicate=0.04", "out_of_order=0.04", "malformed=0.04",
+]  # fmt: skip
+#: simulator fault kind -> alert kind the engine must raise for it
+ALERT_KIND = {
+    "stuck": "stuck_register",
+    "spike": "spike",
+    "negative": "negative_consumption",
+    "voltage": "voltage",
+    "dropout": "silent",
+    "clock_skew": "clock_skew",
+}
+MALFORMED_REASON = {"invalid_json": "invalid_json", "missing_field": "schema", "wrong_type": "schema",
+                    "unknown_meter": "unknown_meter"}  # fmt: skip
+
+
+def _ts(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@pytest.fixture(scope="module")
+def fault_run(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str, services: Any) -> dict[str, Any]:
+    """Simulate once, run a worker over it until every message is handled and every window closed."""
+    import uuid
+
+    from meterseg.settings import TopicNames
+    from tests.conftest import local_test_settings
+
+    out = tmp_path_factory.mktemp("ingest")
+    unique = uuid.uuid4().hex[:8]
+    settings = Settings(
+        app_id=f"ingest-e2e-{unique}",
+        kafka_bootstrap=kafka_bootstrap,
+        redis_url=services.redis_url.rsplit("/", 1)[0] + "/14",
+        topics=TopicNames(**{k: f"{v}.{unique}" for k, v in TopicNames().model_dump().items()}),
+        stack=local_test_settings().stack,
+    )
+    summary = simulate(
+        settings, out, "--meters", str(METERS), "--days", str(DAYS), "--seed", "11", "--no-ops",
+        *[a for f in FAULTS for a in ("--fault-rate", f)],
+    )  # fmt: skip
+    truth = json.loads((out / "truth.json").read_text())
+    produced = summary["messages"]
+    expected_in = produced[settings.topics.readings] + produced[settings.topics.heartbeats]
+    env = {
+        # replayed history: let the event clock run fast once the stream is quiet, so the last windows close
+        "METERSEG_INGEST__CLOCK_RATE": "3600",
+        "METERSEG_INGEST__WINDOWS__ALLOWED_LATENESS_S": "7200",
+    }
+    with running_worker(settings, out, **env) as worker:
+        wait_for(lambda: worker.health().get("totals", {}).get("messages", 0) >= expected_in, 240, "all messages")
+        end = _ts(truth["end"]).timestamp()
+        # every daily window of the run closes once the event clock passes the end + lateness + delay
+        wait_for(lambda: metric_value(worker.metrics(), "meterseg_windows_emitted_total", {"kind": "meter_1d"})
+                 >= METERS * DAYS * 0.95, 120, "daily windows")  # fmt: skip
+        wait_for(lambda: worker.health().get("seconds_since_progress", 0) > 3, 30, "quiet stream")
+        health = worker.health()
+        metrics = worker.metrics()
+    return {
+        "settings": settings,
+        "truth": truth,
+        "summary": summary,
+        "health": health,
+        "metrics": metrics,
+        "expected_in": expected_in,
+        "end": end,
+        "windows": [json.loads(v) for _, v, _ in read_topic(kafka_bootstrap, settings.topics.windows)],
+        "alerts": [json.loads(v) for _, v, _ in read_topic(kafka_bootstrap, settings.topics.alerts)],
+        "deadletters": read_topic(kafka_bootstrap, settings.topics.deadletter),
+        "readings": read_topic(kafka_bootstrap, settings.topics.readings),
+        "registry": [json.loads(v) for _, v, _ in read_topic(kafka_bootstrap, settings.topics.registry)],
+    }
+
+
+def test_conservation_every_message_accounted_for(fault_run: dict[str, Any]) -> None:
+    totals = fault_run["health"]["totals"]
+    assert totals["messages"] == fault_run["expected_in"]
+    # single-reading mode: one unit per message
+    assert totals["accepted"] + totals["deadletter"] + totals["duplicates"] == fault_run["expected_in"]
+    assert len(fault_run["deadletters"]) == totals["deadletter"]
+
+
+def test_duplicates_and_malformed_match_ground_truth(fault_run: dict[str, Any]) -> None:
+    faults = fault_run["truth"]["faults"]
+    assert fault_run["health"]["totals"]["duplicates"] == sum(f["kind"] == "duplicate" for f in faults)
+    want: dict[str, int] = defaultdict(int)
+    for f in faults:
+        if f["kind"] == "malformed":
+            want[MALFORMED_REASON[f["variant"]]] += 1
+    got: dict[str, int] = defaultdict(int)
+    for _, _, headers in fault_run["deadletters"]:
+        got[dict(headers)["reason"].decode()] += 1
+    assert dict(got) == dict(want)
+
+
+def test_window_totals_equal_batch_sums(fault_run: dict[str, Any]) -> None:
+    known = set(fault_run["truth"]["meters"]["ids"])
+    region_of = {m["meter_id"]: m["region"] for m in fault_run["registry"]}
+    seen: set[tuple[str, datetime]] = set()
+    day_in: dict[tuple[str, str], float] = defaultdict(float)
+    region_hour: dict[tuple[str, str], float] = defaultdict(float)
+    for _, value, _ in fault_run["readings"]:
+        try:
+            r = Reading.model_validate_json(value)
+        except ValidationError:
+            continue
+        if r.meter_id not in known or (r.meter_id, r.interval_start) in seen:
+            continue
+        seen.add((r.meter_id, r.interval_start))
+        day_in[(r.meter_id, r.interval_start.date().isoformat())] += r.kwh_import
+        hour = r.interval_start.replace(minute=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+        region_hour[(region_of[r.meter_id], hour)] += r.kwh_import
+    daily: dict[tuple[str, str], float] = {}
+    hourly: dict[tuple[str, str], float] = {}
+    for w in fault_run["windows"]:
+        if w["kind"] == "meter" and w["window"] == "1d":
+            daily[(w["key"], w["window_start"][:10])] = w["kwh_in"]
+        elif w["kind"] == "region" and w["window"] == "1h":
+            hourly[(w["key"], w["window_start"])] = w["kwh_in"]
+    assert set(daily) == set(day_in)
+    for key, total in day_in.items():
+        assert daily[key] == pytest.approx(total, rel=1e-9, abs=1e-9), key
+    assert set(hourly) == set(region_hour)
+    for key, total in region_hour.items():
+        assert hourly[key] == pytest.approx(total, rel=1e-9, abs=1e-9), key
+
+
+def _score(fault_run: dict[str, Any], kind: str) -> tuple[float, float, int, int]:
+    alert_kind = ALERT_KIND[kind]
+    slack = timedelta(hours=2)
+    end = datetime.fromtimestamp(fault_run["end"]).astimezone()
+    faults = [f for f in fault_run["truth"]["faults"] if f["kind"] == kind]
+    raised = [
+        a for a in fault_run["alerts"]
+        if a["kind"] == alert_kind and a["action"] == "raised" and _ts(a["ts"]) < end
+    ]  # fmt: skip
+    by_meter: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for f in faults:
+        by_meter[f["meter_id"]].append(f)
+
+    def matches(alert: dict[str, Any], fault: dict[str, Any]) -> bool:
+        at = _ts(alert["ts"])
+        return _ts(fault["start"]) - slack <= at <= _ts(fault["end"]) + slack
+
+    true_alerts = sum(any(matches(a, f) for f in by_meter[a["meter_id"]]) for a in raised)
+    found = sum(any(a["meter_id"] == f["meter_id"] and matches(a, f) for a in raised) for f in faults)
+    precision = true_alerts / len(raised) if raised else 1.0
+    recall = found / len(faults) if faults else 1.0
+    return precision, recall, len(raised), len(faults)
+
+
+@pytest.mark.parametrize("kind", sorted(ALERT_KIND))
+def test_health_alerts_precision_and_recall(fault_run: dict[str, Any], kind: str) -> None:
+    precision, recall, n_alerts, n_faults = _score(fault_run, kind)
+    print(f"{kind}: precision {precision:.3f} recall {recall:.3f} ({n_alerts} alerts, {n_faults} faults)")
+    assert n_faults >= 10, "the run must inject enough faults to score"
+    assert precision >= 0.95 and recall >= 0.95, (kind, precision, recall, n_alerts, n_faults)
+
+
+def test_alerts_only_on_state_changes(fault_run: dict[str, Any]) -> None:
+    last: dict[tuple[str, str], str] = {}
+    for a in fault_run["alerts"]:
+        key = (a["meter_id"], a["kind"])
+        assert last.get(key) != a["action"], f"repeated {a['action']} for {key}"
+        last[key] = a["action"]
