@@ -235,7 +235,12 @@ class RfmProcessor:
 
     # -- StatefulProcessor ------------------------------------------------------------------------
     def process(self, batch: Sequence[Purchase | RfmEvent]) -> list[RfmAssignment]:
-        """Apply a batch of events (each once, by event id); one output per changed customer."""
+        """Apply a batch of events (each once, by event id); one output per changed customer.
+
+        The changed customers are scored against the population after the whole
+        batch; other customers' scores are refreshed by :meth:`rescore` (so cached
+        scores depend on when customers were last scored, never the exact state).
+        """
         before: dict[str, RfmRecord] = {}
         for ev in batch:
             e = RfmEvent.from_purchase(ev) if isinstance(ev, Purchase) else ev
