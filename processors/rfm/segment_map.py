@@ -29,6 +29,23 @@ from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_MAP_PATH = Path(__file__).resolve().parent.parent / "data" / "rfm_segments.yaml"
 
+EMBEDDED_DEFAULT_MAP: dict[str, Any] = {
+    "segments": [
+        {"id": "champions", "name": "Champions", "r": [5], "f": [4, 5]},
+        {"id": "loyal", "name": "Loyal", "r": [3, 4], "f": [4, 5]},
+        {"id": "potential_loyalist", "name": "Potential Loyalist", "r": [4, 5], "f": [2, 3]},
+        {"id": "new_customers", "name": "New Customers", "r": [5], "f": [1]},
+        {"id": "promising", "name": "Promising", "r": [4], "f": [1]},
+        {"id": "need_attention", "name": "Need Attention", "r": [3], "f": [3]},
+        {"id": "about_to_sleep", "name": "About To Sleep", "r": [3], "f": [1, 2]},
+        {"id": "at_risk", "name": "At Risk", "r": [1, 2], "f": [3, 4]},
+        {"id": "cant_lose_them", "name": "Can't Lose Them", "r": [1, 2], "f": [5]},
+        {"id": "hibernating", "name": "Hibernating", "r": [2], "f": [1, 2]},
+        {"id": "lost", "name": "Lost", "r": [1], "f": [1, 2]},
+    ]
+}
+"""Copy of the shipped YAML for installs that do not carry ``processors/data`` (a test keeps them equal)."""
+
 
 class RfmSegmentDef(BaseModel):
     """One named segment and the (R, F) cells it covers."""
@@ -99,8 +116,10 @@ class RfmSegmentMap:
 
     @classmethod
     def default(cls) -> RfmSegmentMap:
-        """The shipped map (``processors/data/rfm_segments.yaml``)."""
-        return cls.load(DEFAULT_MAP_PATH)
+        """The shipped map (``processors/data/rfm_segments.yaml``; embedded copy if not installed)."""
+        if DEFAULT_MAP_PATH.exists():
+            return cls.load(DEFAULT_MAP_PATH)
+        return cls.from_dict(EMBEDDED_DEFAULT_MAP)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON/YAML-serialisable form (round-trips through :meth:`from_dict`)."""

@@ -230,3 +230,10 @@ def test_population_sketch_removal_and_merge_order() -> None:
     # quantile accuracy: fraction below the true median is close to 0.5
     med = sorted(values[500:])[250]
     assert abs(rest.fraction_below(med) - 0.5) < 0.02
+
+
+def test_embedded_default_map_equals_the_shipped_yaml() -> None:
+    from processors.rfm.segment_map import EMBEDDED_DEFAULT_MAP
+
+    shipped = RfmSegmentMap.load(DEFAULT_MAP_PATH).to_dict()
+    assert RfmSegmentMap.from_dict(EMBEDDED_DEFAULT_MAP).to_dict() == shipped
