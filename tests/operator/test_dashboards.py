@@ -7,10 +7,12 @@ empty one: errors mean bad syntax, empty results are fine here).
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shutil
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -66,8 +68,23 @@ def region_metric_names() -> set[str]:
     return set().union(*(_sample_names(c) for c in _collectors() if "region" in c._labelnames))
 
 
-DASHBOARDS = load_dashboards()
-QUERIES = panel_queries(DASHBOARD_DIR)
+def _load_or_empty() -> list[dict[str, Any]]:
+    try:
+        return load_dashboards()
+    except ValueError:  # a broken file: test_every_dashboard_json_parses names it
+        return []
+
+
+DASHBOARDS = _load_or_empty()
+QUERIES = panel_queries(DASHBOARD_DIR) if DASHBOARDS else []
+JSON_FILES = sorted(DASHBOARD_DIR.glob("*.json"))
+
+
+@pytest.mark.parametrize("path", JSON_FILES, ids=lambda p: p.name)
+def test_every_dashboard_json_parses(path: Path) -> None:
+    dash = json.loads(path.read_text(encoding="utf-8"))
+    assert isinstance(dash, dict) and dash["uid"] and dash["title"] and dash["panels"]
+    assert path.stem == dash["uid"], "file name is the dashboard uid"
 
 
 def _all_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -77,6 +94,7 @@ def _all_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 
 def test_the_five_dashboards_exist() -> None:
+    assert len(JSON_FILES) == len(DASHBOARDS) == 5
     titles = {d["title"] for d in DASHBOARDS}
     for name in ("Fleet overview", "Consumption and revenue", "Operations", "Segments", "Engine"):
         assert f"meterseg / {name}" in titles
