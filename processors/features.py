@@ -13,8 +13,9 @@ customer's features are meaningful from the first day.
 
 A per-customer shift rule (``shift_threshold``) restarts the means when two
 consecutive weekdays break with the customer's usual weekday in the same way,
-so a real change is fully visible on its second day. ``variability`` is the coefficient of variation of daily totals
-with its own, longer half-life (a variance needs more than two days).
+so a real change is fully visible on its second day. ``variability`` is the
+coefficient of variation of daily totals with its own, longer half-life (a
+variance needs more than two days).
 
 ``weekday_weekend_ratio`` is observed on weekend days only - the day's total
 against the customer's current weekday level - and kept as a decayed mean of

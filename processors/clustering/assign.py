@@ -244,7 +244,7 @@ class BehaviourAssigner:
             self.members[cid] = _Membership(target, epoch=self.epoch)
             if prev == target:
                 return None
-            if m.epoch < self.epoch:
+            if m.epoch < self.epoch or model.reseeded:  # re-opened, or its cluster was retired by a re-seed
                 return (prev, "drift_reseed" if model.reseed_cause == "drift" else "reseed")
             return (prev, "initial")
         if target == m.cluster:
