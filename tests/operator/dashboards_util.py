@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import socket
@@ -14,6 +15,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +90,7 @@ def instant_query(base_url: str, expr: str, timeout: float = 10.0) -> dict[str, 
         return dict(json.load(err))
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -104,7 +106,7 @@ def local_prometheus(config: str = "global:\n  scrape_interval: 1m\nscrape_confi
     with tempfile.TemporaryDirectory(prefix="meterseg-prom-") as tmp:
         cfg = Path(tmp) / "prometheus.yml"
         cfg.write_text(config)
-        port = _free_port()
+        port = free_port()
         log = open(Path(tmp) / "prometheus.log", "wb")  # noqa: SIM115 - closed below
         proc = subprocess.Popen(
             [binary, f"--config.file={cfg}", f"--storage.tsdb.path={Path(tmp) / 'data'}",
@@ -134,3 +136,105 @@ def local_prometheus(config: str = "global:\n  scrape_interval: 1m\nscrape_confi
                 proc.kill()
                 proc.wait()
             log.close()
+
+
+# -- synthetic metrics: every series of stream.metrics, with the label values the queries ask for -------------------
+_MATCHER = re.compile(r'(\w+)\s*(=~|=)\s*"([^"]*)"')
+
+
+def queried_label_values(exprs: list[str]) -> dict[str, list[str]]:
+    """Literal label values the queries match on (``state="poor"``, ``score=~"1|2"``), per label name."""
+    values: dict[str, set[str]] = {}
+    for expr in exprs:
+        for label, op, value in _MATCHER.findall(expr):
+            options = value.split("|") if op == "=~" else [value]
+            values.setdefault(label, set()).update(o for o in options if o and "$" not in o and "*" not in o)
+    return {k: sorted(v) for k, v in values.items()}
+
+
+def serve_synthetic_metrics(port: int, label_values: dict[str, list[str]], seconds: float = 120.0) -> None:
+    """Expose every metric of ``stream.metrics`` on ``port`` with moving values until ``seconds`` pass (a subprocess)."""
+    import itertools
+    import random
+
+    from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+    from stream.metrics import REGISTRY
+
+    children: list[Any] = []
+    collectors: list[Any] = list(REGISTRY._collector_to_names)
+    for collector in collectors:
+        names = getattr(collector, "_labelnames", ())
+        if not names:
+            children.append(collector)
+            continue
+        choices = [label_values.get(n) or ["a", "b"] for n in names]
+        children += [collector.labels(*combo) for combo in itertools.islice(itertools.product(*choices), 64)]
+    start_http_server(port, addr="127.0.0.1", registry=REGISTRY)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        now = time.time()
+        for child in children:
+            if isinstance(child, Counter):
+                child.inc(random.randint(1, 10))
+            elif isinstance(child, Histogram):
+                child.observe(random.uniform(0.001, 100))
+            elif isinstance(child, Gauge):
+                child.set(now if "timestamp" in getattr(child, "_name", "") else random.randint(1, 100))
+        time.sleep(0.2)
+
+
+# -- evaluating every query of the dashboards against a Prometheus with data -------------------------------------
+def _problem(body: dict[str, Any]) -> str | None:
+    """Why a query answer is not data, or None when it is."""
+    if body.get("status") != "success":
+        return f"error: {body.get('errorType')}: {body.get('error')}"
+    if not body.get("data", {}).get("result"):
+        return "empty result"
+    return None
+
+
+def _only_nan(body: dict[str, Any]) -> bool:
+    data = body.get("data", {})
+    if data.get("resultType") != "vector":
+        return False
+    return all(math.isnan(float(s["value"][1])) for s in data.get("result") or [])
+
+
+@dataclass
+class Evaluation:
+    queries: int
+    problems: list[str]  # "dashboard / panel: why\n    expr", sorted
+    nan_only: list[str]  # panels whose answer is only NaN (0/0 on a quiet window)
+
+
+def evaluate_dashboards(base_url: str, retry_for_s: float = 60.0, retry_every_s: float = 5.0,
+                        dashboard_dir: Path | str = DASHBOARD_DIR) -> Evaluation:
+    """Every panel query (instant, at now, variables substituted) and every query variable against ``base_url``.
+
+    Empty answers are re-tried for ``retry_for_s`` (the first scrapes may not cover a rate window yet); errors
+    are not (waiting does not fix a bad query).
+    """
+    queries = panel_queries(dashboard_dir)
+    pending = {(dash, panel, expr): substitute(expr) for dash, panel, expr in queries}
+    problems: dict[tuple[str, str, str], str] = {}
+    nan_only: set[str] = set()
+    deadline = time.monotonic() + retry_for_s
+    while True:
+        problems = {}
+        for key, query in pending.items():
+            body = instant_query(base_url, query)
+            problem = _problem(body)
+            if problem is not None:
+                problems[key] = problem
+            elif _only_nan(body):
+                nan_only.add(f"{key[0]} / {key[1]}")
+        if not problems or time.monotonic() > deadline or all(p.startswith("error") for p in problems.values()):
+            break
+        pending = {k: v for k, v in pending.items() if k in problems}
+        time.sleep(retry_every_s)
+    for dash, name, metric, label in variable_queries(dashboard_dir):
+        if not label_values(base_url, metric, label):
+            problems[(dash, f"variable ${name}", f"label_values({metric}, {label})")] = "no values"
+    report = [f"{dash} / {panel}: {problem}\n    {expr}" for (dash, panel, expr), problem in sorted(problems.items())]
+    return Evaluation(len(queries), report, sorted(nan_only))
