@@ -61,7 +61,7 @@ from processors.health.plausibility import negative, voltage_out
 from processors.health.register import repeats
 from processors.health.sequence import gap
 from processors.health.silence import NEVER, silent
-from processors.health.spike import robust_z
+from processors.health.spike import history_stats
 from processors.health.state import HEALTH_STATES, HealthAlert, HealthStateMachine, MeterHealth, bit, reasons_of
 
 __all__ = [
@@ -184,8 +184,15 @@ class HealthMonitor:
         neg = negative(x, reg.has_export[slots], cfg.negative_tolerance_kwh)
         nominal = reg.nominal_voltage[slots]
         vol = voltage_out(volts, nominal, cfg.voltage_tolerance)
-        z, p95, n_hist = robust_z(self.hist[rw], x, min_mad=cfg.spike_min_mad_kwh)
-        spk = (n_hist >= cfg.spike_min_history) & (z > cfg.spike_z) & (x > cfg.spike_ratio_p95 * p95)
+        z, p95, top, n_hist = history_stats(self.hist[rw], x, min_mad=cfg.spike_min_mad_kwh)
+        prev = np.nan_to_num(self.last_import[rw], nan=np.inf)  # no previous interval: no jump test passes
+        spk = (
+            (n_hist >= cfg.spike_min_history)
+            & (z > cfg.spike_z)
+            & (x > cfg.spike_ratio_p95 * p95)
+            & (x > cfg.spike_jump_ratio * np.maximum(prev, cfg.spike_min_level_kwh))
+            & ((n_hist >= cfg.spike_warmup) | (x > cfg.spike_warmup_ratio_max * top))
+        )
         pos = self.hist_pos[rw]
         self.hist[rw, pos] = x
         self.hist_pos[rw] = (pos + 1) % cfg.spike_window
