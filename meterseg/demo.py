@@ -1,34 +1,119 @@
 """``meterseg demo``: the main job a newcomer runs first.
 
-It brings the local stack up (Kafka, Redis, Prometheus), checks that every
-part answers and prints where each one is. Later stages (workers, simulated
-fleet, live summary) plug in here as they land.
+Brings the local stack up (Kafka, Redis, Prometheus), starts an engine worker
+and the fleet simulator, shows progress while the simulated days stream
+through, and prints a summary an operator can read: meters, readings/s,
+alerts by kind, segments with sizes and recent segment changes, with the
+addresses of the metrics, Prometheus and the API. Ctrl-C stops everything it
+started (the stack keeps running; ``meterseg stack down`` stops it).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.request import urlopen
 
 from meterseg.settings import Settings
 from meterseg.stack import LocalStack, StackError
-from meterseg.stack.cli import print_status
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "demo",
-        help="bring the local stack up and run the engine on a simulated fleet",
-        description="Start Kafka, Redis and Prometheus locally and show that they are healthy.",
+        help="run the whole engine on a simulated fleet (stack, worker, simulator, live summary)",
+        description=(
+            "Start the local stack, an engine worker and the fleet simulator; show progress and a summary "
+            "(meters, readings/s, alerts by kind, segments, recent segment changes). Ctrl-C stops what it started."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    p.add_argument("--meters", type=int, default=2000, help="meters in the simulated fleet")
+    p.add_argument("--days", type=int, default=3, help="simulated days")
+    p.add_argument("--speed", type=float, default=2880.0, help="simulated seconds per wall second (2880 = a day in 30 s)")
+    p.add_argument("--envelope", type=int, default=0, help="readings per head-end envelope (0 = one per message)")
+    p.add_argument("--seed", type=int, default=1, help="simulator seed")
+    p.add_argument("--keep", action="store_true", help="keep earlier demo data (default: start from empty topics and state)")
+    p.add_argument("--exit-when-done", action="store_true", help="exit after the final summary instead of waiting")
+    p.add_argument("--log-dir", type=Path, default=None, help="where worker and simulator logs go (default: state dir)")
     p.set_defaults(func=run)
+
+
+@dataclass
+class DemoProcesses:
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def stop(self) -> None:
+        for proc in reversed(list(self.procs.values())):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for name, proc in self.procs.items():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"  {name} did not stop in time; killing it", flush=True)
+                proc.kill()
+                proc.wait()
+
+
+def _get(url: str) -> str:
+    with urlopen(url, timeout=3) as resp:
+        return str(resp.read().decode())
+
+
+def _metrics(port: int) -> dict[str, float]:
+    """Samples of the worker's metrics endpoint, keyed by the full sample name with labels."""
+    out: dict[str, float] = {}
+    with contextlib.suppress(Exception):
+        for line in _get(f"http://127.0.0.1:{port}/metrics").splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                with contextlib.suppress(ValueError):
+                    out[name] = float(value)
+    return out
+
+
+def _sum(samples: dict[str, float], prefix: str, contains: str = "") -> float:
+    return sum(v for k, v in samples.items() if k.startswith(prefix) and contains in k)
+
+
+def _label(sample: str, label: str) -> str:
+    """Value of ``label`` in a sample name like ``metric{a="x",b="y"}``."""
+    return sample.split(f'{label}="', 1)[1].split('"', 1)[0] if f'{label}="' in sample else ""
+
+
+def _label_totals(samples: dict[str, float], metric: str, label: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in samples.items():
+        if key.startswith(metric + "{") and f'{label}="' in key:
+            name = _label(key, label)
+            out[name] = out.get(name, 0.0) + value
+    return out
+
+
+@contextlib.contextmanager
+def _processes() -> Iterator[DemoProcesses]:
+    procs = DemoProcesses()
+    try:
+        yield procs
+    finally:
+        procs.stop()
 
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings()
     stack = LocalStack.from_settings(settings)
-    print("meterseg demo: starting the local stack (first run fetches Kafka's jars with Maven) ...", flush=True)
+    print("meterseg demo: starting the local stack (the first run fetches Kafka's jars with Maven) ...", flush=True)
     started = time.monotonic()
     try:
         for name, outcome in stack.up(settings.stack.start_timeout_s).items():
@@ -36,7 +121,151 @@ def run(args: argparse.Namespace) -> int:
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"stack ready in {time.monotonic() - started:.1f} s\n")
-    rc = print_status(stack)
-    print("\nStop it with: .venv/bin/meterseg stack down")
-    return rc
+    print(f"stack ready in {time.monotonic() - started:.1f} s", flush=True)
+    if not args.keep:
+        _reset(settings)
+    log_dir = args.log_dir or Path(settings.stack.state_dir) / "demo"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "METERSEG_INGEST__CLOCK_RATE": str(args.speed)}
+    cli = [sys.executable, "-m", "meterseg.cli"]
+    with _processes() as procs:
+        try:
+            return _run(args, settings, stack, cli, env, log_dir, procs)
+        except KeyboardInterrupt:
+            print("\nstopping the worker and the simulator ...", flush=True)
+            return 130
+
+
+def _run(
+    args: argparse.Namespace,
+    settings: Settings,
+    stack: LocalStack,
+    cli: list[str],
+    env: dict[str, str],
+    log_dir: Path,
+    procs: DemoProcesses,
+) -> int:
+    worker_log = (log_dir / "worker.log").open("wb")
+    procs.procs["worker"] = subprocess.Popen(
+        [*cli, "worker", "--loglevel", "warn"], env=env, stdout=worker_log, stderr=subprocess.STDOUT
+    )
+    print(f"worker starting (log: {log_dir / 'worker.log'}) ...", flush=True)
+    health_url = f"http://127.0.0.1:{settings.web_port}/health"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if procs.procs["worker"].poll() is not None:
+            print(f"error: the worker exited; see {log_dir / 'worker.log'}", file=sys.stderr)
+            return 1
+        with contextlib.suppress(Exception):
+            if json.loads(_get(health_url)).get("status") == "ok":
+                break
+        time.sleep(0.5)
+    else:
+        print(f"error: the worker did not become healthy; see {log_dir / 'worker.log'}", file=sys.stderr)
+        return 1
+    sim_log = (log_dir / "simulator.log").open("wb")
+    sim_args = [
+        "simulate", "--meters", str(args.meters), "--days", str(args.days), "--speed", str(args.speed),
+        "--envelope", str(args.envelope), "--seed", str(args.seed), "--no-progress",
+        "--ground-truth", str(log_dir / "truth.json"), "--summary-json", str(log_dir / "simulation.json"),
+    ]  # fmt: skip
+    procs.procs["simulator"] = subprocess.Popen([*cli, *sim_args], env=env, stdout=sim_log, stderr=subprocess.STDOUT)
+    print(
+        f"simulating {args.meters:,} meters x {args.days} days at {args.speed:g}x "
+        f"(log: {log_dir / 'simulator.log'}); Ctrl-C stops\n",
+        flush=True,
+    )
+    last, last_t = 0.0, time.monotonic()
+    sim_done_at: float | None = None
+    while True:
+        time.sleep(2.0)
+        samples = _metrics(settings.metrics_port)
+        readings = _sum(samples, "meterseg_readings_processed_total")
+        now = time.monotonic()
+        rate = (readings - last) / max(now - last_t, 1e-6)
+        last, last_t = readings, now
+        alerts = _sum(samples, "meterseg_alerts_total", 'action="raised"')
+        dead = _sum(samples, "meterseg_deadletter_total")
+        changes = _sum(samples, "meterseg_segment_entries_total")
+        print(
+            f"\r  readings {readings:>12,.0f}  ({rate:>9,.0f}/s)   alerts raised {alerts:>7,.0f}   "
+            f"dead letters {dead:>6,.0f}   segment entries {changes:>8,.0f}",
+            end="",
+            flush=True,
+        )
+        sim = procs.procs["simulator"]
+        if sim.poll() is not None and sim_done_at is None:
+            sim_done_at = now
+            if sim.returncode != 0:
+                print(f"\nerror: the simulator failed; see {log_dir / 'simulator.log'}", file=sys.stderr)
+                return 1
+        if procs.procs["worker"].poll() is not None:
+            print(f"\nerror: the worker exited; see {log_dir / 'worker.log'}", file=sys.stderr)
+            return 1
+        if sim_done_at is not None and now - sim_done_at > 8:
+            break
+    print("\n")
+    _summary(settings, stack, log_dir, _metrics(settings.metrics_port))
+    if args.exit_when_done:
+        return 0
+    print("\nThe worker keeps running; Ctrl-C stops it (the stack stays up: `meterseg stack down`).", flush=True)
+    while procs.procs["worker"].poll() is None:
+        time.sleep(1.0)
+    return 1
+
+
+def _reset(settings: Settings) -> None:
+    """Empty the demo's topics and its Redis keys, so every demo run tells the same story."""
+    import asyncio
+
+    import redis
+
+    from stream.topics import delete_topics
+
+    deleted = asyncio.run(delete_topics(settings))
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        keys = 0
+        for key in client.scan_iter(match=f"{settings.app_id}:*", count=1000):
+            client.unlink(key)
+            keys += 1
+    finally:
+        client.close()
+    print(f"fresh start: deleted {len(deleted)} topics and {keys} Redis keys of app {settings.app_id!r} (--keep keeps them)")
+
+
+def _summary(settings: Settings, stack: LocalStack, log_dir: Path, samples: dict[str, float]) -> None:
+    sim = json.loads((log_dir / "simulation.json").read_text()) if (log_dir / "simulation.json").exists() else {}
+    wall = sim.get("seconds")
+    print("== summary")
+    print(f"meters registered      {_sum(samples, 'meterseg_meters_registered'):,.0f}")
+    print(f"readings processed     {_sum(samples, 'meterseg_readings_processed_total'):,.0f}")
+    if wall:
+        print(f"simulation wall time   {wall:.1f} s")
+    health = _label_totals(samples, "meterseg_meters", "state")
+    print("meters by health       " + ", ".join(f"{k} {v:,.0f}" for k, v in sorted(health.items())))
+    raised = {
+        k: v
+        for k, v in _label_totals(
+            {k: v for k, v in samples.items() if 'action="raised"' in k}, "meterseg_alerts_total", "kind"
+        ).items()
+    }
+    print("alerts raised by kind  " + (", ".join(f"{k} {v:,.0f}" for k, v in sorted(raised.items())) or "none"))
+    dead = _label_totals(samples, "meterseg_deadletter_total", "reason")
+    print("dead letters by reason " + (", ".join(f"{k} {v:,.0f}" for k, v in sorted(dead.items())) or "none"))
+    segments = {
+        f"{_label(key, 'segment')} ({_label(key, 'family')})": v
+        for key, v in samples.items()
+        if key.startswith("meterseg_segment_members{")
+    }
+    if segments:
+        print("segments:")
+        for name, size in sorted(segments.items(), key=lambda kv: -kv[1]):
+            print(f"  {name:<40} {size:>8,.0f}")
+    print("\nwhere to look:")
+    print(f"  metrics      http://127.0.0.1:{settings.metrics_port}/metrics")
+    if stack.prometheus is not None:
+        print(f"  Prometheus   {stack.prometheus.url}  (alerts: {stack.prometheus.url}/alerts)")
+    print(f"  API / health http://127.0.0.1:{settings.web_port}/health")
+    print(f"  Kafka        {settings.kafka_bootstrap}  (e.g. kcat -C -b {settings.kafka_bootstrap} -t {settings.topics.alerts})")
+    print(f"  logs         {log_dir}")

@@ -19,11 +19,14 @@ Examples:
     >>> clock.observe(1_000, wall=10.0)
     >>> clock.now(wall=10.5), clock.now(wall=13.0)   # idle after 1 s, then 2 wall s = 2 event min
     (1000.0, 1120.0)
-    >>> clock.observe(900, wall=13.0)                # older events never move it back
-    >>> clock.now(wall=13.0)
-    1120.0
-    >>> EventClock.restore(clock.snapshot()).now(wall=13.0)
-    1120.0
+    >>> clock.observe(900, wall=13.0)     # an older event: the stream is busy again, not idle
+    >>> clock.now(wall=13.0), clock.now(wall=13.0, running=False)
+    (1000.0, 1000.0)
+    >>> EventClock.restore(clock.snapshot()).now(wall=15.0)
+    1060.0
+
+Only events move the largest event time, never the running-on, so a busy
+consumer that stalls for a while cannot push windows shut ahead of its data.
 """
 
 from __future__ import annotations
@@ -53,17 +56,23 @@ class EventClock:
     def observe(self, max_event_s: float, wall: float | None = None) -> None:
         """Record the largest event time (epoch seconds) of a batch just processed."""
         wall = time.time() if wall is None else wall
-        current = self.now(wall)
+        current = self.now(wall, running=False)
         if current is None or max_event_s > current:
             self._event, self._wall = float(max_event_s), wall
         else:
-            # keep the extrapolated reading, re-anchored so it stays monotonic
-            self._event, self._wall = current, wall
+            self._wall = wall  # an event arrived: the stream is not idle
 
-    def now(self, wall: float | None = None) -> float | None:
-        """Event time now, or None before the first event."""
+    def now(self, wall: float | None = None, *, running: bool = True) -> float | None:
+        """Event time now, or None before the first event.
+
+        ``running=False`` gives the largest event time seen, without running on:
+        what a consumer that is still behind (lag > 0) must use, since the
+        stream is not quiet, only not read yet.
+        """
         if self._event is None:
             return None
+        if not running:
+            return self._event
         wall = time.time() if wall is None else wall
         return self._event + max(0.0, wall - self._wall - self.idle_after_s) * self.rate
 

@@ -115,7 +115,10 @@ class PartitionIngest:
         self.windows = ConsumptionWindows(self.config.windows)
         self.health = HealthMonitor(self.config.health)
         self.profiles = DailyProfileBuilder()
+        # two clocks: windows close by the readings' time only (heartbeats carry no energy and may run
+        # ahead of a lagging readings consumer); silence is judged by any sign of life
         self.clock = EventClock(self.config.clock_rate, self.config.clock_idle_s)
+        self.reading_clock = EventClock(self.config.clock_rate, self.config.clock_idle_s)
 
     # -- processing ---------------------------------------------------------------------------
     def process(self, batch: IngestBatch, wall: float | None = None) -> IngestOutput:
@@ -168,7 +171,7 @@ class PartitionIngest:
         r_time = readings.interval_start if readings is not None and len(readings) else np.zeros(0, np.int64)
         h_time = heartbeats.ts if heartbeats is not None and len(heartbeats) else np.zeros(0, np.int64)
         if not len(r_time) and not len(h_time):
-            self._check_silence(self.clock.now(wall), out)
+            self._check_silence(self.clock.now(wall, running=False), out)
             return
         width = self.dedupe.granularity_s
         r_slice, h_slice = r_time // width, h_time // width
@@ -179,12 +182,13 @@ class PartitionIngest:
                     self._absorb(self.health.process(part), out)
                     ends = part.interval_start + part.interval_minutes * 60
                     self.clock.observe(float(ends.max()), wall)
+                    self.reading_clock.observe(float(ends.max()), wall)
             if heartbeats is not None and len(h_time):
                 hpart = heartbeats.take(h_slice == s) if len(np.unique(h_slice)) > 1 else heartbeats
                 if len(hpart):
                     self._absorb(self.health.process(hpart), out)
                     self.clock.observe(float(hpart.ts.max()), wall)
-            self._check_silence(self.clock.now(wall), out)
+            self._check_silence(self.clock.now(wall, running=False), out)
 
     def _check_silence(self, now: float | None, out: IngestOutput) -> None:
         if now is not None:
@@ -202,14 +206,18 @@ class PartitionIngest:
         if self.config.profiles:
             out.profiles += self.profiles.process(closed, self._customer_of)
 
-    def on_timer(self, wall: float | None = None) -> IngestOutput:
-        """Close windows and raise ``silent`` by the event clock, with or without new events."""
+    def on_timer(self, wall: float | None = None, *, caught_up: bool = True) -> IngestOutput:
+        """Close windows and raise ``silent`` by the event clock, with or without new events.
+
+        ``caught_up``: the consumer has read everything there is; only then may
+        the clock run on past the last event (a lagging consumer's quiet is not
+        the stream's).
+        """
         out = IngestOutput()
-        now = self.clock.now(wall)
-        if now is None:
-            return out
-        self._closed(self.windows.on_timer(now), out)
-        self._check_silence(now, out)
+        reading_now = self.reading_clock.now(wall, running=caught_up)
+        if reading_now is not None:
+            self._closed(self.windows.on_timer(reading_now), out)
+        self._check_silence(self.clock.now(wall, running=caught_up), out)
         return out
 
     def flush(self) -> IngestOutput:
@@ -239,6 +247,7 @@ class PartitionIngest:
             "health": self.health.snapshot(),
             "profiles": self.profiles.snapshot(),
             "clock": self.clock.snapshot(),
+            "reading_clock": self.reading_clock.snapshot(),
         }
 
     @classmethod
@@ -249,4 +258,5 @@ class PartitionIngest:
         ingest.health = HealthMonitor.restore(state["health"])
         ingest.profiles = DailyProfileBuilder.restore(state["profiles"])
         ingest.clock = EventClock.restore(state["clock"])
+        ingest.reading_clock = EventClock.restore(state["reading_clock"])
         return ingest

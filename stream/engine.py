@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Any
 
+import numpy as np
 import orjson
 import redis.asyncio as aioredis
 from mode import Service
@@ -73,6 +74,7 @@ class Engine(Service):
         await self.registry_follower.start()
         await self.registry_follower.catch_up()
         self.registry_follower.follow()
+        self.ingest.before_batch = self.registry_follower.sync
         await self.ingest_consumer.start()
         log.info(
             "engine started: %d meters known, consuming %s as group %s-ingest",
@@ -89,14 +91,22 @@ class Engine(Service):
 
     @Service.timer(1.0)
     async def _tick(self) -> None:
-        await self.ingest.on_timer()
+        consumer = self.ingest_consumer
+        lag = await consumer.lag()
+        lagging = {tp.partition for tp, n in lag.items() if n > 0}
+        lagging |= {tp.partition for tp in consumer.assignment if tp not in lag}  # nothing fetched yet
+        await self.ingest.on_timer(lagging=lagging)
         await self._flush_invalid_registrations()
         now = time.time()
-        consumer = self.ingest_consumer
         m.LAST_POLL.labels("ingest").set(now - (time.monotonic() - consumer.last_poll))
         m.LAST_PROGRESS.labels("ingest").set(now - (time.monotonic() - consumer.last_progress))
-        for tp, lag in (await consumer.lag()).items():
-            m.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+        for tp, n in lag.items():
+            m.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(n)
+        registry = self.registry_follower.registry
+        if len(registry):
+            counts = np.bincount(registry.region_code, minlength=len(registry.region_names))
+            for region, n in zip(registry.region_names, counts.tolist(), strict=True):
+                m.METERS_REGISTERED.labels(region).set(n)
 
     async def _flush_invalid_registrations(self) -> None:
         if not self._invalid_registrations:

@@ -42,6 +42,7 @@ class RegistryFollower:
         )
         self._task: asyncio.Task[None] | None = None
         self._partitions: list[TopicPartition] = []
+        self._sync_lock = asyncio.Lock()
 
     async def start(self) -> None:
         await self.consumer.start()
@@ -53,8 +54,23 @@ class RegistryFollower:
         self.consumer.assign(self._partitions)
         await self.consumer.seek_to_beginning(*self._partitions)
 
+    async def sync(self, timeout_s: float = 30.0) -> None:
+        """Read registrations published up to now (called before each ingest batch).
+
+        A simulator or head-end registers meters just before their first
+        readings; without this, a worker that polls the readings first would
+        dead-letter them as unknown meters.
+        """
+        async with self._sync_lock:
+            await self._read_to_end(timeout_s)
+
     async def catch_up(self, timeout_s: float = 120.0) -> int:
         """Read until the end offsets seen now; return the number of meters known."""
+        await self._read_to_end(timeout_s)
+        log.info("meter registry loaded: %d meters from %s", len(self.registry), self.topic)
+        return len(self.registry)
+
+    async def _read_to_end(self, timeout_s: float) -> None:
         ends = await self.consumer.end_offsets(self._partitions)
 
         async def behind() -> bool:
@@ -68,8 +84,6 @@ class RegistryFollower:
                 await self._poll()
 
         await asyncio.wait_for(_read(), timeout=timeout_s)
-        log.info("meter registry loaded: %d meters from %s", len(self.registry), self.topic)
-        return len(self.registry)
 
     def follow(self) -> None:
         """Keep applying registrations in the background."""
@@ -78,7 +92,9 @@ class RegistryFollower:
     async def _follow(self) -> None:
         while True:
             try:
-                await self._poll(timeout_ms=500)
+                async with self._sync_lock:
+                    await self._poll(timeout_ms=100)
+                await asyncio.sleep(0.4)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

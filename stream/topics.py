@@ -79,3 +79,21 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str
         return [t.name for t in wanted]
     finally:
         await admin.close()
+
+
+async def delete_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    """Delete every meterseg topic of ``settings`` that exists (the demo's fresh start)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        doomed = [spec.name for spec in topic_specs(settings) if spec.name in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
+            for _ in range(100):  # deletion is asynchronous in the broker
+                if not set(doomed) & set(await admin.list_topics()):
+                    break
+                await asyncio.sleep(0.1)
+        return doomed
+    finally:
+        await admin.close()

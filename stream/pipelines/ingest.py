@@ -77,6 +77,7 @@ class IngestHandler:
         self.health_store = HealthStore(checkpoints.client, settings.app_id)
         self.regional = RegionalMerger(checkpoints.client, settings.app_id, settings.partitions)
         self.on_profiles: Callable[[list[DailyProfile]], Awaitable[None]] | None = None
+        self.before_batch: Callable[[], Awaitable[None]] | None = None
 
     # -- rebalance --------------------------------------------------------------------------
     async def on_assigned(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
@@ -108,6 +109,8 @@ class IngestHandler:
 
     # -- processing -------------------------------------------------------------------------
     async def handle(self, records: Records) -> dict[TopicPartition, int]:
+        if self.before_batch is not None:
+            await self.before_batch()
         by_partition: dict[int, tuple[list[RawMessage], list[RawMessage]]] = {}
         for tp, recs in records.items():
             readings, heartbeats = by_partition.setdefault(tp.partition, ([], []))
@@ -129,9 +132,15 @@ class IngestHandler:
         await self._emit(outputs)
         return await self._maybe_checkpoint()
 
-    async def on_timer(self, wall: float | None = None) -> None:
-        """Close windows and find silent meters by the event clock, even with no new events."""
-        outputs = [(p, part.processor.on_timer(wall)) for p, part in self.partitions.items()]
+    async def on_timer(self, wall: float | None = None, lagging: set[int] | None = None) -> None:
+        """Close windows and find silent meters by the event clock, even with no new events.
+
+        ``lagging``: partitions whose consumer is behind; their clock must not run on.
+        """
+        lagging = lagging or set()
+        outputs = [
+            (p, part.processor.on_timer(wall, caught_up=p not in lagging)) for p, part in self.partitions.items()
+        ]
         await self._emit(outputs)
         self._update_gauges()
 
