@@ -83,6 +83,7 @@ class ManagedProcess:
                 if not _alive(pid):
                     break
                 time.sleep(0.1)
+        _reap(pid)
         self.pid_file.unlink(missing_ok=True)
         return True
 
@@ -107,6 +108,23 @@ def _alive(pid: int) -> bool:
             return fh.read().split(") ", 1)[1][:1] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+def _reap(pid: int, timeout_s: float = 10.0) -> None:
+    """Collect the exit status if ``pid`` is our child (started by this process), so no zombie stays.
+
+    A multithreaded process (the JVM) shows as a zombie while its other threads
+    still exit, and cannot be reaped until they have: poll for a while.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except (ChildProcessError, OSError):
+            return  # not our child (reaped by init) or already collected
+        if done == pid:
+            return
+        time.sleep(0.05)
 
 
 def _is_ours(pid: int, marker: str) -> bool:
