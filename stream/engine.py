@@ -20,6 +20,7 @@ from mode import Service
 
 from meterseg.settings import Settings
 from stream import metrics as m
+from stream.agents.operations import outstanding_bills
 from stream.clients.consumer import BatchConsumer
 from stream.clients.producer import BatchProducer
 from stream.pipelines.ingest import IngestHandler
@@ -59,6 +60,8 @@ class Engine(Service):
             self.ingest,
         )
         self.started_at = time.time()
+        self._customer_region: dict[str, str] = {}
+        self._regions_version = -1
         self._invalid_registrations: list[tuple[bytes, str, int, int]] = []
 
     def _invalid_registration(self, value: bytes, error: str, partition: int, offset: int) -> None:
@@ -129,6 +132,22 @@ class Engine(Service):
         ]
         await self.producer.send_many(self.settings.topics.deadletter, records)
         m.DEADLETTERED.labels("schema").inc(len(records))
+
+    def region_of_customer(self, customer_id: str) -> str | None:
+        """Region of a customer's (first) meter, from the registry."""
+        registry = self.registry_follower.registry
+        if self._regions_version != registry.version:
+            self._customer_region = {}
+            for slot, cid in enumerate(registry.customer_ids):
+                self._customer_region.setdefault(cid, registry.region_names[int(registry.region_code[slot])])
+            self._regions_version = registry.version
+        return self._customer_region.get(customer_id)
+
+    @Service.timer(5.0)
+    async def _slow_tick(self) -> None:
+        count, amount = await outstanding_bills(self.redis, self.settings)
+        m.BILLS_OUTSTANDING.set(count)
+        m.BILLS_OUTSTANDING_AMOUNT.set(amount)
 
     def health(self) -> dict[str, Any]:
         """Liveness and progress, for ``/health`` and operators."""

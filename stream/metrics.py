@@ -154,11 +154,17 @@ MAINTENANCE_BY_TECHNICIAN = Counter(
 FEEDBACK = Counter(
     "meterseg_feedback_total", "Satisfaction scores received, per score (1-5)", ["score"], registry=REGISTRY
 )
-BILLS = Counter("meterseg_bills_total", "Bills issued, per status (paid/unpaid)", ["status"], registry=REGISTRY)
+BILLS = Counter(
+    "meterseg_bills_total", "Bill events, per status (issued, paid)", ["status"], registry=REGISTRY
+)
 BILLED_AMOUNT = Counter(
-    "meterseg_bills_amount_total", "Billed amount, per status (paid/unpaid)", ["status"], registry=REGISTRY
+    "meterseg_bills_amount_total", "Amount of bill events, per status (issued, paid)", ["status"], registry=REGISTRY
 )
 
 METERS_REGISTERED = Gauge(
     "meterseg_meters_registered", "Meters known from the registry topic, per region", ["region"], registry=REGISTRY
+)
+BILLS_OUTSTANDING = Gauge("meterseg_bills_outstanding", "Bills issued and not yet paid (fleet-wide)", registry=REGISTRY)
+BILLS_OUTSTANDING_AMOUNT = Gauge(
+    "meterseg_bills_outstanding_amount", "Amount of bills issued and not yet paid (fleet-wide)", registry=REGISTRY
 )

@@ -8,8 +8,15 @@ import faust
 from faust.web import Request, Response, View
 
 from meterseg.settings import Settings
+from stream.agents.operations import register_operations
 from stream.app import create_app
 from stream.engine import Engine, engine_class
+
+
+def _require(engine: Engine | None) -> Engine:
+    if engine is None:
+        raise RuntimeError("the engine service has not started yet")
+    return engine
 
 
 def build_app(settings: Settings, **overrides: Any) -> tuple[faust.App, type[Engine]]:
@@ -23,6 +30,8 @@ def build_app(settings: Settings, **overrides: Any) -> tuple[faust.App, type[Eng
             if isinstance(service, Engine):
                 return service
         return None
+
+    register_operations(app, settings, lambda: _require(engine()))
 
     @app.page("/health")
     class Health(View):
