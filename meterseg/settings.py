@@ -38,6 +38,7 @@ class TopicNames(BaseModel):
     feedback: str = "customer.feedback"
     bills: str = "customer.bills"
     deadletter: str = "meterseg.deadletter"
+    profiles: str = "meterseg.profiles"
 
 
 class StackSettings(BaseModel):

@@ -19,8 +19,12 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from meterseg.settings import Settings
-from stream.schemas import TOPIC_PAYLOADS
+from processors.features import DailyProfile
+from stream.schemas import TOPIC_PAYLOADS as EVENT_PAYLOADS
 from stream.topics import topic_specs
+
+#: every topic's payload models: the public events plus the engine's internal topics
+TOPIC_PAYLOADS: dict[str, tuple[type[BaseModel], ...]] = {**EVENT_PAYLOADS, "profiles": (DailyProfile,)}
 
 REPO = Path(__file__).resolve().parents[1]
 CONTRACTS = REPO / "contracts"

@@ -47,6 +47,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.feedback, "customer id", "Feedback"),
         TopicSpec(t.bills, "customer id", "Bill"),
         TopicSpec(t.deadletter, "source key", "DeadLetter"),
+        TopicSpec(t.profiles, "customer id", "DailyProfile"),
     ]
 
 

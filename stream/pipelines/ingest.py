@@ -29,7 +29,6 @@ from aiokafka import TopicPartition
 
 from meterseg.settings import Settings
 from processors.columns import MeterRegistry, RawMessage
-from processors.features import DailyProfile
 from processors.health import HealthAlert, MeterHealth
 from processors.ingest import IngestConfig, IngestOutput, PartitionIngest
 from processors.windows import NONE, size_label
@@ -76,7 +75,6 @@ class IngestHandler:
         self.totals = {"messages": 0, "accepted": 0, "deadletter": 0, "duplicates": 0}
         self.health_store = HealthStore(checkpoints.client, settings.app_id)
         self.regional = RegionalMerger(checkpoints.client, settings.app_id, settings.partitions)
-        self.on_profiles: Callable[[list[DailyProfile]], Awaitable[None]] | None = None
         self.before_batch: Callable[[], Awaitable[None]] | None = None
 
     # -- rebalance --------------------------------------------------------------------------
@@ -149,6 +147,7 @@ class IngestHandler:
         windows: list[KeyValue] = []
         alerts: list[KeyValue] = []
         health: dict[str, MeterHealth] = {}
+        profiles: list[KeyValue] = []
         for p, out in outputs:
             self._count(out)
             part = self.partitions.get(p)
@@ -175,8 +174,7 @@ class IngestHandler:
                 m.LATENCY.labels("event_time").observe(lat)
             for lat in out.append_latency_s:
                 m.LATENCY.labels("append_time").observe(lat)
-            if out.profiles and self.on_profiles is not None:
-                await self.on_profiles(out.profiles)
+            profiles += [(pr.customer_id.encode(), pr.model_dump_json().encode()) for pr in out.profiles]
         for rec in await self.regional.emit_ready():
             windows.append((rec["key"].encode(), orjson.dumps(rec)))
             m.WINDOWS_EMITTED.labels(f"region_{rec['window']}").inc()
@@ -189,6 +187,8 @@ class IngestHandler:
             await self.producer.send_many(self.topics.windows, windows)
         if alerts:
             await self.producer.send_many(self.topics.alerts, alerts)
+        if profiles:
+            await self.producer.send_many(self.topics.profiles, profiles)
         if health:
             await self.health_store.save(health.values())
 
