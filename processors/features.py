@@ -12,7 +12,7 @@ damped. The decayed mean is bias-corrected (weights normalised), so a new
 customer's features are meaningful from the first day.
 
 A per-customer shift rule (``shift_threshold``) restarts the means when two
-consecutive weekdays break with the customer's usual weekday in the same way,
+consecutive weekdays break with the customer's usual weekday in the same direction,
 so a real change is fully visible on its second day. ``variability`` is the
 coefficient of variation of daily totals with its own, longer half-life (a
 variance needs more than two days).
@@ -220,8 +220,9 @@ class FeatureProcessor:
         halflife_days: half-life of the shape means (1 day).
         slow_halflife_days: half-life of the daily-total mean/variance behind ``variability``.
         shift_threshold: :func:`day_distance` from the usual weekday above which a
-            weekday counts as a break; two consecutive breaking weekdays that agree
-            with each other restart the customer's means from those two days
+            weekday counts as a break; two consecutive breaking weekdays, the second
+            closer to the first than to the usual weekday, restart the customer's
+            means from those two days
             (``None`` disables). Decayed means alone reach only 75 % of a new
             behaviour after two days; the restart makes a real shift (an EV, solar
             panels) fully visible on the second day, while single odd days and
@@ -247,15 +248,22 @@ class FeatureProcessor:
         self.rfm[customer_id] = (days_since_last, frequency, monetary_mean)
 
     def _restarted(self, st: _CustomerShape, x: np.ndarray) -> bool:
-        """Shift rule on a weekday; True when the means were restarted from the last two days."""
+        """Shift rule on a weekday; True when the means were restarted from the last two days.
+
+        A breaking day is held as ``pending`` and kept out of the usual-weekday
+        mean, so the next day is compared with the usual weekday *before* the
+        break (otherwise the first day of a shift would already pull the
+        reference halfway and hide the second).
+        """
         thr = self.shift_threshold
         if thr is None or st.wd_w == 0:
             return False
-        if day_distance(x, st.wd) <= thr:
+        off = day_distance(x, st.wd)
+        if off <= thr:
             st.pending = None
             return False
-        if st.pending is None or day_distance(x, st.pending) > thr:
-            st.pending = x
+        if st.pending is None or day_distance(x, st.pending) >= off:
+            st.pending = x  # first break, or a break unlike the previous one: wait for confirmation
             return False
         both = (st.pending + x) / 2.0
         st.all, st.wd = both.copy(), both.copy()
@@ -284,7 +292,7 @@ class FeatureProcessor:
         if not restarted:
             st.all_w = self._keep * st.all_w + 1.0
             st.all += (x - st.all) / st.all_w
-            if weekday:
+            if weekday and st.pending is not x:  # a break awaiting confirmation stays out of the usual day
                 st.wd_w = self._keep * st.wd_w + 1.0
                 st.wd += (x - st.wd) / st.wd_w
         if not weekday and st.wd_w > 0:
