@@ -523,11 +523,12 @@ class ModelOwner:
         refresh_gain: relative inertia improvement a refresh must bring.
         seeder: ``"river_kmeans"`` or ``"kmeans++"``.
         seed: RNG seed (the model is a deterministic function of the inputs).
-        name_freeze_version: until this version a cluster's name follows its profile
-            (warm-up: early clusters are fitted on a day or two of data and their
-            first description is often wrong); from then on names are frozen and
-            only ``profile`` keeps describing the cluster. A cluster born later is
-            named from its profile at birth.
+        name_freeze_updates: until this many feature updates were applied, a cluster's
+            name follows its profile (warm-up: early clusters are fitted on a day or
+            two of data and their first description is often wrong); from then on
+            names are frozen and only ``profile`` keeps describing the cluster. A
+            cluster born later is named from its profile at birth. Default: six
+            half-lives (about three days of profiles with the advised half-life).
     """
 
     def __init__(
@@ -543,9 +544,10 @@ class ModelOwner:
         refresh_gain: float = 0.05,
         seeder: Seeder = "river_kmeans",
         seed: int = 0,
-        name_freeze_version: int = 8,
+        name_freeze_updates: float | None = None,
     ) -> None:
-        self.name_freeze_version = name_freeze_version
+        self.name_freeze_updates = 6 * halflife_updates if name_freeze_updates is None else name_freeze_updates
+        self.total_updates = 0.0
         self.refresh_every = refresh_every
         self.refresh_gain = refresh_gain
         self.k = k
@@ -579,7 +581,7 @@ class ModelOwner:
         z = (centroids - mean) / std
         profiles = [describe(z[j], self.spec.names) for j in range(len(ids))]
         version = self.model.version + 1 if self.model else 1
-        if version <= self.name_freeze_version:
+        if self.total_updates <= self.name_freeze_updates:
             names = [""] * len(names)
         names = [n or p for n, p in zip(names, profiles, strict=True)]
         seen: dict[str, int] = {}
@@ -599,6 +601,7 @@ class ModelOwner:
         """Fold merged statistics into the model; returns the new version (None if nothing to do)."""
         if stats.empty_stats:
             return None
+        self.total_updates += stats.n_updates
         keep = 0.5 ** (stats.n_updates / self.halflife_updates) if self.halflife_updates > 0 else 1.0
         self.scaler.decay(keep)
         self.scaler = RunningScaler.merged([self.scaler, stats.scaler])
@@ -683,11 +686,12 @@ class ModelOwner:
                        "min_seed_samples": self.min_seed_samples, "sample_cap": self.sample_cap,
                        "reseed_on_drift": self.reseed_on_drift, "refresh_every": self.refresh_every,
                        "refresh_gain": self.refresh_gain, "seeder": self.seeder, "seed": self.seed,
-                       "name_freeze_version": self.name_freeze_version},
+                       "name_freeze_updates": self.name_freeze_updates},
             "model": self.model.snapshot() if self.model else None,
             "scaler": self.scaler.snapshot(),
             "sample": self.sample.tolist(),
             "next_number": self.next_number,
+            "total_updates": self.total_updates,
         }
 
     @classmethod
@@ -697,9 +701,10 @@ class ModelOwner:
         o = cls(c["k"], FeatureSpec.restore(c["spec"]), halflife_updates=c["halflife_updates"], min_seed_samples=c["min_seed_samples"],
                 sample_cap=c["sample_cap"], reseed_on_drift=c["reseed_on_drift"],
                 refresh_every=c["refresh_every"], refresh_gain=c["refresh_gain"], seeder=c["seeder"],
-                seed=c["seed"], name_freeze_version=c["name_freeze_version"])
+                seed=c["seed"], name_freeze_updates=c["name_freeze_updates"])
         o.model = ClusterModel.restore(state["model"]) if state["model"] else None
         o.scaler = RunningScaler.restore(state["scaler"])
         o.sample = np.asarray(state["sample"], dtype=float).reshape(-1, len(o.spec.names))
         o.next_number = int(state["next_number"])
+        o.total_updates = float(state["total_updates"])
         return o

@@ -81,7 +81,7 @@ def blob_stats(rng: np.random.Generator, centres: np.ndarray, n: int = 100, drif
 def test_identities_survive_reseed_under_centroid_permutation(perm: tuple[int, ...]) -> None:
     rng = np.random.default_rng(1)
     owner = ModelOwner(k=4, spec=SPEC2, min_seed_samples=50, seeder="kmeans++", reseed_on_drift=True,
-                       name_freeze_version=0, refresh_every=0)
+                       name_freeze_updates=0, refresh_every=0)
     first = owner.apply(blob_stats(rng, CENTRES))
     assert first is not None
     before = {cid: first.centroids[j] for j, cid in enumerate(first.ids)}
