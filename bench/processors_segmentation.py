@@ -241,6 +241,14 @@ def bench_fleet_quality(n: int, days: int, workers: int) -> None:
     print(f"  EV shift ({len(adopters)} adopters = 10 %): in the EV segment 2 days later: commuter adopters "
           f"{moved_c:.0%} ({len(commuters)}), all adopters {moved_all:.0%}; drift events after the shift: "
           f"{len(drift_days)} (days {sorted(set(drift_days))})")
+    model = fleet.owner.model
+    assert model is not None
+    truth = collections.defaultdict(collections.Counter)
+    for c, cid in m.items():
+        truth[cid][labels[c]] += 1
+    print(f"  model v{model.version}: " + "; ".join(
+        f"{ci.id} {ci.name!r} [{truth[ci.id].most_common(1)[0][0] if truth[ci.id] else '-'}]"
+        for ci in model.clusters()))
 
 
 def main() -> None:
