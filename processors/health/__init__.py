@@ -138,12 +138,15 @@ class HealthMonitor:
         self.interval_s = np.zeros(0, np.int64)
         self.hist = np.zeros((0, k), np.float32)
         self.hist_pos = np.zeros(0, np.int64)
+        self.cand_x = np.zeros(0, np.float64)
+        self.cand_z = np.zeros(0, np.float64)
         self.stream_time = _NONE
         """Latest sign of life seen from any meter (the default clock of :meth:`check_silence`)."""
 
     _FILL: dict[str, Any] = {
         "last_t": _NONE, "last_seq": -1, "last_import": np.nan, "last_register": np.nan, "run": 0, "clean": 0,
         "hb_status": 0, "hb_ts": _NONE, "last_seen": NEVER, "interval_s": 0, "hist": np.nan, "hist_pos": 0,
+        "cand_x": np.nan, "cand_z": np.nan,
     }  # fmt: skip
 
     def _ensure(self) -> None:
@@ -193,6 +196,16 @@ class HealthMonitor:
             & (x > cfg.spike_jump_ratio * np.maximum(prev, cfg.spike_min_level_kwh))
             & ((n_hist >= cfg.spike_warmup) | (x > cfg.spike_warmup_ratio_max * top))
         )
+        if cfg.spike_confirm:
+            # An isolated spike falls back on the next interval; a ramp (EV charging, heating) stays up.
+            cand = self.cand_x[rw]
+            confirmed = in_order & ~np.isnan(cand) & (x * cfg.spike_fall_ratio < cand)
+            spike_z = np.where(confirmed, self.cand_z[rw], z)
+            self.cand_x[rw] = np.where(in_order, np.where(spk, x, np.nan), cand)
+            self.cand_z[rw] = np.where(in_order, np.where(spk, z, np.nan), self.cand_z[rw])
+            spk = confirmed
+        else:
+            spike_z = z
         pos = self.hist_pos[rw]
         self.hist[rw, pos] = x
         self.hist_pos[rw] = (pos + 1) % cfg.spike_window
@@ -228,7 +241,7 @@ class HealthMonitor:
         new = np.where(stuck, new | sb, np.where(in_order & (run == 0), new & ~sb, new))
         new &= ~bit("silent")
         values = {
-            "negative_consumption": x, "spike": z, "voltage": volts,
+            "negative_consumption": x, "spike": spike_z, "voltage": volts,
             "stuck_register": (run + 1).astype(np.float64), "sequence_gap": missing.astype(np.float64),
         }  # fmt: skip
         return self.machine.transition(rw, t, new.astype(np.uint16), self.rows.ids, values)

@@ -43,7 +43,7 @@ class HealthConfig(BaseModel):
 
     negative_tolerance_kwh: float = Field(default=0.0, ge=0.0, description="kwh_import below -this is negative")
     spike_window: int = Field(default=96, ge=8, description="recent readings per meter kept for median/MAD")
-    spike_min_history: int = Field(default=8, ge=3)
+    spike_min_history: int = Field(default=4, ge=3)
     spike_z: float = Field(default=5.0, gt=0.0, description="robust z-score 0.6745 (x - median) / MAD above which")
     spike_ratio_p95: float = Field(
         default=1.5, ge=0.0, description="... and x above this multiple of the history's 95th percentile"
@@ -56,6 +56,12 @@ class HealthConfig(BaseModel):
         default=3.0, ge=0.0, description="... in which x must also exceed this multiple of the history's maximum"
     )
     spike_min_level_kwh: float = Field(default=0.05, ge=0.0, description="floor of the previous interval's value")
+    spike_confirm: bool = Field(
+        default=True,
+        description="raise a spike only when the next interval falls back below 1/spike_fall_ratio of it "
+        "(one interval later, far fewer false alarms on ramps)",
+    )
+    spike_fall_ratio: float = Field(default=3.0, gt=0.0)
     spike_min_mad_kwh: float = Field(default=0.01, gt=0.0, description="MAD floor (a flat history is not zero spread)")
     stuck_intervals: int = Field(default=3, ge=2, description="same non-zero value this many intervals in a row")
     voltage_tolerance: float = Field(default=0.10, gt=0.0, lt=1.0, description="fraction of nominal voltage")

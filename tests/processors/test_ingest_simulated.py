@@ -1,0 +1,135 @@
+"""The ingest processors against the simulator's own output and ground truth (no broker needed).
+
+A seeded, fault-heavy simulation is written with the file sink; its readings
+and heartbeats go through decode → dedupe → windows → health in polls, with
+the silence timer ticking on the stream clock. Checks:
+
+* conservation: readings in = processed + dead-lettered + duplicates;
+* window totals equal the sum of the processed readings (relative 1e-9);
+* every injected fault kind is found with precision and recall ≥ 0.95.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from meterseg.cli import main as meterseg_main
+from processors.columns import MeterRegistry, RawMessage
+from processors.decode import HeartbeatDecoder, ReadingDecoder
+from processors.dedupe import Deduplicator
+from processors.health import HealthAlert, HealthMonitor
+from processors.windows import ClosedWindows, ConsumptionWindows, WindowConfig
+from stream.schemas import MeterInfo
+
+FAULT_TO_ALERT = {
+    "stuck": "stuck_register",
+    "spike": "spike",
+    "negative": "negative_consumption",
+    "voltage": "voltage",
+    "dropout": "silent",
+    "clock_skew": "clock_skew",
+}
+TOLERANCE_S = 3 * 900 + 3600  # a finding may be raised up to k intervals (+ an hour) after the fault ends
+
+
+def _ts(s: str) -> int:
+    return int(datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp())
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("sim")
+    rates = ["spike=0.3", "stuck=0.05", "negative=0.05", "voltage=0.05", "dropout=0.05", "clock_skew=0.05"]
+    args = ["simulate", "--meters", "1000", "--days", "3", "--seed", "23", "--sink", "file", "--out", str(out),
+            "--ground-truth", str(out / "gt.json"), "--no-progress", "--no-ops"]  # fmt: skip
+    for r in rates:
+        args += ["--fault-rate", r]
+    assert meterseg_main(args) == 0
+    return _pipeline(out)
+
+
+def _lines(path: Path) -> list[bytes]:
+    with path.open("rb") as f:
+        return [line.rstrip(b"\n") for line in f]
+
+
+def _pipeline(d: Path) -> dict[str, Any]:
+    registry = MeterRegistry(MeterInfo.model_validate_json(b) for b in _lines(d / "meter.registry.jsonl"))
+    readings = _lines(d / "meter.readings.jsonl")
+    hb = HeartbeatDecoder(registry).process(_lines(d / "meter.heartbeats.jsonl")).heartbeats
+    hb = hb.take(np.argsort(hb.ts, kind="stable"))
+    dec, dedupe, health = ReadingDecoder(registry), Deduplicator(), HealthMonitor()
+    windows = ConsumptionWindows(WindowConfig(allowed_lateness_s=3600))
+    counts: collections.Counter[str] = collections.Counter()
+    alerts: list[HealthAlert] = []
+    closed: list[ClosedWindows] = []
+    accepted_kwh: list[float] = []
+    hb_pos = 0
+    for k in range(0, len(readings), 1000):
+        msgs = [RawMessage(v, "meter.readings", 0, k + i) for i, v in enumerate(readings[k : k + 1000])]
+        x = dec.process(msgs)
+        counts["messages"] += x.messages
+        counts["dead_letter"] += len(x.rejects)
+        u = dedupe.process(x.readings)
+        counts["duplicates"] += u.duplicates
+        w = windows.process(u.readings)
+        counts["dead_letter"] += len(w.rejects)
+        counts["processed"] += len(w.accepted)
+        accepted_kwh += w.accepted.kwh_import.tolist()
+        closed += w.closed
+        alerts += health.process(w.accepted).alerts
+        if len(x.readings):
+            until = int(np.searchsorted(hb.ts, int(x.readings.interval_start.max()) + 900, "right"))
+            alerts += health.process(hb.take(np.arange(hb_pos, until))).alerts
+            hb_pos = until
+        alerts += health.check_silence().alerts
+    closed += windows.flush()
+    truth = json.loads((d / "gt.json").read_text())
+    return {"counts": counts, "alerts": alerts, "closed": closed, "kwh": accepted_kwh, "truth": truth}
+
+
+def test_conservation(run: dict[str, Any]) -> None:
+    c = run["counts"]
+    assert c["messages"] == c["processed"] + c["dead_letter"] + c["duplicates"]
+    assert c["duplicates"] > 0 and c["dead_letter"] > 0
+
+
+def test_window_totals_equal_the_readings(run: dict[str, Any]) -> None:
+    want = math.fsum(run["kwh"])
+    for kind, size in (("meter", 900), ("meter", 3600), ("meter", 86400), ("region", 3600)):
+        got = math.fsum(float(c.kwh_in.sum()) for c in run["closed"] if c.kind == kind and c.size_s == size)
+        assert math.isclose(got, want, rel_tol=1e-9), (kind, size)
+    counted = sum(int(c.count.sum()) for c in run["closed"] if c.kind == "meter" and c.size_s == 900)
+    assert counted == run["counts"]["processed"]
+
+
+@pytest.mark.parametrize("fault", sorted(FAULT_TO_ALERT))
+def test_precision_and_recall_per_fault_kind(run: dict[str, Any], fault: str) -> None:
+    kind = FAULT_TO_ALERT[fault]
+    faults = collections.defaultdict(list)
+    for f in run["truth"]["faults"]:
+        if f["kind"] == fault:
+            faults[f["meter_id"]].append((_ts(f["start"]), _ts(f["end"])))
+    raised = collections.defaultdict(list)
+    for a in run["alerts"]:
+        if a.kind == kind and a.status == "raised":
+            raised[a.meter_id].append(a.at)
+    n_faults = sum(map(len, faults.values()))
+    n_alerts = sum(map(len, raised.values()))
+    assert n_faults >= 20, "the run must inject enough faults of each kind to score"
+    found = sum(
+        any(s <= t <= e + TOLERANCE_S for t in raised.get(m, [])) for m, spans in faults.items() for s, e in spans
+    )
+    true = sum(
+        any(s - 900 <= t <= e + TOLERANCE_S for s, e in faults.get(m, [])) for m, ts in raised.items() for t in ts
+    )
+    recall, precision = found / n_faults, true / max(n_alerts, 1)
+    assert recall >= 0.95 and precision >= 0.95, f"{fault}: recall {recall:.3f}, precision {precision:.3f}"
