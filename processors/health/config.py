@@ -43,7 +43,7 @@ class HealthConfig(BaseModel):
 
     negative_tolerance_kwh: float = Field(default=0.0, ge=0.0, description="kwh_import below -this is negative")
     spike_window: int = Field(default=96, ge=8, description="recent readings per meter kept for median/MAD")
-    spike_min_history: int = Field(default=4, ge=3)
+    spike_min_history: int = Field(default=3, ge=3)
     spike_z: float = Field(default=5.0, gt=0.0, description="robust z-score 0.6745 (x - median) / MAD above which")
     spike_ratio_p95: float = Field(
         default=1.5, ge=0.0, description="... and x above this multiple of the history's 95th percentile"
