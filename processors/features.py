@@ -84,12 +84,13 @@ _N_OBS = 7
 
 
 class DailyProfile(BaseModel):
-    """Input record: one customer's consumption profile for one closed day.
+    """Input record: one meter's (or one customer's) consumption profile for one closed day.
 
     ``kwh_import``/``kwh_export`` hold 24 hourly values (48 half-hourly or 96
     quarter-hourly values are folded to hours); hours are local to the day
     window the stream closed. ``weekday`` defaults from ``day`` (Mon-Fri).
-    One record per customer and day: sum a customer's meters first.
+    Several meters of a customer: send one record per meter with ``meter_id``
+    set; :class:`FeatureProcessor` sums them into the customer's day.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -242,6 +243,8 @@ class FeatureProcessor:
         self._keep_var = 0.5 ** (1.0 / slow_halflife_days)
         self.customers: dict[str, _CustomerShape] = {}
         self.rfm: dict[str, tuple[float, float, float]] = {}
+        # customer -> (state before the last day, its summed import, export, meters folded into it)
+        self.last_day_parts: dict[str, tuple[list[Any], np.ndarray, np.ndarray, list[str]]] = {}
 
     def set_rfm(self, customer_id: str, days_since_last: float, frequency: float, monetary_mean: float) -> None:
         """Attach a customer's latest RFM values (from :class:`~processors.rfm.RfmSummary`); they join the features."""
@@ -279,15 +282,39 @@ class FeatureProcessor:
         weekday: bool,
         kwh_import: np.ndarray,
         kwh_export: np.ndarray | None = None,
+        meter_id: str | None = None,
     ) -> CustomerFeatures | None:
-        """Fold one day (24 hourly values) into a customer's state; None if already folded."""
+        """Fold one day (24 hourly values) of one meter into its customer's state.
+
+        Returns None for a day already folded from this meter (re-delivery) or
+        older than the customer's last day. A second meter of the same customer
+        for the last folded day *amends* it: the day is re-folded from the state
+        before it with both meters' hours summed, so a customer's features are
+        those of the customer's total load whatever the meters' arrival order.
+        """
         st = self.customers.get(customer_id)
         if st is None:
             st = self.customers[customer_id] = _CustomerShape()
         ordinal = day.toordinal()
-        if ordinal <= st.last_day:
+        exp = np.zeros(24) if kwh_export is None else np.asarray(kwh_export, dtype=float)
+        imp = np.asarray(kwh_import, dtype=float)
+        if ordinal < st.last_day:
             return None
-        x = day_observation(kwh_import, kwh_export)
+        if ordinal == st.last_day:
+            last = self.last_day_parts.get(customer_id)
+            if last is None or meter_id is None or meter_id in last[3]:
+                return None
+            st = self.customers[customer_id] = _CustomerShape.from_json(last[0])
+            imp, exp, meters = last[1] + imp, last[2] + exp, [*last[3], meter_id]
+        else:
+            meters = [meter_id or ""]
+        self.last_day_parts[customer_id] = (st.to_json(), imp.copy(), exp.copy(), meters)
+        restarted = self._fold(st, ordinal, weekday, day_observation(imp, exp))
+        return CustomerFeatures(customer_id=customer_id, day=day, n_days=st.n_days, restarted=restarted,
+                                values=self.values(customer_id))
+
+    def _fold(self, st: _CustomerShape, ordinal: int, weekday: bool, x: np.ndarray) -> bool:
+        """Fold one day's observation; returns whether the shift rule restarted the means."""
         restarted = weekday and self._restarted(st, x)
         if not restarted:
             st.all_w = self._keep * st.all_w + 1.0
@@ -304,8 +331,7 @@ class FeatureProcessor:
         st.var_m2 += (x[_TOTAL] ** 2 - st.var_m2) / st.var_w
         st.n_days += 1
         st.last_day = ordinal
-        return CustomerFeatures(customer_id=customer_id, day=day, n_days=st.n_days, restarted=restarted,
-                                values=self.values(customer_id))
+        return restarted
 
     def values(self, customer_id: str) -> dict[str, float]:
         """Current feature values of a customer (load shape, plus RFM when known)."""
@@ -331,15 +357,16 @@ class FeatureProcessor:
         return out
 
     def process(self, batch: Iterable[DailyProfile]) -> list[CustomerFeatures]:
-        """Fold a batch of closed days; one output per (customer, day) actually folded.
+        """Fold a batch of closed days; one output per profile that changed a customer's features.
 
         Days of one customer should arrive in date order (the stream closes
-        windows in order); a day not newer than the last folded one is skipped.
+        windows in order); an older day is skipped, a re-delivered one ignored,
+        another meter's profile for the customer's last day amends that day.
         """
         out: list[CustomerFeatures] = []
         for p in sorted(batch, key=lambda p: p.day):
             exp = np.asarray(p.kwh_export) if p.kwh_export is not None else None
-            r = self.update(p.customer_id, p.day, bool(p.weekday), np.asarray(p.kwh_import), exp)
+            r = self.update(p.customer_id, p.day, bool(p.weekday), np.asarray(p.kwh_import), exp, p.meter_id)
             if r is not None:
                 out.append(r)
         return out
@@ -352,6 +379,8 @@ class FeatureProcessor:
             "shift_threshold": self.shift_threshold,
             "customers": {c: s.to_json() for c, s in sorted(self.customers.items())},
             "rfm": {c: list(v) for c, v in sorted(self.rfm.items())},
+            "last_day_parts": {c: [v[0], v[1].tolist(), v[2].tolist(), list(v[3])]
+                               for c, v in sorted(self.last_day_parts.items())},
         }
 
     @classmethod
@@ -360,6 +389,10 @@ class FeatureProcessor:
         p = cls(state["halflife_days"], state["slow_halflife_days"], state["shift_threshold"])
         p.customers = {c: _CustomerShape.from_json(d) for c, d in state["customers"].items()}
         p.rfm = {c: (float(v[0]), float(v[1]), float(v[2])) for c, v in state["rfm"].items()}
+        p.last_day_parts = {
+            c: (list(v[0]), np.asarray(v[1], dtype=float), np.asarray(v[2], dtype=float), [str(m) for m in v[3]])
+            for c, v in state["last_day_parts"].items()
+        }
         return p
 
 

@@ -120,3 +120,27 @@ def test_running_scaler_merge_equals_single_pass() -> None:
     np.testing.assert_allclose(merged.std, x.std(axis=0))
     np.testing.assert_allclose(merged.transform(x), whole.transform(x))
     assert RunningScaler.restore(merged.snapshot()).snapshot() == merged.snapshot()
+
+
+def test_meters_of_one_customer_sum_into_its_day_in_any_order() -> None:
+    def meter_day(d: int, meter: str, kwh: list[float]) -> DailyProfile:
+        return DailyProfile(customer_id="C1", meter_id=meter, day=MONDAY + timedelta(days=d), kwh_import=tuple(kwh))
+
+    days = [(d, m, EVENING if m == "M1" else NIGHT) for d in range(4) for m in ("M1", "M2")]
+    together = FeatureProcessor()
+    together.process([meter_day(d, m, k) for d, m, k in days])
+    apart = FeatureProcessor()
+    for d, m, k in days[:-2]:
+        apart.process([meter_day(d, m, k)])
+    apart.process([meter_day(3, "M2", NIGHT)])  # the last day's meters in two batches, reversed
+    apart.process([meter_day(3, "M1", EVENING)])
+    apart.process([meter_day(3, "M1", EVENING)])  # re-delivered: ignored
+    combined = FeatureProcessor()
+    for d in range(4):
+        combined.process([DailyProfile(customer_id="C1", day=MONDAY + timedelta(days=d),
+                                       kwh_import=tuple(a + b for a, b in zip(EVENING, NIGHT, strict=True)))])
+    expected = combined.values("C1")
+    assert together.values("C1") == pytest.approx(expected)
+    assert apart.values("C1") == pytest.approx(expected)
+    assert apart.customers["C1"].n_days == 4
+    assert FeatureProcessor.restore(apart.snapshot()).snapshot() == apart.snapshot()
