@@ -53,7 +53,10 @@ def fleet(n: int) -> MeterRegistry:
 
 def readings(n_meters: int, n_intervals: int, seed: int = 0) -> list[dict[str, object]]:
     rng = np.random.default_rng(seed)
-    kwh = rng.gamma(2.0, 0.1, size=(n_intervals, n_meters)).round(4)
+    k = np.arange(n_intervals)[:, None]
+    shape = 1.0 + 0.6 * np.sin(2 * np.pi * k / 96 + rng.uniform(0, 2 * np.pi, size=n_meters))
+    noise = rng.lognormal(0.0, 0.15, size=(n_intervals, n_meters))
+    kwh = (rng.uniform(0.1, 0.5, size=n_meters) * shape * noise).round(4)  # daily shape, mild noise
     reg = (1000.0 + np.cumsum(kwh, axis=0)).round(4)
     volt = rng.normal(231.0, 2.0, size=(n_intervals, n_meters)).round(1)
     out: list[dict[str, object]] = []

@@ -187,15 +187,21 @@ class HealthMonitor:
         neg = negative(x, reg.has_export[slots], cfg.negative_tolerance_kwh)
         nominal = reg.nominal_voltage[slots]
         vol = voltage_out(volts, nominal, cfg.voltage_tolerance)
-        z, p95, top, n_hist = history_stats(self.hist[rw], x, min_mad=cfg.spike_min_mad_kwh)
         prev = np.nan_to_num(self.last_import[rw], nan=np.inf)  # no previous interval: no jump test passes
-        spk = (
-            (n_hist >= cfg.spike_min_history)
-            & (z > cfg.spike_z)
-            & (x > cfg.spike_ratio_p95 * p95)
-            & (x > cfg.spike_jump_ratio * np.maximum(prev, cfg.spike_min_level_kwh))
-            & ((n_hist >= cfg.spike_warmup) | (x > cfg.spike_warmup_ratio_max * top))
-        )
+        # Cheap test first: only readings that jump over the previous interval need the history statistics.
+        jump = np.flatnonzero(x > cfg.spike_jump_ratio * np.maximum(prev, cfg.spike_min_level_kwh))
+        spk = np.zeros(len(rw), np.bool_)
+        z = np.zeros(len(rw), np.float64)
+        if len(jump):
+            xj = x[jump]
+            zj, p95, top, n_hist = history_stats(self.hist[rw[jump]], xj, min_mad=cfg.spike_min_mad_kwh)
+            z[jump] = zj
+            spk[jump] = (
+                (n_hist >= cfg.spike_min_history)
+                & (zj > cfg.spike_z)
+                & (xj > cfg.spike_ratio_p95 * p95)
+                & ((n_hist >= cfg.spike_warmup) | (xj > cfg.spike_warmup_ratio_max * top))
+            )
         if cfg.spike_confirm:
             # An isolated spike falls back on the next interval; a ramp (EV charging, heating) stays up.
             cand = self.cand_x[rw]
