@@ -156,3 +156,25 @@ def test_revenue_from_purchases() -> None:
     assert dropped == 1
     north = [r for c in w.flush() if c.kind == "region" for r in c.to_records() if r["key"] == "North"]
     assert north[0]["revenue"] == 7.5 and north[0]["readings"] == 1
+
+
+def test_too_late_rejects_point_back_at_the_source() -> None:
+    from test_ingest_support import envelope_payloads, single_payloads
+
+    from processors.columns import RawMessage
+    from processors.decode import ReadingDecoder
+
+    rows = make_rows(2, 3)
+    dec = ReadingDecoder(REG)
+    w = ConsumptionWindows(WindowConfig(allowed_lateness_s=0))
+    w.process(dec.process(single_payloads(rows[4:])).readings)
+    single = [RawMessage(p, "meter.readings", 2, 10 + i) for i, p in enumerate(single_payloads(rows[:1]))]
+    late = w.process(dec.process(single).readings).rejects
+    assert [(r.reason, r.partition, r.offset, r.record, r.payload) for r in late] == [
+        ("too_late", 2, 10, -1, single[0].value)
+    ]
+    env = RawMessage(envelope_payloads(rows[:2], 2)[0], "meter.readings", 1, 7)
+    late = w.process(dec.process([env]).readings).rejects
+    assert [(r.partition, r.offset, r.record) for r in late] == [(1, 7, 0), (1, 7, 1)]
+    back = orjson.loads(late[1].payload)
+    assert back["meter_id"] == rows[1]["meter_id"] and back["kwh_import"] == rows[1]["kwh_import"]
