@@ -405,9 +405,10 @@ class Reject:
 
     ``payload`` is the original message bytes, except for a reading inside a
     batch envelope whose siblings are fine: then it is that reading's JSON and
-    ``record`` its position in the envelope (``-1`` otherwise). ``count`` is the
-    number of readings the reject stands for when known (an unparseable
-    envelope counts as one message).
+    ``record`` its position in the envelope (``-1`` otherwise). For
+    conservation counts, a reject with ``record == -1`` from an envelope-level
+    failure (invalid JSON, bad header) stands for one *message* whose readings
+    were never seen; all others stand for one reading.
     """
 
     reason: RejectReason
