@@ -265,8 +265,10 @@ class DecodedReadings:
     """What :meth:`ReadingDecoder.process` returns.
 
     ``messages``/``records`` count the inputs (records = readings seen inside
-    parseable messages), so ``records == len(readings) + rejected readings``
-    and the agent can check conservation.
+    parseable messages); ``unparsed`` counts messages rejected before their
+    readings could be counted (invalid JSON, bad envelope header). Hence the
+    conservation law the agent can assert per poll:
+    ``records + unparsed == len(readings) + len(rejects)``.
     """
 
     readings: ReadingColumns
@@ -274,6 +276,7 @@ class DecodedReadings:
     messages: int = 0
     records: int = 0
     envelopes: int = 0
+    unparsed: int = 0
 
 
 @dataclass(slots=True)
@@ -352,9 +355,10 @@ class ReadingDecoder:
                 records.append(obj)
                 rec_msg.append(i)
                 rec_pos.append(-1)
+        unparsed = len(rejects)
         cols, more = self._columns(records, rec_msg, rec_pos, msgs, batch_ids)
         rejects.extend(more)
-        return DecodedReadings(cols, rejects, len(msgs), len(records), envelopes)
+        return DecodedReadings(cols, rejects, len(msgs), len(records), envelopes, unparsed)
 
     @staticmethod
     def _all_single_readings(msgs: list[RawMessage]) -> list[Any] | None:

@@ -168,6 +168,7 @@ def test_envelope_readings_match_pydantic_one_by_one(records: list[dict[str, Any
     assert len(out.rejects) == len(recs) - len(accepted)
     assert all(r.partition == 3 and r.offset == 42 and r.record >= 0 for r in out.rejects)
     assert out.records == len(recs) and out.envelopes == 1
+    assert out.records + out.unparsed == len(out.readings) + len(out.rejects)
 
 
 @pytest.mark.parametrize(
