@@ -19,13 +19,10 @@ again with the same deterministic ids (at-least-once, deduplicable downstream).
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
-from aiokafka import TopicPartition
 
 from meterseg.settings import Settings
 from processors.columns import MeterRegistry, RawMessage
@@ -33,8 +30,8 @@ from processors.health import HealthAlert, MeterHealth
 from processors.ingest import IngestConfig, IngestOutput, PartitionIngest
 from processors.windows import NONE, size_label
 from stream import metrics as m
-from stream.clients.consumer import Records
 from stream.clients.producer import BatchProducer, KeyValue
+from stream.pipelines.base import PartitionedHandler
 from stream.state.checkpoints import CheckpointStore
 from stream.state.health import HealthStore
 from stream.state.regional import RegionalMerger
@@ -44,16 +41,10 @@ log = logging.getLogger(__name__)
 PIPELINE = "ingest"
 
 
-@dataclass
-class _Partition:
-    processor: PartitionIngest
-    offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset reflected in processor
-    checkpointed: dict[str, int] = field(default_factory=dict)
-    last_checkpoint: float = field(default_factory=time.monotonic)
-
-
-class IngestHandler:
+class IngestHandler(PartitionedHandler[PartitionIngest]):
     """:class:`~stream.clients.consumer.BatchHandler` of the ingestion pipeline."""
+
+    pipeline = PIPELINE
 
     def __init__(
         self,
@@ -64,71 +55,36 @@ class IngestHandler:
         config: IngestConfig,
         checkpoint_interval_s: float = 2.0,
     ):
+        super().__init__(checkpoints, checkpoint_interval_s)
         self.settings = settings
         self.registry = registry
         self.producer = producer
-        self.checkpoints = checkpoints
         self.config = config
-        self.checkpoint_interval_s = checkpoint_interval_s
         self.topics = settings.topics
-        self.partitions: dict[int, _Partition] = {}
         self.totals = {"messages": 0, "accepted": 0, "deadletter": 0, "duplicates": 0}
         self.health_store = HealthStore(checkpoints.client, settings.app_id)
         self.regional = RegionalMerger(checkpoints.client, settings.app_id, settings.partitions)
-        self.before_batch: Callable[[], Awaitable[None]] | None = None
 
-    # -- rebalance --------------------------------------------------------------------------
-    async def on_assigned(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
-        resume: dict[TopicPartition, int] = {}
-        for p in sorted({tp.partition for tp in partitions}):
-            started = time.perf_counter()
-            state, offsets = await self.checkpoints.load(PIPELINE, p)
-            if state is not None:
-                proc = PartitionIngest.restore(state, self.registry)
-                log.info("partition %d: restored ingest state at offsets %s", p, offsets)
-            else:
-                proc = PartitionIngest(self.registry, self.config)
-            self.partitions[p] = _Partition(proc, dict(offsets), dict(offsets))
-            for topic, offset in offsets.items():
-                resume[TopicPartition(topic, p)] = offset
-            m.RECOVERY_SECONDS.labels(PIPELINE).observe(time.perf_counter() - started)
-        m.REBALANCES.inc()
-        return resume
+    def new_processor(self, partition: int) -> PartitionIngest:
+        return PartitionIngest(self.registry, self.config)
 
-    async def on_revoked(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
-        out: dict[TopicPartition, int] = {}
-        for p in sorted({tp.partition for tp in partitions}):
-            part = self.partitions.pop(p, None)
-            if part is None:
-                continue
-            await self._checkpoint(p, part)
-            out.update({TopicPartition(t, p): o for t, o in part.checkpointed.items()})
-        return out
+    def restore_processor(self, partition: int, state: Any) -> PartitionIngest:
+        return PartitionIngest.restore(state, self.registry)
 
-    # -- processing -------------------------------------------------------------------------
-    async def handle(self, records: Records) -> dict[TopicPartition, int]:
-        if self.before_batch is not None:
-            await self.before_batch()
-        by_partition: dict[int, tuple[list[RawMessage], list[RawMessage]]] = {}
-        for tp, recs in records.items():
-            readings, heartbeats = by_partition.setdefault(tp.partition, ([], []))
-            target = readings if tp.topic == self.topics.readings else heartbeats
-            target.extend(RawMessage(r.value or b"", tp.topic, tp.partition, r.offset, r.timestamp) for r in recs)
-            m.EVENTS_CONSUMED.labels(tp.topic).inc(len(recs))
-        outputs: list[tuple[int, IngestOutput]] = []
-        for p, (readings, heartbeats) in by_partition.items():
-            part = self.partitions.get(p)
-            if part is None:
-                continue
-            started = time.perf_counter()
-            out = part.processor.process((readings, heartbeats))
-            m.BATCH_SECONDS.labels(PIPELINE).observe(time.perf_counter() - started)
-            outputs.append((p, out))
-            for msgs in (readings, heartbeats):
-                if msgs:
-                    part.offsets[msgs[-1].topic] = msgs[-1].offset + 1
+    def snapshot(self, processor: PartitionIngest) -> Any:
+        return processor.snapshot()
+
+    async def process(self, batches: dict[int, dict[str, list[RawMessage]]]) -> None:
+        outputs = [
+            (
+                p,
+                self.partitions[p].processor.process(
+                    (by_topic.get(self.topics.readings, []), by_topic.get(self.topics.heartbeats, []))
+                ),
+            )
+            for p, by_topic in batches.items()
+        ]
         await self._emit(outputs)
-        return await self._maybe_checkpoint()
 
     async def on_timer(self, wall: float | None = None, lagging: set[int] | None = None) -> None:
         """Close windows and find silent meters by the event clock, even with no new events.
@@ -216,24 +172,6 @@ class IngestHandler:
         m.HEARTBEATS_PROCESSED.inc(out.accepted_heartbeats)
         if out.duplicates:
             m.DUPLICATES.labels(self.topics.readings).inc(out.duplicates)
-
-    async def _maybe_checkpoint(self, force: bool = False) -> dict[TopicPartition, int]:
-        now = time.monotonic()
-        committed: dict[TopicPartition, int] = {}
-        for p, part in self.partitions.items():
-            if force or now - part.last_checkpoint >= self.checkpoint_interval_s:
-                await self._checkpoint(p, part)
-                committed.update({TopicPartition(t, p): o for t, o in part.checkpointed.items()})
-        return committed
-
-    async def _checkpoint(self, p: int, part: _Partition) -> None:
-        await self.checkpoints.save(PIPELINE, p, part.processor.snapshot(), part.offsets)
-        part.checkpointed = dict(part.offsets)
-        part.last_checkpoint = time.monotonic()
-        m.CHECKPOINTS.labels(PIPELINE).inc()
-
-    async def checkpoint_all(self) -> dict[TopicPartition, int]:
-        return await self._maybe_checkpoint(force=True)
 
     def _update_gauges(self) -> None:
         counts: dict[str, int] = {"good": 0, "fair": 0, "poor": 0}

@@ -1,0 +1,250 @@
+"""One customer partition's segmentation, composed: RFM → features → behaviour clusters → rule segments.
+
+Input per poll: the partition's purchase events and daily load profiles
+(both keyed by customer id, so co-partitioned). Output: every segment entry
+and exit (``rfm``, ``behaviour`` and ``rule`` families), drift events, and the
+per-customer records the stream side mirrors into Redis for the API.
+
+What crosses partitions is not decided here: the RFM population (sketches
+of the other partitions, :meth:`PartitionSegmentation.set_population`) and the
+fleet-wide behaviour model (:meth:`PartitionSegmentation.set_model`, with
+:meth:`PartitionSegmentation.flush_stats` feeding its single owner).
+
+Examples:
+    >>> from datetime import UTC, date, datetime
+    >>> import orjson
+    >>> from processors.columns import RawMessage
+    >>> from processors.features import DailyProfile
+    >>> seg = PartitionSegmentation(SegmentationConfig(rules_text='''
+    ... segments:
+    ...   - id: big_north
+    ...     name: Big spenders in the North
+    ...     expression: region == "North" and rfm.total_spend > 100
+    ... '''))
+    >>> buy = orjson.dumps({"event_id": "e1", "customer_id": "C1", "ts": "2026-01-05T10:00:00Z",
+    ...                     "event_type": "PURCHASED", "amount": 150.0})
+    >>> out = seg.process(([RawMessage(buy, "customer.purchases", 0, 0)], []),
+    ...                   static={"C1": {"region": "North", "tariff": "prepaid", "has_export": False}})
+    >>> sorted((c.family, c.segment_id, c.change) for c in out.changes)  # a population of one scores lowest
+    [('rfm', 'lost', 'entry'), ('rule', 'big_north', 'entry')]
+    >>> seg.process(([RawMessage(buy, "customer.purchases", 0, 1)], [])).changes   # re-delivery
+    []
+    >>> again = PartitionSegmentation.restore(seg.snapshot())
+    >>> again.snapshot() == seg.snapshot()
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Self, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from processors.clock import EventClock
+from processors.clustering.assign import BehaviourAssigner, BehaviourChange, DriftEvent
+from processors.clustering.model import ClusterModel, ClusterStats
+from processors.columns import RawMessage, Reject, RejectReason
+from processors.features import CustomerFeatures, DailyProfile, FeatureProcessor
+from processors.rfm.processor import RfmAssignment, RfmProcessor, RfmSketches
+from processors.rfm.segment_map import RfmSegmentMap
+from processors.rules.attributes import behaviour_attributes, feature_attributes, rfm_attributes
+from processors.rules.segments import (
+    CustomerAttributes,
+    RuleSegmentProcessor,
+    load_segment_definitions,
+    load_segment_definitions_text,
+)
+from processors.segments import MembershipBook, SegmentChange, changes_from_behaviour, changes_from_rfm
+from stream.schemas import Purchase
+
+M = TypeVar("M", bound=BaseModel)
+
+SegmentationBatch = tuple[list[RawMessage], list[RawMessage]]
+"""(purchase messages, daily-profile messages) of one partition and poll."""
+
+
+class SegmentationConfig(BaseModel):
+    """Options of the segmentation pipeline (RFM, features, behaviour clusters, rules)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    k: int = Field(default=8, ge=2, le=64, description="behaviour clusters")
+    margin: float = Field(default=0.15, ge=0.0, description="relative distance margin for an immediate move")
+    patience: int = Field(default=3, ge=1, description="updates a closer cluster must persist to move otherwise")
+    halflife_days: float = Field(default=1.0, gt=0.0, description="feature half-life in days")
+    lost_after_days: float | None = Field(default=None, description="R = 1 after this many days without a purchase")
+    rfm_map_file: str | None = Field(default=None, description="YAML (R, F) → segment map; None: the shipped map")
+    rules_file: str | None = Field(default=None, description="YAML rule-segment definitions loaded at start")
+    rules_text: str | None = Field(default=None, description="inline rule definitions (tests)")
+    drift_features: bool = True
+    clock_rate: float = Field(default=1.0, gt=0.0)
+    clock_idle_s: float = Field(default=5.0, ge=0.0)
+
+
+@dataclass(slots=True)
+class SegmentationOutput:
+    """What one call caused."""
+
+    messages: int = 0
+    purchases: dict[str, int] = field(default_factory=dict)  # event type -> applied
+    profiles: int = 0
+    rejects: list[Reject] = field(default_factory=list)
+    changes: list[SegmentChange] = field(default_factory=list)
+    drift: list[DriftEvent] = field(default_factory=list)
+    rfm: list[RfmAssignment] = field(default_factory=list)
+    features: list[CustomerFeatures] = field(default_factory=list)
+    behaviour: list[BehaviourChange] = field(default_factory=list)
+
+
+class PartitionSegmentation:
+    """Segmentation state of one customer partition (a :class:`~processors.base.StatefulProcessor`)."""
+
+    def __init__(self, config: SegmentationConfig | None = None) -> None:
+        self.config = config = config or SegmentationConfig()
+        seg_map = RfmSegmentMap.load(config.rfm_map_file) if config.rfm_map_file else None
+        self.rfm = RfmProcessor(seg_map, lost_after_days=config.lost_after_days)
+        self.features = FeatureProcessor(halflife_days=config.halflife_days)
+        self.assigner = BehaviourAssigner(
+            margin=config.margin, patience=config.patience, drift_features=config.drift_features
+        )
+        if config.rules_text:
+            definitions = load_segment_definitions_text(config.rules_text)
+        elif config.rules_file:
+            definitions = load_segment_definitions(config.rules_file)
+        else:
+            definitions = []
+        self.rules = RuleSegmentProcessor(definitions)
+        self.book = MembershipBook()
+        self.attributes: dict[str, dict[str, Any]] = {}
+        self.clock = EventClock(config.clock_rate, config.clock_idle_s)
+
+    # -- processing ---------------------------------------------------------------------------
+    def process(
+        self,
+        batch: SegmentationBatch,
+        static: Mapping[str, Mapping[str, Any]] | None = None,
+        wall: float | None = None,
+    ) -> SegmentationOutput:
+        """Apply purchases and daily profiles; ``static`` adds per-customer attributes (region, tariff, health)."""
+        purchase_msgs, profile_msgs = batch
+        out = SegmentationOutput(messages=len(purchase_msgs) + len(profile_msgs))
+        touched: set[str] = set()
+        purchases = _decode(Purchase, purchase_msgs, out.rejects)
+        if purchases:
+            self.clock.observe(max(p.ts.timestamp() for p in purchases), wall)
+            for p in purchases:
+                out.purchases[p.event_type] = out.purchases.get(p.event_type, 0) + 1
+            for a in self.rfm.process(purchases):
+                self._absorb_rfm(a, out, touched)
+        profiles = _decode(DailyProfile, profile_msgs, out.rejects)
+        if profiles:
+            out.profiles = len(profiles)
+            day_end = max(datetime.combine(p.day, datetime.min.time(), tzinfo=UTC) for p in profiles)
+            self.clock.observe(day_end.timestamp() + 86_400, wall)
+            feats = self.features.process(profiles)
+            out.features += feats
+            for f in feats:
+                self.attributes.setdefault(f.customer_id, {}).update(feature_attributes(f))
+                touched.add(f.customer_id)
+            for item in self.assigner.process(feats):
+                if isinstance(item, DriftEvent):
+                    out.drift.append(item)
+                    continue
+                out.behaviour.append(item)
+                self.attributes.setdefault(item.customer_id, {}).update(behaviour_attributes(item))
+                out.changes += self.book.process(changes_from_behaviour(item))
+                touched.add(item.customer_id)
+        for cid, attrs in (static or {}).items():
+            current = self.attributes.setdefault(cid, {})
+            if any(current.get(k) != v for k, v in attrs.items()):
+                current.update(attrs)
+                touched.add(cid)
+        self._rules(touched, out)
+        return out
+
+    def rescore(self, wall: float | None = None, *, caught_up: bool = True) -> SegmentationOutput:
+        """Re-score RFM against the population at the event clock's now (customers age into At Risk, Lost)."""
+        out = SegmentationOutput()
+        now = self.clock.now(wall, running=caught_up)
+        if now is None:
+            return out
+        touched: set[str] = set()
+        for a in self.rfm.rescore(datetime.fromtimestamp(now, UTC)):
+            self._absorb_rfm(a, out, touched)
+        self._rules(touched, out)
+        return out
+
+    def _absorb_rfm(self, a: RfmAssignment, out: SegmentationOutput, touched: set[str]) -> None:
+        out.rfm.append(a)
+        self.attributes.setdefault(a.customer_id, {}).update(rfm_attributes(a))
+        s = a.summary
+        if s.days_since_last is not None:
+            self.features.set_rfm(a.customer_id, s.days_since_last, float(s.frequency), s.monetary_mean)
+        out.changes += self.book.process(changes_from_rfm(a, self.model_version))
+        touched.add(a.customer_id)
+
+    def _rules(self, touched: set[str], out: SegmentationOutput) -> None:
+        if not touched or not self.rules.definitions:
+            return
+        at = datetime.fromtimestamp(self.clock.now(running=False) or 0.0, UTC)
+        batch = [CustomerAttributes(customer_id=c, at=at, attributes=self.attributes[c]) for c in sorted(touched)]
+        out.changes += self.book.process(self.rules.process(batch))
+
+    # -- fleet-wide exchange ---------------------------------------------------------------------
+    @property
+    def model_version(self) -> int | None:
+        return self.assigner.model.version if self.assigner.model is not None else None
+
+    def set_model(self, model: ClusterModel | None) -> None:
+        self.assigner.set_model(model)
+
+    def flush_stats(self) -> ClusterStats:
+        return self.assigner.flush_stats()
+
+    def local_sketches(self) -> RfmSketches:
+        return self.rfm.local_sketches()
+
+    def set_population(self, others: RfmSketches | None) -> None:
+        """The merged RFM sketches of every *other* partition (fleet-wide scores)."""
+        self.rfm.set_peers(others)
+
+    # -- protocol -----------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "config": self.config.model_dump(mode="json"),
+            "rfm": self.rfm.snapshot(),
+            "features": self.features.snapshot(),
+            "assigner": self.assigner.snapshot(),
+            "rules": self.rules.snapshot(),
+            "book": self.book.snapshot(),
+            "attributes": self.attributes,
+            "clock": self.clock.snapshot(),
+        }
+
+    @classmethod
+    def restore(cls, state: dict[str, Any]) -> Self:
+        seg = cls(SegmentationConfig.model_validate(state["config"]))
+        seg.rfm = RfmProcessor.restore(state["rfm"])
+        seg.features = FeatureProcessor.restore(state["features"])
+        seg.assigner = BehaviourAssigner.restore(state["assigner"])
+        seg.rules = RuleSegmentProcessor.restore(state["rules"])
+        seg.book = MembershipBook.restore(state["book"])
+        seg.attributes = {c: dict(a) for c, a in state["attributes"].items()}
+        seg.clock = EventClock.restore(state["clock"])
+        return seg
+
+
+def _decode(model: type[M], msgs: list[RawMessage], rejects: list[Reject]) -> list[M]:
+    out: list[M] = []
+    for msg in msgs:
+        try:
+            out.append(model.model_validate_json(msg.value))
+        except ValidationError as exc:
+            reason: RejectReason = (
+                "invalid_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "schema"
+            )
+            rejects.append(Reject(reason, str(exc).splitlines()[0][:500], msg.value, msg.topic, msg.partition, msg.offset))
+    return out

@@ -1,0 +1,128 @@
+"""What every partitioned pipeline shares: per-partition state, checkpoints and resume offsets.
+
+A pipeline keeps one processor per owned partition (the same partition number
+of each of its co-partitioned input topics). On assignment it restores the
+processor from its Redis checkpoint and resumes at the offsets the checkpoint
+reflects; every ``checkpoint_interval_s`` (and on revocation) it saves state
+and offsets atomically, and only those offsets are committed to Kafka.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from aiokafka import TopicPartition
+
+from processors.columns import RawMessage
+from stream import metrics as m
+from stream.clients.consumer import Records
+from stream.state.checkpoints import CheckpointStore
+
+log = logging.getLogger(__name__)
+
+P = TypeVar("P")
+
+
+@dataclass
+class PartitionState(Generic[P]):
+    processor: P
+    offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset reflected in processor
+    checkpointed: dict[str, int] = field(default_factory=dict)
+    last_checkpoint: float = field(default_factory=time.monotonic)
+
+
+class PartitionedHandler(Generic[P]):
+    """Base of the pipelines' :class:`~stream.clients.consumer.BatchHandler` implementations."""
+
+    pipeline = "pipeline"
+
+    def __init__(self, checkpoints: CheckpointStore, checkpoint_interval_s: float):
+        self.checkpoints = checkpoints
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.partitions: dict[int, PartitionState[P]] = {}
+        self.before_batch: Callable[[], Awaitable[None]] | None = None
+
+    # -- to implement ---------------------------------------------------------------------------
+    def new_processor(self, partition: int) -> P:
+        raise NotImplementedError
+
+    def restore_processor(self, partition: int, state: Any) -> P:
+        raise NotImplementedError
+
+    def snapshot(self, processor: P) -> Any:
+        raise NotImplementedError
+
+    async def process(self, batches: dict[int, dict[str, list[RawMessage]]]) -> None:
+        """Process each owned partition's messages by topic and publish the outputs."""
+        raise NotImplementedError
+
+    # -- rebalance --------------------------------------------------------------------------------
+    async def on_assigned(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+        resume: dict[TopicPartition, int] = {}
+        for p in sorted({tp.partition for tp in partitions}):
+            if p in self.partitions:
+                continue
+            started = time.perf_counter()
+            state, offsets = await self.checkpoints.load(self.pipeline, p)
+            if state is not None:
+                processor = self.restore_processor(p, state)
+                log.info("%s partition %d: restored state at offsets %s", self.pipeline, p, offsets)
+            else:
+                processor = self.new_processor(p)
+            self.partitions[p] = PartitionState(processor, dict(offsets), dict(offsets))
+            resume.update({TopicPartition(topic, p): offset for topic, offset in offsets.items()})
+            m.RECOVERY_SECONDS.labels(self.pipeline).observe(time.perf_counter() - started)
+        m.REBALANCES.inc()
+        return resume
+
+    async def on_revoked(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+        out: dict[TopicPartition, int] = {}
+        for p in sorted({tp.partition for tp in partitions}):
+            part = self.partitions.pop(p, None)
+            if part is None:
+                continue
+            await self._checkpoint(p, part)
+            out.update({TopicPartition(t, p): o for t, o in part.checkpointed.items()})
+        return out
+
+    # -- processing -------------------------------------------------------------------------------
+    async def handle(self, records: Records) -> dict[TopicPartition, int]:
+        if self.before_batch is not None:
+            await self.before_batch()
+        batches: dict[int, dict[str, list[RawMessage]]] = {}
+        for tp, recs in records.items():
+            if tp.partition not in self.partitions or not recs:
+                continue
+            msgs = [RawMessage(r.value or b"", tp.topic, tp.partition, r.offset, r.timestamp) for r in recs]
+            batches.setdefault(tp.partition, {}).setdefault(tp.topic, []).extend(msgs)
+            m.EVENTS_CONSUMED.labels(tp.topic).inc(len(recs))
+        if batches:
+            started = time.perf_counter()
+            await self.process(batches)
+            m.BATCH_SECONDS.labels(self.pipeline).observe(time.perf_counter() - started)
+            for p, by_topic in batches.items():
+                for topic, msgs in by_topic.items():
+                    self.partitions[p].offsets[topic] = msgs[-1].offset + 1
+        return await self._maybe_checkpoint()
+
+    async def _maybe_checkpoint(self, force: bool = False) -> dict[TopicPartition, int]:
+        now = time.monotonic()
+        committed: dict[TopicPartition, int] = {}
+        for p, part in self.partitions.items():
+            if force or now - part.last_checkpoint >= self.checkpoint_interval_s:
+                await self._checkpoint(p, part)
+                committed.update({TopicPartition(t, p): o for t, o in part.checkpointed.items()})
+        return committed
+
+    async def _checkpoint(self, p: int, part: PartitionState[P]) -> None:
+        await self.checkpoints.save(self.pipeline, p, self.snapshot(part.processor), part.offsets)
+        part.checkpointed = dict(part.offsets)
+        part.last_checkpoint = time.monotonic()
+        m.CHECKPOINTS.labels(self.pipeline).inc()
+
+    async def checkpoint_all(self) -> dict[TopicPartition, int]:
+        return await self._maybe_checkpoint(force=True)
