@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,10 @@ from meterseg.settings import Settings
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_REJECTS, EXIT_USAGE = 0, 1, 2
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after each option; description and examples kept as written."""
 
 
 def _add_output_options(p: argparse.ArgumentParser, default_out: str) -> None:
@@ -59,11 +64,17 @@ def _register_simulate(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "simulate",
         help="simulate a smart-meter fleet (readings, heartbeats, purchases, faults, shifts) with ground truth",
-        description="Simulate a fleet of smart meters and their customers: interval readings, heartbeats, "
-                    "registrations, purchases and payments, bills, maintenance and feedback, with injected faults "
-                    "and scheduled behaviour shifts. Writes a ground-truth JSON of archetypes, faults and shifts. "
-                    "The same --seed and options give byte-identical output.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=textwrap.fill(
+            "Simulate a fleet of smart meters and their customers: interval readings, heartbeats, "
+            "registrations, purchases and payments, bills, maintenance and feedback, with injected faults "
+            "and scheduled behaviour shifts. Writes a ground-truth JSON of archetypes, faults and shifts. "
+            "The same --seed and options give byte-identical output.", 78),
+        formatter_class=_Formatter,
+        epilog="examples:\n"
+               "  meterseg simulate --meters 1000 --days 2 --shift 1:0.1:ev            # into Kafka\n"
+               "  meterseg simulate --meters 1000 --days 2 --sink file --out out/sim   # JSON Lines\n"
+               "  meterseg simulate --envelope 500 --speed 1440   # head-end batches, a day per minute\n"
+               "  meterseg simulate --no-faults --fault-rate stuck=0.05 --shift 3:0.05:stop_purchasing",
     )
     g = p.add_argument_group("fleet")
     g.add_argument("--meters", type=int, default=10_000, help="number of meters (scales to 1 000 000)")

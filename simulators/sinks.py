@@ -188,6 +188,8 @@ class KafkaSink(Sink):
                 with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics(new)
                 log.info("created topics %s with %d partitions", [t.name for t in new], self.partitions)
+                # fresh partitions answer NotLeaderForPartition for a moment even once metadata names a leader
+                await asyncio.sleep(1.0)
         finally:
             await admin.close()
         for t in topics:
