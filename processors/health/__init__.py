@@ -44,8 +44,10 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 import numpy as np
+import numpy.typing as npt
 
 from processors.columns import (
+    BOOL,
     F64,
     I64,
     HeartbeatColumns,
@@ -167,90 +169,174 @@ class HealthMonitor:
             return out
         rows = self.rows.rows_of(batch.registry, batch.meter)
         self._ensure()
-        for idx in _rounds(rows, batch.interval_start):
-            out.extend(*self._reading_round(batch, idx, rows[idx]))
+        out.extend(*self._readings(batch, rows))
         return out
 
-    def _reading_round(self, batch: ReadingColumns, idx: I64, rw: I64) -> tuple[list[HealthAlert], list[MeterHealth]]:
+    def _readings(self, batch: ReadingColumns, rows_in: I64) -> tuple[list[HealthAlert], list[MeterHealth]]:
+        """All rules for a batch, sequential per meter yet without a Python loop over readings.
+
+        Readings are sorted by (meter, event time); every per-meter recurrence
+        (previous in-order reading, run of repeats, readings since a finding
+        fired, last set/clear event) is a segmented scan done with
+        ``np.maximum.accumulate`` over positions, seeded by the meter's state
+        at the start of its segment.
+        """
         cfg = self.config
         reg = batch.registry
-        slots = batch.meter[idx]
-        t = batch.interval_start[idx]
-        x = batch.kwh_import[idx]
-        register = batch.register_kwh[idx]
-        seq = batch.seq[idx]
-        volts = batch.voltage[idx]
-        interval = batch.interval_minutes[idx] * 60
-        last_t = self.last_t[rw]
-        in_order = (last_t == _NONE) | (t > last_t)
+        order = np.lexsort((batch.interval_start, rows_in))
+        rw = rows_in[order]
+        n = len(rw)
+        pos = np.arange(n)
+        slots = batch.meter[order]
+        t = batch.interval_start[order]
+        x = batch.kwh_import[order]
+        register = batch.register_kwh[order]
+        seq = batch.seq[order]
+        volts = batch.voltage[order]
+        interval = batch.interval_minutes[order] * 60
+        first = np.ones(n, np.bool_)
+        first[1:] = rw[1:] != rw[:-1]
+        last = np.ones(n, np.bool_)
+        last[:-1] = first[1:]
+        start = np.maximum.accumulate(np.where(first, pos, 0))
 
+        def since(events: npt.NDArray[np.bool_]) -> tuple[I64, npt.NDArray[np.bool_]]:
+            """Index of the latest event at or before each position in its segment, and whether there is one."""
+            latest = np.maximum.accumulate(np.where(events, pos, -1))
+            return latest, latest >= start
+
+        prev_t = np.full(n, _NONE, np.int64)
+        prev_t[1:] = t[:-1]
+        prev_t[first] = _NONE
+        in_order = (t > self.last_t[rw]) & (t > prev_t)
+        latest_io, _ = since(in_order)
+        prev_io = np.full(n, -1, np.int64)
+        prev_io[1:] = latest_io[:-1]
+        has_prev = prev_io >= start
+        pi = np.maximum(prev_io, 0)
+
+        def before(values: npt.NDArray[Any], state: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            """Value at the previous in-order reading of the meter, else the meter's state."""
+            return np.where(has_prev, values[pi], state[rw])
+
+        prev_import = before(x, self.last_import)
+        prev_seq = before(seq, self.last_seq)
         neg = negative(x, reg.has_export[slots], cfg.negative_tolerance_kwh)
-        nominal = reg.nominal_voltage[slots]
-        vol = voltage_out(volts, nominal, cfg.voltage_tolerance)
-        prev = np.nan_to_num(self.last_import[rw], nan=np.inf)  # no previous interval: no jump test passes
-        # Cheap test first: only readings that jump over the previous interval need the history statistics.
-        jump = np.flatnonzero(x > cfg.spike_jump_ratio * np.maximum(prev, cfg.spike_min_level_kwh))
-        spk = np.zeros(len(rw), np.bool_)
-        z = np.zeros(len(rw), np.float64)
-        if len(jump):
-            xj = x[jump]
-            zj, p95, top, n_hist = history_stats(self.hist[rw[jump]], xj, min_mad=cfg.spike_min_mad_kwh)
-            z[jump] = zj
-            spk[jump] = (
-                (n_hist >= cfg.spike_min_history)
-                & (zj > cfg.spike_z)
-                & (xj > cfg.spike_ratio_p95 * p95)
-                & ((n_hist >= cfg.spike_warmup) | (xj > cfg.spike_warmup_ratio_max * top))
-            )
+        vol = voltage_out(volts, reg.nominal_voltage[slots], cfg.voltage_tolerance)
+        gaps = gap(seq, prev_seq, cfg.sequence_gap_min) & in_order
+        missing = seq - prev_seq - 1
+
+        # Stuck: runs of repeating in-order readings, seeded by the meter's current run.
+        rep = repeats(x, prev_import, register, before(register, self.last_register)) & in_order
+        reps = np.cumsum(rep)
+        reset, has_reset = since(in_order & ~rep)
+        before_start = np.where(start > 0, reps[np.maximum(start - 1, 0)], 0)
+        run = np.where(has_reset, reps - reps[np.maximum(reset, 0)], self.run[rw] + reps - before_start)
+        stuck = (run >= cfg.stuck_intervals - 1) & (self.hb_status[rw] == 0)
+        unstuck = in_order & (run == 0)
+
+        spk, z = self._spike_candidates(x, prev_import, rw, pos, start)
         if cfg.spike_confirm:
             # An isolated spike falls back on the next interval; a ramp (EV charging, heating) stays up.
-            cand = self.cand_x[rw]
-            confirmed = in_order & ~np.isnan(cand) & (x * cfg.spike_fall_ratio < cand)
-            spike_z = np.where(confirmed, self.cand_z[rw], z)
-            self.cand_x[rw] = np.where(in_order, np.where(spk, x, np.nan), cand)
-            self.cand_z[rw] = np.where(in_order, np.where(spk, z, np.nan), self.cand_z[rw])
-            spk = confirmed
+            cand = np.where(has_prev, np.where(spk[pi], x[pi], np.nan), self.cand_x[rw])
+            cand_z = np.where(has_prev, np.where(spk[pi], z[pi], np.nan), self.cand_z[rw])
+            fired_spike = in_order & ~np.isnan(cand) & (x * cfg.spike_fall_ratio < cand)
+            spike_z = np.where(fired_spike, cand_z, z)
         else:
-            spike_z = z
-        pos = self.hist_pos[rw]
-        self.hist[rw, pos] = x
-        self.hist_pos[rw] = (pos + 1) % cfg.spike_window
+            fired_spike, spike_z = spk, z
 
-        rep = repeats(x, self.last_import[rw], register, self.last_register[rw]) & in_order
-        run = np.where(in_order, np.where(rep, self.run[rw] + 1, 0), self.run[rw])
-        stuck = (run >= cfg.stuck_intervals - 1) & (self.hb_status[rw] == 0)
-        missing = seq - self.last_seq[rw] - 1
-        gaps = gap(seq, self.last_seq[rw], cfg.sequence_gap_min) & in_order
-
-        o = rw[in_order]
-        self.last_t[o] = t[in_order]
-        self.last_seq[o] = seq[in_order]
-        self.last_import[o] = x[in_order]
-        self.last_register[o] = register[in_order]
-        self.run[rw] = run
-        self.last_seen[rw] = np.maximum(self.last_seen[rw], t + interval)
-        self.interval_s[rw] = interval
-        self.stream_time = max(self.stream_time, int((t + interval).max()))
-
-        active = self.machine.active[rw].astype(np.int64)
-        new = active.copy()
-        clean = self.clean[rw]
-        for j, (kind, fired) in enumerate(
-            (("negative_consumption", neg), ("spike", spk), ("voltage", vol), ("sequence_gap", gaps))
+        init = self.machine.active[rw].astype(np.int64)
+        new = init.copy()
+        clean_end = np.zeros((n, len(EVENT_KINDS)), np.int64)
+        for k, (kind, fired) in enumerate(
+            (("negative_consumption", neg), ("spike", fired_spike), ("voltage", vol), ("sequence_gap", gaps))
         ):
             b = bit(kind)
-            c = np.where(fired, 0, np.minimum(clean[:, j] + 1, _CLEAN_CAP))
-            clean[:, j] = c
-            new = np.where(fired, new | b, np.where(c >= cfg.clear_after, new & ~b, new))
-        self.clean[rw] = clean
+            lf, has_f = since(fired)
+            clean = np.where(has_f, pos - lf, self.clean[rw, k] + (pos - start + 1))
+            clean_end[:, k] = np.minimum(clean, _CLEAN_CAP)
+            on = fired | ((clean < cfg.clear_after) & (has_f | ((init & b) != 0)))
+            new = np.where(on, new | b, new & ~b)
         sb = bit("stuck_register")
-        new = np.where(stuck, new | sb, np.where(in_order & (run == 0), new & ~sb, new))
+        ev, has_ev = since(stuck | unstuck)
+        stuck_on = np.where(has_ev, stuck[np.maximum(ev, 0)], (init & sb) != 0)
+        new = np.where(stuck_on, new | sb, new & ~sb)
         new &= ~bit("silent")
+        old = np.empty(n, np.int64)
+        old[1:] = new[:-1]
+        old[first] = init[first]
+
+        # State at the end of each meter's segment.
+        ends = np.flatnonzero(last)
+        r_end = rw[ends]
+        lio = latest_io[ends]
+        ok = lio >= start[ends]
+        io_rows, io_at = r_end[ok], lio[ok]
+        self.last_t[io_rows] = t[io_at]
+        self.last_seq[io_rows] = seq[io_at]
+        self.last_import[io_rows] = x[io_at]
+        self.last_register[io_rows] = register[io_at]
+        if cfg.spike_confirm:
+            self.cand_x[io_rows] = np.where(spk[io_at], x[io_at], np.nan)
+            self.cand_z[io_rows] = np.where(spk[io_at], z[io_at], np.nan)
+        self.run[r_end] = run[ends]
+        self.clean[r_end] = clean_end[ends]
+        k_hist = cfg.spike_window
+        size = ends - start[ends] + 1
+        offset = pos - start
+        keep = offset >= (size - k_hist)[np.searchsorted(ends, pos)]  # only the last K of a segment matter
+        pos0 = self.hist_pos[rw]
+        self.hist[rw[keep], (pos0[keep] + offset[keep]) % k_hist] = x[keep]
+        self.hist_pos[r_end] = (self.hist_pos[r_end] + size) % k_hist
+        np.maximum.at(self.last_seen, rw, t + interval)
+        self.interval_s[r_end] = interval[ends]
+        self.stream_time = max(self.stream_time, int((t + interval).max()))
+
         values = {
             "negative_consumption": x, "spike": spike_z, "voltage": volts,
             "stuck_register": (run + 1).astype(np.float64), "sequence_gap": missing.astype(np.float64),
         }  # fmt: skip
-        return self.machine.transition(rw, t, new.astype(np.uint16), self.rows.ids, values)
+        return self.machine.sequence(rw, t, old.astype(np.uint16), new.astype(np.uint16), self.rows.ids, values)
+
+    def _spike_candidates(self, x: F64, prev_import: F64, rw: I64, pos: I64, start: I64) -> tuple[BOOL, F64]:
+        """Readings that pass the spike tests (before confirmation), and their robust z-scores.
+
+        The cheap jump test runs on every reading; history statistics only on
+        the few that jump. A reading's history is the meter's ring plus the
+        readings before it in this batch (the last ``spike_window`` of them).
+        """
+        cfg = self.config
+        n = len(x)
+        spk = np.zeros(n, np.bool_)
+        z = np.zeros(n, np.float64)
+        prev = np.nan_to_num(prev_import, nan=np.inf)  # no previous interval: no jump test passes
+        jump = np.flatnonzero(x > cfg.spike_jump_ratio * np.maximum(prev, cfg.spike_min_level_kwh))
+        if not len(jump):
+            return spk, z
+        k_hist = cfg.spike_window
+        hist = self.hist[rw[jump]].copy()
+        for j, i in enumerate(jump.tolist()):
+            q = i - int(start[i])
+            if q == 0:
+                continue
+            ring = self.hist[rw[i]]
+            p0 = int(self.hist_pos[rw[i]])
+            recent_state = ring[(p0 - 1 - np.arange(max(k_hist - q, 0))) % k_hist]
+            batch_vals = x[max(int(start[i]), i - k_hist) : i].astype(np.float32)
+            row = np.full(k_hist, np.nan, np.float32)
+            merged = np.concatenate([recent_state, batch_vals])
+            row[: len(merged)] = merged
+            hist[j] = row
+        xj = x[jump]
+        zj, p95, top, n_hist = history_stats(hist, xj, min_mad=cfg.spike_min_mad_kwh)
+        z[jump] = zj
+        spk[jump] = (
+            (n_hist >= cfg.spike_min_history)
+            & (zj > cfg.spike_z)
+            & (xj > cfg.spike_ratio_p95 * p95)
+            & ((n_hist >= cfg.spike_warmup) | (xj > cfg.spike_warmup_ratio_max * top))
+        )
+        return spk, z
 
     # -- heartbeats ---------------------------------------------------------------
     def _heartbeats(self, batch: HeartbeatColumns) -> HealthOutput:

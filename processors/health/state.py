@@ -139,6 +139,43 @@ class HealthStateMachine:
             changes.append(MeterHealth(ids[r], cur, reasons, int(self.since[r])))
         return alerts, changes
 
+    def sequence(
+        self,
+        rows: I64,
+        at: I64,
+        old: U16,
+        new: U16,
+        ids: Sequence[str],
+        values: Mapping[str, F64] | None = None,
+    ) -> tuple[list[HealthAlert], list[MeterHealth]]:
+        """Apply mask changes reading by reading: ``rows`` grouped and in time order, ``old[i]`` the mask
+        before step ``i`` (``new[i - 1]`` within a row's group), ``new[i]`` after it."""
+        alerts: list[HealthAlert] = []
+        changes: list[MeterHealth] = []
+        changed = np.flatnonzero(old != new)
+        if len(changed):
+            s_old, s_new = self.state_codes(old[changed]), self.state_codes(new[changed])
+            vals = {k: v[changed].tolist() for k, v in (values or {}).items()}
+            rw, o, n, t = rows[changed].tolist(), old[changed].tolist(), new[changed].tolist(), at[changed].tolist()
+            for j, (r, om, nm, tt) in enumerate(zip(rw, o, n, t, strict=True)):
+                reasons = reasons_of(nm)
+                prev, cur = HEALTH_STATES[int(s_old[j])], HEALTH_STATES[int(s_new[j])]
+                if prev != cur:
+                    self.since[r] = tt
+                diff = om ^ nm
+                for i, kind in enumerate(KINDS):
+                    if diff >> i & 1:
+                        raised = bool(nm >> i & 1)
+                        value = float(vals[kind][j]) if raised and kind in vals else None
+                        alerts.append(
+                            HealthAlert(ids[r], kind, "raised" if raised else "cleared", tt, cur, prev, reasons, value)
+                        )
+                changes.append(MeterHealth(ids[r], cur, reasons, int(self.since[r])))
+        last = np.ones(len(rows), np.bool_)
+        last[:-1] = rows[1:] != rows[:-1]
+        self.active[rows[last]] = new[last]
+        return alerts, changes
+
     def counts(self, n_rows: int) -> dict[str, int]:
         """Meters per health state (the ``meters by health state`` gauge)."""
         codes = self.state_codes(self.active[:n_rows])
