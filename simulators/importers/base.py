@@ -207,7 +207,14 @@ def read_rows(
             return
         reader = csv.reader(f, delimiter=delimiter)
         header = list(fieldnames) if fieldnames else None
-        for parts in reader:
+        while True:
+            try:
+                parts = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # e.g. a field over the size limit: report the row, read on
+                yield reader.line_num, {}, f"unreadable CSV row: {exc}"
+                continue
             number = reader.line_num
             if header is None:
                 header = [h.strip() for h in parts]

@@ -148,3 +148,14 @@ def test_bad_header_and_options_are_usage_errors(tmp_path: Path, capsys: pytest.
     assert "--columns lacks" in capsys.readouterr().err
     rc = main(["import", "purchases", str(tmp_path / "missing.csv"), "--sink", "file", "--out", str(tmp_path)])
     assert rc == 2
+
+
+def test_unreadable_csv_rows_are_reported_and_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "tx.csv"
+    path.write_text("customer_id,date,amount\nA,2023-01-01,1\nB,2023-01-02,\"" + "x" * 200_000 + "\"\nC,2023-01-03,3\n")
+    rc = main(["import", "transactions", str(path), "--sink", "file", "--out", str(tmp_path / "out"),
+               "--no-progress"])
+    assert rc == 1
+    assert [e["customer_id"] for e in _jsonl(tmp_path / "out" / "customer.purchases.jsonl")] == ["A", "C"]
+    rejects = _rejects(tmp_path / "out" / "tx.csv.rejects.csv")
+    assert list(rejects) == [3] and "unreadable CSV row" in rejects[3]
