@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--speed", type=float, default=2880.0, help="simulated seconds per wall second (2880 = a day in 30 s)")
     p.add_argument("--envelope", type=int, default=0, help="readings per head-end envelope (0 = one per message)")
     p.add_argument("--seed", type=int, default=1, help="simulator seed")
+    p.add_argument("--history-days", type=int, default=90, help="days of purchase history before the start (RFM)")
     p.add_argument("--keep", action="store_true", help="keep earlier demo data (default: start from empty topics and state)")
     p.add_argument("--exit-when-done", action="store_true", help="exit after the final summary instead of waiting")
     p.add_argument("--log-dir", type=Path, default=None, help="where worker and simulator logs go (default: state dir)")
@@ -111,6 +112,9 @@ def _processes() -> Iterator[DemoProcesses]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
+
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     settings = Settings()
     stack = LocalStack.from_settings(settings)
     print("meterseg demo: starting the local stack (the first run fetches Kafka's jars with Maven) ...", flush=True)
@@ -167,6 +171,7 @@ def _run(
     sim_args = [
         "simulate", "--meters", str(args.meters), "--days", str(args.days), "--speed", str(args.speed),
         "--envelope", str(args.envelope), "--seed", str(args.seed), "--no-progress",
+        "--history-days", str(args.history_days),
         "--ground-truth", str(log_dir / "truth.json"), "--summary-json", str(log_dir / "simulation.json"),
     ]  # fmt: skip
     procs.procs["simulator"] = subprocess.Popen([*cli, *sim_args], env=env, stdout=sim_log, stderr=subprocess.STDOUT)
@@ -202,8 +207,13 @@ def _run(
         if procs.procs["worker"].poll() is not None:
             print(f"\nerror: the worker exited; see {log_dir / 'worker.log'}", file=sys.stderr)
             return 1
-        if sim_done_at is not None and now - sim_done_at > 8:
-            break
+        if sim_done_at is not None:
+            # the simulator is done: wait until the worker has caught up (readings stop growing)
+            if rate == 0 and now - sim_done_at > 4:
+                break
+            if now - sim_done_at > 180:
+                print("\nthe worker is still catching up; summarising what it has processed so far", flush=True)
+                break
     print("\n")
     _summary(settings, stack, log_dir, _metrics(settings.metrics_port))
     if args.exit_when_done:
@@ -214,13 +224,69 @@ def _run(
     return 1
 
 
+def _segments(settings: Settings) -> None:
+    """Segments with their sizes (from Redis) and the latest changes (from the segment.changes topic)."""
+    import asyncio
+
+    import redis
+
+    from stream.state.segments import members_key
+
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        catalogue = {k: json.loads(v) for k, v in client.hgetall(f"{settings.app_id}:segments").items()}
+        rows = []
+        for entry in catalogue.values():
+            size = client.scard(members_key(settings.app_id, entry["family"], entry["id"]))
+            rows.append((entry["family"], entry["id"], entry.get("name", ""), entry.get("profile", ""), int(size)))
+    finally:
+        client.close()
+    if rows:
+        print("segments (family, id, name, size):")
+        for family, sid, name, profile, size in sorted(rows, key=lambda r: (r[0], -r[4])):
+            extra = f"  [{profile}]" if profile and profile != name else ""
+            print(f"  {family:<9} {sid:<20} {name:<34} {size:>7,}{extra}")
+    changes = asyncio.run(_tail(settings.kafka_bootstrap, settings.topics.segment_changes, 6))
+    if changes:
+        print("recent segment changes:")
+        for c in changes:
+            print(f"  {c['ts']} {c['customer_id']:<10} {c['action']:<7} {c['family']}/{c['segment_name']} ({c['reason']})")
+
+
+async def _tail(bootstrap: str, topic: str, n: int) -> list[dict[str, object]]:
+    """The last ``n`` records of ``topic`` (by broker timestamp), decoded as JSON."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from stream.clients.consumer import stop_consumer
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not parts:
+            return []
+        consumer.assign(parts)
+        ends = await consumer.end_offsets(parts)
+        for tp in parts:
+            consumer.seek(tp, max(0, ends[tp] - n))
+        records = []
+        batch = await consumer.getmany(timeout_ms=2000, max_records=n * len(parts))
+        for recs in batch.values():
+            records += recs
+        records.sort(key=lambda r: r.timestamp)
+        return [json.loads(r.value) for r in records[-n:] if r.value]
+    finally:
+        await stop_consumer(consumer)
+
+
 def _reset(settings: Settings) -> None:
     """Empty the demo's topics and its Redis keys, so every demo run tells the same story."""
     import asyncio
 
     import redis
 
-    from stream.topics import delete_topics
+    from stream.topics import delete_topics, ensure_topics
 
     deleted = asyncio.run(delete_topics(settings))
     client = redis.Redis.from_url(settings.redis_url)
@@ -231,6 +297,7 @@ def _reset(settings: Settings) -> None:
             keys += 1
     finally:
         client.close()
+    asyncio.run(ensure_topics(settings))
     print(f"fresh start: deleted {len(deleted)} topics and {keys} Redis keys of app {settings.app_id!r} (--keep keeps them)")
 
 
@@ -253,15 +320,7 @@ def _summary(settings: Settings, stack: LocalStack, log_dir: Path, samples: dict
     print("alerts raised by kind  " + (", ".join(f"{k} {v:,.0f}" for k, v in sorted(raised.items())) or "none"))
     dead = _label_totals(samples, "meterseg_deadletter_total", "reason")
     print("dead letters by reason " + (", ".join(f"{k} {v:,.0f}" for k, v in sorted(dead.items())) or "none"))
-    segments = {
-        f"{_label(key, 'segment')} ({_label(key, 'family')})": v
-        for key, v in samples.items()
-        if key.startswith("meterseg_segment_members{")
-    }
-    if segments:
-        print("segments:")
-        for name, size in sorted(segments.items(), key=lambda kv: -kv[1]):
-            print(f"  {name:<40} {size:>8,.0f}")
+    _segments(settings)
     print("\nwhere to look:")
     print(f"  metrics      http://127.0.0.1:{settings.metrics_port}/metrics")
     if stack.prometheus is not None:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from processors.ingest import IngestConfig
+from processors.segmentation import SegmentationConfig
 
 
 class TopicNames(BaseModel):
@@ -70,6 +71,7 @@ class Settings(BaseSettings):
     api_token: str = Field(default="change-me", description="bearer token of the HTTP API")
     log_level: str = "INFO"
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
     checkpoint_interval_s: float = Field(default=2.0, gt=0.0, description="how often partition state is saved")
     stack: StackSettings = Field(default_factory=StackSettings)
 

@@ -80,6 +80,9 @@ class SegmentationConfig(BaseModel):
     rules_file: str | None = Field(default=None, description="YAML rule-segment definitions loaded at start")
     rules_text: str | None = Field(default=None, description="inline rule definitions (tests)")
     drift_features: bool = True
+    model_halflife_updates: float = Field(default=5000.0, gt=0.0, description="model forgetting, in profile updates")
+    min_seed_samples: int = Field(default=256, ge=8, description="sampled vectors before the first model")
+    exchange_interval_s: float = Field(default=3.0, gt=0.0, description="how often population and model sync")
     clock_rate: float = Field(default=1.0, gt=0.0)
     clock_idle_s: float = Field(default=5.0, ge=0.0)
 

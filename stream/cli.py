@@ -35,6 +35,12 @@ def run(args: argparse.Namespace) -> int:
     if args.web_port:
         overrides["web_port"] = args.web_port
     settings = Settings(**overrides)
+    import asyncio
+
+    from stream.topics import ensure_topics
+
+    # topics first: Faust subscribes its agents before the engine service starts
+    asyncio.run(ensure_topics(settings))
     metrics.serve(settings.metrics_port)
     logging.getLogger(__name__).info("metrics on http://0.0.0.0:%d/metrics", settings.metrics_port)
     app, _ = build_app(settings)

@@ -24,6 +24,7 @@ from stream.agents.operations import outstanding_bills
 from stream.clients.consumer import BatchConsumer
 from stream.clients.producer import BatchProducer
 from stream.pipelines.ingest import IngestHandler
+from stream.pipelines.segmentation import SegmentationHandler
 from stream.registry import RegistryFollower
 from stream.state.checkpoints import CheckpointStore
 from stream.topics import ensure_topics
@@ -59,8 +60,19 @@ class Engine(Service):
             [s.topics.readings, s.topics.heartbeats],
             self.ingest,
         )
+        self.segmentation = SegmentationHandler(
+            s, self.producer, self.checkpoints, self.customer_info, checkpoint_interval_s=s.checkpoint_interval_s
+        )
+        self.segment_consumer = BatchConsumer(
+            s.kafka_bootstrap,
+            f"{s.app_id}-segments",
+            [s.topics.purchases, s.topics.profiles],
+            self.segmentation,
+            max_records=5_000,
+        )
+        self.consumers = {"ingest": self.ingest_consumer, "segments": self.segment_consumer}
         self.started_at = time.time()
-        self._customer_region: dict[str, str] = {}
+        self._customer_slot: dict[str, int] = {}
         self._regions_version = -1
         self._invalid_registrations: list[tuple[bytes, str, int, int]] = []
 
@@ -78,7 +90,9 @@ class Engine(Service):
         await self.registry_follower.catch_up()
         self.registry_follower.follow()
         self.ingest.before_batch = self.registry_follower.sync
+        self.segmentation.before_batch = self.registry_follower.sync
         await self.ingest_consumer.start()
+        await self.segment_consumer.start()
         log.info(
             "engine started: %d meters known, consuming %s as group %s-ingest",
             len(self.registry_follower.registry),
@@ -87,6 +101,7 @@ class Engine(Service):
         )
 
     async def on_stop(self) -> None:
+        await self.segment_consumer.stop()
         await self.ingest_consumer.stop()
         await self.registry_follower.stop()
         await self.producer.stop()
@@ -94,17 +109,18 @@ class Engine(Service):
 
     @Service.timer(1.0)
     async def _tick(self) -> None:
-        consumer = self.ingest_consumer
-        lag = await consumer.lag()
-        lagging = {tp.partition for tp, n in lag.items() if n > 0}
-        lagging |= {tp.partition for tp in consumer.assignment if tp not in lag}  # nothing fetched yet
-        await self.ingest.on_timer(lagging=lagging)
-        await self._flush_invalid_registrations()
         now = time.time()
-        m.LAST_POLL.labels("ingest").set(now - (time.monotonic() - consumer.last_poll))
-        m.LAST_PROGRESS.labels("ingest").set(now - (time.monotonic() - consumer.last_progress))
-        for tp, n in lag.items():
-            m.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(n)
+        for name, consumer in self.consumers.items():
+            lag = await consumer.lag()
+            lagging = {tp.partition for tp, n in lag.items() if n > 0}
+            lagging |= {tp.partition for tp in consumer.assignment if tp not in lag}  # nothing fetched yet
+            handler = self.ingest if name == "ingest" else self.segmentation
+            await handler.on_timer(lagging=lagging)
+            m.LAST_POLL.labels(name).set(now - (time.monotonic() - consumer.last_poll))
+            m.LAST_PROGRESS.labels(name).set(now - (time.monotonic() - consumer.last_progress))
+            for tp, n in lag.items():
+                m.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(n)
+        await self._flush_invalid_registrations()
         registry = self.registry_follower.registry
         if len(registry):
             counts = np.bincount(registry.region_code, minlength=len(registry.region_names))
@@ -133,15 +149,24 @@ class Engine(Service):
         await self.producer.send_many(self.settings.topics.deadletter, records)
         m.DEADLETTERED.labels("schema").inc(len(records))
 
-    def region_of_customer(self, customer_id: str) -> str | None:
-        """Region of a customer's (first) meter, from the registry."""
+    def customer_info(self, customer_id: str) -> dict[str, Any] | None:
+        """Registry attributes of a customer's (first) meter: region, tariff, has_export."""
         registry = self.registry_follower.registry
         if self._regions_version != registry.version:
-            self._customer_region = {}
-            for slot, cid in enumerate(registry.customer_ids):
-                self._customer_region.setdefault(cid, registry.region_names[int(registry.region_code[slot])])
+            self._customer_slot = {}
+            for i, cid in enumerate(registry.customer_ids):
+                self._customer_slot.setdefault(cid, i)
             self._regions_version = registry.version
-        return self._customer_region.get(customer_id)
+        found = self._customer_slot.get(customer_id)
+        if found is None:
+            return None
+        info = registry.info(found)
+        return {"region": info["region"], "tariff": info["tariff"], "has_export": info["has_export"]}
+
+    def region_of_customer(self, customer_id: str) -> str | None:
+        """Region of a customer's (first) meter, from the registry."""
+        info = self.customer_info(customer_id)
+        return None if info is None else str(info["region"])
 
     @Service.timer(5.0)
     async def _slow_tick(self) -> None:
@@ -153,16 +178,20 @@ class Engine(Service):
         """Liveness and progress, for ``/health`` and operators."""
         now = time.monotonic()
         consumer = self.ingest_consumer
-        since_poll = now - consumer.last_poll
+        since_poll = max(now - c.last_poll for c in self.consumers.values())
         stalled = since_poll > 30.0
         return {
             "status": "stalled" if stalled else "ok",
             "uptime_s": round(time.time() - self.started_at, 1),
             "meters_known": len(self.registry_follower.registry),
-            "partitions": sorted(f"{tp.topic}[{tp.partition}]" for tp in consumer.assignment),
+            "partitions": sorted(
+                f"{tp.topic}[{tp.partition}]" for c in self.consumers.values() for tp in c.assignment
+            ),
             "seconds_since_poll": round(since_poll, 2),
             "seconds_since_progress": round(now - consumer.last_progress, 2),
             "totals": dict(self.ingest.totals),
+            "segmentation": dict(self.segmentation.totals),
+            "model_version": self.segmentation.models.model.version if self.segmentation.models.model else 0,
         }
 
     async def wait_idle(self, timeout_s: float = 60.0) -> None:

@@ -1,0 +1,109 @@
+"""One behaviour model for the whole fleet: statistics in, versioned model out, through Redis.
+
+Design (documented in README, "One model for the fleet"):
+
+* every segmentation partition accumulates sufficient statistics of its
+  assignments and pushes them (``RPUSH {ns}:model:stats``) every few seconds;
+* exactly one worker at a time is the *model owner*: it holds a lease
+  (``SET {ns}:model:owner <worker> NX PX``, renewed while alive, taken over
+  by another worker when it lapses); the owner pops the pending statistics,
+  merges them (:class:`processors.clustering.model.ModelOwner`) and, when
+  the model changes, stores the new version (``{ns}:model`` snapshot and
+  ``{ns}:model:version``) and its own state (for a successor);
+* every worker polls the version and swaps in a newer model.
+
+The model, its version and the owner's state survive restarts in Redis.
+Statistics popped by an owner that dies before storing the next version are
+lost: they are a few seconds of summaries, and the next flushes replace them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from processors.clustering.model import ClusterModel, ClusterStats, ModelEvent, ModelOwner
+from stream.metrics import MODEL_VERSION, REDIS_LATENCY
+
+log = logging.getLogger(__name__)
+
+LEASE_MS = 15_000
+
+
+class ModelExchange:
+    def __init__(self, client: aioredis.Redis, namespace: str, owner_factory: Any):
+        self.client = client
+        self.ns = namespace
+        self.worker_id = uuid.uuid4().hex[:12]
+        self.owner_factory = owner_factory
+        self.owner: ModelOwner | None = None
+        self.model: ClusterModel | None = None
+
+    async def push_stats(self, stats: list[ClusterStats]) -> None:
+        useful = [s for s in stats if not s.empty_stats]
+        if useful:
+            await self.client.rpush(
+                f"{self.ns}:model:stats",
+                *[orjson.dumps(s.snapshot(), option=orjson.OPT_SERIALIZE_NUMPY) for s in useful],
+            )
+
+    async def _hold_lease(self) -> bool:
+        key = f"{self.ns}:model:owner"
+        if await self.client.set(key, self.worker_id, nx=True, px=LEASE_MS):
+            return True
+        current = await self.client.get(key)
+        if current is not None and (current.decode() if isinstance(current, bytes) else current) == self.worker_id:
+            await self.client.pexpire(key, LEASE_MS)
+            return True
+        return False
+
+    async def run_owner(self) -> list[ModelEvent]:
+        """If this worker holds the lease, fold pending statistics into the model; return new versions."""
+        if not await self._hold_lease():
+            self.owner = None
+            return []
+        if self.owner is None:
+            raw = await self.client.get(f"{self.ns}:model:owner_state")
+            self.owner = ModelOwner.restore(orjson.loads(raw)) if raw else self.owner_factory()
+            log.info("this worker (%s) owns the fleet behaviour model", self.worker_id)
+        started = time.perf_counter()
+        pipe = self.client.pipeline(transaction=True)
+        pipe.lrange(f"{self.ns}:model:stats", 0, -1)
+        pipe.delete(f"{self.ns}:model:stats")
+        raw_stats, _ = await pipe.execute()
+        if not raw_stats:
+            return []
+        events = self.owner.process([ClusterStats.restore(orjson.loads(r)) for r in raw_stats])
+        if events and self.owner.model is not None:
+            model = self.owner.model
+            pipe = self.client.pipeline(transaction=True)
+            pipe.set(f"{self.ns}:model", orjson.dumps(model.snapshot(), option=orjson.OPT_SERIALIZE_NUMPY))
+            pipe.set(f"{self.ns}:model:version", model.version)
+            pipe.set(
+                f"{self.ns}:model:owner_state",
+                orjson.dumps(self.owner.snapshot(), option=orjson.OPT_SERIALIZE_NUMPY),
+            )
+            await pipe.execute()
+            log.info("behaviour model version %d (%s)", model.version, events[-1].reason)
+        REDIS_LATENCY.labels("model_owner").observe(time.perf_counter() - started)
+        return events
+
+    async def fetch(self) -> ClusterModel | None:
+        """The newest fleet model if it is newer than the one we have, else None."""
+        raw_version = await self.client.get(f"{self.ns}:model:version")
+        if raw_version is None:
+            return None
+        version = int(raw_version)
+        if self.model is not None and self.model.version >= version:
+            return None
+        raw = await self.client.get(f"{self.ns}:model")
+        if raw is None:
+            return None
+        self.model = ClusterModel.restore(orjson.loads(raw))
+        MODEL_VERSION.set(self.model.version)
+        return self.model

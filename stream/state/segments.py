@@ -1,0 +1,125 @@
+"""Segment memberships and customer profiles in Redis: what the API and analysts read.
+
+Layout (``ns`` = app id):
+
+* ``{ns}:seg:{family}:{segment}`` — set of member customer ids;
+* ``{ns}:segments`` — hash ``family:segment`` → JSON (family, id, name, profile ...), the catalogue;
+* ``{ns}:cust:{customer}`` — hash: ``seg:rfm``, ``seg:behaviour`` (segment ids), ``rule:{id}`` flags,
+  ``rfm`` (JSON summary and scores), ``features`` (JSON);
+* ``{ns}:cust:{customer}:hist`` — the last :data:`HISTORY` changes (JSON), newest first;
+* ``{ns}:seg:sizes:{family}:{segment}`` — sorted set of (day → size) samples for size history.
+
+All writes of one batch go in one pipeline. Applying the same change twice
+leaves the same sets (SADD/SREM are idempotent); the history may hold a
+repeated entry after a crash replay, which is documented as at-least-once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from processors.features import CustomerFeatures
+from processors.rfm.processor import RfmAssignment
+from processors.segments import SegmentChange
+from stream.metrics import REDIS_LATENCY
+
+HISTORY = 50
+
+
+def members_key(namespace: str, family: str, segment_id: str) -> str:
+    """Redis set of a segment's members."""
+    return f"{namespace}:seg:{family}:{segment_id}"
+
+
+class MembershipStore:
+    def __init__(self, client: aioredis.Redis, namespace: str):
+        self.client = client
+        self.ns = namespace
+
+    def members_key(self, family: str, segment_id: str) -> str:
+        return members_key(self.ns, family, segment_id)
+
+    def customer_key(self, customer_id: str) -> str:
+        return f"{self.ns}:cust:{customer_id}"
+
+    @property
+    def catalogue_key(self) -> str:
+        return f"{self.ns}:segments"
+
+    async def apply(
+        self,
+        changes: Iterable[SegmentChange],
+        rfm: Iterable[RfmAssignment] = (),
+        features: Iterable[CustomerFeatures] = (),
+        catalogue: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        n = 0
+        for c in changes:
+            n += 1
+            field = f"seg:{c.family}" if c.family != "rule" else f"rule:{c.segment_id}"
+            if c.change == "entry":
+                pipe.sadd(self.members_key(c.family, c.segment_id), c.customer_id)
+                pipe.hset(self.customer_key(c.customer_id), field, c.segment_id)
+                pipe.hsetnx(
+                    self.catalogue_key,
+                    f"{c.family}:{c.segment_id}",
+                    orjson.dumps({"family": c.family, "id": c.segment_id, "name": c.segment_name}),
+                )
+            else:
+                pipe.srem(self.members_key(c.family, c.segment_id), c.customer_id)
+                if c.family == "rule":
+                    pipe.hdel(self.customer_key(c.customer_id), field)
+            hist = self.customer_key(c.customer_id) + ":hist"
+            pipe.lpush(hist, c.model_dump_json())
+            pipe.ltrim(hist, 0, HISTORY - 1)
+        for a in rfm:
+            n += 1
+            pipe.hset(
+                self.customer_key(a.customer_id),
+                "rfm",
+                orjson.dumps(
+                    {
+                        **a.summary.model_dump(mode="json"),
+                        "r_score": a.r_score,
+                        "f_score": a.f_score,
+                        "m_score": a.m_score,
+                        "segment": a.segment_id,
+                        "segment_name": a.segment_name,
+                    }
+                ),
+            )
+        for f in features:
+            n += 1
+            pipe.hset(self.customer_key(f.customer_id), "features", orjson.dumps({"day": f.day, **f.values}))
+        for key, entry in (catalogue or {}).items():
+            n += 1
+            pipe.hset(self.catalogue_key, key, orjson.dumps(entry))
+        if n:
+            started = time.perf_counter()
+            await pipe.execute()
+            REDIS_LATENCY.labels("segments_apply").observe(time.perf_counter() - started)
+
+    async def members(self, family: str, segment_id: str) -> set[str]:
+        raw: set[Any] = await self.client.smembers(self.members_key(family, segment_id))
+        return {m.decode() if isinstance(m, bytes) else m for m in raw}
+
+    async def catalogue(self) -> dict[str, dict[str, Any]]:
+        raw: dict[Any, Any] = await self.client.hgetall(self.catalogue_key)
+        return {(k.decode() if isinstance(k, bytes) else k): orjson.loads(v) for k, v in raw.items()}
+
+    async def sizes(self) -> dict[tuple[str, str], int]:
+        """Current size of every catalogued segment (fleet-wide)."""
+        cat = await self.catalogue()
+        pipe = self.client.pipeline(transaction=False)
+        keys = []
+        for entry in cat.values():
+            keys.append((entry["family"], entry["id"]))
+            pipe.scard(self.members_key(entry["family"], entry["id"]))
+        counts = await pipe.execute() if keys else []
+        return {k: int(n) for k, n in zip(keys, counts, strict=True)}
