@@ -44,7 +44,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import chain, repeat
 from operator import contains, itemgetter
 from typing import Any, Self
 
@@ -499,6 +499,25 @@ class ReadingDecoder:
         return cols.take(keep), rejects
 
 
+def _error_codes(values: list[Any], slow: npt.NDArray[np.bool_]) -> npt.NDArray[np.object_]:
+    """Tuples of error codes; anything but a list of at most 32 strings (or absent) is flagged ``slow``."""
+    n = len(values)
+    codes = np.empty(n, np.object_)
+    kinds = set(map(type, values))
+    if kinds == {list} and max(map(len, values)) <= 32 and set(map(type, chain.from_iterable(values))) <= {str}:
+        out: npt.NDArray[np.object_] = np.fromiter(map(tuple, values), np.object_, n)
+        return out
+    for i, c in enumerate(values):
+        if c is _MISSING:
+            codes[i] = ()
+        elif type(c) is list and len(c) <= 32 and all(type(x) is str for x in c):
+            codes[i] = tuple(c)
+        else:
+            slow[i] = True
+            codes[i] = ()
+    return codes
+
+
 class HeartbeatDecoder:
     """Decode ``meter.heartbeats`` messages into :class:`HeartbeatColumns` (same approach as readings).
 
@@ -534,20 +553,27 @@ class HeartbeatDecoder:
         rejects: list[Reject] = []
         records: list[Any] = []
         rec_msg: list[int] = []
-        for i, m in enumerate(msgs):
-            try:
-                obj = orjson.loads(m.value)
-            except orjson.JSONDecodeError as exc:
-                rejects.append(Reject("invalid_json", f"invalid JSON: {exc}", m.value, m.topic, m.partition, m.offset))
-                continue
-            records.append(obj)
-            rec_msg.append(i)
+        try:  # the common case: every message parses
+            records = list(map(orjson.loads, [m.value for m in msgs]))
+            rec_msg = list(range(len(msgs)))
+        except orjson.JSONDecodeError:
+            records, rec_msg = [], []
+            for i, m in enumerate(msgs):
+                try:
+                    obj = orjson.loads(m.value)
+                except orjson.JSONDecodeError as exc:
+                    rejects.append(
+                        Reject("invalid_json", f"invalid JSON: {exc}", m.value, m.topic, m.partition, m.offset)
+                    )
+                    continue
+                records.append(obj)
+                rec_msg.append(i)
         n = len(records)
         slow = np.zeros(n, np.bool_)
-        for i, r in enumerate(records):
-            if type(r) is not dict:
-                slow[i] = True
-        recs = [r if type(r) is dict else {} for r in records]
+        recs = records
+        if n and set(map(type, records)) != {dict}:
+            slow |= np.array([type(r) is not dict for r in records], np.bool_)
+            recs = [r if type(r) is dict else {} for r in records]
         col = _extract(recs, _HEARTBEAT_FIELDS)
         version = col["schema_version"]
         if not _version_ok(version):
@@ -557,28 +583,22 @@ class HeartbeatDecoder:
         self._customers.check(col["customer_id"], slow)
         ts = self._ts.column(col["ts"], slow)
         status_values = col["status"]
-        status = np.array([_STATUS_CODE.get(s, -1) if type(s) is str else -1 for s in status_values], np.int8)
+        try:
+            found = list(map(_STATUS_CODE.get, status_values))
+        except TypeError:
+            found = [_STATUS_CODE.get(v) if type(v) is str else None for v in status_values]
+        status = np.array([-1 if v is None else v for v in found] if None in found else found, np.int8)
         slow |= status < 0
-        codes_values = col["error_codes"]
-        codes = np.empty(n, np.object_)
-        for i, c in enumerate(codes_values):
-            if c is _MISSING:
-                codes[i] = ()
-            elif type(c) is list and len(c) <= 32 and all(type(x) is str for x in c):
-                codes[i] = tuple(c)
-            else:
-                slow[i] = True
-                codes[i] = ()
+        codes = _error_codes(col["error_codes"], slow)
         signal = _float_column(col["signal_dbm"], -200.0, 50.0, slow)
         battery = _float_column(col["battery_pct"], 0.0, 100.0, slow)
         offset = _float_column(col["clock_offset_s"], -1e7, 1e7, slow)
         firmware_values = col["firmware"]
-        firmware = np.empty(n, np.object_)
-        for i, f in enumerate(firmware_values):
-            ok = type(f) is str and len(f) <= 32
-            firmware[i] = f if ok else ""
-            if not ok:
-                slow[i] = True
+        firmware: npt.NDArray[np.object_] = np.fromiter(firmware_values, np.object_, n)
+        if n and not (set(map(type, firmware_values)) == {str} and max(map(len, firmware_values)) <= 32):
+            bad = np.array([not (type(f) is str and len(f) <= 32) for f in firmware_values], np.bool_)
+            slow |= bad
+            firmware[bad] = ""
         keep = np.ones(n, np.bool_)
 
         def reject(i: int, reason: RejectReason, text: str) -> None:

@@ -258,3 +258,24 @@ def test_generators_exercise_both_outcomes() -> None:
     """Guard against a vacuous property test: both accepted and rejected payloads were drawn."""
     if len(ACCEPTED) >= 50:
         assert 0.1 < sum(ACCEPTED) / len(ACCEPTED) < 0.9
+
+
+def test_bulk_heartbeats_match_pydantic() -> None:
+    docs = [
+        {"meter_id": KNOWN[i % 3], "customer_id": "C1", "ts": iso(T0 + 60 * i), "status": ("ok", "degraded", "fault")[i % 3],
+         "error_codes": [["E1", "E2"], [], ["E_VOLTAGE", "X"]][i % 3], "signal_dbm": -60.5 - i % 7,
+         "battery_pct": 50 + i % 50, "firmware": f"1.{i % 4}.0", "clock_offset_s": (i % 11) * 30.0}
+        for i in range(300)
+    ]  # fmt: skip
+    payloads = [orjson.dumps(d) for d in docs]
+    payloads[17] = b'{"broken'
+    out = HeartbeatDecoder(REGISTRY).process(payloads)
+    assert [r.reason for r in out.rejects] == ["invalid_json"]
+    h = out.heartbeats
+    want = [Heartbeat.model_validate_json(p) for i, p in enumerate(payloads) if i != 17]
+    assert len(h) == len(want) == 299
+    assert list(h.error_codes) == [tuple(w.error_codes) for w in want]
+    assert h.ts.tolist() == [epoch_seconds(w.ts) for w in want]
+    assert list(h.firmware) == [w.firmware for w in want]
+    assert h.battery_pct.tolist() == [w.battery_pct for w in want]
+    assert [("ok", "degraded", "fault")[s] for s in h.status.tolist()] == [w.status for w in want]
