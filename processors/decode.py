@@ -195,7 +195,8 @@ class _TimestampCache:
         if None in got:
             for i, (v, e) in enumerate(zip(values, got, strict=True)):
                 if e is None:
-                    got[i] = self._parse(v)
+                    e = get(v) if type(v) is str else None  # parsed earlier in this batch?
+                    got[i] = e if e is not None else self._parse(v)
                     if got[i] is None:
                         slow[i] = True
                         got[i] = 0
