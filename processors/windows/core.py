@@ -99,9 +99,8 @@ def _iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _num(x: np.floating[Any]) -> float | None:
-    v = float(x)
-    return None if np.isnan(v) else v
+def _nan_none(values: list[float]) -> list[float | None]:
+    return [None if v != v else v for v in values]  # v != v only for NaN
 
 
 def size_label(size_s: int) -> str:
@@ -155,30 +154,35 @@ class ClosedWindows:
         return out
 
     def to_records(self) -> list[dict[str, Any]]:
-        """One JSON-ready dict per window, the ``consumption.windows`` payload."""
-        comp = self.completeness.tolist()
-        label = size_label(self.size_s)
-        out = []
-        for i, key in enumerate(self.keys):
-            start = int(self.start[i])
-            rec: dict[str, Any] = {
-                "kind": self.kind,
-                "key": key,
-                "window": label,
-                "window_start": _iso(start),
-                "window_end": _iso(start + self.size_s),
-                "kwh_in": float(self.kwh_in[i]),
-                "kwh_out": float(self.kwh_out[i]),
-                "readings": int(self.count[i]),
-                "expected": int(self.expected[i]) if self.expected[i] > 0 else None,
-                "completeness": None if np.isnan(comp[i]) else comp[i],
-                "min_kw": _num(self.kw_min[i]),
-                "max_kw": _num(self.kw_max[i]),
-                "mean_kw": _num(self.kw_mean[i]) if self.count[i] else None,
+        """One JSON-ready dict per window, the ``consumption.windows`` payload.
+
+        Column-wise: one ``tolist`` per array and one ISO string per distinct
+        window start, so the cost is a dict per window (closed windows are
+        about as many as readings at 15-minute intervals).
+        """
+        size = self.size_s
+        starts = self.start.tolist()
+        iso = {s: (_iso(s), _iso(s + size)) for s in set(starts)}
+        counts = self.count.tolist()
+        expected = [e if e > 0 else None for e in self.expected.tolist()]
+        comp = _nan_none(self.completeness.tolist())
+        kw_min, kw_max = _nan_none(self.kw_min.tolist()), _nan_none(self.kw_max.tolist())
+        kw_mean = [m if c else None for m, c in zip(self.kw_mean.tolist(), counts, strict=True)]
+        kind, label = self.kind, size_label(size)
+        out = [
+            {
+                "kind": kind, "key": key, "window": label, "window_start": iso[s][0], "window_end": iso[s][1],
+                "kwh_in": ki, "kwh_out": ko, "readings": c, "expected": e, "completeness": cp,
+                "min_kw": lo, "max_kw": hi, "mean_kw": me,
             }
-            if self.kind == "region":
-                rec["revenue"] = float(self.revenue[i])
-            out.append(rec)
+            for key, s, ki, ko, c, e, cp, lo, hi, me in zip(
+                self.keys, starts, self.kwh_in.tolist(), self.kwh_out.tolist(), counts, expected, comp,
+                kw_min, kw_max, kw_mean, strict=True,
+            )
+        ]  # fmt: skip
+        if kind == "region":
+            for rec, rev in zip(out, self.revenue.tolist(), strict=True):
+                rec["revenue"] = rev
         return out
 
 
