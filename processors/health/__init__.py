@@ -6,10 +6,13 @@ heartbeat status, last sign of life) and evaluates every rule on whole arrays.
 
 Readings of one meter must be judged in event-time order (a stuck run or a
 sequence gap is a property of consecutive readings), yet a batch envelope may
-hold many readings of one meter. The batch is therefore split into *rounds*:
-round ``r`` holds the ``r``-th reading (in event time) of every meter present,
-so each round touches each meter at most once and is fully vectorised; a
-typical batch (readings of many meters for one interval) is a single round.
+hold many readings of one meter (a head-end block of hours). Readings are
+therefore sorted by (meter, event time) and every per-meter recurrence is a
+*segmented scan* (``np.maximum.accumulate`` over positions, seeded by the
+meter's state): the result equals feeding the readings one at a time in
+event-time order, at array speed whatever the batch's shape. Heartbeats,
+usually one per meter per batch, go in *rounds* (the r-th heartbeat of every
+meter in round r).
 
 Rule families live in their own modules: :mod:`.plausibility` (negative
 consumption, voltage), :mod:`.spike` (robust z-score), :mod:`.register`
