@@ -88,6 +88,7 @@ def _pipeline(d: Path) -> dict[str, Any]:
         accepted_kwh += w.accepted.kwh_import.tolist()
         closed += w.closed
         alerts += health.process(w.accepted).alerts
+        alerts += health.check_silence().alerts  # the timer may tick between readings and heartbeats
         if len(x.readings):
             until = int(np.searchsorted(hb.ts, int(x.readings.interval_start.max()) + 900, "right"))
             alerts += health.process(hb.take(np.arange(hb_pos, until))).alerts
