@@ -221,9 +221,11 @@ class WindowRing:
         self.kind = kind
         self.closed_index = NONE  # largest frontier // size already scanned for closing
         self.start = np.full((0, ring), NONE, np.int64)
-        self.count = np.zeros((0, ring), np.int64)
-        self.interval_s = np.zeros((0, ring), np.int64)
-        self.floats = {f: np.full((0, ring), self.IDENTITY[f], np.float64) for f in self.FLOATS}
+        self.count = np.zeros((0, ring), np.int32)
+        self.interval_s = np.zeros((0, ring), np.int32)
+        # Only regional rings carry revenue: per-meter state stays as small as possible.
+        self.float_names = self.FLOATS if kind == "region" else tuple(f for f in self.FLOATS if f != "revenue")
+        self.floats = {f: np.full((0, ring), self.IDENTITY[f], np.float64) for f in self.float_names}
 
     def ensure_rows(self, n: int) -> None:
         if len(self.start) >= n:
@@ -231,7 +233,7 @@ class WindowRing:
         self.start = grow_rows(self.start, n, NONE)
         self.count = grow_rows(self.count, n, 0)
         self.interval_s = grow_rows(self.interval_s, n, 0)
-        for f in self.FLOATS:
+        for f in self.float_names:
             self.floats[f] = grow_rows(self.floats[f], n, self.IDENTITY[f])
 
     def add(self, rows: I64, t: I64, interval_s: I64, kwh_in: F64, kwh_out: F64, kw: F64, revenue: F64 | None) -> None:
@@ -256,7 +258,7 @@ class WindowRing:
         np.add.at(fl["kw_sum"].reshape(-1), flat, kw)
         np.minimum.at(fl["kw_min"].reshape(-1), flat, kw)
         np.maximum.at(fl["kw_max"].reshape(-1), flat, kw)
-        if revenue is not None:
+        if revenue is not None and "revenue" in fl:
             np.add.at(fl["revenue"].reshape(-1), flat, revenue)
 
     def add_revenue(self, rows: I64, t: I64, amounts: F64) -> None:
@@ -289,7 +291,7 @@ class WindowRing:
         starts = st[r, k]
         order = np.lexsort((r, starts))
         r, k, starts = r[order], k[order], starts[order]
-        count = self.count[r, k]
+        count = self.count[r, k].astype(np.int64)
         interval = self.interval_s[r, k]
         fl = {f: a[r, k] for f, a in self.floats.items()}
         expected = np.where(interval > 0, np.maximum(self.size_s // np.maximum(interval, 1), 1), -1)
@@ -307,7 +309,7 @@ class WindowRing:
             kw_min=np.where(count > 0, fl["kw_min"], np.nan),
             kw_max=np.where(count > 0, fl["kw_max"], np.nan),
             kw_mean=fl["kw_sum"] / np.maximum(count, 1),
-            revenue=fl["revenue"],
+            revenue=fl["revenue"] if "revenue" in fl else np.zeros(len(r), np.float64),
         )
         self.start[r, k] = NONE
         self.count[r, k] = 0
