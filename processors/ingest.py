@@ -117,6 +117,8 @@ class PartitionIngest:
         self.profiles = DailyProfileBuilder()
         # two clocks: windows close by the readings' time only (heartbeats carry no energy and may run
         # ahead of a lagging readings consumer); silence is judged by any sign of life
+        self.totals: dict[str, int] = {"messages": 0, "accepted": 0, "deadletter": 0, "duplicates": 0}
+        """Units taken into this state (survive restarts with it): conservation is checked on these."""
         self.clock = EventClock(self.config.clock_rate, self.config.clock_idle_s)
         self.reading_clock = EventClock(self.config.clock_rate, self.config.clock_idle_s)
 
@@ -129,7 +131,15 @@ class PartitionIngest:
         readings = self._readings(reading_msgs, out, wall) if reading_msgs else None
         heartbeats = self._heartbeats(heartbeat_msgs, out) if heartbeat_msgs else None
         self._health_in_time_order(readings, heartbeats, out, wall)
+        self._count(out)
         return out
+
+    def _count(self, out: IngestOutput) -> None:
+        t = self.totals
+        t["messages"] += out.messages
+        t["accepted"] += out.accepted
+        t["deadletter"] += len(out.rejects)
+        t["duplicates"] += out.duplicates
 
     def _readings(self, msgs: list[RawMessage], out: IngestOutput, wall: float) -> ReadingColumns:
         """Decode, deduplicate and window; return the readings the health rules should see."""
@@ -218,6 +228,7 @@ class PartitionIngest:
         if reading_now is not None:
             self._closed(self.windows.on_timer(reading_now), out)
         self._check_silence(self.clock.now(wall, running=caught_up), out)
+        self._count(out)
         return out
 
     def flush(self) -> IngestOutput:
@@ -248,6 +259,7 @@ class PartitionIngest:
             "profiles": self.profiles.snapshot(),
             "clock": self.clock.snapshot(),
             "reading_clock": self.reading_clock.snapshot(),
+            "totals": dict(self.totals),
         }
 
     @classmethod
@@ -259,4 +271,5 @@ class PartitionIngest:
         ingest.profiles = DailyProfileBuilder.restore(state["profiles"])
         ingest.clock = EventClock.restore(state["clock"])
         ingest.reading_clock = EventClock.restore(state["reading_clock"])
+        ingest.totals = {**ingest.totals, **state.get("totals", {})}
         return ingest

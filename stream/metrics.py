@@ -168,3 +168,11 @@ BILLS_OUTSTANDING = Gauge("meterseg_bills_outstanding", "Bills issued and not ye
 BILLS_OUTSTANDING_AMOUNT = Gauge(
     "meterseg_bills_outstanding_amount", "Amount of bills issued and not yet paid (fleet-wide)", registry=REGISTRY
 )
+
+INGEST_STATE_MESSAGES = Gauge(
+    "meterseg_ingest_state_messages",
+    "Units taken into the owned partitions' checkpointed state, per kind (messages, accepted, deadletter, "
+    "duplicates): survives restarts, so conservation can be checked on it",
+    ["kind"],
+    registry=REGISTRY,
+)

@@ -121,3 +121,75 @@ def isolated_settings(kafka_bootstrap: str, redis_db_url: str, unique: str) -> S
         topics=topics,
         stack=local_test_settings().stack,
     )
+
+
+@dataclass(frozen=True)
+class RunningEngine:
+    """A worker fed by a simulated fleet, with a real Prometheus scraping it."""
+
+    settings: Settings
+    web_url: str
+    metrics_url: str
+    prometheus_url: str
+    out_dir: Path
+
+
+@pytest.fixture(scope="session")
+def running_engine(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
+    """Session-wide engine: 400 meters x 2 days (60 days of purchase history), worker, Prometheus.
+
+    Consumers of this fixture read; they must not assume exclusive use of its topics or Redis db.
+    """
+    import shutil
+    import time
+    from urllib.request import urlopen
+
+    from meterseg.stack import PrometheusNode
+    from tests.integration.harness import free_port, running_worker, simulate, wait_for
+
+    if shutil.which("prometheus") is None and not Path("/usr/bin/prometheus").exists():
+        pytest.skip("prometheus is not installed (apt-get install prometheus)")
+    out = tmp_path_factory.mktemp("engine")
+    unique = uuid.uuid4().hex[:8]
+    settings = Settings(
+        app_id=f"engine-{unique}",
+        kafka_bootstrap=services.kafka_bootstrap,
+        redis_url=services.redis_url.rsplit("/", 1)[0] + "/11",
+        topics=TopicNames(**{k: f"{v}.{unique}" for k, v in TopicNames().model_dump().items()}),
+        stack=local_test_settings().stack,
+    )
+    import redis
+
+    redis.Redis.from_url(settings.redis_url).flushdb()
+    simulate(settings, out, "--meters", "400", "--days", "2", "--seed", "3", "--history-days", "60")
+    env = {"METERSEG_INGEST__CLOCK_RATE": "3600", "METERSEG_SEGMENTATION__EXCHANGE_INTERVAL_S": "1"}
+    with running_worker(settings, out, **env) as worker:
+        prom_port = free_port()
+        config = out / "prometheus.yml"
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            f"rule_files:\n  - {REPO / 'prometheus' / 'rules'}/*.yml\n"
+            "scrape_configs:\n  - job_name: meterseg\n    static_configs:\n"
+            f"      - targets: ['127.0.0.1:{worker.metrics_port}']\n"
+        )
+        prometheus = PrometheusNode(state_dir=out / "prom", port=prom_port, config=config)
+        prometheus.up(timeout_s=60)
+        try:
+            wait_for(lambda: worker.health().get("segmentation", {}).get("changes", 0) > 0, 180, "segment changes")
+            wait_for(lambda: worker.health().get("seconds_since_progress", 0) > 3, 120, "engine caught up")
+
+            def scraped() -> bool:
+                with urlopen(f"{prometheus.url}/api/v1/query?query=up", timeout=3) as resp:
+                    return b'"1"' in resp.read()
+
+            wait_for(scraped, 60, "first scrape")
+            time.sleep(3)  # a few scrapes, so rate() windows have two samples
+            yield RunningEngine(
+                settings=settings,
+                web_url=f"http://127.0.0.1:{worker.web_port}",
+                metrics_url=f"http://127.0.0.1:{worker.metrics_port}/metrics",
+                prometheus_url=prometheus.url,
+                out_dir=out,
+            )
+        finally:
+            prometheus.down()

@@ -34,6 +34,7 @@ from stream.clients.producer import BatchProducer, KeyValue
 from stream.pipelines.base import PartitionedHandler
 from stream.state.checkpoints import CheckpointStore
 from stream.state.health import HealthStore
+from stream.state.meters import MeterStore
 from stream.state.regional import RegionalMerger
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
         self.totals = {"messages": 0, "accepted": 0, "deadletter": 0, "duplicates": 0}
         self.health_store = HealthStore(checkpoints.client, settings.app_id)
         self.regional = RegionalMerger(checkpoints.client, settings.app_id, settings.partitions)
+        self.meter_store = MeterStore(checkpoints.client, settings.app_id)
 
     def new_processor(self, partition: int) -> PartitionIngest:
         return PartitionIngest(self.registry, self.config)
@@ -104,6 +106,8 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
         alerts: list[KeyValue] = []
         health: dict[str, MeterHealth] = {}
         profiles: list[KeyValue] = []
+        daily: list[tuple[dict[str, Any], str | None]] = []
+        alert_payloads: list[dict[str, Any]] = []
         for p, out in outputs:
             self._count(out)
             part = self.partitions.get(p)
@@ -121,8 +125,12 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
                 records = closed.to_records()
                 m.WINDOWS_EMITTED.labels(f"{closed.kind}_{size_label(closed.size_s)}").inc(len(records))
                 windows += [(rec["key"].encode(), orjson.dumps(rec)) for rec in records]
+                if closed.size_s == 86_400:
+                    daily += [(rec, self._region(rec["key"])) for rec in records]
             for alert in out.alerts:
-                alerts.append((alert.meter_id.encode(), orjson.dumps(self._alert_payload(alert))))
+                payload = self._alert_payload(alert)
+                alert_payloads.append(payload)
+                alerts.append((alert.meter_id.encode(), orjson.dumps(payload)))
                 m.ALERTS.labels(alert.kind, alert.status).inc()
             for change in out.health_changes:
                 health[change.meter_id] = change
@@ -147,8 +155,14 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
             await self.producer.send_many(self.topics.profiles, profiles)
         if health:
             await self.health_store.save(health.values())
+        if daily or alert_payloads:
+            await self.meter_store.save(daily, alert_payloads)
 
-    def _alert_payload(self, alert: HealthAlert) -> dict[str, object]:
+    def _region(self, meter_id: str) -> str | None:
+        slot = self.registry.slot(meter_id)
+        return None if slot is None else self.registry.region_names[int(self.registry.region_code[slot])]
+
+    def _alert_payload(self, alert: HealthAlert) -> dict[str, Any]:
         slot = self.registry.slot(alert.meter_id)
         return {
             "schema_version": 1,
@@ -174,6 +188,8 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
             m.DUPLICATES.labels(self.topics.readings).inc(out.duplicates)
 
     def _update_gauges(self) -> None:
+        for kind in ("messages", "accepted", "deadletter", "duplicates"):
+            m.INGEST_STATE_MESSAGES.labels(kind).set(sum(p.processor.totals[kind] for p in self.partitions.values()))
         counts: dict[str, int] = {"good": 0, "fair": 0, "poor": 0}
         late = 0
         for part in self.partitions.values():

@@ -49,7 +49,9 @@ def change_payload(c: SegmentChange) -> dict[str, Any]:
     ts = c.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "schema_version": 1,
-        "change_id": f"{c.customer_id}:{c.family}:{c.segment_id}:{action}:{ts}",
+        # a replay after a crash may re-score against another population: the id names the whole
+        # transition (from, to), so records with one id always say the same thing
+        "change_id": f"{c.customer_id}:{c.family}:{c.segment_id}:{action}:{c.from_segment}>{c.to_segment}:{ts}",
         "customer_id": c.customer_id,
         "family": c.family,
         "segment_id": c.segment_id,

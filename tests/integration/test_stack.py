@@ -57,12 +57,18 @@ async def _produce_and_commit(bootstrap: str, topic: str, group: str) -> None:
 
 
 async def _committed(bootstrap: str, topic: str, group: str) -> tuple[int | None, int]:
+    """Committed offset and end offset; retried while a restarted broker still loads its offsets topic."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)
         consumer.assign([tp])
-        committed = await consumer.committed(tp)
+        committed = None
+        for _ in range(60):
+            committed = await consumer.committed(tp)
+            if committed is not None:
+                break
+            await asyncio.sleep(0.5)
         end = (await consumer.end_offsets([tp]))[tp]
         return committed, end
     finally:
