@@ -93,6 +93,7 @@ class SegmentationOutput:
 
     messages: int = 0
     purchases: dict[str, int] = field(default_factory=dict)  # event type -> applied
+    revenue: dict[str, float] = field(default_factory=dict)  # channel -> amount PURCHASED
     profiles: int = 0
     rejects: list[Reject] = field(default_factory=list)
     changes: list[SegmentChange] = field(default_factory=list)
@@ -140,6 +141,8 @@ class PartitionSegmentation:
             self.clock.observe(max(p.ts.timestamp() for p in purchases), wall)
             for p in purchases:
                 out.purchases[p.event_type] = out.purchases.get(p.event_type, 0) + 1
+                if p.event_type == "PURCHASED":
+                    out.revenue[p.channel] = out.revenue.get(p.channel, 0.0) + p.amount
             for a in self.rfm.process(purchases):
                 self._absorb_rfm(a, out, touched)
         profiles = _decode(DailyProfile, profile_msgs, out.rejects)

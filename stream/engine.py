@@ -89,6 +89,10 @@ class Engine(Service):
         await self.registry_follower.start()
         await self.registry_follower.catch_up()
         self.registry_follower.follow()
+        m.init_known_labels(
+            list(self.registry_follower.registry.region_names),
+            list(self.segmentation.drift_signals()),
+        )
         self.ingest.before_batch = self.registry_follower.sync
         self.segmentation.before_batch = self.registry_follower.sync
         await self.ingest_consumer.start()

@@ -176,3 +176,30 @@ INGEST_STATE_MESSAGES = Gauge(
     ["kind"],
     registry=REGISTRY,
 )
+
+
+def init_known_labels(regions: list[str], drift_signals: list[str]) -> None:
+    """Create the series of label values known in advance, at zero.
+
+    Prometheus' advice for counters with a known label set: a series that
+    exists from the start lets ``increase()`` count its first event and lets a
+    panel show 0 instead of "No data" (no feedback yet is an answer, too).
+    """
+    for score in range(1, 6):
+        FEEDBACK.labels(str(score))
+    for status in ("issued", "paid"):
+        BILLS.labels(status)
+        BILLED_AMOUNT.labels(status)
+    for region in regions:
+        MAINTENANCE_OPENED.labels(region)
+        MAINTENANCE_RESOLVED.labels(region)
+    for signal in drift_signals:
+        DRIFT_EVENTS.labels(signal)
+    for event_type in ("VIEWED", "PROCESSED", "PURCHASED"):
+        PURCHASES_APPLIED.labels(event_type)
+    for channel in ("web", "app", "store", "agent"):
+        REVENUE.labels(channel)
+    for kind in ("new", "returning"):
+        CUSTOMERS.labels(kind)
+    for reason in ("invalid_json", "schema", "unsupported_version", "unknown_meter", "too_late", "in_future"):
+        DEADLETTERED.labels(reason)

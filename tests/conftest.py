@@ -136,7 +136,7 @@ class RunningEngine:
 
 @pytest.fixture(scope="session")
 def running_engine(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
-    """Session-wide engine: 400 meters x 2 days (60 days of purchase history), worker, Prometheus.
+    """Session-wide engine: 400 meters x 3 days (60 days of purchase history), worker, Prometheus.
 
     Consumers of this fixture read; they must not assume exclusive use of its topics or Redis db.
     """
@@ -161,7 +161,7 @@ def running_engine(services: Services, tmp_path_factory: pytest.TempPathFactory)
     import redis
 
     redis.Redis.from_url(settings.redis_url).flushdb()
-    simulate(settings, out, "--meters", "400", "--days", "2", "--seed", "3", "--history-days", "60")
+    simulate(settings, out, "--meters", "400", "--days", "3", "--seed", "3", "--history-days", "60")
     env = {"METERSEG_INGEST__CLOCK_RATE": "3600", "METERSEG_SEGMENTATION__EXCHANGE_INTERVAL_S": "1"}
     with running_worker(settings, out, **env) as worker:
         prom_port = free_port()

@@ -94,6 +94,10 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
         self.totals = {"messages": 0, "deadletter": 0, "changes": 0}
         self._last_exchange = 0.0
 
+    def drift_signals(self) -> list[str]:
+        """Names of the drift detectors (a low-cardinality metric label)."""
+        return list(PartitionSegmentation(self.config).assigner.detectors)
+
     def new_processor(self, partition: int) -> PartitionSegmentation:
         proc = PartitionSegmentation(self.config)
         proc.set_model(self.models.model)
@@ -186,6 +190,14 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
         await self._gauges()
 
     async def _gauges(self) -> None:
+        new = returning = 0
+        for part in self.partitions.values():
+            for state in part.processor.rfm.customers.values():
+                days = state.record.n_purchase_days
+                new += days == 1
+                returning += days > 1
+        m.CUSTOMERS.labels("new").set(new)
+        m.CUSTOMERS.labels("returning").set(returning)
         sizes = await self.store.sizes()
         for (family, segment), n in sizes.items():
             m.SEGMENT_MEMBERS.labels(family, segment).set(n)
@@ -207,6 +219,8 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
             self.totals["changes"] += len(out.changes)
             for event_type, n in out.purchases.items():
                 m.PURCHASES_APPLIED.labels(event_type).inc(n)
+            for channel, amount in out.revenue.items():
+                m.REVENUE.labels(channel).inc(amount)
             if out.rfm:
                 m.PROFILE_UPDATES.labels("rfm").inc(len(out.rfm))
             if out.features:
