@@ -93,6 +93,7 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
         )  # fmt: skip
         self.totals = {"messages": 0, "deadletter": 0, "changes": 0}
         self._last_exchange = 0.0
+        self._size_labels: set[tuple[str, str]] = set()
 
     def drift_signals(self) -> list[str]:
         """Names of the drift detectors (a low-cardinality metric label)."""
@@ -198,7 +199,12 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
                 returning += days > 1
         m.CUSTOMERS.labels("new").set(new)
         m.CUSTOMERS.labels("returning").set(returning)
-        sizes = await self.store.sizes()
+        # this worker's partitions only: summed over workers, the dashboards get fleet-wide sizes
+        sizes: dict[tuple[str, str], int] = dict.fromkeys(self._size_labels, 0)
+        for part in self.partitions.values():
+            for key, n in part.processor.book.sizes.items():
+                sizes[key] = sizes.get(key, 0) + n
+        self._size_labels |= set(sizes)
         for (family, segment), n in sizes.items():
             m.SEGMENT_MEMBERS.labels(family, segment).set(n)
         today = datetime.now(UTC).date()
