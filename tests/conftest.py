@@ -25,7 +25,14 @@ from meterseg.settings import Settings, StackSettings, TopicNames
 from meterseg.stack import LocalStack
 
 REPO = Path(__file__).resolve().parents[1]
-TEST_PORTS = {"kafka_port": 29092, "kafka_controller_port": 29093, "redis_port": 26379, "prometheus_port": 29090}
+#: test-stack ports; METERSEG_TEST_PORT_OFFSET moves them (two checkouts testing on one machine)
+_OFFSET = int(os.environ.get("METERSEG_TEST_PORT_OFFSET", "0"))
+TEST_PORTS = {
+    "kafka_port": 29092 + _OFFSET,
+    "kafka_controller_port": 29093 + _OFFSET,
+    "redis_port": 26379 + _OFFSET,
+    "prometheus_port": 29090 + _OFFSET,
+}
 
 
 @dataclass(frozen=True)
