@@ -11,6 +11,7 @@ from meterseg.settings import Settings
 from stream.agents.operations import register_operations
 from stream.app import create_app
 from stream.engine import Engine, engine_class
+from stream.web import register_api
 
 
 def _require(engine: Engine | None) -> Engine:
@@ -32,6 +33,7 @@ def build_app(settings: Settings, **overrides: Any) -> tuple[faust.App, type[Eng
         return None
 
     register_operations(app, settings, lambda: _require(engine()))
+    register_api(app, settings, lambda: _require(engine()))
 
     @app.page("/health")
     class Health(View):

@@ -1,0 +1,117 @@
+"""Example downstream consumer of ``segment.changes``: rebuild every segment membership from the topic alone.
+
+Each record is one customer entering or leaving one segment (see
+``contracts/schemas/segment.changes.json``)::
+
+    {"change_id": "C00042:rfm:champions:entered:2026-01-05T10:00:00Z", "customer_id": "C00042",
+     "family": "rfm", "segment_id": "champions", "segment_name": "Champions", "action": "entered",
+     "from_segment": "loyal", "to_segment": "champions", "ts": "...", "reason": "score_change", ...}
+
+Records are keyed by customer id, so one customer's changes are in order on
+one partition; applying ``entered`` as add and ``exited`` as remove per
+(family, segment_id) yields the memberships the API serves at
+``GET /segments/{family}:{segment_id}/members``. Delivery is at-least-once
+(a replay after a worker crash re-sends changes with the same ``change_id``),
+and add/remove are idempotent, so duplicates are harmless.
+
+Run it (reads from the beginning, prints the sizes, keeps following with ``--follow``)::
+
+    .venv/bin/python examples/segment_changes_consumer.py --bootstrap 127.0.0.1:9092
+    .venv/bin/python examples/segment_changes_consumer.py --topic segment.changes --follow --group my-service
+
+The same with kcat and jq (no Python), printing the final sizes::
+
+    kcat -C -b 127.0.0.1:9092 -t segment.changes -o beginning -e -q \\
+      | jq -rs 'reduce .[] as $c ({}; ($c.family + ":" + $c.segment_id) as $k
+                 | if $c.action == "entered" then .[$k][$c.customer_id] = true
+                   else del(.[$k][$c.customer_id]) end)
+               | to_entries[] | "\\(.key)\\t\\(.value | length)"'
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections import defaultdict
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+
+class Memberships:
+    """(family, segment_id) → member customer ids, from change records."""
+
+    def __init__(self) -> None:
+        self.members: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.applied = 0
+
+    def apply(self, change: dict[str, object]) -> None:
+        key = (str(change["family"]), str(change["segment_id"]))
+        customer = str(change["customer_id"])
+        if change["action"] == "entered":
+            self.members[key].add(customer)
+        else:
+            self.members[key].discard(customer)
+        self.applied += 1
+
+    def sizes(self) -> dict[str, int]:
+        return {f"{f}:{s}": len(m) for (f, s), m in sorted(self.members.items()) if m}
+
+
+async def rebuild(bootstrap: str, topic: str, follow: bool = False, group: str | None = None) -> Memberships:
+    """Read ``topic`` from the beginning (to its current end unless ``follow``) and rebuild memberships."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=group is not None,
+        auto_offset_reset="earliest",
+        value_deserializer=lambda v: json.loads(v) if v else None,
+    )
+    await consumer.start()
+    state = Memberships()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if group is None:
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+        else:
+            consumer.subscribe([topic])
+        ends = await consumer.end_offsets(tps) if tps else {}
+        while True:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for records in batch.values():
+                for record in records:
+                    if record.value is not None:
+                        state.apply(record.value)
+            if follow:
+                if batch:
+                    print(f"{state.applied} changes applied; {len(state.sizes())} non-empty segments", flush=True)
+                continue
+            assigned = consumer.assignment()
+            positions = {tp: await consumer.position(tp) for tp in assigned}
+            if assigned and all(pos >= ends.get(tp, 0) for tp, pos in positions.items()):
+                break
+    finally:
+        await consumer.stop()
+    return state
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="rebuild segment memberships from segment.changes")
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--topic", default="segment.changes")
+    parser.add_argument("--follow", action="store_true", help="keep consuming after the end")
+    parser.add_argument("--group", default=None, help="consumer group (commits offsets); default: none, from the start")
+    args = parser.parse_args()
+    state = asyncio.run(rebuild(args.bootstrap, args.topic, args.follow, args.group))
+    for segment, size in state.sizes().items():
+        print(f"{segment}\t{size}")
+    print(f"{state.applied} changes applied")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""``/insights``: overlap and differentiators of segments, and suggested segments from a shallow tree.
+
+All three read the cached population (:func:`stream.web.context.load_population`)
+and the member sets; the computations are in :mod:`processors.insights`.
+Suggestions come back with a ready ``save`` body for ``POST /segments``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from processors.insights import differentiators, overlap, suggest
+from stream.web.context import ApiContext, load_population, text
+from stream.web.errors import ApiError, bad_request
+from stream.web.routes import ApiRequest, Param, route
+from stream.web.segments import members_key, require_segment
+
+TARGET_ALIASES = {"churn_risk": "churn.probability", "monetary": "rfm.monetary_mean", "frequency": "rfm.frequency"}
+
+
+async def _members(ctx: ApiContext, raw: str) -> tuple[str, set[str]]:
+    family, seg, _ = await require_segment(ctx, raw)
+    return f"{family}:{seg}", {text(m) for m in await ctx.redis.smembers(members_key(ctx, family, seg))}
+
+
+@route("GET", "/insights/overlap", summary="Shared members of two segments, counts and shares", tag="insights",
+       params=(Param("a", "first segment (family:id)", required=True),
+               Param("b", "second segment (family:id)", required=True)),
+       errors=(400, 404),
+       response={"type": "object", "properties": {"shared": {"type": "integer"}, "share_of_a": {"type": "number"},
+                                                  "share_of_b": {"type": "number"}}})  # fmt: skip
+async def overlap_view(ctx: ApiContext, req: ApiRequest) -> Any:
+    """Counts, shares of each side and Jaccard index, plus up to 20 shared ids."""
+    a, b = req.arg("a"), req.arg("b")
+    if not a or not b:
+        raise bad_request("both a and b are required (segment ids family:id)", error="missing_parameter")
+    (ka, ma), (kb, mb) = await _members(ctx, a), await _members(ctx, b)
+    return {"a": ka, "b": kb, **overlap(ma, mb), "shared_sample": sorted(ma & mb)[:20]}
+
+
+@route("GET", "/insights/differentiators", summary="Attributes that most separate two segments (or one from the rest)",
+       tag="insights",
+       params=(Param("a", "segment (family:id)", required=True),
+               Param("b", "other segment; default: every customer not in a"),
+               Param("attributes", "comma-separated attributes (default: all)"),
+               Param("top", "how many attributes (default 10)", {"type": "integer", "minimum": 1, "maximum": 100})),
+       errors=(400, 404),
+       response={"type": "object", "properties": {"attributes": {"type": "array"}}})  # fmt: skip
+async def differentiators_view(ctx: ApiContext, req: ApiRequest) -> Any:
+    """Standardized mean difference (numbers) or total variation distance (categories), with both distributions."""
+    a = req.arg("a")
+    if not a:
+        raise bad_request("a is required (segment id family:id)", error="missing_parameter")
+    top_raw = req.arg("top", "10") or "10"
+    if not top_raw.isdigit() or not 1 <= int(top_raw) <= 100:
+        raise bad_request("top must be an integer between 1 and 100", error="invalid_parameter")
+    pop = await load_population(ctx)
+    ka, ma = await _members(ctx, a)
+    mask_a = pop.mask(ma)
+    b = req.arg("b")
+    if b:
+        kb, mb = await _members(ctx, b)
+        mask_b = pop.mask(mb)
+    else:
+        kb, mask_b = "everyone else", ~mask_a
+    attrs_raw = req.arg("attributes")
+    attrs = [x.strip() for x in attrs_raw.split(",") if x.strip()] if attrs_raw else None
+    if attrs:
+        unknown = [x for x in attrs if x not in pop.columns]
+        if unknown:
+            raise bad_request(f"unknown attributes: {', '.join(unknown)}", error="unknown_attribute",
+                              known=sorted(pop.columns))  # fmt: skip
+    if not mask_a.any() or not mask_b.any():
+        raise ApiError(409, "empty_segment", "both groups need members in the population")
+    skip = {"rfm.segment_name", "behaviour.segment_name"}
+    names = attrs or [n for n in sorted(pop.columns) if n not in skip]
+    out = differentiators(pop, mask_a, mask_b, names)
+    return {"a": ka, "b": kb, "size_a": int(mask_a.sum()), "size_b": int(mask_b.sum()),
+            "attributes": out[: int(top_raw)]}  # fmt: skip
+
+
+class SuggestRequest(BaseModel):
+    """A target measure or categorical attribute and the attributes that may explain it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str = Field(description="e.g. rfm.monetary_mean, clv, churn.probability (aliases: monetary, churn_risk)")
+    influencers: list[str] = Field(min_length=1, max_length=30)
+    target_value: str | float | bool | None = Field(
+        default=None, description="categorical target: the value of interest"
+    )
+    max_depth: int = Field(default=3, ge=1, le=3)
+    min_leaf: int | None = Field(default=None, ge=1, description="minimum customers per suggestion (default 5 %)")
+    min_lift_change: float = Field(default=0.1, ge=0.0, description="only leaves with |lift - 1| at least this")
+    within: str | None = Field(default=None, description="learn only over this segment's members (family:id)")
+
+
+def _slug(rule: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", rule).strip("_").lower()[:48] or "suggested"
+
+
+@route("POST", "/insights/suggest", summary="Suggested segments where a target is notably above or below the population",
+       tag="insights", body=SuggestRequest, errors=(400, 404, 422),
+       description=("A shallow decision tree (depth ≤ 3, minimum leaf size) over the influencing attributes: "
+                    "regression on a numeric target, classification on a categorical one. Each leaf is a rule "
+                    "(the rule language) with size, share and lift, and a `save` body for POST /segments."),
+       response={"type": "object", "properties": {"suggestions": {"type": "array"}}})  # fmt: skip
+async def suggest_view(ctx: ApiContext, req: ApiRequest) -> Any:
+    body = await req.model(SuggestRequest)
+    pop = await load_population(ctx)
+    target = TARGET_ALIASES.get(body.target, body.target)
+    names = [target, *body.influencers]
+    unknown = [n for n in names if n not in pop.columns]
+    if unknown:
+        raise bad_request(
+            f"unknown attributes: {', '.join(unknown)}", error="unknown_attribute", known=sorted(pop.columns)
+        )
+    if target in body.influencers:
+        raise bad_request("the target cannot also be an influencer", error="invalid_request")
+    rows = None
+    if body.within:
+        _, members = await _members(ctx, body.within)
+        rows = pop.mask(members)
+    col = pop.columns[target]
+    present = int((~np.isnan(col)).sum()) if pop.is_numeric(target) else int(sum(v is not None for v in col))
+    if present == 0:
+        raise ApiError(409, "no_data", f"no customer has a value for {target}")
+    found = suggest(pop, target, body.influencers, max_depth=body.max_depth, min_leaf=body.min_leaf,
+                    target_value=body.target_value, rows=rows, min_lift_change=body.min_lift_change)  # fmt: skip
+    for s in found:
+        s["save"] = {"id": _slug(s["rule"]), "name": f"{target} {s['direction']}: {s['rule']}"[:128],
+                     "expression": s["rule"], "mode": "dynamic",
+                     "description": f"suggested for {target}, lift {s['lift']:.2f}"}  # fmt: skip
+    return {"target": target, "population": present, "suggestions": found}

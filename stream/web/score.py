@@ -1,0 +1,89 @@
+"""``POST /score``: which behaviour segment given features (or a customer's current features) would join.
+
+Reads the fleet model the pipeline publishes in Redis (``{ns}:model``,
+:class:`processors.clustering.model.ClusterModel`) and answers with the
+nearest cluster and the distance to every cluster. Nothing is written: the
+model, memberships and the customer's state stay as they are. The answer
+ignores hysteresis (the pipeline's margin and patience), so it says where a
+customer *would* go, not when the pipeline will move them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from processors.clustering.model import ClusterModel
+from stream.web.context import ApiContext, text
+from stream.web.errors import ApiError, bad_request, not_found
+from stream.web.routes import ApiRequest, route
+
+
+class ScoreRequest(BaseModel):
+    """Either feature values (names as in the model, ``features.`` prefix optional) or a customer id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    features: dict[str, float] | None = Field(
+        default=None, description="feature name -> value; missing ones count as 0"
+    )
+    customer_id: str | None = Field(default=None, max_length=128)
+
+
+async def fleet_model(ctx: ApiContext) -> ClusterModel:
+    raw = await ctx.redis.get(f"{ctx.ns}:model")
+    if raw is None:
+        raise ApiError(503, "model_not_ready", "no behaviour model has been fitted yet")
+    return ClusterModel.restore(orjson.loads(raw))
+
+
+def score_vector(model: ClusterModel, values: dict[str, float]) -> dict[str, Any]:
+    """Nearest cluster and distances to every cluster for one customer's feature values."""
+    x = model.spec.vector(values)
+    d = model.distances(x)[0]
+    order = np.argsort(d)
+    infos = {c.id: c for c in model.clusters()}
+    best = model.ids[int(order[0])]
+    return {
+        "model_version": model.version,
+        "segment": {"id": f"behaviour:{best}", "segment_id": best, "name": infos[best].name,
+                    "profile": infos[best].profile, "distance": round(float(d[order[0]]), 4)},
+        "distances": [{"id": f"behaviour:{model.ids[i]}", "name": model.names[i], "distance": round(float(d[i]), 4)}
+                      for i in order.tolist()],
+        "features_used": {n: values.get(n) for n in model.spec.names},
+        "missing": [n for n in model.spec.names if n not in values],
+    }  # fmt: skip
+
+
+@route("POST", "/score", summary="Behaviour segment for given features or a customer (no state change)",
+       tag="score", body=ScoreRequest, errors=(400, 404, 422, 503),
+       response={"type": "object", "properties": {"segment": {"type": "object"}, "distances": {"type": "array"},
+                                                  "model_version": {"type": "integer"}}})  # fmt: skip
+async def score(ctx: ApiContext, req: ApiRequest) -> Any:
+    body = await req.model(ScoreRequest)
+    if (body.features is None) == (body.customer_id is None):
+        raise bad_request("give exactly one of features or customer_id", error="invalid_request")
+    model = await fleet_model(ctx)
+    known = set(model.spec.names)
+    if body.features is not None:
+        values = {k.removeprefix("features."): v for k, v in body.features.items()}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise bad_request(f"unknown features: {', '.join(unknown)}", error="unknown_feature", known=sorted(known))
+        if not all(np.isfinite(v) for v in values.values()):
+            raise bad_request("feature values must be finite numbers", error="invalid_value")
+        out = score_vector(model, values)
+    else:
+        raw = await ctx.redis.hget(f"{ctx.ns}:cust:{body.customer_id}", "features")
+        if raw is None:
+            raise not_found(f"features of customer {body.customer_id!r}")
+        feats = orjson.loads(raw)
+        values = {k: float(v) for k, v in feats.items() if k in known and isinstance(v, int | float)}
+        out = score_vector(model, values)
+        current = await ctx.redis.hget(f"{ctx.ns}:cust:{body.customer_id}", "seg:behaviour")
+        out["customer_id"] = body.customer_id
+        out["current_segment"] = f"behaviour:{text(current)}" if current else None
+    return out
