@@ -19,6 +19,8 @@ seconds: analysts' queries in a burst share one read (about a second at
 from __future__ import annotations
 
 import asyncio
+import math
+import operator
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -246,6 +248,21 @@ async def meter_health(redis: aioredis.Redis, ns: str) -> dict[str, str]:
     return out
 
 
+def _columns(records: list[dict[str, Any]], keys: Sequence[str], prefix: str) -> dict[str, np.ndarray]:
+    """Numeric columns ``prefix + key`` from dicts: one ``itemgetter`` call per record when all keys are present."""
+    getter = operator.itemgetter(*keys)
+    rows: list[Any] = []
+    try:
+        rows = [getter(r) if r else _NANS[len(keys)] for r in records]
+        table = np.array(rows, dtype=np.float64).reshape(len(records), len(keys))
+        return {f"{prefix}{k}": table[:, j].copy() for j, k in enumerate(keys)}
+    except (KeyError, TypeError, ValueError):  # a record without some key, or a non-number: the slow path
+        return {f"{prefix}{k}": _floats([r.get(k) for r in records]) for k in keys}
+
+
+_NANS: dict[int, tuple[float, ...]] = {n: (math.nan,) * n for n in range(1, 64)}
+
+
 def _floats(values: list[Any]) -> np.ndarray:
     """float64 column; None (or anything not a number) becomes NaN."""
     try:
@@ -273,12 +290,10 @@ async def _read_population(ctx: ApiContext) -> Population:
     rfms = [orjson.loads(r[0]) if r[0] else empty for r in rows]
     feats = [orjson.loads(r[1]) if r[1] else empty for r in rows]
     cols: dict[str, np.ndarray] = {}
-    for k in RFM_NUMERIC:
-        cols[f"rfm.{k}"] = _floats([r.get(k) for r in rfms])
+    cols.update(_columns(rfms, RFM_NUMERIC, "rfm."))
     for k in RFM_CATEGORICAL:
         cols[f"rfm.{k}"] = np.array([r.get(k) for r in rfms], dtype=object)
-    for k in LOAD_SHAPE_FEATURES:
-        cols[f"features.{k}"] = _floats([f.get(k) for f in feats])
+    cols.update(_columns(feats, LOAD_SHAPE_FEATURES, "features."))
     behaviour = np.array([text(r[2]) if r[2] else None for r in rows], dtype=object)
     names = {e["id"]: e.get("name") for e in catalogue.values() if e.get("family") == "behaviour"}
     cols["behaviour.segment"] = behaviour

@@ -7,6 +7,7 @@ Suggestions come back with a ready ``save`` body for ``POST /segments``.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -99,8 +100,22 @@ class SuggestRequest(BaseModel):
     within: str | None = Field(default=None, description="learn only over this segment's members (family:id)")
 
 
+_OPS = (("<=", " le "), (">=", " ge "), ("!=", " ne "), ("==", " eq "), ("<", " lt "), (">", " gt "))
+
+
 def _slug(rule: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", rule).strip("_").lower()[:48] or "suggested"
+    """A segment id for a suggested rule: readable words plus a short hash (distinct for ``<=`` and ``>``).
+
+    >>> _slug("rfm.frequency <= 4") != _slug("rfm.frequency > 4")
+    True
+    >>> _slug('region == "North"')[:16]
+    'region_eq_north_'
+    """
+    words = rule
+    for op, word in _OPS:
+        words = words.replace(op, word)
+    base = re.sub(r"[^A-Za-z0-9]+", "_", words).strip("_").lower()[:40] or "suggested"
+    return f"{base}_{hashlib.sha1(rule.encode()).hexdigest()[:6]}"
 
 
 @route("POST", "/insights/suggest", summary="Suggested segments where a target is notably above or below the population",

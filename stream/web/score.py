@@ -28,7 +28,7 @@ class ScoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     features: dict[str, float] | None = Field(
-        default=None, description="feature name -> value; missing ones count as 0"
+        default=None, description="feature name -> value; missing ones are taken at the fleet average"
     )
     customer_id: str | None = Field(default=None, max_length=128)
 
@@ -43,6 +43,9 @@ async def fleet_model(ctx: ApiContext) -> ClusterModel:
 def score_vector(model: ClusterModel, values: dict[str, float]) -> dict[str, Any]:
     """Nearest cluster and distances to every cluster for one customer's feature values."""
     x = model.spec.vector(values)
+    for i, name in enumerate(model.spec.names):
+        if name not in values:  # a missing feature sits at the fleet average, neutral for every distance
+            x[i] = model.scale_mean[i]
     d = model.distances(x)[0]
     order = np.argsort(d)
     infos = {c.id: c for c in model.clusters()}
