@@ -38,9 +38,9 @@ from aiohttp import web
 
 from meterseg.settings import Settings
 from processors.features import LOAD_SHAPE_FEATURES
-from stream.web import _dispatch
 from stream.web.context import ApiContext, CustomerMeta, Directory
 from stream.web.routes import Route, all_routes
+from stream.web.server import _dispatch
 
 RFM = ("champions", "loyal", "potential_loyalist", "new_customers", "promising", "need_attention",
        "about_to_sleep", "at_risk", "cant_lose", "hibernating")  # fmt: skip

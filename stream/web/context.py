@@ -166,7 +166,7 @@ class ApiContext:
                 return restored
         if pop_rfm is None:
             return None
-        model = fit_clv(pop_rfm)
+        model = await asyncio.to_thread(fit_clv, pop_rfm)
         if model is not None:
             await self.redis.set(f"{self.ns}:clv:model", orjson.dumps({"fitted_at": now, "model": model.to_json()}))
         self._clv = (now, model)
@@ -283,9 +283,25 @@ async def load_population(ctx: ApiContext, fresh: bool = False) -> Population:
 
 
 async def _read_population(ctx: ApiContext) -> Population:
+    """Read from Redis on the event loop; parse and compute in a thread, so the worker's consumers keep polling."""
     catalogue = await ctx.catalogue()
     ids = await population_ids(ctx, catalogue)
     rows = await read_customers(ctx.redis, ctx.ns, ids, ("rfm", "features", "seg:behaviour"))
+    states = await meter_health(ctx.redis, ctx.ns)
+    meta = ctx.directory.customers()
+    cols = await asyncio.to_thread(_build_columns, ids, rows, catalogue, meta, states)
+    model = await ctx.clv(cols)
+    cols.update(await asyncio.to_thread(value_columns, model, cols))
+    return Population(ids, cols)
+
+
+def _build_columns(
+    ids: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    catalogue: Mapping[str, Mapping[str, Any]],
+    meta: Mapping[str, CustomerMeta],
+    states: Mapping[str, str],
+) -> dict[str, np.ndarray]:
     empty: dict[str, Any] = {}
     rfms = [orjson.loads(r[0]) if r[0] else empty for r in rows]
     feats = [orjson.loads(r[1]) if r[1] else empty for r in rows]
@@ -298,24 +314,19 @@ async def _read_population(ctx: ApiContext) -> Population:
     names = {e["id"]: e.get("name") for e in catalogue.values() if e.get("family") == "behaviour"}
     cols["behaviour.segment"] = behaviour
     cols["behaviour.segment_name"] = np.array([names.get(b) if b else None for b in behaviour], dtype=object)
-    meta = ctx.directory.customers()
     metas = [meta.get(cid) for cid in ids]
-    region = np.array([m.region if m else None for m in metas], dtype=object)
-    tariff = np.array([m.tariff if m else None for m in metas], dtype=object)
-    export = np.array([m.has_export if m else None for m in metas], dtype=object)
-    states = await meter_health(ctx.redis, ctx.ns)
     rank = {s: i for i, s in enumerate(HEALTH_STATES)}
-    health = np.array(
+    cols["region"] = np.array([m.region if m else None for m in metas], dtype=object)
+    cols["tariff"] = np.array([m.tariff if m else None for m in metas], dtype=object)
+    cols["has_export"] = np.array([m.has_export if m else None for m in metas], dtype=object)
+    cols["health.state"] = np.array(
         [
             max((states[x] for x in m.meters if x in states), key=rank.__getitem__, default=None) if m else None
             for m in metas
         ],
         dtype=object,
     )
-    cols.update({"region": region, "tariff": tariff, "has_export": export, "health.state": health})
-    model = await ctx.clv(cols)
-    cols.update(value_columns(model, cols))
-    return Population(ids, cols)
+    return cols
 
 
 def attribute_names(pop: Population) -> list[str]:

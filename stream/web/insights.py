@@ -7,6 +7,7 @@ Suggestions come back with a ready ``save`` body for ``POST /segments``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from typing import Any
@@ -79,7 +80,7 @@ async def differentiators_view(ctx: ApiContext, req: ApiRequest) -> Any:
         raise ApiError(409, "empty_segment", "both groups need members in the population")
     skip = {"rfm.segment_name", "behaviour.segment_name"}
     names = attrs or [n for n in sorted(pop.columns) if n not in skip]
-    out = differentiators(pop, mask_a, mask_b, names)
+    out = await asyncio.to_thread(differentiators, pop, mask_a, mask_b, names)
     return {"a": ka, "b": kb, "size_a": int(mask_a.sum()), "size_b": int(mask_b.sum()),
             "attributes": out[: int(top_raw)]}  # fmt: skip
 
@@ -144,8 +145,10 @@ async def suggest_view(ctx: ApiContext, req: ApiRequest) -> Any:
     present = int((~np.isnan(col)).sum()) if pop.is_numeric(target) else int(sum(v is not None for v in col))
     if present == 0:
         raise ApiError(409, "no_data", f"no customer has a value for {target}")
-    found = suggest(pop, target, body.influencers, max_depth=body.max_depth, min_leaf=body.min_leaf,
-                    target_value=body.target_value, rows=rows, min_lift_change=body.min_lift_change)  # fmt: skip
+    found = await asyncio.to_thread(
+        lambda: suggest(pop, target, body.influencers, max_depth=body.max_depth, min_leaf=body.min_leaf,
+                        target_value=body.target_value, rows=rows, min_lift_change=body.min_lift_change)
+    )  # fmt: skip
     for s in found:
         s["save"] = {"id": _slug(s["rule"]), "name": f"{target} {s['direction']}: {s['rule']}"[:128],
                      "expression": s["rule"], "mode": "dynamic",

@@ -143,12 +143,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``meterseg api-spec [--check]`` (add ``stream.web.openapi`` to ``meterseg.cli.COMMAND_MODULES``)."""
-    p = sub.add_parser("api-spec", help="write (or --check) contracts/openapi.yaml from the API's route table")
-    p.add_argument("--check", action="store_true", help="exit 1 if the committed file is stale")
-    p.set_defaults(func=lambda a: main(["--check"] if a.check else []))
-
-
 if __name__ == "__main__":
     sys.exit(main())

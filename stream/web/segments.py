@@ -10,6 +10,7 @@ their own id may use letters, digits, ``_``, ``-`` and ``.``.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import time
@@ -451,8 +452,10 @@ async def expand(ctx: ApiContext, req: ApiRequest) -> Any:
     if body.within:
         wf, ws, _ = await require_segment(ctx, body.within)
         candidates = pop.mask(text(m) for m in await ctx.redis.smembers(members_key(ctx, wf, ws)))
-    found = lookalikes(pop, seed, features, candidates=candidates, method=body.method, max_share=body.max_share,
-                       min_score=body.min_score)  # fmt: skip
+    found = await asyncio.to_thread(
+        lambda: lookalikes(pop, seed, features, candidates=candidates, method=body.method,
+                           max_share=body.max_share, min_score=body.min_score)
+    )  # fmt: skip
     results = found.pop("results")
     out: dict[str, Any] = {
         "segment": f"{family}:{seg}",
