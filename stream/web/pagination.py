@@ -53,7 +53,7 @@ def parse_page(query: Mapping[str, str], default_limit: int = DEFAULT_LIMIT) -> 
     stream.web.errors.ApiError: 400 invalid_parameter: limit must be between 1 and 1000, got 5000
     """
     limit = _int(query, "limit", 1, MAX_LIMIT) or default_limit
-    cursor = _int(query, "cursor", 0)
+    cursor = _int(query, "cursor", 0, 2**64 - 1)
     offset = _int(query, "offset", 0)
     if cursor is not None and offset is not None:
         raise bad_request("give either cursor or offset, not both", error="invalid_parameter")

@@ -13,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import logging
+import math
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -40,6 +43,8 @@ from stream.web.errors import ApiError, bad_request, not_found
 from stream.web.pagination import parse_page, window
 from stream.web.routes import PAGE_PARAMS_CURSOR, ApiRequest, Param, route
 from stream.web.rules import publish_changes, rule_changes, rules_key
+
+log = logging.getLogger(__name__)
 
 FAMILIES: tuple[str, ...] = ("rfm", "behaviour", "rule")
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -210,6 +215,19 @@ async def export_csv(ctx: ApiContext, req: ApiRequest) -> Any:
     )  # fmt: skip
     resp.enable_chunked_encoding()
     await resp.prepare(req.raw)
+    try:
+        await _stream_rows(ctx, resp, key, model, meta)
+    except Exception:  # the status line is sent: all we can do is log and cut the connection
+        log.exception("export of %s:%s failed mid-stream", family, seg)
+        resp.force_close()
+        return resp
+    await resp.write_eof()
+    return resp
+
+
+async def _stream_rows(
+    ctx: ApiContext, resp: web.StreamResponse, key: str, model: Any, meta: Mapping[str, CustomerMeta]
+) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
@@ -246,8 +264,6 @@ async def export_csv(ctx: ApiContext, req: ApiRequest) -> Any:
             break
     if buf.tell():
         await resp.write(buf.getvalue().encode())
-    await resp.write_eof()
-    return resp
 
 
 @route("GET", "/segments/{id}/history", summary="Size of a segment over time", tag="segments", errors=(400, 404),
@@ -272,9 +288,13 @@ def _parse_time(raw: str | None) -> float | None:
     if raw is None:
         return None
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(value):
+            raise bad_request("since must be a finite time", error="invalid_parameter")
+        return value
     try:
         dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
@@ -308,6 +328,9 @@ async def create_rule_segment(ctx: ApiContext, body: SegmentCreate, source: str 
     existing = await segment_entries(ctx)
     if f"rule:{body.id}" in existing:
         raise ApiError(409, "conflict", f"segment rule:{body.id} already exists; DELETE it first")
+    if body.mode == "static" and await ctx.redis.sismember(f"{ctx.ns}:rules:removed", body.id):
+        # the workers may still be removing the dynamic segment of that id (its exits would hit the new members)
+        raise ApiError(409, "conflict", f"rule:{body.id} was a dynamic segment; give the static one another id")
     now = datetime.now(UTC)
     definition: dict[str, Any] = {
         "id": body.id, "name": body.name, "expression": body.expression, "mode": body.mode,
@@ -378,25 +401,28 @@ async def delete_segment(ctx: ApiContext, req: ApiRequest) -> Any:
     key = members_key(ctx, "rule", seg)
     members_now = sorted(text(m) for m in await ctx.redis.smembers(key))
     now = datetime.now(UTC)
-    if definition.get("mode") == "static":
+    static = definition.get("mode") == "static"
+    if static:
         await publish_changes(
             ctx, rule_changes(members_now, seg, definition["name"], "exit", now, "segment_removed"), None
         )
-    else:  # the pipeline publishes the exits when it drops the definition; the projection is cleared now
-        pipe = ctx.redis.pipeline(transaction=False)
-        for cid in members_now:
-            pipe.hdel(f"{ctx.ns}:cust:{cid}", f"rule:{seg}")
-        await pipe.execute()
+    # dynamic: every worker drops the definition on its next timer tick and its members exit through the
+    # pipeline (segment.changes + this projection), which keeps the partitions' books and Redis in step
     pipe = ctx.redis.pipeline(transaction=True)
     pipe.hdel(rules_key(ctx.ns), seg)
     pipe.hdel(f"{ctx.ns}:segments", f"rule:{seg}")
-    pipe.delete(key)
-    if definition.get("mode") != "static":
+    if static:
+        pipe.delete(key)
+    else:
         pipe.sadd(f"{ctx.ns}:rules:removed", seg)
     pipe.incr(f"{ctx.ns}:rules:version")
     await pipe.execute()
     ctx.invalidate()
-    return {"deleted": f"rule:{seg}", "mode": definition.get("mode"), "members_removed": len(members_now)}
+    return {
+        "deleted": f"rule:{seg}",
+        "mode": definition.get("mode"),
+        "members_removed" if static else "members_exiting": len(members_now),
+    }
 
 
 # -- lookalikes ---------------------------------------------------------------------------------

@@ -148,7 +148,7 @@ def test_members_paging_export_and_history(api: Api, segments: dict[str, dict[st
         offset = p["next_offset"]
     assert len(offset_all) == len(set(offset_all))
     assert len(set(offset_all) ^ by_cursor) <= 5  # the engine keeps re-scoring between the two reads
-    for bad in ("limit=0", "limit=5000", "limit=x", "cursor=-1", "cursor=1&offset=1"):
+    for bad in ("limit=0", "limit=5000", "limit=x", "cursor=-1", "cursor=1&offset=1", f"cursor={2**64}"):
         assert api.error("GET", f"/segments/{seg}/members?{bad}")["error"] == "invalid_parameter"
     api.error("GET", "/segments/rfm:nope/members", status=404)
 
@@ -166,6 +166,7 @@ def test_members_paging_export_and_history(api: Api, segments: dict[str, dict[st
     assert h["now"]["size"] >= 0 and isinstance(h["samples"], list)
     assert api.ok("GET", f"/segments/{seg}/history?since=2020-01-01T00:00:00Z&limit=5")["segment"] == seg
     api.error("GET", f"/segments/{seg}/history?since=yesterday")
+    api.error("GET", f"/segments/{seg}/history?since=nan")
     api.error("GET", f"/segments/{seg}/history?limit=0")
 
 
@@ -208,8 +209,10 @@ def test_rule_segments_define_validate_activate_delete(api: Api, rdb: redis.Redi
     assert gone["members_removed"] == made["size"]
     api.error("GET", f"/segments/rule:{sid}", status=404)
     assert f"rule:{sid}" not in {s["id"] for s in api.ok("GET", "/customers/" + one)["segments"]}
-    api.ok("DELETE", f"/segments/rule:{dyn}")
+    assert "members_exiting" in api.ok("DELETE", f"/segments/rule:{dyn}")  # the pipeline publishes the exits
     api.error("DELETE", f"/segments/rule:{dyn}", status=404)
+    reuse = {"id": dyn, "name": "Static now", "expression": "clv > 1", "mode": "static"}
+    assert api.error("POST", "/segments", reuse, status=409)["error"] == "conflict"
     assert api.error("DELETE", "/segments/rfm:champions")["error"] == "not_deletable"
 
 
