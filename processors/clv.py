@@ -6,7 +6,9 @@ customer (``processors.rfm.state.RfmSummary``), with a daily period:
 * ``frequency`` x — repeat purchase days (days with a purchase after the first);
 * ``recency`` t_x — age in days at the last purchase (0 when x = 0);
 * ``T`` — age in days now;
-* ``monetary`` m — mean spend per purchase (Gamma-Gamma uses customers with x > 0 only).
+* ``monetary`` m — mean spend per purchase (Gamma-Gamma uses customers with x > 0 only). The RFM
+  summary's ``monetary_mean`` includes the first purchase, where lifetimes' convention is repeat
+  purchases only; with several purchases per customer the difference is small.
 
 Models (Fader, Hardie & Lee 2005, "Counting your customers the easy way";
 Fader & Hardie 2013, "The Gamma-Gamma model of monetary value"):

@@ -173,6 +173,12 @@ class ApiContext:
         return model
 
 
+async def stored_clv_model(redis: aioredis.Redis, ns: str) -> clv_model.ClvModel | None:
+    """The CLV model the API last fitted (``{ns}:clv:model``), for the pipeline to apply per customer."""
+    raw = await redis.get(f"{ns}:clv:model")
+    return None if raw is None else clv_model.ClvModel.from_json(orjson.loads(raw)["model"])
+
+
 def fit_clv(cols: Mapping[str, np.ndarray]) -> clv_model.ClvModel | None:
     """BG/NBD + Gamma-Gamma on the population's RFM columns; None when there are too few customers."""
     x, tx, t_, m = (cols[f"rfm.{k}"] for k in ("frequency", "recency_days", "T_days", "monetary_mean"))
