@@ -1,0 +1,513 @@
+"""Batch backfill: replay recorded raw messages through the stream's processors, without Kafka or Redis.
+
+The live worker runs :class:`~processors.ingest.PartitionIngest` per meter
+partition and :class:`~processors.segmentation.PartitionSegmentation` per
+customer partition, and every few wall seconds exchanges two things across
+partitions (``stream/pipelines/segmentation.py``): the RFM population sketches
+(each partition scores against the merged sketches of the others) and the
+fleet behaviour model (every partition's :class:`~processors.clustering.model.ClusterStats`
+to one :class:`~processors.clustering.model.ModelOwner`, its new version back to
+every partition). :class:`Backfill` drives the very same objects over a
+recorded stream - a simulator file-sink directory (:func:`polls_from_directory`)
+or any iterables of raw message values (:func:`polls_from_streams`) - so a batch
+backfill and the stream compute the same memberships. It is the
+"reusable for batch backfills" path of the processors.
+
+How the replay is cut and wired:
+
+* **Polls.** Each topic is read in its recorded (production) order and cut
+  at event-time boundaries every ``step_s`` (default one simulated hour): a
+  poll holds, per topic, the messages up to the first one whose event time
+  (``interval_start`` of a reading, ``ts`` of a heartbeat or purchase) is at or
+  after the boundary. Late and out-of-order messages therefore arrive late,
+  as they did on the wire; a line without a readable time (malformed JSON)
+  travels with its predecessor.
+* **Partitions.** Readings and heartbeats go to ingest partition
+  :func:`~processors.clustering.fleet.partition_of` ``(meter_id, n)`` (crc32, a
+  stable stand-in for Kafka's murmur2: only stability matters; an envelope
+  goes by its first reading's meter, so use one reading per message or
+  envelopes whose meters share a partition). Daily profiles, as the stream
+  keys them, and purchases go to segmentation partition
+  ``partition_of(customer_id, n)``. Each poll: ingest every partition, then
+  feed its daily profiles (serialised exactly as the stream publishes them)
+  with the poll's purchases to segmentation, with the registry attributes
+  (region, tariff, export) of the customers in the batch as ``static``.
+* **Exchange cadence.** After every poll, i.e. at every simulated
+  ``step_s`` boundary (one hour by default, ``86_400`` for once a day), each
+  partition is re-scored (:meth:`PartitionSegmentation.rescore` at its event
+  clock, as the stream's timer does), then the population exchange
+  (``set_population`` with the merged sketches of the *other* partitions)
+  and the model exchange (``flush_stats`` of every partition -> one
+  ``ModelOwner.process`` -> ``set_model`` everywhere) run, in the stream's
+  order. This stands in for the stream's every-``exchange_interval_s`` wall
+  exchange; since daily profiles arrive once per simulated day (when the
+  daily windows close, an allowed lateness after midnight), an hourly
+  exchange already applies every day's statistics before the next day.
+* **Registry.** The fleet is loaded up front from the registry messages
+  (the last registration of a meter wins, e.g. ``has_export`` after a solar
+  shift): the file sink records no time for a re-registration.
+* **End.** :meth:`Backfill.finish` closes every open window
+  (:meth:`PartitionIngest.flush`) so the last day's profiles are folded,
+  then exchanges once more.
+
+Outputs (:class:`BackfillResult`): the behaviour and RFM membership of every
+customer at the end of each simulated day and at the end, every effective
+:class:`~processors.segments.SegmentChange`, drift events, model versions,
+and counters/timings for benchmarks.
+
+Example (a tiny simulated fleet; the simulator writes the file sink):
+    >>> import asyncio, tempfile
+    >>> from pathlib import Path
+    >>> from simulators.generator import SimConfig, Simulator
+    >>> from simulators.faults import FaultConfig
+    >>> from simulators.sinks import FileSink
+    >>> d = Path(tempfile.mkdtemp())
+    >>> sim = Simulator(SimConfig(meters=60, days=3, seed=3, faults=FaultConfig.none(), heartbeat_minutes=0,
+    ...                           history_days=20))
+    >>> _ = asyncio.run(sim.run(FileSink(d), progress=False))
+    >>> cfg = BackfillConfig(partitions=2, segmentation=SegmentationConfig(k=4, min_seed_samples=16))
+    >>> bf = Backfill.from_directory(d, cfg)
+    >>> result = bf.run(polls_from_directory(d))
+    >>> [str(day) for day in result.days[-3:]]   # purchase history (20 days) comes first
+    ['2026-01-01', '2026-01-02', '2026-01-03']
+    >>> result.profiles, len(result.final.behaviour), result.model_versions[-1] >= 2   # 60 meters, 59 customers
+    (180, 59, True)
+    >>> {c.family for c in result.changes} == {"behaviour", "rfm"}
+    True
+    >>> sorted(set(result.final.behaviour.values()))   # k = 4 behaviour segments with stable ids
+    ['B1', 'B2', 'B3', 'B4']
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from processors.clustering.assign import DriftEvent
+from processors.clustering.fleet import partition_of
+from processors.clustering.model import ModelEvent, ModelOwner
+from processors.columns import MeterRegistry, RawMessage
+from processors.features import DailyProfile
+from processors.ingest import IngestConfig, PartitionIngest
+from processors.rfm.processor import RfmSketches
+from processors.segmentation import PartitionSegmentation, SegmentationConfig, SegmentationOutput
+from processors.segments import SegmentChange
+from stream.schemas import MeterInfo
+
+
+class TopicNames(Protocol):
+    """Topic names the replay reads (``meterseg.settings.TopicNames`` qualifies); see :class:`Topics`."""
+
+    @property
+    def readings(self) -> str: ...
+    @property
+    def heartbeats(self) -> str: ...
+    @property
+    def purchases(self) -> str: ...
+    @property
+    def registry(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """The default topic names (as in ``meterseg.settings.TopicNames``; processors do not import settings)."""
+
+    readings: str = "meter.readings"
+    heartbeats: str = "meter.heartbeats"
+    purchases: str = "customer.purchases"
+    registry: str = "meter.registry"
+
+
+__all__ = [
+    "Backfill",
+    "BackfillConfig",
+    "BackfillResult",
+    "Memberships",
+    "Poll",
+    "TopicNames",
+    "Topics",
+    "polls_from_directory",
+    "polls_from_streams",
+    "registry_from_lines",
+]
+
+_TIME_KEYS: dict[str, bytes] = {"readings": b'"interval_start":"', "heartbeats": b'"ts":"', "purchases": b'"ts":"'}
+_METER_KEY = b'"meter_id":"'
+_CUSTOMER_KEY = b'"customer_id":"'
+
+
+# -- polls ----------------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class Poll:
+    """The messages of every topic up to one exchange boundary (``until``, epoch seconds)."""
+
+    until: float
+    readings: list[RawMessage] = field(default_factory=list)
+    heartbeats: list[RawMessage] = field(default_factory=list)
+    purchases: list[RawMessage] = field(default_factory=list)
+    #: already-built daily profiles (e.g. a recorded ``meterseg.profiles`` topic), straight to segmentation
+    profiles: list[RawMessage] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.readings) + len(self.heartbeats) + len(self.purchases) + len(self.profiles)
+
+
+class _TimeParser:
+    """Event time (epoch s) of a raw value by a fixed key; ISO strings cached (they repeat a lot)."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self.cache: dict[bytes, float] = {}
+
+    def __call__(self, value: bytes) -> float | None:
+        i = value.find(self.key)
+        if i < 0:
+            return None
+        i += len(self.key)
+        j = value.find(b'"', i)
+        text = value[i:j]
+        t = self.cache.get(text)
+        if t is None:
+            try:
+                t = datetime.fromisoformat(text.decode().replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                return None
+            if len(self.cache) > 100_000:
+                self.cache.clear()
+            self.cache[text] = t
+        return t
+
+
+def polls_from_streams(
+    streams: Mapping[str, Iterable[bytes]],
+    step_s: int = 3600,
+    *,
+    topics: TopicNames | None = None,
+    start: float | None = None,
+) -> Iterator[Poll]:
+    """Cut recorded topics into polls at every ``step_s`` of event time.
+
+    ``streams`` maps ``"readings"``, ``"heartbeats"`` and ``"purchases"`` (any
+    subset) to the raw message values in recorded order. ``start`` is the
+    first boundary's origin (default: the earliest event time, floored to
+    ``step_s``); purchase history before the load data simply arrives in the
+    first polls. Iteration ends when every stream is exhausted.
+    """
+    names = topics or Topics()
+    topic_of = {"readings": names.readings, "heartbeats": names.heartbeats, "purchases": names.purchases}
+    unknown = set(streams) - set(topic_of)
+    if unknown:
+        raise ValueError(f"unknown stream(s) {sorted(unknown)}; expected readings, heartbeats, purchases")
+    iters = {k: iter(v) for k, v in streams.items()}
+    parsers = {k: _TimeParser(_TIME_KEYS[k]) for k in iters}
+    heads: dict[str, tuple[float, bytes] | None] = {}
+    last_time: dict[str, float] = {}
+    offsets = dict.fromkeys(iters, 0)
+
+    def advance(k: str) -> None:
+        for value in iters[k]:
+            value = value.rstrip(b"\r\n")
+            if not value:
+                continue
+            t = parsers[k](value)
+            if t is None:
+                t = last_time.get(k, float("-inf"))
+            else:
+                last_time[k] = t
+            heads[k] = (t, value)
+            return
+        heads[k] = None
+
+    for k in iters:
+        advance(k)
+    firsts = [h[0] for h in heads.values() if h is not None and h[0] != float("-inf")]
+    if not firsts:
+        return
+    origin = (min(firsts) // step_s) * step_s if start is None else start
+    until = origin + step_s
+    while any(h is not None for h in heads.values()):
+        poll = Poll(until)
+        for k in iters:
+            out: list[RawMessage] = getattr(poll, k)
+            head = heads[k]
+            while head is not None and head[0] < until:
+                out.append(RawMessage(head[1], topic_of[k], 0, offsets[k]))
+                offsets[k] += 1
+                advance(k)
+                head = heads[k]
+        yield poll
+        until += step_s
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    if not path.exists():
+        return
+    f: IO[bytes]
+    with path.open("rb", buffering=1 << 20) as f:
+        yield from f
+
+
+def polls_from_directory(directory: Path | str, step_s: int = 3600, topics: TopicNames | None = None) -> Iterator[Poll]:
+    """Polls of a simulator file-sink directory (``<topic>.jsonl`` per topic, one message value a line)."""
+    d = Path(directory)
+    names = topics or Topics()
+    streams = {
+        "readings": _lines(d / f"{names.readings}.jsonl"),
+        "heartbeats": _lines(d / f"{names.heartbeats}.jsonl"),
+        "purchases": _lines(d / f"{names.purchases}.jsonl"),
+    }
+    return polls_from_streams(streams, step_s, topics=names)
+
+
+def registry_from_lines(lines: Iterable[bytes]) -> MeterRegistry:
+    """A :class:`MeterRegistry` from registry message values (invalid ones skipped; the last one of a meter wins)."""
+    registry = MeterRegistry()
+    for line in lines:
+        line = line.strip()
+        if line:
+            try:
+                registry.upsert(MeterInfo.model_validate_json(line))
+            except ValueError:
+                continue
+    return registry
+
+
+# -- results -------------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class Memberships:
+    """Behaviour and RFM segment ids of every customer at one instant (``at``, epoch seconds)."""
+
+    at: float
+    behaviour: dict[str, str] = field(default_factory=dict)
+    rfm: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class BackfillResult:
+    """What a backfill produced.
+
+    ``by_day[d]`` is the state at the end of simulated day ``d`` (midnight
+    after it): the daily profiles of the days *before* ``d`` are folded in
+    (day ``d``'s own profile closes with its daily window, an allowed
+    lateness after that midnight). ``final`` is the state after the last
+    windows were flushed.
+    """
+
+    by_day: dict[date, Memberships] = field(default_factory=dict)
+    final: Memberships = field(default_factory=lambda: Memberships(0.0))
+    changes: list[SegmentChange] = field(default_factory=list)
+    drift: list[DriftEvent] = field(default_factory=list)
+    model_events: list[ModelEvent] = field(default_factory=list)
+    messages: int = 0
+    readings: int = 0
+    profiles: int = 0
+    purchases: int = 0
+    rejects: int = 0
+    ingest_seconds: float = 0.0
+    segmentation_seconds: float = 0.0
+    profile_seconds: float = 0.0
+    exchange_seconds: float = 0.0
+
+    @property
+    def days(self) -> list[date]:
+        """Simulated days with a membership snapshot, in order."""
+        return sorted(self.by_day)
+
+    @property
+    def model_versions(self) -> list[int]:
+        """Every model version the owner emitted, in order."""
+        return [e.version for e in self.model_events]
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillConfig:
+    """Partitions, exchange cadence and the processors' configurations (the stream's settings)."""
+
+    partitions: int = 4
+    step_s: int = 3600
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    owner_seed: int = 0
+
+
+# -- the runner ----------------------------------------------------------------------------------------
+class Backfill:
+    """N ingest partitions, N segmentation partitions and one model owner, driven poll by poll.
+
+    Use :meth:`run` on an iterable of :class:`Poll` (it calls :meth:`finish`), or
+    :meth:`process` poll by poll and :meth:`finish` at the end.
+    """
+
+    def __init__(self, registry: MeterRegistry, config: BackfillConfig | None = None) -> None:
+        self.config = cfg = config or BackfillConfig()
+        if cfg.partitions < 1:
+            raise ValueError("partitions must be >= 1")
+        self.registry = registry
+        self.ingest = [PartitionIngest(registry, cfg.ingest) for _ in range(cfg.partitions)]
+        self.segmentation = [PartitionSegmentation(cfg.segmentation) for _ in range(cfg.partitions)]
+        seg = cfg.segmentation
+        # as the stream builds it (stream/pipelines/segmentation.py)
+        self.owner = ModelOwner(seg.k, halflife_updates=seg.model_halflife_updates,
+                                min_seed_samples=seg.min_seed_samples, seed=cfg.owner_seed)
+        self.result = BackfillResult()
+        self._static: dict[str, dict[str, Any]] = {}
+        for slot in range(len(registry)):
+            info = registry.info(slot)
+            self._static.setdefault(info["customer_id"], {
+                "region": info["region"], "tariff": info["tariff"], "has_export": info["has_export"],
+            })
+        self._day: date | None = None
+
+    @classmethod
+    def from_directory(cls, directory: Path | str, config: BackfillConfig | None = None,
+                       topics: TopicNames | None = None) -> Backfill:
+        """A backfill over the fleet registered in a file-sink directory."""
+        names = topics or Topics()
+        return cls(registry_from_lines(_lines(Path(directory) / f"{names.registry}.jsonl")), config)
+
+    # -- driving ------------------------------------------------------------------------------------
+    def run(self, polls: Iterable[Poll]) -> BackfillResult:
+        """Process every poll, then :meth:`finish`."""
+        for poll in polls:
+            self.process(poll)
+        return self.finish()
+
+    def process(self, poll: Poll) -> None:
+        """One poll: ingest, segmentation, then the exchange at its boundary."""
+        n = self.config.partitions
+        wall = poll.until
+        res = self.result
+        res.messages += len(poll)
+        t0 = time.perf_counter()
+        readings: list[list[RawMessage]] = [[] for _ in range(n)]
+        heartbeats: list[list[RawMessage]] = [[] for _ in range(n)]
+        for msg in poll.readings:
+            readings[_route(msg.value, _METER_KEY, n)].append(msg)
+        for msg in poll.heartbeats:
+            heartbeats[_route(msg.value, _METER_KEY, n)].append(msg)
+        profiles: list[list[RawMessage]] = [[] for _ in range(n)]
+        for p in range(n):
+            if not readings[p] and not heartbeats[p]:
+                continue
+            out = self.ingest[p].process((readings[p], heartbeats[p]), wall=wall)
+            res.readings += out.accepted_readings
+            res.rejects += len(out.rejects)
+            self._route_profiles(out.profiles, profiles)
+        for msg in poll.profiles:
+            profiles[_route(msg.value, _CUSTOMER_KEY, n)].append(msg)
+        t1 = time.perf_counter()
+        res.ingest_seconds += t1 - t0
+        purchases: list[list[RawMessage]] = [[] for _ in range(n)]
+        for msg in poll.purchases:
+            purchases[_route(msg.value, _CUSTOMER_KEY, n)].append(msg)
+        self._segment(purchases, profiles, wall)
+        self._exchange(wall)
+        self._snapshot_days(poll.until)
+
+    def finish(self) -> BackfillResult:
+        """Close every open window, fold the last profiles, exchange, and take the final memberships."""
+        n = self.config.partitions
+        profiles: list[list[RawMessage]] = [[] for _ in range(n)]
+        for ing in self.ingest:
+            self._route_profiles(ing.flush().profiles, profiles)
+        clocks = [c for s in self.segmentation if (c := s.clock.now(running=False)) is not None]
+        wall = max(clocks) if clocks else 0.0
+        self._segment([[] for _ in range(n)], profiles, wall)
+        self._exchange(wall)
+        self.result.final = self._memberships(wall)
+        return self.result
+
+    # -- steps --------------------------------------------------------------------------------------
+    def _route_profiles(self, found: list[DailyProfile], into: list[list[RawMessage]]) -> None:
+        n = self.config.partitions
+        for pr in found:
+            p = partition_of(pr.customer_id, n)
+            into[p].append(RawMessage(pr.model_dump_json().encode(), "meterseg.profiles", p, len(into[p])))
+
+    def _segment(self, purchases: list[list[RawMessage]], profiles: list[list[RawMessage]], wall: float) -> None:
+        res = self.result
+        for p, seg in enumerate(self.segmentation):
+            if not purchases[p] and not profiles[p]:
+                continue
+            static = {c: self._static[c] for c in _customers(purchases[p], profiles[p]) if c in self._static}
+            t = time.perf_counter()
+            out = seg.process((purchases[p], profiles[p]), static=static, wall=wall)
+            dt = time.perf_counter() - t
+            res.segmentation_seconds += dt
+            if profiles[p]:
+                res.profile_seconds += dt
+            self._absorb(out)
+
+    def _absorb(self, out: SegmentationOutput) -> None:
+        res = self.result
+        res.profiles += out.profiles
+        res.purchases += sum(out.purchases.values())
+        res.rejects += len(out.rejects)
+        res.changes += out.changes
+        res.drift += out.drift
+
+    def _exchange(self, wall: float) -> None:
+        """Re-score, then population and model exchange (the stream's timer, once per poll)."""
+        t = time.perf_counter()
+        for seg in self.segmentation:
+            self._absorb(seg.rescore(wall, caught_up=False))
+        sketches = [seg.local_sketches() for seg in self.segmentation]
+        for p, seg in enumerate(self.segmentation):
+            others = [s for q, s in enumerate(sketches) if q != p]
+            seg.set_population(RfmSketches.merged(others) if others else None)
+        events = self.owner.process([seg.flush_stats() for seg in self.segmentation])
+        if self.owner.model is not None:
+            for seg in self.segmentation:
+                seg.set_model(self.owner.model)
+        self.result.model_events += events
+        self.result.exchange_seconds += time.perf_counter() - t
+
+    def _snapshot_days(self, until: float) -> None:
+        """At a midnight boundary, record the memberships of the day that just ended."""
+        moment = datetime.fromtimestamp(until, UTC)
+        if moment.hour or moment.minute or moment.second:
+            return
+        self.result.by_day[(moment - timedelta(days=1)).date()] = self._memberships(until)
+
+    def _memberships(self, at: float) -> Memberships:
+        out = Memberships(at)
+        for seg in self.segmentation:
+            for (cid, family), segs in seg.book.members.items():
+                if not segs:
+                    continue
+                if family == "behaviour":
+                    out.behaviour[cid] = next(iter(segs))
+                elif family == "rfm":
+                    out.rfm[cid] = next(iter(segs))
+        return out
+
+
+def _field(value: bytes, key: bytes) -> str | None:
+    i = value.find(key)
+    if i < 0:
+        return None
+    i += len(key)
+    j = value.find(b'"', i)
+    return value[i:j].decode("utf-8", "replace") if j > i else None
+
+
+def _route(value: bytes, key: bytes, n: int) -> int:
+    """Partition of a raw message by the id under ``key`` (partition 0 when it has none)."""
+    if n == 1:
+        return 0
+    ident = _field(value, key)
+    return 0 if ident is None else partition_of(ident, n)
+
+
+def _customers(*lists: list[RawMessage]) -> set[str]:
+    out: set[str] = set()
+    for msgs in lists:
+        for m in msgs:
+            cid = _field(m.value, _CUSTOMER_KEY)
+            if cid is not None:
+                out.add(cid)
+    return out
