@@ -25,9 +25,12 @@ and every figure is the median of ``--runs`` runs:
    raised fault rates. Readings, heartbeats and alerts topics are created with
    ``message.timestamp.type=LogAppendTime``, so every record carries its broker
    append time. Reading→alert = append time of the alert on ``meter.alerts``
-   minus append time of the reading it was raised or cleared on (matched by
-   meter id and event time; timer-driven ``silent`` raises excluded); the
-   heartbeat→alert figure is the same for alerts caused by heartbeats. Also
+   minus append time of the reading it was raised or cleared on, for the
+   reading rules (negative consumption, spike, stuck register, voltage,
+   sequence gap; matched by meter id and interval start); heartbeat→alert is
+   the same for the heartbeat rules (clock skew, fault, degraded, error codes;
+   matched by meter id and heartbeat ``ts``); a ``silent`` clear counts for
+   whichever message came first; timer-driven ``silent`` raises are excluded. Also
    p50/p99 of the worker's ``meterseg_processing_latency_seconds{source="append_time"}``
    histogram over the steady part of the run (Prometheus-style interpolation
    inside the buckets, so only as fine as the buckets).
@@ -95,6 +98,9 @@ TARGET_P99_S = 1.0
 POLL_S = 0.05
 APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
 STEPS = ("raw", "faust", "single", "envelope", "latency")
+#: health findings judged on readings (alert time = the reading's interval start) and on heartbeats (= its ts)
+READING_KINDS = frozenset({"negative_consumption", "spike", "stuck_register", "voltage", "sequence_gap"})
+HEARTBEAT_KINDS = frozenset({"clock_skew", "fault", "degraded", "error_codes"})
 
 
 # ------------------------------------------------------------------------------------------ sizes
@@ -588,13 +594,21 @@ def steady_latency(
     h_lat: list[float] = []
     for _, value, ts in alerts:
         alert = orjson.loads(value)
-        if alert["kind"] == "silent" and alert["action"] == "raised":
-            continue  # raised by the timer, not by a message
-        key = (alert["meter_id"], epoch_of(alert["ts"]))
-        if key in r_index:
-            r_lat.append((ts - r_index[key]) / 1000.0)
-        elif key in h_index:
-            h_lat.append((ts - h_index[key]) / 1000.0)
+        kind, key = alert["kind"], (alert["meter_id"], epoch_of(alert["ts"]))
+        if kind in READING_KINDS:
+            source = r_index.get(key)
+            if source is not None:
+                r_lat.append((ts - source) / 1000.0)
+        elif kind in HEARTBEAT_KINDS:
+            source = h_index.get(key)
+            if source is not None:
+                h_lat.append((ts - source) / 1000.0)
+        elif kind == "silent" and alert["action"] == "cleared":
+            # cleared by whichever sign of life came first (a raise comes from the timer: not counted)
+            found = [(t, lat) for t, lat in ((r_index.get(key), r_lat), (h_index.get(key), h_lat)) if t is not None]
+            if found:
+                first, into = min(found, key=lambda pair: pair[0])
+                into.append((ts - first) / 1000.0)
     return Latency(
         readings=int(metric_sum(after, "meterseg_readings_processed_total")),
         alerts=len(alerts),
