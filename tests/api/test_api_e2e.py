@@ -427,3 +427,32 @@ def test_capture_examples_for_docs(api: Api, segments: dict[str, dict[str, Any]]
     out.append({"method": "GET", "path": f"/segments/{seg}/export.csv", "status": status,
                 "answer": "\n".join(text_body.splitlines()[:3])})  # fmt: skip
     Path(os.environ["METERSEG_API_EXAMPLES"]).write_text(json.dumps(out, indent=1))
+
+
+BAD_PATH_VALUES = ("", "rfm:", ":x", "x" * 300, "rule:%E2%98%83", "rfm:champions%00", "%2F..%2F", "behaviour:%20")
+BAD_QUERY_VALUES = ("-1", "abc", "1e309", "", "%FF", "nan", "9" * 40, "rfm:", "2026-13-45")
+BAD_BODIES: tuple[bytes, ...] = (
+    b"", b"null", b"[]", b'"x"', b"{", b'{"id": 5}', b'{"features": {"a": []}}', b'{"target": {}}',
+    b'{"customer_id": 7}', b'{"max_share": -1}', b'{"influencers": "region"}', b"\xff\xfe",
+)  # fmt: skip
+
+
+def test_bad_input_never_gives_a_500(api: Api) -> None:
+    """Every route, with malformed path values, query values and bodies, answers 2xx/4xx with a JSON error."""
+    from stream.web.routes import all_routes
+
+    seen = 0
+    for r in all_routes():
+        paths = [r.path.replace("{id}", quote(v, safe="%:")) for v in BAD_PATH_VALUES] if "{id}" in r.path else [r.path]
+        for path in paths:
+            queries = [""] + [f"?{p.name}={v}" for p in r.params for v in BAD_QUERY_VALUES]
+            bodies: tuple[bytes | None, ...] = BAD_BODIES if r.method == "POST" else (None,)
+            for q in queries:
+                for body in bodies:
+                    status, _, payload = api.call(r.method, path + q, raw=body)
+                    seen += 1
+                    assert status < 500, (r.method, path + q, body, status, payload)
+                    if status >= 400:
+                        router_miss = status in (404, 405) and not isinstance(payload, dict)  # no route matched
+                        assert router_miss or "error" in payload, (r.method, path + q, payload)
+    assert seen > 500
