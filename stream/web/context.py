@@ -36,6 +36,7 @@ from processors.columns import TARIFFS, MeterRegistry
 from processors.features import LOAD_SHAPE_FEATURES
 from processors.health import HEALTH_STATES
 from processors.insights import Population
+from stream.state.segments import MembershipStore
 
 RFM_NUMERIC: tuple[str, ...] = (
     "n_purchases", "n_purchase_days", "frequency", "recency_days", "T_days", "days_since_last",
@@ -144,8 +145,8 @@ class ApiContext:
 
     # -- catalogue ----------------------------------------------------------------------------
     async def catalogue(self) -> dict[str, dict[str, Any]]:
-        raw: dict[Any, Any] = await self.redis.hgetall(f"{self.ns}:segments")
-        return {text(k): orjson.loads(v) for k, v in raw.items()}
+        """The segment catalogue (``family:id`` → entry) the pipeline keeps."""
+        return await MembershipStore(self.redis, self.ns).catalogue()
 
     async def rule_definitions(self) -> dict[str, dict[str, Any]]:
         raw: dict[Any, Any] = await self.redis.hgetall(f"{self.ns}:rules")

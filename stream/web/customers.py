@@ -21,7 +21,7 @@ from stream.web.context import CLV_DISCOUNT, CLV_HORIZON_DAYS, ApiContext, load_
 from stream.web.errors import bad_request, not_found
 from stream.web.pagination import parse_page, window
 from stream.web.routes import PAGE_PARAMS, ApiRequest, Param, route
-from stream.web.segments import members_key, require_segment
+from stream.web.segments import member_set, require_segment
 
 HIST_LIMIT = 50
 
@@ -146,7 +146,7 @@ async def search_customers(ctx: ApiContext, req: ApiRequest) -> Any:
         rows = rows[pop.columns["region"][rows] == region]
     if segment:
         family, seg, _ = await require_segment(ctx, segment)
-        mask = pop.mask(text(m) for m in await ctx.redis.smembers(members_key(ctx, family, seg)))
+        mask = pop.mask(await member_set(ctx, family, seg))
         rows = rows[mask[rows]]
     ids = [pop.ids[i] for i in rows.tolist()]
     chunk, nxt = window(ids, page)

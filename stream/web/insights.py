@@ -16,17 +16,17 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from processors.insights import differentiators, overlap, suggest
-from stream.web.context import ApiContext, load_population, text
+from stream.web.context import ApiContext, load_population
 from stream.web.errors import ApiError, bad_request
 from stream.web.routes import ApiRequest, Param, route
-from stream.web.segments import members_key, require_segment
+from stream.web.segments import member_set, require_segment
 
 TARGET_ALIASES = {"churn_risk": "churn.probability", "monetary": "rfm.monetary_mean", "frequency": "rfm.frequency"}
 
 
 async def _members(ctx: ApiContext, raw: str) -> tuple[str, set[str]]:
     family, seg, _ = await require_segment(ctx, raw)
-    return f"{family}:{seg}", {text(m) for m in await ctx.redis.smembers(members_key(ctx, family, seg))}
+    return f"{family}:{seg}", await member_set(ctx, family, seg)
 
 
 @route("GET", "/insights/overlap", summary="Shared members of two segments, counts and shares", tag="insights",

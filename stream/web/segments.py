@@ -29,6 +29,8 @@ from processors.clustering.model import FeatureSpec
 from processors.features import LOAD_SHAPE_FEATURES
 from processors.insights import Population, lookalikes
 from processors.rules import KNOWN_ATTRIBUTES, compile_rule
+from stream.state.segments import MembershipStore
+from stream.state.segments import members_key as store_members_key
 from stream.web import history as hist
 from stream.web.context import (
     ApiContext,
@@ -77,7 +79,12 @@ def parse_segment_id(raw: str) -> tuple[str, str]:
 
 
 def members_key(ctx: ApiContext, family: str, seg: str) -> str:
-    return f"{ctx.ns}:seg:{family}:{seg}"
+    return store_members_key(ctx.ns, family, seg)
+
+
+async def member_set(ctx: ApiContext, family: str, seg: str) -> set[str]:
+    """Every member of a segment (one SMEMBERS)."""
+    return await MembershipStore(ctx.redis, ctx.ns).members(family, seg)
 
 
 async def segment_entries(ctx: ApiContext) -> dict[str, dict[str, Any]]:
@@ -399,7 +406,7 @@ async def delete_segment(ctx: ApiContext, req: ApiRequest) -> Any:
         raise not_found(f"segment rule:{seg}")
     definition = orjson.loads(raw)
     key = members_key(ctx, "rule", seg)
-    members_now = sorted(text(m) for m in await ctx.redis.smembers(key))
+    members_now = sorted(await member_set(ctx, "rule", seg))
     now = datetime.now(UTC)
     static = definition.get("mode") == "static"
     if static:
@@ -471,13 +478,13 @@ async def expand(ctx: ApiContext, req: ApiRequest) -> Any:
     if bad:
         raise bad_request(f"not numeric attributes: {', '.join(bad)}", error="unknown_attribute",
                           known=sorted(numeric))  # fmt: skip
-    seed = pop.mask(text(m) for m in await ctx.redis.smembers(members_key(ctx, family, seg)))
+    seed = pop.mask(await member_set(ctx, family, seg))
     if not seed.any():
         raise ApiError(409, "empty_segment", f"segment {family}:{seg} has no members to expand from")
     candidates = None
     if body.within:
         wf, ws, _ = await require_segment(ctx, body.within)
-        candidates = pop.mask(text(m) for m in await ctx.redis.smembers(members_key(ctx, wf, ws)))
+        candidates = pop.mask(await member_set(ctx, wf, ws))
     found = await asyncio.to_thread(
         lambda: lookalikes(pop, seed, features, candidates=candidates, method=body.method,
                            max_share=body.max_share, min_score=body.min_score)
