@@ -246,20 +246,26 @@ def _segments(settings: Settings) -> None:
         for family, sid, name, profile, size in sorted(rows, key=lambda r: (r[0], -r[4])):
             extra = f"  [{profile}]" if profile and profile != name else ""
             print(f"  {family:<9} {sid:<20} {name:<34} {size:>7,}{extra}")
-    changes = asyncio.run(_tail(settings.kafka_bootstrap, settings.topics.segment_changes, 6))
+    changes = asyncio.run(_tail(settings, settings.topics.segment_changes, 6))
     if changes:
         print("recent segment changes:")
         for c in changes:
             print(f"  {c['ts']} {c['customer_id']:<10} {c['action']:<7} {c['family']}/{c['segment_name']} ({c['reason']})")
 
 
-async def _tail(bootstrap: str, topic: str, n: int) -> list[dict[str, object]]:
+async def _tail(settings: Settings, topic: str, n: int) -> list[dict[str, object]]:
     """The last ``n`` records of ``topic`` (by broker timestamp), decoded as JSON."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from stream.clients.consumer import stop_consumer
+    from stream.clients.security import kafka_client_options
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        **kafka_client_options(settings),
+    )
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()

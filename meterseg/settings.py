@@ -14,10 +14,12 @@ Examples:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from processors.ingest import IngestConfig
@@ -42,6 +44,51 @@ class TopicNames(BaseModel):
     profiles: str = "meterseg.profiles"
 
 
+class KafkaSecurity(BaseModel):
+    """How every Kafka client of meterseg authenticates and encrypts (env ``METERSEG_KAFKA_SECURITY__*``).
+
+    ``protocol`` is Kafka's ``security.protocol``; SASL protocols need
+    ``username`` and ``password``, SSL protocols may name a CA file (default:
+    the system's trust store) and a client certificate and key (mutual TLS).
+    The password is a :class:`~pydantic.SecretStr`: it never appears in a
+    ``repr`` or a log line. :func:`stream.clients.security.kafka_client_options`
+    turns this into aiokafka keyword arguments.
+
+    Examples:
+        >>> KafkaSecurity(protocol="SASL_PLAINTEXT", username="alice", password="s3cret")
+        KafkaSecurity(protocol='SASL_PLAINTEXT', sasl_mechanism='SCRAM-SHA-512', username='alice', password=SecretStr('**********'), ssl_cafile=None, ssl_certfile=None, ssl_keyfile=None, ssl_keyfile_password=None, ssl_check_hostname=True)
+    """
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    username: str | None = None
+    password: SecretStr | None = None
+    ssl_cafile: Path | None = Field(default=None, description="CA bundle (PEM) that signed the broker certificates")
+    ssl_certfile: Path | None = Field(default=None, description="client certificate (PEM), for mutual TLS")
+    ssl_keyfile: Path | None = Field(default=None, description="client private key (PEM), for mutual TLS")
+    ssl_keyfile_password: SecretStr | None = None
+    ssl_check_hostname: bool = True
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def uses_ssl(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    @model_validator(mode="after")
+    def _complete(self) -> KafkaSecurity:
+        if self.uses_sasl and (not self.username or self.password is None):
+            raise ValueError(
+                f"Kafka security protocol {self.protocol} needs a username and a password "
+                "(METERSEG_KAFKA_SECURITY__USERNAME and METERSEG_KAFKA_SECURITY__PASSWORD)"
+            )
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("a Kafka client certificate needs its key and vice versa (ssl_certfile with ssl_keyfile)")
+        return self
+
+
 class StackSettings(BaseModel):
     """Where and how the local stack (Kafka, Redis, Prometheus) runs."""
 
@@ -63,6 +110,8 @@ class Settings(BaseSettings):
 
     app_id: str = "meterseg"
     kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security: KafkaSecurity = Field(default_factory=KafkaSecurity)
+    #: ``redis://[user:password@]host:port/db`` or ``rediss://`` for TLS; shown masked by ``repr``
     redis_url: str = "redis://127.0.0.1:6379/0"
     topics: TopicNames = Field(default_factory=TopicNames)
     partitions: int = Field(default=4, ge=1, description="partitions of every topic; equals Faust topic_partitions")
@@ -74,6 +123,18 @@ class Settings(BaseSettings):
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
     checkpoint_interval_s: float = Field(default=2.0, gt=0.0, description="how often partition state is saved")
     stack: StackSettings = Field(default_factory=StackSettings)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """Fields for ``repr``/``str``, with the Redis URL's password and the API token masked."""
+        from stream.clients.security import mask_url
+
+        for name, value in super().__repr_args__():
+            if name == "redis_url" and isinstance(value, str):
+                yield name, mask_url(value)
+            elif name == "api_token":
+                yield name, "**********"
+            else:
+                yield name, value
 
 
 @lru_cache(maxsize=1)

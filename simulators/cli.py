@@ -136,7 +136,14 @@ def _sink(args: argparse.Namespace, settings: Settings) -> Any:
         return FileSink(args.out)
     if args.sink == "null":
         return NullSink()
-    return KafkaSink(settings.kafka_bootstrap, settings.partitions, compacted=[settings.topics.registry])
+    from stream.clients.security import kafka_client_options
+
+    return KafkaSink(
+        settings.kafka_bootstrap,
+        settings.partitions,
+        compacted=[settings.topics.registry],
+        client_options=kafka_client_options(settings),
+    )
 
 
 def run_simulate(args: argparse.Namespace) -> int:

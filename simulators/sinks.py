@@ -138,8 +138,11 @@ class KafkaSink(Sink):
         max_inflight: int = 32,
         acks: int | str = 1,
         client_id: str = "meterseg-simulator",
+        client_options: dict[str, Any] | None = None,
     ) -> None:
+        """``client_options``: extra aiokafka keyword arguments for the producer and admin client (SASL, TLS)."""
         super().__init__()
+        self.client_options = dict(client_options or {})
         self.bootstrap = bootstrap
         self.partitions = partitions
         self.compacted = set(compacted)
@@ -162,6 +165,7 @@ class KafkaSink(Sink):
             max_request_size=max(self.batch_bytes * 2, 1 << 20),
             linger_ms=5,
             request_timeout_ms=60_000,
+            **self.client_options,
         )
         try:
             await self._producer.start()
@@ -175,7 +179,9 @@ class KafkaSink(Sink):
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
         from aiokafka.errors import TopicAlreadyExistsError
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id + "-admin")
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap, client_id=self.client_id + "-admin", **self.client_options
+        )
         await admin.start()
         try:
             existing = set(await admin.list_topics())

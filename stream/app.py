@@ -15,6 +15,7 @@ import os
 from typing import Any
 
 from meterseg.settings import Settings
+from stream.clients.security import faust_credentials
 
 # Faust reads FAUST_LOOP at import; only "uvloop" or unset are valid.
 if os.environ.get("FAUST_LOOP") not in (None, "", "uvloop"):
@@ -28,6 +29,7 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
     """Build a Faust app for ``settings``; keyword overrides win (tests use them)."""
     options: dict[str, Any] = {
         "broker": f"kafka://{settings.kafka_bootstrap}",
+        "broker_credentials": faust_credentials(settings),  # SASL / TLS from settings.kafka_security
         "store": "memory://",
         "topic_partitions": settings.partitions,
         "topic_replication_factor": 1,

@@ -23,6 +23,7 @@ from stream import metrics as m
 from stream.agents.operations import outstanding_bills
 from stream.clients.consumer import BatchConsumer
 from stream.clients.producer import BatchProducer
+from stream.clients.security import check_redis, kafka_client_options
 from stream.pipelines.ingest import IngestHandler
 from stream.pipelines.segmentation import SegmentationHandler
 from stream.registry import RegistryFollower
@@ -41,9 +42,10 @@ class Engine(Service):
         super().__init__(*args, **kwargs)
         s = self.settings
         self.redis = aioredis.Redis.from_url(s.redis_url)
-        self.producer = BatchProducer(s.kafka_bootstrap)
+        kafka_options = kafka_client_options(s)
+        self.producer = BatchProducer(s.kafka_bootstrap, **kafka_options)
         self.registry_follower = RegistryFollower(
-            s.kafka_bootstrap, s.topics.registry, on_invalid=self._invalid_registration
+            s.kafka_bootstrap, s.topics.registry, on_invalid=self._invalid_registration, **kafka_options
         )
         self.checkpoints = CheckpointStore(self.redis, s.app_id)
         self.ingest = IngestHandler(
@@ -59,6 +61,7 @@ class Engine(Service):
             f"{s.app_id}-ingest",
             [s.topics.readings, s.topics.heartbeats],
             self.ingest,
+            **kafka_options,
         )
         self.segmentation = SegmentationHandler(
             s, self.producer, self.checkpoints, self.customer_info, checkpoint_interval_s=s.checkpoint_interval_s
@@ -69,6 +72,7 @@ class Engine(Service):
             [s.topics.purchases, s.topics.profiles],
             self.segmentation,
             max_records=5_000,
+            **kafka_options,
         )
         self.consumers = {"ingest": self.ingest_consumer, "segments": self.segment_consumer}
         self.started_at = time.time()
@@ -84,7 +88,7 @@ class Engine(Service):
         created = await ensure_topics(s)
         if created:
             log.info("created %d topics", len(created))
-        await self.redis.ping()
+        await check_redis(self.redis, s.redis_url)  # a clear error when Redis wants a password
         await self.producer.start()
         await self.registry_follower.start()
         await self.registry_follower.catch_up()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
@@ -32,13 +33,19 @@ class RegistryFollower:
         topic: str,
         registry: MeterRegistry | None = None,
         on_invalid: Callable[[bytes, str, int, int], None] | None = None,
+        **client_options: Any,
     ):
+        """``client_options`` go to the aiokafka consumer (security: :func:`stream.clients.security.kafka_client_options`)."""
         self.topic = topic
         self.registry = registry if registry is not None else MeterRegistry()
         self.on_invalid = on_invalid
         self.invalid = 0
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **client_options,
         )
         self._task: asyncio.Task[None] | None = None
         self._partitions: list[TopicPartition] = []

@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from meterseg.settings import Settings
+from stream.clients.security import kafka_client_options
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
 async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     """Create missing topics; return the names created. Existing topics are left as they are."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap,
+        request_timeout_ms=int(timeout_s * 1000),
+        **kafka_client_options(settings),
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -84,7 +89,11 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str
 
 async def delete_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     """Delete every meterseg topic of ``settings`` that exists (the demo's fresh start)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap,
+        request_timeout_ms=int(timeout_s * 1000),
+        **kafka_client_options(settings),
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -46,9 +46,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_status(stack: LocalStack) -> int:
+    from stream.clients.security import mask_url
+
     addresses = {
         "kafka": stack.kafka.bootstrap,
-        "redis": stack.redis.url,
+        "redis": mask_url(stack.redis.url),
         "prometheus": stack.prometheus.url if stack.prometheus else "",
     }
     ok = True

@@ -16,7 +16,8 @@ import shutil
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from meterseg.stack.process import ManagedProcess, StackError, port_open, wait_until
@@ -62,7 +63,16 @@ logger.controller.level = WARN
 
 @dataclass(frozen=True)
 class KafkaNode:
-    """Where one local Kafka node keeps its jars, data and logs, and the ports it listens on."""
+    """Where one local Kafka node keeps its jars, data and logs, and the ports it listens on.
+
+    The ``PLAINTEXT`` listener on ``port`` is always there (the local stack's
+    default, and what the health check uses). With ``sasl_port`` the node also
+    listens with ``SASL_PLAINTEXT`` (SCRAM-SHA-512) on that port, and with
+    ``ssl_port`` with ``SASL_SSL`` (SCRAM-SHA-512 over TLS, with a certificate
+    signed by a CA made in the state directory: :attr:`tls_ca_file`). The SCRAM
+    users ``scram_users`` (name to password) are written into the metadata log
+    when the storage is formatted, i.e. on the node's first start.
+    """
 
     version: str
     cache_dir: Path
@@ -71,6 +81,9 @@ class KafkaNode:
     controller_port: int = 9093
     heap: str = "640m"
     partitions: int = 4
+    sasl_port: int | None = None
+    ssl_port: int | None = None
+    scram_users: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def libs_dir(self) -> Path:
@@ -87,6 +100,21 @@ class KafkaNode:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap(self) -> str | None:
+        """``host:port`` of the SASL_PLAINTEXT (SCRAM-SHA-512) listener, if the node has one."""
+        return None if self.sasl_port is None else f"127.0.0.1:{self.sasl_port}"
+
+    @property
+    def ssl_bootstrap(self) -> str | None:
+        """``host:port`` of the SASL_SSL (SCRAM-SHA-512 over TLS) listener, if the node has one."""
+        return None if self.ssl_port is None else f"127.0.0.1:{self.ssl_port}"
+
+    @property
+    def tls_ca_file(self) -> Path:
+        """The CA certificate (PEM) clients of the TLS listener trust (exists once the node was configured)."""
+        return self.state_dir / "kafka" / "tls" / "ca.pem"
 
     @property
     def process(self) -> ManagedProcess:
@@ -133,15 +161,23 @@ class KafkaNode:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log_dir = (self.state_dir / "kafka" / "logs").resolve()
         log_dir.mkdir(parents=True, exist_ok=True)
+        listeners = [f"PLAINTEXT://127.0.0.1:{self.port}"]
+        protocol_map = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+        if self.sasl_port is not None:
+            listeners.append(f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}")
+            protocol_map.append("SASL_PLAINTEXT:SASL_PLAINTEXT")
+        if self.ssl_port is not None:
+            listeners.append(f"SASL_SSL://127.0.0.1:{self.ssl_port}")
+            protocol_map.append("SASL_SSL:SASL_SSL")
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": ",".join([*listeners, f"CONTROLLER://127.0.0.1:{self.controller_port}"]),
+            "advertised.listeners": ",".join(listeners),
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": ",".join(protocol_map),
             "log.dirs": str(self.data_dir.resolve()),
             # one node: every internal topic has one replica
             "num.partitions": str(self.partitions),
@@ -163,6 +199,19 @@ class KafkaNode:
             "log.segment.bytes": str(256 * 1024 * 1024),
             "message.max.bytes": str(16 * 1024 * 1024),
         }
+        # SCRAM on the SASL listeners only; the broker's own (inter-broker, controller) traffic stays PLAINTEXT
+        for port, listener in ((self.sasl_port, "sasl_plaintext"), (self.ssl_port, "sasl_ssl")):
+            if port is not None:
+                props[f"listener.name.{listener}.sasl.enabled.mechanisms"] = "SCRAM-SHA-512"
+                props[f"listener.name.{listener}.scram-sha-512.sasl.jaas.config"] = (
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                )
+        if self.ssl_port is not None:
+            from meterseg.stack.tls import ensure_tls_files
+
+            tls = ensure_tls_files(self.tls_ca_file.parent)
+            props["listener.name.sasl_ssl.ssl.keystore.type"] = "PEM"
+            props["listener.name.sasl_ssl.ssl.keystore.location"] = str(tls.server_pem.resolve())
         self.config_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.state_dir / "kafka" / "log4j2.properties").write_text(_LOG4J2.format(log_dir=log_dir))
 
@@ -184,13 +233,21 @@ class KafkaNode:
         if (self.data_dir / "meta.properties").exists():
             return
         cluster_id = uuid.uuid4().hex[:22]
+        scram: list[str] = []
+        for name, password in self.scram_users.items():
+            if not name or any(c in name + password for c in ',="[]\n'):
+                raise StackError(f"SCRAM user {name!r}: names and passwords may not contain , = \" [ ] or newlines")
+            scram += ["--add-scram", f'SCRAM-SHA-512=[name={name},password="{password}"]']
         done = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_file)),
+            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_file), *scram),
             capture_output=True,
             text=True,
         )
         if done.returncode != 0:
-            raise StackError(f"formatting Kafka storage in {self.data_dir} failed:\n{done.stdout}{done.stderr}")
+            output = done.stdout + done.stderr
+            for password in self.scram_users.values():
+                output = output.replace(password, "***")
+            raise StackError(f"formatting Kafka storage in {self.data_dir} failed:\n{output}")
 
     # -- lifecycle ----------------------------------------------------------------------------
     def healthy(self) -> bool:

@@ -7,9 +7,11 @@ Prometheus history.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.error import URLError
+from urllib.parse import quote
 from urllib.request import urlopen
 
 from meterseg.stack.process import ManagedProcess, StackError, ensure_debian_package, port_open, wait_until
@@ -19,15 +21,39 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class RedisNode:
-    """A local ``redis-server`` with append-only persistence."""
+    """A local ``redis-server`` with append-only persistence, optionally password- or ACL-protected.
+
+    ``password`` alone sets ``requirepass`` (clients use ``redis://:password@host:port/db``);
+    with ``username`` too, the ``default`` user is switched off and an ACL user
+    with every permission is created (``redis://username:password@host:port/db``).
+    The secrets go into a ``0600`` config file in the state directory, not on
+    the command line, where any local user could read them.
+    """
 
     state_dir: Path
     port: int = 6379
     appendonly: bool = True
+    password: str | None = field(default=None, repr=False)
+    username: str | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The client URL, with the credentials if the server has any (mask it before logging)."""
+        auth = ""
+        if self.password is not None:
+            auth = f"{quote(self.username or '', safe='')}:{quote(self.password, safe='')}@"
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def _auth_config(self) -> str:
+        """``redis.conf`` lines for the credentials (empty without a password)."""
+        if self.password is None:
+            return ""
+        for value in (self.password, self.username or ""):
+            if any(c in value for c in '"\\\n\r \t'):
+                raise StackError("Redis usernames and passwords here may not contain quotes, backslashes or blanks")
+        if self.username is None:
+            return f'requirepass "{self.password}"\n'
+        return f'user default off\nuser {self.username} on ">{self.password}" ~* &* +@all\n'
 
     @property
     def data_dir(self) -> Path:
@@ -66,8 +92,13 @@ class RedisNode:
             )
         binary = ensure_debian_package("redis-server", "redis-server")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.data_dir / "auth.conf"
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(self._auth_config())
         argv = [
             binary,
+            str(conf.resolve()),
             "--bind", "127.0.0.1",
             "--port", str(self.port),
             "--dir", str(self.data_dir.resolve()),
