@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stream.contracts",
     "simulators.cli",
     "stream.cli",
+    "stream.web.cli",
 )
 
 

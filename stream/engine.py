@@ -29,6 +29,8 @@ from stream.pipelines.segmentation import SegmentationHandler
 from stream.registry import RegistryFollower
 from stream.state.checkpoints import CheckpointStore
 from stream.topics import ensure_topics
+from stream.web.history import record_moves, sample_sizes
+from stream.web.rules import sync_rule_definitions
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +124,9 @@ class Engine(Service):
             lag = await consumer.lag()
             lagging = {tp.partition for tp, n in lag.items() if n > 0}
             lagging |= {tp.partition for tp in consumer.assignment if tp not in lag}  # nothing fetched yet
+            if name == "segments":
+                # rule segments defined through the API reach every owned partition
+                await sync_rule_definitions(self.segmentation, self.redis, self.settings.app_id)
             handler = self.ingest if name == "ingest" else self.segmentation
             await handler.on_timer(lagging=lagging)
             m.LAST_POLL.labels(name).set(now - (time.monotonic() - consumer.last_poll))
@@ -178,6 +183,8 @@ class Engine(Service):
 
     @Service.timer(5.0)
     async def _slow_tick(self) -> None:
+        await sample_sizes(self.redis, self.settings.app_id)
+        await record_moves(self.segmentation, self.redis, self.settings.app_id)
         count, amount = await outstanding_bills(self.redis, self.settings)
         m.BILLS_OUTSTANDING.set(count)
         m.BILLS_OUTSTANDING_AMOUNT.set(amount)

@@ -165,9 +165,6 @@ def running_engine(services: Services, tmp_path_factory: pytest.TempPathFactory)
         topics=TopicNames(**{k: f"{v}.{unique}" for k, v in TopicNames().model_dump().items()}),
         stack=local_test_settings().stack,
     )
-    import redis
-
-    redis.Redis.from_url(settings.redis_url).flushdb()
     simulate(settings, out, "--meters", "400", "--days", "3", "--seed", "3", "--history-days", "60")
     env = {"METERSEG_INGEST__CLOCK_RATE": "3600", "METERSEG_SEGMENTATION__EXCHANGE_INTERVAL_S": "1"}
     with running_worker(settings, out, **env) as worker:

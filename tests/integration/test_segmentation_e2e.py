@@ -75,7 +75,6 @@ def _memberships_in_redis(settings: Settings) -> dict[tuple[str, str], set[str]]
 def seg_run(tmp_path_factory: pytest.TempPathFactory, services: Services) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("seg")
     settings = _settings(services, 13)
-    redis.Redis.from_url(settings.redis_url).flushdb()
     simulate(settings, out, "--meters", str(METERS), "--days", "3", "--seed", "5", "--history-days", "60")
     purchases = [v for _, v, _ in read_topic(settings.kafka_bootstrap, settings.topics.purchases)]
     env = {"METERSEG_INGEST__CLOCK_RATE": "3600", "METERSEG_SEGMENTATION__EXCHANGE_INTERVAL_S": "1"}
