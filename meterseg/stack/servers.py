@@ -27,7 +27,9 @@ class RedisNode:
     with ``username`` too, the ``default`` user is switched off and an ACL user
     with every permission is created (``redis://username:password@host:port/db``).
     The secrets go into a ``0600`` config file in the state directory, not on
-    the command line, where any local user could read them.
+    the command line, where any local user could read them. With ``tls`` the
+    server speaks only TLS on ``port`` (certificate signed by a CA made in the
+    state directory; clients use ``rediss://`` with ``ssl_ca_certs``).
     """
 
     state_dir: Path
@@ -35,6 +37,11 @@ class RedisNode:
     appendonly: bool = True
     password: str | None = field(default=None, repr=False)
     username: str | None = None
+    tls: bool = False
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
 
     @property
     def url(self) -> str:
@@ -42,6 +49,9 @@ class RedisNode:
         auth = ""
         if self.password is not None:
             auth = f"{quote(self.username or '', safe='')}:{quote(self.password, safe='')}@"
+        if self.tls:
+            ca = quote(str((self.tls_dir / "ca.pem").resolve()), safe="/")
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={ca}"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def _auth_config(self) -> str:
@@ -96,11 +106,24 @@ class RedisNode:
         fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(self._auth_config())
+        listen = ["--port", str(self.port)]
+        if self.tls:
+            from meterseg.stack.tls import ensure_tls_files
+
+            tls = ensure_tls_files(self.tls_dir)
+            listen = [
+                "--port", "0",
+                "--tls-port", str(self.port),
+                "--tls-cert-file", str(tls.server_cert.resolve()),
+                "--tls-key-file", str(tls.server_key.resolve()),
+                "--tls-ca-cert-file", str(tls.ca_file.resolve()),
+                "--tls-auth-clients", "no",
+            ]  # fmt: skip
         argv = [
             binary,
             str(conf.resolve()),
             "--bind", "127.0.0.1",
-            "--port", str(self.port),
+            *listen,
             "--dir", str(self.data_dir.resolve()),
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "everysec",

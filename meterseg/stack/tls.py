@@ -30,10 +30,12 @@ authorityKeyIdentifier = keyid, issuer
 
 @dataclass(frozen=True)
 class TlsFiles:
-    """Where the CA certificate and the server's key + certificate chain are."""
+    """Where the CA certificate, the server's key + certificate chain (one PEM), and each alone are."""
 
     ca_file: Path
     server_pem: Path
+    server_cert: Path
+    server_key: Path
 
 
 def _openssl(openssl: str, *args: str, cwd: Path) -> None:
@@ -44,8 +46,13 @@ def _openssl(openssl: str, *args: str, cwd: Path) -> None:
 
 def ensure_tls_files(directory: Path, common_name: str = "meterseg-local") -> TlsFiles:
     """Create the CA and the server certificate in ``directory`` unless they exist; return their paths."""
-    files = TlsFiles(ca_file=directory / "ca.pem", server_pem=directory / "server.pem")
-    if files.ca_file.exists() and files.server_pem.exists():
+    files = TlsFiles(
+        ca_file=directory / "ca.pem",
+        server_pem=directory / "server.pem",
+        server_cert=directory / "server.crt",
+        server_key=directory / "server.key",
+    )
+    if all(f.exists() for f in (files.ca_file, files.server_pem, files.server_cert, files.server_key)):
         return files
     openssl = ensure_debian_package("openssl", "openssl")
     directory.mkdir(parents=True, exist_ok=True)
