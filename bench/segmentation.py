@@ -357,8 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         print("  share in the matching segment, days after the shift: "
               + "  ".join(f"+{d}d {100 * v:.1f}%" for d, v in s.share_by_day.items()) + "   (target >= 90 % at +2d)")
         print(f"  drift events after the shift: {len(s.drift_after)} {s.drift_after[:6]}; before: {s.drift_before}")
+        pre_text = f"max {100 * max(pre.values()):.2f}%/day" if pre else "n/a (shift within the warm-up days)"
         print(f"  ARI after {args.days} days vs archetypes at the end: {a2:.3f}; pre-shift stationary volatility "
-              f"max {100 * max(pre.values()) if pre else float('nan'):.2f}%/day")
+              f"{pre_text}")
         keep("ev_share_2d", s.share_by_day.get(2, float("nan")))
         keep("drift_after", float(len(s.drift_after) > 0))
     if args.repeat > 1:
