@@ -45,7 +45,14 @@ class RegistryFollower:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # the broker holds an empty fetch up to fetch_max_wait_ms; sync() runs before every ingest
+            # batch, so a long wait would stall ingestion (measured: 0.8 s per batch at the 500 ms default)
+            fetch_max_wait_ms=10,
             **client_options,
+        )
+        # end offsets come from a client that never fetches, so the lookup never queues behind a fetch
+        self._offsets = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **client_options
         )
         self._task: asyncio.Task[None] | None = None
         self._partitions: list[TopicPartition] = []
@@ -53,6 +60,7 @@ class RegistryFollower:
 
     async def start(self) -> None:
         await self.consumer.start()
+        await self._offsets.start()
         parts = self.consumer.partitions_for_topic(self.topic)
         if not parts:
             await self.consumer._client.force_metadata_update()
@@ -78,7 +86,7 @@ class RegistryFollower:
         return len(self.registry)
 
     async def _read_to_end(self, timeout_s: float) -> None:
-        ends = await self.consumer.end_offsets(self._partitions)
+        ends = await self._offsets.end_offsets(self._partitions)
 
         async def behind() -> bool:
             for tp, end in ends.items():
@@ -126,3 +134,4 @@ class RegistryFollower:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await stop_consumer(self.consumer)
+        await stop_consumer(self._offsets)
