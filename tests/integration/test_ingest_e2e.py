@@ -209,12 +209,15 @@ def test_health_alerts_precision_and_recall(fault_run: dict[str, Any], kind: str
 
 
 def test_alerts_only_on_state_changes(fault_run: dict[str, Any]) -> None:
-    # the span replayed after the kill -9 publishes some alerts again: same id, same content (at-least-once)
+    # the span replayed after the kill -9 publishes some alerts again (at-least-once): same id, same
+    # finding; the meter's overall health and reasons may differ, as readings and heartbeats of the
+    # replayed span can interleave differently across the two topics
+    identity = ("meter_id", "kind", "action", "ts")
     by_id: dict[str, dict[str, Any]] = {}
     unique = []
     for a in fault_run["alerts"]:
         if a["alert_id"] in by_id:
-            assert by_id[a["alert_id"]] == a
+            assert {k: by_id[a["alert_id"]][k] for k in identity} == {k: a[k] for k in identity}
             continue
         by_id[a["alert_id"]] = a
         unique.append(a)
