@@ -18,10 +18,10 @@ import time
 from dataclasses import dataclass
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from bench.common import create_topic, ensure_broker, fmt_rate, fresh_topic, median
+from bench.common import create_topic, delete_topics, ensure_broker, fmt_rate, fresh_topic, median
 from meterseg.settings import Settings
 
 PARTITIONS = 4
@@ -97,7 +97,6 @@ async def produce_send(bootstrap: str, topic: str, messages: list[tuple[bytes, b
 
 async def consume_all(bootstrap: str, topic: str, expected: int) -> float:
     consumer = AIOKafkaConsumer(
-        topic,
         bootstrap_servers=bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -107,14 +106,17 @@ async def consume_all(bootstrap: str, topic: str, expected: int) -> float:
     )
     await consumer.start()
     try:
+        # partition assignment and the first metadata round trip are set-up, not consumption: wait for
+        # them, then time every getmany from the first one on (messages and time counted alike)
+        await consumer._client.force_metadata_update()
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
         seen = 0
-        started: float | None = None
+        started = time.perf_counter()
         while seen < expected:
             batch = await consumer.getmany(timeout_ms=1000, max_records=50_000)
-            if started is None and batch:
-                started = time.perf_counter()
             seen += sum(len(records) for records in batch.values())
-        assert started is not None
         return seen / (time.perf_counter() - started)
     finally:
         await consumer.stop()
@@ -122,13 +124,42 @@ async def consume_all(bootstrap: str, topic: str, expected: int) -> float:
 
 async def _measure(bootstrap: str, n: int, runs: int, verbose: bool) -> BaselineFigures:
     messages = make_messages(n)
-    batch_rates, send_rates, consume_rates = [], [], []
+    batch_rates: list[float] = []
+    send_rates: list[float] = []
+    consume_rates: list[float] = []
+    topics: list[str] = []
+    try:
+        await _runs(bootstrap, messages, runs, verbose, batch_rates, send_rates, consume_rates, topics)
+    finally:
+        await delete_topics(bootstrap, topics)
+    return BaselineFigures(
+        batch_produce=median(batch_rates),
+        send_produce=median(send_rates),
+        consume=median(consume_rates),
+        messages=n,
+        payload_bytes=sum(len(v) for _, v in messages) // n,
+    )
+
+
+async def _runs(
+    bootstrap: str,
+    messages: list[tuple[bytes, bytes]],
+    runs: int,
+    verbose: bool,
+    batch_rates: list[float],
+    send_rates: list[float],
+    consume_rates: list[float],
+    topics: list[str],
+) -> None:
+    n = len(messages)
     for run in range(runs):
         topic = fresh_topic("baseline")
+        topics.append(topic)
         await create_topic(bootstrap, topic, PARTITIONS)
         batch_rates.append(await produce_batched(bootstrap, topic, messages))
         consume_rates.append(await consume_all(bootstrap, topic, n))
         topic2 = fresh_topic("baseline-send")
+        topics.append(topic2)
         await create_topic(bootstrap, topic2, PARTITIONS)
         send_rates.append(await produce_send(bootstrap, topic2, messages))
         if verbose:
@@ -137,13 +168,6 @@ async def _measure(bootstrap: str, n: int, runs: int, verbose: bool) -> Baseline
                 f"send() produce {fmt_rate(send_rates[-1])}, getmany consume {fmt_rate(consume_rates[-1])}",
                 flush=True,
             )
-    return BaselineFigures(
-        batch_produce=median(batch_rates),
-        send_produce=median(send_rates),
-        consume=median(consume_rates),
-        messages=n,
-        payload_bytes=sum(len(v) for _, v in messages) // n,
-    )
 
 
 def measure(bootstrap: str, n: int = 200_000, runs: int = 3, verbose: bool = True) -> BaselineFigures:

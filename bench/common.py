@@ -34,6 +34,20 @@ async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
     await asyncio.sleep(0.5)
 
 
+async def delete_topics(bootstrap: str, names: list[str]) -> None:
+    """Remove the benchmark's own topics (they would pile up on a shared broker)."""
+    if not names:
+        return
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
 def fresh_topic(prefix: str) -> str:
     return f"bench.{prefix}.{uuid.uuid4().hex[:8]}"
 
