@@ -63,11 +63,8 @@ CLOCK_TIMED_ALERTS = {"silent"}
 
 
 def drill_settings(kafka_bootstrap: str, redis_url: str, name: str) -> Settings:
-    """Settings of one run: its own app id, topic names and (given) Redis database, flushed."""
+    """Settings of one run: its own app id (every Redis key is under it) and topic names."""
     unique = uuid.uuid4().hex[:8]
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    client.close()
     return Settings(
         app_id=f"chaos-{name}-{unique}",
         kafka_bootstrap=kafka_bootstrap,
@@ -130,28 +127,41 @@ def state_counters(workers: Sequence[Worker]) -> dict[str, float]:
     return out
 
 
+def _sum_metric(workers: Sequence[Worker], name: str) -> float:
+    return sum(metric_value(w.metrics(), name) for w in workers)
+
+
+def _settled(sample: Any, quiet_samples: int = 6) -> Any:
+    """A check: ``sample()`` returned the same value, not None, for the last ``quiet_samples`` calls."""
+    seen: list[Any] = []
+
+    def check() -> bool:
+        seen.append(sample())
+        last = seen[-quiet_samples:]
+        return len(last) == quiet_samples and last[-1] is not None and all(v == last[-1] for v in last)
+
+    return check
+
+
 def finish(workers: Sequence[Worker], fleet: Fleet, timeout_s: float = 120) -> dict[str, float]:
     """Wait until every message is in state, the last windows closed and segmentation caught up.
 
+    The end of the data is when the event clock, running on once the stream is quiet, has found
+    (nearly) every meter silent; only after that can window emission settle for good (the clock
+    waits 5 s of quiet before running, so "no new windows for a few seconds" alone is not enough).
+    The last daily windows then produce the last daily profiles, which segmentation must consume.
     Returns the final checkpointed ingest counters (see :func:`state_counters`).
     """
     wait_for(lambda: consumed(workers) >= fleet.expected_in, timeout_s, "all messages in state")
-    counts: list[float] = []
+    wait_for(lambda: _sum_metric(workers, "meterseg_meters_late") >= 0.9 * METERS, timeout_s, "end of data")
+    wait_for(_settled(lambda: _sum_metric(workers, "meterseg_windows_emitted_total")), timeout_s, "windows closed")
 
-    def windows_settled() -> bool:
-        total = 0.0
-        for w in workers:
-            total += metric_value(w.metrics(), "meterseg_windows_emitted_total")
-        total += metric_value(workers[0].metrics(), "meterseg_meters_late")  # end of data reached
-        counts.append(total)
-        return (
-            len(counts) > 6
-            and counts[-1] == counts[-6]
-            and all(w.health()["seconds_since_progress"] > 3 for w in workers)
-        )
+    def segmentation_done() -> tuple[int, ...] | None:
+        if not segmentation_lag_zero(workers):
+            return None
+        return tuple(int(w.health().get("segmentation", {}).get("messages", 0)) for w in workers)
 
-    wait_for(windows_settled, timeout_s, "windows closed and stream quiet")
-    wait_for(lambda: segmentation_lag_zero(workers), timeout_s, "segmentation caught up")
+    wait_for(_settled(segmentation_done, 4), timeout_s, "segmentation caught up")
     time.sleep(1.5)  # one more model/population exchange and checkpoint
     return state_counters(workers)
 
@@ -318,6 +328,10 @@ def check_memberships(o: Outcome) -> None:
         else:
             rebuilt[key].discard(c["customer_id"])
     assert {k: v for k, v in rebuilt.items() if v} == o.memberships
+    # not required: "behaviour" members. A customer gets a behaviour segment from the first profile it
+    # sends after the fleet model is seeded; in these short replays an outage early in the stream can
+    # delay the seed past every customer's last profile (seen after drills 3 and 5b), which a replay
+    # of the same changes reproduces exactly, so it is no loss
     assert "rfm" in {family for family, _ in o.memberships}
 
 

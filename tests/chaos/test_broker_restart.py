@@ -38,7 +38,7 @@ OUTAGE_S = 5.0
 
 def test_worker_resumes_after_broker_restart(private_stack: LocalStack, reference: Outcome, tmp_path: Path) -> None:
     stack = private_stack
-    settings = drill_settings(stack.kafka.bootstrap, stack.redis.url.rsplit("/", 1)[0] + "/1", "broker")
+    settings = drill_settings(stack.kafka.bootstrap, stack.redis.url, "broker")
     fleet = Fleet.simulate(settings, tmp_path)
     with timed("drill 3 (broker restart)"), running_worker(settings, tmp_path, **WORKER_ENV) as worker:
         wait_for(lambda: consumed([worker]) >= fleet.expected_in // 4, 120, "a quarter of the stream", 0.2)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from meterseg.stack import LocalStack
 from tests.chaos.fleet import (
     WORKER_ENV,
     Fleet,
@@ -29,22 +30,19 @@ from tests.chaos.fleet import (
     report,
     timed,
 )
-from tests.conftest import Services
 from tests.integration.harness import Worker, running_worker, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-FAILOVER_DB = 10
 
 
 def _owned(worker: Worker, pipeline_topic: str) -> set[str]:
     return {p for p in worker.health().get("partitions", []) if p.startswith(pipeline_topic)}
 
 
-def test_killed_worker_partitions_move_and_move_back(services: Services, reference: Outcome, tmp_path: Path) -> None:
-    settings = drill_settings(
-        services.kafka_bootstrap, services.redis_url.rsplit("/", 1)[0] + f"/{FAILOVER_DB}", "failover"
-    )
+def test_killed_worker_partitions_move_and_move_back(
+    private_stack: LocalStack, reference: Outcome, tmp_path: Path
+) -> None:
+    settings = drill_settings(private_stack.kafka.bootstrap, private_stack.redis.url, "failover")
     fleet = Fleet.simulate(settings, tmp_path)
     readings, purchases = settings.topics.readings, settings.topics.purchases
     n = settings.partitions

@@ -68,7 +68,7 @@ def health_status(worker: Worker, timeout_s: float = 2.0) -> tuple[int, dict[str
 
 def test_frozen_worker_rejoins_and_finishes(private_stack: LocalStack, reference: Outcome, tmp_path: Path) -> None:
     stack = private_stack
-    settings = drill_settings(stack.kafka.bootstrap, stack.redis.url.rsplit("/", 1)[0] + "/3", "freeze")
+    settings = drill_settings(stack.kafka.bootstrap, stack.redis.url, "freeze")
     fleet = Fleet.simulate(settings, tmp_path)
     with timed("drill 5a (SIGSTOP worker)"), running_worker(settings, tmp_path, **WORKER_ENV) as worker:
         wait_for(lambda: consumed([worker]) >= fleet.expected_in // 4, 120, "a quarter of the stream", 0.2)
@@ -98,7 +98,7 @@ def test_stuck_batch_loop_reports_stalled_then_recovers(
     private_stack: LocalStack, reference: Outcome, tmp_path: Path
 ) -> None:
     stack = private_stack
-    settings = drill_settings(stack.kafka.bootstrap, stack.redis.url.rsplit("/", 1)[0] + "/4", "stuck")
+    settings = drill_settings(stack.kafka.bootstrap, stack.redis.url, "stuck")
     settings = settings.model_copy(update={"redis_url": settings.redis_url + STALL_REDIS_OPTIONS})
     fleet = Fleet.simulate(settings, tmp_path)
     redis_pid = stack.redis.process.read_pid()
