@@ -8,11 +8,18 @@ Each record is one customer entering or leaving one segment (see
      "from_segment": "loyal", "to_segment": "champions", "ts": "...", "reason": "score_change", ...}
 
 Records are keyed by customer id, so one customer's changes are in order on
-one partition; applying ``entered`` as add and ``exited`` as remove per
-(family, segment_id) yields the memberships the API serves at
-``GET /segments/{family}:{segment_id}/members``. Delivery is at-least-once
-(a replay after a worker crash re-sends changes with the same ``change_id``),
-and add/remove are idempotent, so duplicates are harmless.
+one partition. Applying them per (family, segment_id) yields the memberships
+the API serves at ``GET /segments/{family}:{segment_id}/members``:
+
+* ``rule`` family (a customer may be in many rule segments): ``entered`` adds,
+  ``exited`` removes;
+* ``rfm`` and ``behaviour`` (one segment per customer and family): ``entered``
+  *replaces* the customer's current segment in that family; ``exited`` removes
+  only if it is the current one.
+
+Delivery is at-least-once: after a worker crash the replayed span is sent
+again, possibly re-scored against a different population, so an exit may name
+a segment the customer had already left; the replace rule above absorbs it.
 
 Run it (reads from the beginning, prints the sizes, keeps following with ``--follow``)::
 
@@ -23,9 +30,14 @@ The same with kcat and jq (no Python), printing the final sizes::
 
     kcat -C -b 127.0.0.1:9092 -t segment.changes -o beginning -e -q \\
       | jq -rs 'reduce .[] as $c ({}; ($c.family + ":" + $c.segment_id) as $k
-                 | if $c.action == "entered" then .[$k][$c.customer_id] = true
-                   else del(.[$k][$c.customer_id]) end)
-               | to_entries[] | "\\(.key)\\t\\(.value | length)"'
+                 | if $c.family != "rule" and $c.action == "entered"
+                   then (.cur[$c.family + "/" + $c.customer_id]) as $old
+                        | (if $old then del(.m[$c.family + ":" + $old][$c.customer_id]) else . end)
+                        | .cur[$c.family + "/" + $c.customer_id] = $c.segment_id
+                   else . end
+                 | if $c.action == "entered" then .m[$k][$c.customer_id] = true
+                   else del(.m[$k][$c.customer_id]) end)
+               | .m | to_entries[] | "\\(.key)\\t\\(.value | length)"'
 """
 
 from __future__ import annotations
@@ -41,17 +53,31 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 class Memberships:
     """(family, segment_id) → member customer ids, from change records."""
 
+    SINGLE = frozenset({"rfm", "behaviour"})
+
     def __init__(self) -> None:
         self.members: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.current: dict[tuple[str, str], str] = {}  # (family, customer) -> segment, single families
         self.applied = 0
 
     def apply(self, change: dict[str, object]) -> None:
-        key = (str(change["family"]), str(change["segment_id"]))
+        family, segment = str(change["family"]), str(change["segment_id"])
         customer = str(change["customer_id"])
-        if change["action"] == "entered":
-            self.members[key].add(customer)
+        if family in self.SINGLE:
+            current = self.current.get((family, customer))
+            if change["action"] == "entered":
+                if current is not None and current != segment:
+                    self.members[(family, current)].discard(customer)
+                self.current[(family, customer)] = segment
+                self.members[(family, segment)].add(customer)
+            else:
+                self.members[(family, segment)].discard(customer)
+                if current == segment:
+                    del self.current[(family, customer)]
+        elif change["action"] == "entered":
+            self.members[(family, segment)].add(customer)
         else:
-            self.members[key].discard(customer)
+            self.members[(family, segment)].discard(customer)
         self.applied += 1
 
     def sizes(self) -> dict[str, int]:

@@ -205,8 +205,11 @@ class MeterAlert(Event):
 class SegmentChange(Event):
     """One customer entering or leaving one segment (``segment.changes``).
 
-    A consumer that reads only this topic can rebuild every membership: apply
-    ``entered`` as add and ``exited`` as remove, per (family, segment_id).
+    A consumer that reads only this topic can rebuild every membership, per
+    (family, segment_id): in the ``rule`` family ``entered`` adds and ``exited``
+    removes; in ``rfm`` and ``behaviour`` (one segment per customer) ``entered``
+    replaces the customer's current segment and ``exited`` removes only the
+    current one. Delivery is at-least-once; the replace rule absorbs replays.
     """
 
     change_id: str

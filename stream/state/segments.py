@@ -30,6 +30,34 @@ from stream.metrics import REDIS_LATENCY
 
 HISTORY = 50
 
+SINGLE_FAMILIES = frozenset({"rfm", "behaviour"})
+
+# One customer has one segment per single-membership family (rfm, behaviour). An entry replaces the
+# customer's current segment in the family, whatever the record's from_segment says: after a crash, a
+# replay may re-score against another population and leave from the one the projection last recorded.
+_SINGLE = """
+local ns = ARGV[1]
+for i = 2, #ARGV, 4 do
+  local cust, fam, seg, act = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local ckey = ns .. ':cust:' .. cust
+  local field = 'seg:' .. fam
+  local current = redis.call('HGET', ckey, field)
+  if act == 'entry' then
+    if current and current ~= seg then
+      redis.call('SREM', ns .. ':seg:' .. fam .. ':' .. current, cust)
+    end
+    redis.call('SADD', ns .. ':seg:' .. fam .. ':' .. seg, cust)
+    redis.call('HSET', ckey, field, seg)
+  else
+    redis.call('SREM', ns .. ':seg:' .. fam .. ':' .. seg, cust)
+    if current == seg then
+      redis.call('HDEL', ckey, field)
+    end
+  end
+end
+return 1
+"""
+
 
 def members_key(namespace: str, family: str, segment_id: str) -> str:
     """Redis set of a segment's members."""
@@ -40,6 +68,7 @@ class MembershipStore:
     def __init__(self, client: aioredis.Redis, namespace: str):
         self.client = client
         self.ns = namespace
+        self._single = client.register_script(_SINGLE)
 
     def members_key(self, family: str, segment_id: str) -> str:
         return members_key(self.ns, family, segment_id)
@@ -60,21 +89,23 @@ class MembershipStore:
     ) -> None:
         pipe = self.client.pipeline(transaction=False)
         n = 0
+        single: list[str] = [self.ns]
         for c in changes:
             n += 1
-            field = f"seg:{c.family}" if c.family != "rule" else f"rule:{c.segment_id}"
-            if c.change == "entry":
+            if c.family in SINGLE_FAMILIES:
+                single += [c.customer_id, c.family, c.segment_id, c.change]
+            elif c.change == "entry":
                 pipe.sadd(self.members_key(c.family, c.segment_id), c.customer_id)
-                pipe.hset(self.customer_key(c.customer_id), field, c.segment_id)
+                pipe.hset(self.customer_key(c.customer_id), f"rule:{c.segment_id}", c.segment_id)
+            else:
+                pipe.srem(self.members_key(c.family, c.segment_id), c.customer_id)
+                pipe.hdel(self.customer_key(c.customer_id), f"rule:{c.segment_id}")
+            if c.change == "entry":
                 pipe.hsetnx(
                     self.catalogue_key,
                     f"{c.family}:{c.segment_id}",
                     orjson.dumps({"family": c.family, "id": c.segment_id, "name": c.segment_name}),
                 )
-            else:
-                pipe.srem(self.members_key(c.family, c.segment_id), c.customer_id)
-                if c.family == "rule":
-                    pipe.hdel(self.customer_key(c.customer_id), field)
             hist = self.customer_key(c.customer_id) + ":hist"
             pipe.lpush(hist, c.model_dump_json())
             pipe.ltrim(hist, 0, HISTORY - 1)
@@ -102,6 +133,8 @@ class MembershipStore:
             pipe.hset(self.catalogue_key, key, orjson.dumps(entry))
         if n:
             started = time.perf_counter()
+            if len(single) > 1:
+                await self._single(keys=[], args=single)
             await pipe.execute()
             REDIS_LATENCY.labels("segments_apply").observe(time.perf_counter() - started)
 

@@ -368,14 +368,10 @@ def test_kcat_and_example_consumer_rebuild_equals_api(api: Api, running_engine: 
             ["kcat", "-C", "-b", s.kafka_bootstrap, "-t", s.topics.segment_changes, "-o", "beginning", "-e", "-q"],
             capture_output=True, text=True, timeout=60, check=True,
         )  # fmt: skip
-        rebuilt: dict[str, set[str]] = {}
+        from_kcat = example.Memberships()
         for line in done.stdout.splitlines():
-            ch = json.loads(line)
-            key = f"{ch['family']}:{ch['segment_id']}"
-            if ch["action"] == "entered":
-                rebuilt.setdefault(key, set()).add(ch["customer_id"])
-            else:
-                rebuilt.setdefault(key, set()).discard(ch["customer_id"])
+            from_kcat.apply(json.loads(line))
+        rebuilt: dict[str, set[str]] = {f"{f}:{seg}": m for (f, seg), m in from_kcat.members.items()}
         state = asyncio.run(example.rebuild(s.kafka_bootstrap, s.topics.segment_changes))
         by_example = {f"{f}:{seg}": m for (f, seg), m in state.members.items()}
         again = {sid: api.all_members(sid) for sid in listed}
