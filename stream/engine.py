@@ -119,21 +119,35 @@ class Engine(Service):
 
     @Service.timer(1.0)
     async def _tick(self) -> None:
+        # Every part is guarded: an outage (Redis or Kafka down) must not crash the service (mode
+        # would stop the whole worker); the part is retried at the next tick.
         now = time.time()
         for name, consumer in self.consumers.items():
-            lag = await consumer.lag()
+            try:
+                lag = await consumer.lag()
+            except Exception as exc:
+                self._timer_error(f"{name} lag", exc)
+                lag = {}
             lagging = {tp.partition for tp, n in lag.items() if n > 0}
             lagging |= {tp.partition for tp in consumer.assignment if tp not in lag}  # nothing fetched yet
-            if name == "segments":
-                # rule segments defined through the API reach every owned partition
-                await sync_rule_definitions(self.segmentation, self.redis, self.settings.app_id)
             handler = self.ingest if name == "ingest" else self.segmentation
-            await handler.on_timer(lagging=lagging)
+
+            async def step(handler: Any = handler, name: str = name, lagging: set[int] = lagging) -> None:
+                if name == "segments":
+                    # rule segments defined through the API reach every owned partition
+                    await sync_rule_definitions(self.segmentation, self.redis, self.settings.app_id)
+                await handler.on_timer(lagging=lagging)
+
+            if not await consumer.run_exclusive(f"{name} timer", step):
+                m.TIMER_ERRORS.labels(f"{name}_timer").inc()
             m.LAST_POLL.labels(name).set(now - (time.monotonic() - consumer.last_poll))
             m.LAST_PROGRESS.labels(name).set(now - (time.monotonic() - consumer.last_progress))
             for tp, n in lag.items():
                 m.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(n)
-        await self._flush_invalid_registrations()
+        try:
+            await self._flush_invalid_registrations()
+        except Exception as exc:
+            self._timer_error("invalid registrations", exc)
         registry = self.registry_follower.registry
         if len(registry):
             counts = np.bincount(registry.region_code, minlength=len(registry.region_names))
@@ -183,11 +197,18 @@ class Engine(Service):
 
     @Service.timer(5.0)
     async def _slow_tick(self) -> None:
-        await sample_sizes(self.redis, self.settings.app_id)
-        await record_moves(self.segmentation, self.redis, self.settings.app_id)
-        count, amount = await outstanding_bills(self.redis, self.settings)
-        m.BILLS_OUTSTANDING.set(count)
-        m.BILLS_OUTSTANDING_AMOUNT.set(amount)
+        try:
+            await sample_sizes(self.redis, self.settings.app_id)
+            await record_moves(self.segmentation, self.redis, self.settings.app_id)
+            count, amount = await outstanding_bills(self.redis, self.settings)
+            m.BILLS_OUTSTANDING.set(count)
+            m.BILLS_OUTSTANDING_AMOUNT.set(amount)
+        except Exception as exc:
+            self._timer_error("slow tick", exc)
+
+    def _timer_error(self, part: str, exc: Exception) -> None:
+        log.warning("timer part %r failed (%s: %s); retrying at the next tick", part, type(exc).__name__, exc)
+        m.TIMER_ERRORS.labels(part.replace(" ", "_")).inc()
 
     def health(self) -> dict[str, Any]:
         """Liveness and progress, for ``/health`` and operators."""

@@ -203,3 +203,10 @@ def init_known_labels(regions: list[str], drift_signals: list[str]) -> None:
         CUSTOMERS.labels(kind)
     for reason in ("invalid_json", "schema", "unsupported_version", "unknown_meter", "too_late", "in_future"):
         DEADLETTERED.labels(reason)
+
+TIMER_ERRORS = Counter(
+    "meterseg_timer_errors_total",
+    "Timer steps that failed (e.g. Redis or Kafka unavailable) and will be retried, per step",
+    ["step"],
+    registry=REGISTRY,
+)

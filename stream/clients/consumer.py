@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -198,8 +198,48 @@ class BatchConsumer:
             self.last_progress = time.monotonic()
             await self._commit(offsets)
 
-    async def _rewind(self, partitions: set[TopicPartition]) -> None:
-        resume = await self.handler.on_assigned(partitions)
+    async def run_exclusive(self, what: str, step: Callable[[], Awaitable[None]]) -> bool:
+        """Run a timer step of the handler between batches (never inside one); True if it succeeded.
+
+        A step that fails (Redis or Kafka unavailable) may have changed partition state without
+        publishing what the change caused (a closed window, an alert); the partitions are then
+        restored from their checkpoints, exactly as after a failed batch, and the step runs again
+        at the next tick.
+        """
+        async with self._lock:
+            try:
+                await step()
+                return True
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("%s failed (%s: %s); restoring the partitions from their checkpoints", what,
+                            type(exc).__name__, exc)  # fmt: skip
+                await self._rewind(set(self.consumer.assignment()))
+                return False
+
+    async def _rewind(self, failed: set[TopicPartition]) -> None:
+        """Throw away the in-memory state of the failed partitions and resume from their checkpoint.
+
+        The failed batch may have been applied in part, and everything since the last checkpoint
+        is in memory: re-reading from the checkpoint's offsets *with* that state would count it
+        twice. So the handler drops those partitions (every topic of them) and restores them
+        from the checkpoint, retried while the store is unavailable (e.g. Redis is down).
+        """
+        numbers = {tp.partition for tp in failed}
+        partitions = {tp for tp in self.consumer.assignment() if tp.partition in numbers}
+        discard = getattr(self.handler, "discard", None)
+        if discard is not None:
+            discard(partitions)
+        while True:
+            try:
+                resume = await self.handler.on_assigned(partitions)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("cannot restore %s from its checkpoint yet (%s); retrying in 1 s", _fmt(partitions), exc)
+                await asyncio.sleep(1.0)
         for tp in partitions:
             if tp in resume:
                 self.consumer.seek(tp, resume[tp])

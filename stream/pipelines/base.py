@@ -79,6 +79,12 @@ class PartitionedHandler(Generic[P]):
         m.REBALANCES.inc()
         return resume
 
+    def discard(self, partitions: set[TopicPartition]) -> None:
+        """Forget the in-memory state of these partitions (a failed batch: restore from the checkpoint)."""
+        for p in {tp.partition for tp in partitions}:
+            if self.partitions.pop(p, None) is not None:
+                log.warning("%s partition %d: in-memory state dropped; restoring from the checkpoint", self.pipeline, p)
+
     async def on_revoked(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
         out: dict[TopicPartition, int] = {}
         for p in sorted({tp.partition for tp in partitions}):

@@ -88,8 +88,7 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
         self.models = ModelExchange(
             checkpoints.client,
             settings.app_id,
-            lambda: ModelOwner(self.config.k, halflife_updates=self.config.model_halflife_updates,
-                               min_seed_samples=self.config.min_seed_samples),
+            lambda: ModelOwner(**self.config.owner_kwargs()),
         )  # fmt: skip
         self.totals = {"messages": 0, "deadletter": 0, "changes": 0}
         self._last_exchange = 0.0

@@ -1,4 +1,4 @@
-"""Minimal reproductions of engine bugs the fault drills exposed (strict xfails until fixed).
+"""Minimal reproductions of engine bugs the fault drills exposed (regression tests now that they are fixed).
 
 Each test is the smallest in-process form of a failure seen in a drill; the
 ``reason`` holds the diagnosis. They need neither Kafka nor Redis: an
@@ -81,9 +81,13 @@ class _MemoryCheckpoints:
 class _StubKafkaConsumer:
     """The part of AIOKafkaConsumer that ``BatchConsumer._rewind`` uses; the group committed ``committed``."""
 
-    def __init__(self, committed: int) -> None:
+    def __init__(self, committed: int, assigned: set[TopicPartition]) -> None:
         self._committed = committed
+        self._assigned = assigned
         self.position: dict[TopicPartition, int] = {}
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._assigned)
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.position[tp] = offset
@@ -103,8 +107,8 @@ def _records(tp: TopicPartition, start: int, stop: int) -> dict[TopicPartition, 
     return {tp: recs}
 
 
-@pytest.mark.xfail(strict=True, reason=REWIND_DOUBLE_COUNT)
 async def test_a_failed_batch_is_not_applied_twice_after_the_rewind() -> None:
+    """Regression (REWIND_DOUBLE_COUNT, fixed): a failed batch's partitions are restored from the checkpoint."""
     tp = TopicPartition("t", 0)
     handler = _OffsetsHandler(_MemoryCheckpoints(), checkpoint_interval_s=3600)  # type: ignore[arg-type]
     await handler.on_assigned({tp})
@@ -116,7 +120,7 @@ async def test_a_failed_batch_is_not_applied_twice_after_the_rewind() -> None:
         await handler.handle(_records(tp, 20, 30))
     handler.fail = False
     consumer = BatchConsumer("127.0.0.1:1", "g", ["t"], handler)
-    stub = _StubKafkaConsumer(committed)
+    stub = _StubKafkaConsumer(committed, {tp})
     consumer.consumer = stub
     await consumer._rewind({tp})  # what BatchConsumer._run does after the handler raised
     resume = stub.position[tp]
@@ -127,8 +131,8 @@ async def test_a_failed_batch_is_not_applied_twice_after_the_rewind() -> None:
     )
 
 
-@pytest.mark.xfail(strict=True, reason=TIMER_CRASH)
 async def test_engine_tick_survives_an_unreachable_redis() -> None:
+    """Regression (fixed): a Redis outage during the timer is logged and retried, the service stays up."""
     settings = Settings(kafka_bootstrap=f"127.0.0.1:{free_port()}", redis_url=f"redis://127.0.0.1:{free_port()}/0")
     engine = engine_class(settings)()
     try:
