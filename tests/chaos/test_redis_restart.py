@@ -29,7 +29,6 @@ from tests.chaos.fleet import (
     report,
     timed,
 )
-from tests.chaos.test_engine_bugs import REWIND_DOUBLE_COUNT, TIMER_CRASH
 from tests.integration.harness import running_worker, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -37,11 +36,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 OUTAGE_S = 5.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the worker dies on the outage: " + TIMER_CRASH + " Once fixed, the re-read "
-    "after failed batches must not count twice: " + REWIND_DOUBLE_COUNT,
-)
 def test_worker_resumes_after_redis_restart(private_stack: LocalStack, reference: Outcome, tmp_path: Path) -> None:
     stack = private_stack
     settings = drill_settings(stack.kafka.bootstrap, stack.redis.url, "redis")
