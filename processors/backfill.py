@@ -351,8 +351,7 @@ class Backfill:
         self.segmentation = [PartitionSegmentation(cfg.segmentation) for _ in range(cfg.partitions)]
         seg = cfg.segmentation
         # as the stream builds it (stream/pipelines/segmentation.py)
-        self.owner = ModelOwner(seg.k, halflife_updates=seg.model_halflife_updates,
-                                min_seed_samples=seg.min_seed_samples, seed=cfg.owner_seed)
+        self.owner = ModelOwner(**seg.owner_kwargs(), seed=cfg.owner_seed)
         self.result = BackfillResult()
         self._static: dict[str, dict[str, Any]] = {}
         for slot in range(len(registry)):

@@ -11,17 +11,28 @@ owner makes), and decides whether the customer's *membership* moves:
   ``patience`` consecutive updates (reason ``persistence``). A customer near a
   boundary therefore does not flap between two segments day after day, while a
   real shift (an EV bought) crosses the margin within a day or two;
-* **re-seed** - after a re-seeded model version, each customer is re-assigned
-  at its next update without hysteresis (reason ``drift_reseed`` after a
-  drift, ``reseed`` after the owner's periodic refresh);
-  cluster ids survive re-seeds (Hungarian matching in the owner), so most
-  customers keep their segment;
+* **re-seed** - cluster ids survive re-seeds (Hungarian matching in the
+  owner), and a matched cluster is the same segment: its members keep the
+  hysteresis rules. Only what the re-seed changed re-opens, once per customer
+  at its next update and without hysteresis (reason ``drift_reseed`` after a
+  drift, ``reseed`` after the owner's refresh): members of a *retired*
+  cluster go to their nearest cluster, and a customer whose nearest cluster is
+  *new* (a fresh id) joins it. Re-opening every membership instead moved half
+  the fleet in a day at 10 000 meters (``bench/segmentation.py``);
 * **drift** - river's ADWIN watches the assignment distance (reported only when
   its mean *rises*: the model fits worse) and, optionally, every feature,
   standardised with a *reference* scaling frozen at the first model (and at
   each re-seed): the model's own scaler follows the population within hours,
   so population-wide shifts would vanish in it. A detection becomes a :class:`DriftEvent` output and is counted in
-  the statistics, which lets a configured owner re-seed.
+  the statistics, which lets a configured owner re-seed. After a detection the
+  detector stays quiet for ``drift_cooldown`` updates *and*
+  ``drift_cooldown_days`` simulated days (the profile day): a count of updates
+  means less than a day on a large partition, where ADWIN then fired again on
+  the weekly rhythm; ``drift_min_effect`` ignores detections whose mean moved
+  less than that many reference standard deviations, and ``drift_panel``
+  feeds the detectors from a fixed hash panel of customers: ADWIN's test gets
+  so sensitive on tens of thousands of updates that weekday/weekend swings
+  pass, so a partition watches about as many customers whatever the fleet size.
 
 Membership outputs are :class:`BehaviourChange` records; ``processors.segments``
 turns them into ``segment.changes`` entries/exits.
@@ -136,6 +147,13 @@ class BehaviourAssigner:
         drift_features: also watch every scaled feature with ADWIN.
         drift_min_days: customers with fewer folded days do not feed the detectors.
         drift_cooldown: updates after a detection during which the same detector stays quiet.
+        drift_cooldown_days: simulated days (profile days) after a detection during which the same
+            detector stays quiet (0 = none); scales with the fleet, unlike ``drift_cooldown``.
+        drift_min_effect: smallest change of a detector's mean (in reference standard deviations for
+            features, relative to the mean before for the distance) reported as drift (0 = any).
+        drift_panel: only a fixed hash panel of about this many of the partition's customers feeds the
+            detectors (0 = every customer): ADWIN's sensitivity grows with the updates it sees, so
+            without a panel a larger partition alarms on smaller (weekly) swings.
         sample_cap: vectors per statistics flush kept for the owner's (re-)seeding.
     """
 
@@ -149,6 +167,9 @@ class BehaviourAssigner:
         drift_features: bool = True,
         drift_min_days: int = 3,
         drift_cooldown: int = 2000,
+        drift_cooldown_days: float = 0.0,
+        drift_min_effect: float = 0.0,
+        drift_panel: int = 0,
         sample_cap: int = 512,
     ) -> None:
         self.spec = spec or FeatureSpec()
@@ -158,6 +179,9 @@ class BehaviourAssigner:
         self.drift_features = drift_features
         self.drift_min_days = drift_min_days
         self.drift_cooldown = drift_cooldown
+        self.drift_cooldown_days = drift_cooldown_days
+        self.drift_min_effect = drift_min_effect
+        self.drift_panel = drift_panel
         self.sample_cap = sample_cap
         self.model: ClusterModel | None = None
         self.reference: tuple[np.ndarray, np.ndarray] | None = None
@@ -168,16 +192,21 @@ class BehaviourAssigner:
         names = ["distance"] + ([f"feature:{n}" for n in self.spec.names] if drift_features else [])
         self.detectors: dict[str, drift.ADWIN] = {n: drift.ADWIN(delta=drift_delta) for n in names}
         self.quiet_until: dict[str, int] = dict.fromkeys(names, 0)
+        self.quiet_until_day: dict[str, float] = dict.fromkeys(names, 0.0)  # profile day (date ordinal)
+        self.born: dict[str, int] = {}  # cluster id -> epoch (re-seed count) it appeared in
 
     # -- model exchange ------------------------------------------------------------------------------
     def set_model(self, model: ClusterModel | None) -> None:
-        """Swap in a (newer) fleet model; a re-seeded version re-opens every membership once."""
+        """Swap in a (newer) fleet model; a re-seeded version re-opens its new and retired clusters once."""
         if model is None or (self.model is not None and model.version <= self.model.version):
             return
         if model.spec != self.spec:
             raise ValueError("model feature spec differs from the assigner's")
         if model.reseeded:
             self.epoch += 1
+        if self.model is not None:
+            for cid in set(model.ids) - set(self.model.ids):
+                self.born[cid] = self.epoch
         if model.reseeded or self.reference is None:
             self.reference = (model.scale_mean.copy(), model.scale_std.copy())
         self.model = model
@@ -202,6 +231,7 @@ class BehaviourAssigner:
         self.stats.scaler.learn(x)
         self.stats.add_sample(x, np.array([sample_priority(f"{f.customer_id}|{f.day}") for f in batch]))
         self.stats.n_updates += len(batch)
+        self.stats.last_day = max(self.stats.last_day, max(f.day.toordinal() for f in batch))
         if self.model is None:
             self.n_updates += len(batch)
             return []
@@ -227,8 +257,8 @@ class BehaviourAssigner:
                     to_id=model.ids[j], to_name=model.names[j], reason=reason,
                     distance=float(d[i, j]), model_version=model.version,
                 ))
-            if f.n_days >= self.drift_min_days:
-                out.extend(self._watch(float(d[i, j]), z[i], at, model.version))
+            if f.n_days >= self.drift_min_days and self._in_panel(f.customer_id):
+                out.extend(self._watch(float(d[i, j]), z[i], at, model.version, f.day.toordinal()))
         return out
 
     def _decide(
@@ -239,14 +269,18 @@ class BehaviourAssigner:
         if m is None:
             self.members[cid] = _Membership(target, epoch=self.epoch)
             return (None, "initial")
-        if m.cluster not in model.ids or m.epoch < self.epoch:
+        reopened = m.epoch < self.epoch  # first update since a re-seed
+        if m.cluster not in model.ids or (reopened and target != m.cluster and self.born.get(target, 0) > m.epoch):
+            # its cluster retired, or (once after a re-seed) its nearest cluster is new: move without hysteresis
             prev = m.cluster
             self.members[cid] = _Membership(target, epoch=self.epoch)
             if prev == target:
                 return None
-            if m.epoch < self.epoch or model.reseeded:  # re-opened, or its cluster was retired by a re-seed
+            if reopened or model.reseeded:
                 return (prev, "drift_reseed" if model.reseed_cause == "drift" else "reseed")
             return (prev, "initial")
+        if reopened:  # a matched cluster is the same segment: hysteresis as usual
+            m.epoch = self.epoch
         if target == m.cluster:
             m.pending, m.pending_count = None, 0
             return None
@@ -263,7 +297,13 @@ class BehaviourAssigner:
             return (prev, "persistence")
         return None
 
-    def _watch(self, distance: float, z: np.ndarray, at: datetime, version: int) -> list[DriftEvent]:
+    def _in_panel(self, cid: str) -> bool:
+        """Whether a customer feeds the drift detectors: a fixed hash panel of about ``drift_panel`` customers."""
+        if self.drift_panel <= 0 or len(self.members) <= self.drift_panel:
+            return True
+        return sample_priority(f"drift|{cid}") * len(self.members) < self.drift_panel
+
+    def _watch(self, distance: float, z: np.ndarray, at: datetime, version: int, day: int) -> list[DriftEvent]:
         out: list[DriftEvent] = []
         values: list[tuple[str, float]] = [("distance", distance)]
         if self.drift_features:
@@ -272,12 +312,16 @@ class BehaviourAssigner:
             det = self.detectors[name]
             before = det.estimation
             det.update(v)
-            if not det.drift_detected or self.n_updates < self.quiet_until[name]:
+            if not det.drift_detected or self.n_updates < self.quiet_until[name] or day < self.quiet_until_day[name]:
                 continue
             after = det.estimation
             if name == "distance" and after <= before:
                 continue  # distances fell: the model fits better, nothing to report
+            scale = abs(before) if name == "distance" else 1.0
+            if abs(after - before) < self.drift_min_effect * scale:
+                continue  # significant on this many updates, but too small to matter
             self.quiet_until[name] = self.n_updates + self.drift_cooldown
+            self.quiet_until_day[name] = day + self.drift_cooldown_days
             self.stats.drifts += 1
             out.append(DriftEvent(detector=name, at=at, mean_before=before, mean_after=after,
                                   n_updates=self.n_updates, model_version=version))
@@ -290,6 +334,8 @@ class BehaviourAssigner:
             "config": {"spec": self.spec.snapshot(), "margin": self.margin, "patience": self.patience,
                        "drift_delta": self.drift_delta, "drift_features": self.drift_features,
                        "drift_min_days": self.drift_min_days, "drift_cooldown": self.drift_cooldown,
+                       "drift_cooldown_days": self.drift_cooldown_days, "drift_min_effect": self.drift_min_effect,
+                       "drift_panel": self.drift_panel,
                        "sample_cap": self.sample_cap},
             "model": self.model.snapshot() if self.model else None,
             "epoch": self.epoch,
@@ -300,6 +346,8 @@ class BehaviourAssigner:
             "n_updates": self.n_updates,
             "detectors": {n: _pack(d) for n, d in self.detectors.items()},
             "quiet_until": dict(self.quiet_until),
+            "quiet_until_day": dict(self.quiet_until_day),
+            "born": dict(sorted(self.born.items())),
         }
 
     @classmethod
@@ -309,6 +357,8 @@ class BehaviourAssigner:
         a = cls(FeatureSpec.restore(c["spec"]), margin=c["margin"], patience=c["patience"],
                 drift_delta=c["drift_delta"], drift_features=c["drift_features"],
                 drift_min_days=c["drift_min_days"], drift_cooldown=c["drift_cooldown"],
+                drift_cooldown_days=c.get("drift_cooldown_days", 0.0), drift_min_effect=c.get("drift_min_effect", 0.0),
+                drift_panel=c.get("drift_panel", 0),
                 sample_cap=c["sample_cap"])
         a.model = ClusterModel.restore(state["model"]) if state["model"] else None
         a.epoch = int(state["epoch"])
@@ -319,4 +369,7 @@ class BehaviourAssigner:
         a.n_updates = int(state["n_updates"])
         a.detectors = {n: _unpack(t) for n, t in state["detectors"].items()}
         a.quiet_until = {n: int(v) for n, v in state["quiet_until"].items()}
+        a.quiet_until_day = {n: float(v) for n, v in state.get("quiet_until_day", {}).items()} or dict.fromkeys(
+            a.quiet_until, 0.0)
+        a.born = {c: int(e) for c, e in state.get("born", {}).items()}
         return a

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 import itertools
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -63,6 +63,7 @@ def test_hungarian_matches_brute_force(rows: int, cols: int, seed: int) -> None:
 
 
 # -- identities --------------------------------------------------------------------------------------------
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SPEC2 = FeatureSpec(names=("a", "b"), log1p=(), log=())
 CENTRES = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
 
@@ -107,6 +108,90 @@ def test_new_cluster_after_reseed_with_larger_k_gets_fresh_id() -> None:
     second = owner.apply(blob_stats(rng, CENTRES, drifts=1))
     assert second is not None
     assert set(first.ids) < set(second.ids) and len(set(second.ids) - set(first.ids)) == 1
+
+
+def _assigner_on(owner: ModelOwner, rng: np.random.Generator, centres: np.ndarray, day: int = 1,
+                 **kw: object) -> tuple[BehaviourAssigner, list]:
+    """An assigner whose customers C<i>-<j> sit around ``centres[i]``, after one update each."""
+    a = BehaviourAssigner(SPEC2, **kw)  # type: ignore[arg-type]
+    a.set_model(owner.model)
+    feats = [CustomerFeatures(customer_id=f"C{i}-{j}", day=date(2026, 1, day), n_days=day,
+                              values={"a": float(c[0] + rng.normal(0, 0.5)), "b": float(c[1] + rng.normal(0, 0.5))})
+             for i, c in enumerate(centres) for j in range(25)]
+    return a, a.process(feats)
+
+
+def test_matched_reseed_does_not_reopen_memberships() -> None:
+    rng = np.random.default_rng(3)
+    owner = ModelOwner(k=4, spec=SPEC2, min_seed_samples=50, seeder="kmeans++", reseed_on_drift=True,
+                       refresh_every=0, match_radius=0.5)
+    assert owner.apply(blob_stats(rng, CENTRES)) is not None
+    a, first = _assigner_on(owner, rng, CENTRES)
+    assert len(first) == 100 and all(c.reason == "initial" for c in first)
+    # a drift re-seed on the same population: every cluster is matched, so nobody is re-opened
+    second = owner.apply(blob_stats(rng, CENTRES + 0.2, drifts=1))
+    assert second is not None and second.reseed_cause == "drift"
+    assert a.model is not None and set(second.ids) == set(a.model.ids)
+    a.set_model(second)
+    again = [c for c in a.process([CustomerFeatures(customer_id=f"C{i}-{j}", day=date(2026, 1, 2), n_days=2,
+                                                    values={"a": float(c[0]), "b": float(c[1])})
+                                   for i, c in enumerate(CENTRES) for j in range(25)])
+             if c.kind == "membership"]
+    assert again == []
+
+
+def test_reseed_with_a_moved_cluster_reopens_only_that_cluster() -> None:
+    rng = np.random.default_rng(4)
+    owner = ModelOwner(k=4, spec=SPEC2, min_seed_samples=50, seeder="kmeans++", reseed_on_drift=True,
+                       refresh_every=0, match_radius=0.5)
+    first = owner.apply(blob_stats(rng, CENTRES))
+    assert first is not None
+    a, _ = _assigner_on(owner, rng, CENTRES)
+    # the population at (10, 10) moves to (22, 22): that cluster is new, the other three are matched
+    moved = CENTRES.copy()
+    moved[3] = [22.0, 22.0]
+    second = owner.apply(blob_stats(rng, moved, drifts=1))
+    assert second is not None
+    fresh = set(second.ids) - set(first.ids)
+    assert len(fresh) == 1 and len(set(first.ids) - set(second.ids)) == 1
+    a.set_model(second)
+    out = [c for c in a.process([CustomerFeatures(customer_id=f"C{i}-{j}", day=date(2026, 1, 2), n_days=2,
+                                                  values={"a": float(c[0]), "b": float(c[1])})
+                                 for i, c in enumerate(moved) for j in range(25)])
+           if c.kind == "membership"]
+    # only the moved customers change, at once (their cluster retired), into the new cluster
+    assert {c.customer_id.split("-")[0] for c in out} == {"C3"} and len(out) == 25
+    assert {c.to_id for c in out} == fresh and {c.reason for c in out} == {"drift_reseed"}
+
+
+def test_refresh_runs_only_in_the_first_days() -> None:
+    owner = ModelOwner(k=2, spec=SPEC2, min_seed_samples=50, seeder="kmeans++", refresh_every=1,
+                       refresh_until_days=2)
+    rng = np.random.default_rng(5)
+    for day, expect in ((1, "seed"), (2, True), (3, True), (4, False), (9, False)):
+        stats = blob_stats(rng, CENTRES[:2])
+        stats.last_day = date(2026, 1, day).toordinal()
+        assert owner.process([stats])
+        if expect != "seed":
+            assert owner._refresh_due(owner.model) is expect or day < 4, day  # type: ignore[arg-type]
+    assert owner.last_day - owner.first_day == 8 and not owner._refresh_due(owner.model)  # type: ignore[arg-type]
+
+
+def test_drift_cooldown_in_days_and_panel() -> None:
+    a = BehaviourAssigner(SPEC2, drift_cooldown=0, drift_cooldown_days=7, drift_panel=10)
+    a.members = {f"C{i}": None for i in range(1000)}  # type: ignore[misc]
+    assert 0 < sum(a._in_panel(f"C{i}") for i in range(1000)) < 40
+    ev = a._watch(1.0, np.zeros(2), T0, 1, 100)
+    assert ev == []
+    det = a.detectors["distance"]
+    for v in [1.0] * 300 + [5.0] * 300:
+        fired = a._watch(v, np.zeros(2), T0, 1, 100)
+        if fired:
+            break
+    assert fired and a.quiet_until_day["distance"] == 107
+    for v in [1.0] * 600 + [9.0] * 600:  # a second change within the week stays quiet
+        assert all(e.detector != "distance" for e in a._watch(v, np.zeros(2), T0, 1, 103))
+    assert det is a.detectors["distance"]
 
 
 # -- hysteresis --------------------------------------------------------------------------------------------
