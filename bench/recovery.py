@@ -84,10 +84,10 @@ def drill1() -> str:
 def drills_2_to_5() -> list[str]:
     """Run the chaos suite and keep its ``[chaos]`` lines (and its pass/fail summary)."""
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/chaos", "-m", "slow", "-s", "-q", "-p", "no:cacheprovider", "-rxX"],
+        [sys.executable, "-m", "pytest", "tests/chaos", "-m", "slow", "-s", "-q", "-p", "no:cacheprovider", "-rfxX", "--tb=line"],
         cwd=REPO, capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
-    lines = [line for line in done.stdout.splitlines() if line.startswith("[chaos]")]
+    lines = [line for line in done.stdout.splitlines() if line.startswith(("[chaos]", "E ", "FAILED", "XPASS"))]
     summary = [line for line in done.stdout.splitlines() if re.search(r"\d+ (passed|failed|xfailed)", line)]
     return [*lines, f"pytest tests/chaos: {summary[-1] if summary else done.stdout[-500:]}"]
 

@@ -339,7 +339,10 @@ def check_alerts(o: Outcome, reference: Outcome) -> None:
     """No alert of the clean reference run is missing; repeats of an id are identical (at-least-once)."""
     by_id: dict[str, dict[str, Any]] = {}
     for a in o.alerts:
-        assert by_id.setdefault(a["alert_id"], a) == a, a["alert_id"]
+        first = by_id.setdefault(a["alert_id"], a)
+        assert first == a, f"{a['alert_id']} repeated with other content: " + str(
+            {k: (first.get(k), a.get(k)) for k in first.keys() | a.keys() if first.get(k) != a.get(k)}
+        )
     missing = reference.alert_ids() - o.alert_ids()
     assert not missing, f"{len(missing)} alerts of the clean run lost, e.g. {sorted(missing)[:5]}"
     # silence is judged against the partition's event clock, which depends on how polls cut the stream:
@@ -364,6 +367,44 @@ def check_outcome(o: Outcome, reference: Outcome, expected_in: int) -> None:
     check_rfm(o)
     check_memberships(o)
     check_alerts(o, reference)
+
+
+# -- workers started together -------------------------------------------------------------------------
+@contextlib.contextmanager
+def workers_started_together(settings: Settings, log_dir: Path, n: int, **env: str) -> Iterator[list[Worker]]:
+    """``n`` ``meterseg worker`` processes launched at once (so none runs alone through a pre-produced
+    stream before the others join); stopped (SIGTERM, then SIGKILL) on exit, like ``running_worker``."""
+    import subprocess
+    import sys
+
+    from tests.integration.harness import free_port, settings_env
+
+    workers: list[Worker] = []
+    try:
+        for _ in range(n):
+            web, metrics = free_port(), free_port()
+            log_path = log_dir / f"worker-{web}.log"
+            with log_path.open("wb") as out:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "meterseg.cli", "worker", "--web-port", str(web),
+                     "--metrics-port", str(metrics)],
+                    env=settings_env(settings, **env), stdout=out, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            workers.append(Worker(proc, web, metrics, log_path))
+        for w in workers:
+            wait_for(lambda: all(x.health().get("status") == "ok" or x.proc.poll() is not None for x in workers),
+                     90, "workers start")  # fmt: skip
+            assert w.proc.poll() is None, f"worker exited:\n{w.log_tail()}"
+        yield workers
+    finally:
+        for w in workers:
+            w.proc.terminate()
+        for w in workers:
+            try:
+                w.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait()
 
 
 # -- recovery time ----------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """Drill 2: two workers in one consumer group; one is killed (its partitions move) and later restarted.
 
-Proves that a partition's state follows the partition between workers: when
+The fleet is produced while both workers run (the registry first, then the
+readings, as a head-end does), so the kill lands mid-stream. Proves that a
+partition's state follows the partition between workers: when
 worker B dies with SIGKILL in the middle of the stream, worker A takes over
 B's partitions after the group's session timeout, restores their checkpoints
 and resumes them at exactly the offsets those checkpoints reflect; when B
@@ -12,6 +14,7 @@ equal the batch truth and the clean reference run.
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -29,6 +32,7 @@ from tests.chaos.fleet import (
     recovery_time,
     report,
     timed,
+    workers_started_together,
 )
 from tests.integration.harness import Worker, running_worker, wait_for
 
@@ -43,23 +47,30 @@ def test_killed_worker_partitions_move_and_move_back(
     private_stack: LocalStack, reference: Outcome, tmp_path: Path
 ) -> None:
     settings = drill_settings(private_stack.kafka.bootstrap, private_stack.redis.url, "failover")
-    fleet = Fleet.simulate(settings, tmp_path)
     readings, purchases = settings.topics.readings, settings.topics.purchases
     n = settings.partitions
-    with timed("drill 2 (failover)"), running_worker(settings, tmp_path, **WORKER_ENV) as a:
-        with running_worker(settings, tmp_path, **WORKER_ENV) as b:
+    expected_in = int(reference.counters["messages"])  # same seed and options: the same input
+    produced: list[Fleet] = []
+    with timed("drill 2 (failover)"), workers_started_together(settings, tmp_path, 2, **WORKER_ENV) as (a, b):
 
-            def split() -> bool:
-                ra, rb, pa, pb = _owned(a, readings), _owned(b, readings), _owned(a, purchases), _owned(b, purchases)
-                return bool(ra and rb and pa and pb) and len(ra | rb) == len(pa | pb) == n and not (ra & rb)
+        def split() -> bool:
+            ra, rb, pa, pb = _owned(a, readings), _owned(b, readings), _owned(a, purchases), _owned(b, purchases)
+            return bool(ra and rb and pa and pb) and len(ra | rb) == len(pa | pb) == n and not (ra & rb)
 
-            wait_for(split, 60, "both workers own partitions of both pipelines")
-            moved = _owned(b, readings)
-            wait_for(lambda: consumed([a, b]) >= fleet.expected_in // 4, 120, "a quarter of the stream")
-            baseline = consumed([a, b])
-            b.proc.send_signal(signal.SIGKILL)
-            killed = time.monotonic()
-            b.proc.wait()
+        wait_for(split, 60, "both workers own partitions of both pipelines", 0.2)
+        moved = _owned(b, readings)
+        # the fleet streams in while both workers run (registrations first, as a head-end does), so the
+        # kill hits mid-stream however fast one worker alone would have been
+        simulator = threading.Thread(target=lambda: produced.append(Fleet.simulate(settings, tmp_path)))
+        simulator.start()
+        wait_for(lambda: consumed([a, b]) >= expected_in // 4, 120, "a quarter of the stream", 0.2)
+        baseline = consumed([a, b])
+        b.proc.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        b.proc.wait()
+        simulator.join(timeout=300)
+        (fleet,) = produced
+        assert fleet.expected_in == expected_in
         assert baseline < fleet.expected_in, "the fault must hit mid-stream"
         wait_for(lambda: len(_owned(a, readings)) == n, 60, "A owns B's partitions", 0.2)
         takeover = time.monotonic() - killed
