@@ -37,7 +37,8 @@ OUTAGE_S = 5.0
 
 
 REPLAY_CONTENT = (
-    "Seen 3 of 3 runs after 381fb47 (timer steps survive outages, failed steps restore from the checkpoint): "
+    "Intermittent (3 of 4 runs after 381fb47 failed, 1 passed; hence not strict). After 381fb47 (timer steps "
+    "survive outages, failed steps restore from the checkpoint) "
     "the worker now survives and resumes, counters/windows/RFM/memberships equal the truth, but the span replayed "
     "after the outage repeats alert ids with other content, e.g. 'M0000151:silent:cleared:1767349800' first with "
     "health good / reasons [], again with health fair / reasons ['sequence_gap']; and "
@@ -49,7 +50,7 @@ REPLAY_CONTENT = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=REPLAY_CONTENT)
+@pytest.mark.xfail(strict=False, reason=REPLAY_CONTENT)
 def test_worker_resumes_after_redis_restart(private_stack: LocalStack, reference: Outcome, tmp_path: Path) -> None:
     stack = private_stack
     settings = drill_settings(stack.kafka.bootstrap, stack.redis.url, "redis")
