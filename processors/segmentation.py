@@ -101,7 +101,7 @@ class SegmentationConfig(BaseModel):
     min_seed_samples: int = Field(default=256, ge=8, description="sampled vectors before the first model")
     seeder: Literal["kmeans++", "river_kmeans"] = Field(
         default="kmeans++",
-        description="(re-)seeding clusterer over the owner's sample (k-means++: ARI 0.93 at 10 000 meters, "
+        description="(re-)seeding clusterer over the owner's sample (k-means++: ARI 0.93 at 10 000 meters seed 1, "
         "batch ceiling 0.93; river's KMeans merged two archetypes and left a cluster empty, 0.77; measured "
         "in bench/segmentation.py)",
     )

@@ -19,9 +19,11 @@ Design (the transport is the stream side's):
   refresh while the model is young) cluster the owner's sample of recent
   vectors: ``seeder="kmeans++"`` (best of ``seed_n_init`` k-means++
   seedings refined by Lloyd, numpy; what ``SegmentationConfig`` ships) or
-  ``"river_kmeans"`` (best of several runs of ``river.cluster.KMeans``). Measured with ``bench/segmentation.py``
-  at 10 000 meters x 14 days: river's KMeans merged two archetypes and left a
-  cluster empty (ARI 0.77) where k-means++ reached the batch ceiling (0.93).
+  ``"river_kmeans"`` (best of several runs of ``river.cluster.KMeans``).
+  Measured with ``bench/segmentation.py`` at 10 000 meters x 14 days (seed
+  1): river's KMeans merged two archetypes and left a cluster empty (ARI
+  0.77) where k-means++ on a 2 048-vector sample reached the batch ceiling
+  (0.93); on seed 2 both gave 0.90.
   New centroids are matched to old ones with the Hungarian algorithm on
   centroid distance so every segment keeps its id and name; a matched pair
   whose centroid moved more than ``match_radius`` of the way to the old
@@ -497,6 +499,7 @@ def _match_radii(old: np.ndarray, fraction: float) -> np.ndarray:
 def _agreement(z: np.ndarray, current: np.ndarray, candidate: np.ndarray) -> float:
     """Share of ``z`` whose nearest candidate centroid is the match of its nearest current centroid."""
     match = match_identities(current, candidate)  # candidate row -> current row
+
     def nearest(c: np.ndarray) -> np.ndarray:
         return ((z * z).sum(1)[:, None] - 2 * z @ c.T + (c * c).sum(1)[None, :]).argmin(axis=1)
     mapped = np.array([match.get(j, -1) for j in range(len(candidate))])
@@ -552,7 +555,7 @@ class ModelOwner:
         refresh_gain: relative inertia improvement a refresh must bring.
         refresh_until_updates: refreshes run only while at most this many feature
             updates were applied (the model's youth; 0 = no age limit; None = three
-            half-lives, what :class:`~processors.segmentation.SegmentationConfig` ships). Later, a refresh found on a sample of a few thousand vectors
+            half-lives). Later, a refresh found on a sample of a few thousand vectors
             mostly re-draws boundaries and moves customers without a behaviour change.
         refresh_until_days: refreshes run only while the statistics' latest profile day is at most
             this many days after the first one (the youth in simulated time, which does not depend on
