@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -291,6 +291,39 @@ class PartitionSegmentation:
 
     def set_model(self, model: ClusterModel | None) -> None:
         self.assigner.set_model(model)
+
+    def adopt_model(self, model: ClusterModel | None) -> SegmentationOutput:
+        """Swap in a fleet model; the *first* one assigns every customer with features at once.
+
+        Without this, customers whose profiles arrived before the model was seeded would wait
+        for their next daily profile (a day) for a behaviour segment.
+        """
+        first = self.assigner.model is None
+        self.set_model(model)
+        out = SegmentationOutput()
+        if not first or self.assigner.model is None:
+            return out
+        current = [
+            CustomerFeatures(
+                customer_id=cid,
+                day=date.fromordinal(st.last_day),
+                n_days=st.n_days,
+                values=self.features.values(cid),
+            )
+            for cid, st in sorted(self.features.customers.items())
+            if st.n_days > 0 and st.last_day > 0
+        ]
+        touched: set[str] = set()
+        for item in self.assigner.process(current):
+            if isinstance(item, DriftEvent):
+                out.drift.append(item)
+                continue
+            out.behaviour.append(item)
+            self.attributes.setdefault(item.customer_id, {}).update(behaviour_attributes(item))
+            out.changes += self.book.process(changes_from_behaviour(item))
+            touched.add(item.customer_id)
+        self._rules(touched, out)
+        return out
 
     def flush_stats(self) -> ClusterStats:
         return self.assigner.flush_stats()

@@ -189,7 +189,12 @@ class ConsumptionWindow(Event):
 
 
 class MeterAlert(Event):
-    """A meter-health alert, published only when a condition is raised or cleared (``meter.alerts``)."""
+    """A meter-health alert, published only when a condition is raised or cleared (``meter.alerts``).
+
+    ``alert_id`` names the finding (meter, kind, action, event time): deduplicate on it. Delivery
+    is at-least-once; ``health`` and ``reasons`` are the meter's overall state when the alert was
+    made, a snapshot that a span replayed after a crash may report differently.
+    """
 
     alert_id: str = Field(description="deterministic: meter, kind, action and event time")
     meter_id: MeterId

@@ -165,8 +165,7 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
         events = await self.models.run_owner()
         model = await self.models.fetch()
         if model is not None:
-            for part in self.partitions.values():
-                part.processor.set_model(model)
+            await self._emit([part.processor.adopt_model(model) for part in self.partitions.values()])
             catalogue = {
                 f"behaviour:{c.id}": {"family": "behaviour", "id": c.id, "name": c.name, "profile": c.profile,
                                        "top_features": c.top_features, "model_version": model.version}

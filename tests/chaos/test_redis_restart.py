@@ -36,21 +36,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 OUTAGE_S = 5.0
 
 
-REPLAY_CONTENT = (
-    "Intermittent (3 of 4 runs after 381fb47 failed, 1 passed; hence not strict). After 381fb47 (timer steps "
-    "survive outages, failed steps restore from the checkpoint) "
-    "the worker now survives and resumes, counters/windows/RFM/memberships equal the truth, but the span replayed "
-    "after the outage repeats alert ids with other content, e.g. 'M0000151:silent:cleared:1767349800' first with "
-    "health good / reasons [], again with health fair / reasons ['sequence_gap']; and "
-    "'M0000118:degraded:raised:1767234600' likewise. The alert payload (stream/pipelines/ingest.py "
-    "IngestHandler._alert_payload: health, reasons) carries the meter's whole health at that moment, which the "
-    "replay does not reproduce, while alert_id names only meter:kind:action:at. Not diagnosed further (suspect: "
-    "timer steps on restored partitions during the outage move the event clock/silence state, or sequence-gap "
-    "state differs with the batch cut); fix either the replay determinism or name the whole transition in the id."
-)
-
-
-@pytest.mark.xfail(strict=False, reason=REPLAY_CONTENT)
 def test_worker_resumes_after_redis_restart(private_stack: LocalStack, reference: Outcome, tmp_path: Path) -> None:
     stack = private_stack
     settings = drill_settings(stack.kafka.bootstrap, stack.redis.url, "redis")
