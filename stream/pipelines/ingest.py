@@ -139,7 +139,8 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
             for lat in out.append_latency_s:
                 m.LATENCY.labels("append_time").observe(lat)
             profiles += [(pr.customer_id.encode(), pr.model_dump_json().encode()) for pr in out.profiles]
-        for rec in await self.regional.emit_ready():
+        claimed = await self.regional.claim_ready()
+        for _, rec in claimed:
             windows.append((rec["key"].encode(), orjson.dumps(rec)))
             m.WINDOWS_EMITTED.labels(f"region_{rec['window']}").inc()
             m.REGION_KWH.labels(rec["key"], "import").inc(rec["kwh_in"])
@@ -149,6 +150,8 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
             await self.producer.send_many(self.topics.deadletter, deadletters)
         if windows:
             await self.producer.send_many(self.topics.windows, windows)
+        if claimed:
+            await self.regional.confirm([member for member, _ in claimed])
         if alerts:
             await self.producer.send_many(self.topics.alerts, alerts)
         if profiles:

@@ -13,6 +13,7 @@ a no-op instead of a second, partial emission.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -39,8 +40,10 @@ end
 return 1
 """
 
-_EMIT = """
--- KEYS: pending zset, frontier hash; ARGV: prefix, partitions, done ttl
+_CLAIM = """
+-- KEYS: pending zset, frontier hash; ARGV: prefix, partitions, claim ttl ms, worker
+-- Final windows are claimed (not yet removed): they stay pending until the claimant has produced
+-- them and confirms; a claimant that dies lets its claim expire and another worker emits them.
 local prefix = ARGV[1]
 local frontiers = redis.call('HVALS', KEYS[2])
 if #frontiers < tonumber(ARGV[2]) then return {} end
@@ -52,13 +55,27 @@ end
 local ready = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', low)
 local out = {}
 for _, member in ipairs(ready) do
-  out[#out + 1] = {member, redis.call('HVALS', prefix .. 'part:' .. member)}
-  redis.call('DEL', prefix .. 'part:' .. member)
-  redis.call('ZREM', KEYS[1], member)
-  redis.call('SET', prefix .. 'done:' .. member, 1, 'EX', ARGV[3])
+  if redis.call('SET', prefix .. 'claim:' .. member, ARGV[4], 'NX', 'PX', ARGV[3]) then
+    out[#out + 1] = {member, redis.call('HVALS', prefix .. 'part:' .. member)}
+  end
 end
 return out
 """
+
+_CONFIRM = """
+-- KEYS: pending zset; ARGV: prefix, done ttl s, members produced
+local prefix = ARGV[1]
+for i = 3, #ARGV do
+  local member = ARGV[i]
+  redis.call('DEL', prefix .. 'part:' .. member)
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('SET', prefix .. 'done:' .. member, 1, 'EX', ARGV[2])
+  redis.call('DEL', prefix .. 'claim:' .. member)
+end
+return 1
+"""
+
+CLAIM_MS = 30_000
 
 
 class RegionalMerger:
@@ -71,7 +88,9 @@ class RegionalMerger:
         self.frontiers = f"{namespace}:region:frontier"
         self.partitions = partitions
         self._save = client.register_script(_SAVE)
-        self._emit = client.register_script(_EMIT)
+        self._claim = client.register_script(_CLAIM)
+        self._confirm = client.register_script(_CONFIRM)
+        self.worker = uuid.uuid4().hex[:12]
 
     async def save(self, partition: int, frontier: int, closed: Iterable[ClosedWindows]) -> None:
         """Store this partition's closed regional windows and its frontier (epoch s)."""
@@ -86,12 +105,26 @@ class RegionalMerger:
         await self._save(keys=[self.pending, self.frontiers], args=args)
         REDIS_LATENCY.labels("regional_save").observe(time.perf_counter() - started)
 
-    async def emit_ready(self) -> list[dict[str, Any]]:
-        """Final regional windows (every partition past their end), each returned once fleet-wide."""
+    async def claim_ready(self) -> list[tuple[str, dict[str, Any]]]:
+        """Final regional windows (every partition past their end) this worker now emits: (member, record).
+
+        Produce them, then :meth:`confirm`; unconfirmed claims expire after :data:`CLAIM_MS` and the
+        windows are claimed again (at-least-once, same content), so a crash between the two loses nothing.
+        """
         started = time.perf_counter()
-        rows = await self._emit(keys=[self.pending, self.frontiers], args=[self.prefix, self.partitions, DONE_TTL_S])
+        rows = await self._claim(
+            keys=[self.pending, self.frontiers], args=[self.prefix, self.partitions, CLAIM_MS, self.worker]
+        )
         REDIS_LATENCY.labels("regional_emit").observe(time.perf_counter() - started)
-        return [merge_partials([orjson.loads(p) for p in parts]) for _, parts in rows]
+        return [
+            (m.decode() if isinstance(m, bytes) else m, merge_partials([orjson.loads(p) for p in parts]))
+            for m, parts in rows
+        ]
+
+    async def confirm(self, members: list[str]) -> None:
+        """The claimed windows were produced: retire them (a late replay of them is then a no-op)."""
+        if members:
+            await self._confirm(keys=[self.pending], args=[self.prefix, DONE_TTL_S, *members])
 
 
 def merge_partials(parts: list[dict[str, Any]]) -> dict[str, Any]:
