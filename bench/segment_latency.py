@@ -1,0 +1,143 @@
+"""Purchase-to-segment-change latency through a live worker (issue 5's p50/p99 figure).
+
+A small seeded fleet with purchase history is streamed into fresh topics and a
+worker catches up. Then, for customers currently in a low-recency RFM segment
+(Lost, Hibernating, At Risk, About To Sleep), a PURCHASED event dated at the
+stream's latest time is produced, paced; each one moves the customer's R score
+up, so a ``segment.changes`` entry follows. Latency = broker append time of the
+change minus broker append time of the purchase, per customer (first change
+after the purchase). Prints p50/p99 and how many purchases led to a change.
+
+Run: ``.venv/bin/python -m bench.segment_latency [--meters 300] [--purchases 150] [--rate 20]``
+(uses METERSEG_KAFKA_BOOTSTRAP / METERSEG_REDIS_URL, default the local stack, which it starts if needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
+from aiokafka import AIOKafkaProducer
+
+from bench.common import ensure_broker
+from meterseg.settings import Settings, TopicNames
+from stream.topics import delete_topics
+from tests.integration.harness import running_worker, simulate, wait_for
+
+LOW_RECENCY = {"lost", "hibernating", "at_risk", "about_to_sleep"}
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def _produce(settings: Settings, customers: list[str], ts: datetime, rate: float) -> dict[str, int]:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0)
+    await producer.start()
+    sent: dict[str, int] = {}
+    try:
+        for cid in customers:
+            value = json.dumps({
+                "schema_version": 1, "event_id": f"lat-{uuid.uuid4().hex}", "customer_id": cid,
+                "ts": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "event_type": "PURCHASED", "kind": "product",
+                "amount": 250.0, "quantity": 1, "channel": "app",
+            }).encode()  # fmt: skip
+            meta = await producer.send_and_wait(settings.topics.purchases, value, key=cid.encode())
+            sent[cid] = meta.timestamp
+            await asyncio.sleep(1.0 / rate)
+    finally:
+        await producer.stop()
+    return sent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--meters", type=int, default=300)
+    parser.add_argument("--purchases", type=int, default=150)
+    parser.add_argument("--rate", type=float, default=20.0, help="purchases per second")
+    args = parser.parse_args()
+    base = Settings()
+    ensure_broker(base)
+    unique = uuid.uuid4().hex[:8]
+    settings = Settings(
+        app_id=f"latency-{unique}",
+        topics=TopicNames(**{k: f"{v}.{unique}" for k, v in TopicNames().model_dump().items()}),
+    )
+    out = Path(tempfile.mkdtemp(prefix="seglat-"))
+    try:
+        simulate(settings, out, "--meters", str(args.meters), "--days", "2", "--seed", "9", "--history-days", "60")
+        truth = json.loads((out / "truth.json").read_text())
+        end = datetime.fromisoformat(truth["end"].replace("Z", "+00:00")).astimezone(UTC)
+        env = {"METERSEG_SEGMENTATION__EXCHANGE_INTERVAL_S": "1"}
+        with running_worker(settings, out, **env) as worker:
+            wait_for(lambda: worker.health().get("segmentation", {}).get("changes", 0) > 0, 180, "segments")
+            wait_for(lambda: worker.health().get("seconds_since_progress", 0) > 3, 180, "caught up")
+            client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+            low: list[str] = []
+            for seg in LOW_RECENCY:
+                low += sorted(str(m) for m in client.smembers(f"{settings.app_id}:seg:rfm:{seg}"))
+            client.close()
+            customers = low[: args.purchases]
+            if not customers:
+                raise SystemExit("no customer in a low-recency RFM segment to move")
+            print(f"{len(customers)} purchases at {args.rate:g}/s for customers in {sorted(LOW_RECENCY)}", flush=True)
+            sent = asyncio.run(_produce(settings, customers, end, args.rate))
+            time.sleep(5.0)
+            records = read_topic_with_ts(settings.kafka_bootstrap, settings.topics.segment_changes)
+        latencies = []
+        for cid, t_sent in sent.items():
+            after = [ts for c, ts in records if c.get("customer_id") == cid and c.get("family") == "rfm" and ts >= t_sent]
+            if after:
+                latencies.append((min(after) - t_sent) / 1000.0)
+        print(f"segment changes after {len(latencies)} of {len(sent)} purchases")
+        if latencies:
+            print(
+                f"purchase-to-segment-change latency: p50 {statistics.median(latencies) * 1000:.0f} ms, "
+                f"p99 {_percentile(latencies, 0.99) * 1000:.0f} ms (target p99 < 2 s)"
+            )
+    finally:
+        asyncio.run(delete_topics(settings))
+        client = redis.Redis.from_url(settings.redis_url)
+        for key in client.scan_iter(match=f"{settings.app_id}:*", count=1000):
+            client.unlink(key)
+        client.close()
+
+
+def read_topic_with_ts(bootstrap: str, topic: str) -> list[tuple[dict[str, object], int]]:
+    """Every record of ``topic`` as (decoded JSON, broker timestamp ms)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from stream.clients.consumer import stop_consumer
+
+    async def _read() -> list[tuple[dict[str, object], int]]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            await consumer._client.force_metadata_update()
+            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            out: list[tuple[dict[str, object], int]] = []
+            while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+                batch = await consumer.getmany(timeout_ms=500, max_records=50_000)
+                for recs in batch.values():
+                    out += [(json.loads(r.value), r.timestamp) for r in recs if r.value]
+            return out
+        finally:
+            await stop_consumer(consumer)
+
+    return asyncio.run(_read())
+
+
+if __name__ == "__main__":
+    main()
