@@ -240,14 +240,7 @@ class PartitionSegmentation:
             for f in feats:
                 self.attributes.setdefault(f.customer_id, {}).update(feature_attributes(f))
                 touched.add(f.customer_id)
-            for item in self.assigner.process(feats):
-                if isinstance(item, DriftEvent):
-                    out.drift.append(item)
-                    continue
-                out.behaviour.append(item)
-                self.attributes.setdefault(item.customer_id, {}).update(behaviour_attributes(item))
-                out.changes += self.book.process(changes_from_behaviour(item))
-                touched.add(item.customer_id)
+            self._assign(feats, out, touched)
         for cid, attrs in (static or {}).items():
             current = self.attributes.setdefault(cid, {})
             if any(current.get(k) != v for k, v in attrs.items()):
@@ -274,7 +267,7 @@ class PartitionSegmentation:
         s = a.summary
         if s.days_since_last is not None:
             self.features.set_rfm(a.customer_id, s.days_since_last, float(s.frequency), s.monetary_mean)
-        out.changes += self.book.process(changes_from_rfm(a, self.model_version))
+        out.changes += self.book.process(changes_from_rfm(a))  # the behaviour model does not bear on RFM
         touched.add(a.customer_id)
 
     def _rules(self, touched: set[str], out: SegmentationOutput) -> None:
@@ -314,7 +307,13 @@ class PartitionSegmentation:
             if st.n_days > 0 and st.last_day > 0
         ]
         touched: set[str] = set()
-        for item in self.assigner.process(current):
+        self._assign(current, out, touched)
+        self._rules(touched, out)
+        return out
+
+    def _assign(self, features: list[CustomerFeatures], out: SegmentationOutput, touched: set[str]) -> None:
+        """Behaviour assignment of updated features: membership changes and drift events."""
+        for item in self.assigner.process(features):
             if isinstance(item, DriftEvent):
                 out.drift.append(item)
                 continue
@@ -322,8 +321,6 @@ class PartitionSegmentation:
             self.attributes.setdefault(item.customer_id, {}).update(behaviour_attributes(item))
             out.changes += self.book.process(changes_from_behaviour(item))
             touched.add(item.customer_id)
-        self._rules(touched, out)
-        return out
 
     def flush_stats(self) -> ClusterStats:
         return self.assigner.flush_stats()

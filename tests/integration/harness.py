@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.request import urlopen
 
+import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from meterseg.settings import Settings
@@ -169,3 +170,44 @@ def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> 
             continue
         total += float(value)
     return total
+
+
+def rfm_in_redis(settings: Settings) -> dict[str, dict[str, Any]]:
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        out = {}
+        for key in client.scan_iter(match=f"{settings.app_id}:cust:*", count=1000):
+            if key.endswith(":hist"):
+                continue
+            raw = client.hget(key, "rfm")
+            if raw:
+                out[key.rsplit(":", 1)[1]] = json.loads(raw)
+        return out
+    finally:
+        client.close()
+
+
+def memberships_in_redis(settings: Settings) -> dict[tuple[str, str], set[str]]:
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        out = {}
+        for entry in client.hgetall(f"{settings.app_id}:segments").values():
+            e = json.loads(entry)
+            members = client.smembers(f"{settings.app_id}:seg:{e['family']}:{e['id']}")
+            if members:
+                out[(str(e["family"]), str(e["id"]))] = {str(m) for m in members}
+        return out
+    finally:
+        client.close()
+
+
+def example_consumer() -> Any:
+    """``examples/segment_changes_consumer.py`` as a module (its Memberships is the documented consumer rule)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "segment_changes_consumer.py"
+    spec = importlib.util.spec_from_file_location("segment_changes_consumer", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
