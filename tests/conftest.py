@@ -59,7 +59,8 @@ def docker_available() -> bool:
 
 
 def local_test_settings() -> Settings:
-    return Settings(stack=StackSettings(state_dir=REPO / ".state" / ("test" if not _OFFSET else f"test-{_OFFSET}"), kafka_heap="512m", **TEST_PORTS))
+    state_dir = REPO / ".state" / ("test" if not _OFFSET else f"test-{_OFFSET}")
+    return Settings(stack=StackSettings(state_dir=state_dir, kafka_heap="512m", **TEST_PORTS))
 
 
 @pytest.fixture(scope="session")
