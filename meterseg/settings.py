@@ -101,6 +101,12 @@ class StackSettings(BaseModel):
     redis_port: int = 6379
     prometheus_port: int = 9090
     start_timeout_s: float = 90.0
+    #: also listen with SASL_PLAINTEXT (SCRAM-SHA-512) on ``kafka_sasl_port`` (``meterseg stack up --sasl``)
+    kafka_sasl: bool = False
+    kafka_sasl_port: int = 9094
+    #: also listen with SASL_SSL (SCRAM-SHA-512 over TLS, CA in ``<state>/kafka/tls/ca.pem``) on ``kafka_ssl_port``
+    kafka_tls: bool = False
+    kafka_ssl_port: int = 9095
 
 
 class Settings(BaseSettings):
@@ -122,6 +128,12 @@ class Settings(BaseSettings):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
     checkpoint_interval_s: float = Field(default=2.0, gt=0.0, description="how often partition state is saved")
+    window_batch_size: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="closed meter windows per consumption.windows message (WindowBatch); 1 = one window per message",
+    )
     stack: StackSettings = Field(default_factory=StackSettings)
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:

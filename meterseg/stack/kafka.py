@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import subprocess
 import time
@@ -71,7 +72,9 @@ class KafkaNode:
     ``ssl_port`` with ``SASL_SSL`` (SCRAM-SHA-512 over TLS, with a certificate
     signed by a CA made in the state directory: :attr:`tls_ca_file`). The SCRAM
     users ``scram_users`` (name to password) are written into the metadata log
-    when the storage is formatted, i.e. on the node's first start.
+    when the storage is formatted, i.e. on the node's first start; a node
+    whose storage predates them gets them (or their new password) from
+    :meth:`upsert_scram_users` once it runs (``up`` does both).
     """
 
     version: str
@@ -228,15 +231,14 @@ class KafkaNode:
             *args,
         ]
 
-    def format_storage(self) -> None:
-        """Format the KRaft log directory on first start (never again: it would lose data)."""
+    def format_storage(self) -> bool:
+        """Format the KRaft log directory on first start (never again: it would lose data); True if it did."""
         if (self.data_dir / "meta.properties").exists():
-            return
+            return False
         cluster_id = uuid.uuid4().hex[:22]
         scram: list[str] = []
         for name, password in self.scram_users.items():
-            if not name or any(c in name + password for c in ',="[]\n'):
-                raise StackError(f"SCRAM user {name!r}: names and passwords may not contain , = \" [ ] or newlines")
+            _check_scram(name, password)
             scram += ["--add-scram", f'SCRAM-SHA-512=[name={name},password="{password}"]']
         done = subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_file), *scram),
@@ -248,26 +250,93 @@ class KafkaNode:
             for password in self.scram_users.values():
                 output = output.replace(password, "***")
             raise StackError(f"formatting Kafka storage in {self.data_dir} failed:\n{output}")
+        return True
+
+    def upsert_scram_users(self) -> None:
+        """Create or update :attr:`scram_users` on the running broker (storage formatted before they were named).
+
+        Kafka's own ``ConfigCommand`` through the PLAINTEXT listener, the credentials read from a
+        ``0600`` file (``--add-config-file``) rather than the command line, which other local users can read.
+        """
+        secret_file = self.state_dir / "kafka" / "scram-user.properties"
+        try:
+            for name, password in self.scram_users.items():
+                _check_scram(name, password)
+                fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as out:
+                    out.write(f"SCRAM-SHA-512=iterations=8192,password={password}\n")  # a file takes no [ ]
+                done = subprocess.run(
+                    self._java(
+                        "kafka.admin.ConfigCommand", "--bootstrap-server", self.bootstrap, "--alter",
+                        "--entity-type", "users", "--entity-name", name, "--add-config-file", str(secret_file),
+                    ),
+                    capture_output=True,
+                    text=True,
+                )  # fmt: skip
+                if done.returncode != 0:
+                    output = (done.stdout + done.stderr).replace(password, "***")  # it may echo the credential
+                    raise StackError(f"could not create the SCRAM user {name!r}:\n{output[-1500:]}")
+        finally:
+            secret_file.unlink(missing_ok=True)
+
+    def configured_listeners(self) -> dict[str, str]:
+        """Listener name (``PLAINTEXT``, ``SASL_PLAINTEXT``, ``SASL_SSL``) to ``host:port``, as last configured."""
+        try:
+            text = self.config_file.read_text()
+        except FileNotFoundError:
+            return {}
+        for line in text.splitlines():
+            if line.startswith("advertised.listeners="):
+                pairs = (item.split("://", 1) for item in line.split("=", 1)[1].split(",") if "://" in item)
+                return {name: address for name, address in pairs}
+        return {}
+
+    @property
+    def wanted_listeners(self) -> set[str]:
+        wanted = {"PLAINTEXT"}
+        if self.sasl_port is not None:
+            wanted.add("SASL_PLAINTEXT")
+        if self.ssl_port is not None:
+            wanted.add("SASL_SSL")
+        return wanted
 
     # -- lifecycle ----------------------------------------------------------------------------
     def healthy(self) -> bool:
-        """True if the broker answers a metadata request."""
-        return port_open(self.port) and asyncio.run(_metadata_ok(self.bootstrap))
+        """True if the broker answers a metadata request (and its SASL listeners accept connections)."""
+        extra = [p for p in (self.sasl_port, self.ssl_port) if p is not None]
+        return port_open(self.port) and all(port_open(p) for p in extra) and asyncio.run(_metadata_ok(self.bootstrap))
 
     def up(self, timeout_s: float = 90.0) -> str:
         proc = self.process
+        secured = self.sasl_port is not None or self.ssl_port is not None
+        if secured and not self.scram_users:
+            raise StackError(
+                "the broker's SASL listeners need a SCRAM user: set METERSEG_KAFKA_SECURITY__USERNAME and "
+                "METERSEG_KAFKA_SECURITY__PASSWORD (the variables the worker and the simulator read too)"
+            )
         if proc.read_pid() is not None:
+            missing = self.wanted_listeners - set(self.configured_listeners())
+            if missing:
+                raise StackError(
+                    f"Kafka (pid {proc.read_pid()}) runs without the {', '.join(sorted(missing))} listener; "
+                    "stop it (`meterseg stack down`) and start it again with the listeners wanted"
+                )
             if wait_until(self.healthy, timeout_s):
+                if secured:
+                    self.upsert_scram_users()
                 return "already running"
             raise StackError(f"Kafka (pid {proc.read_pid()}) runs but does not answer; log: {proc.log_file}")
-        if port_open(self.port):
-            raise StackError(
-                f"port {self.port} is taken by a process this launcher did not start; stop it or set "
-                "METERSEG_STACK__KAFKA_PORT"
-            )
+        for port, variable in (
+            (self.port, "KAFKA_PORT"), (self.sasl_port, "KAFKA_SASL_PORT"), (self.ssl_port, "KAFKA_SSL_PORT")
+        ):  # fmt: skip
+            if port is not None and port_open(port):
+                raise StackError(
+                    f"port {port} is taken by a process this launcher did not start; stop it or set "
+                    f"METERSEG_STACK__{variable}"
+                )
         self.ensure_jars()
         self.write_config()
-        self.format_storage()
+        formatted = self.format_storage()
         argv = self._java("kafka.Kafka", str(self.config_file), heap=self.heap)
         argv.insert(1, f"-Xms{self.heap}")
         argv.insert(1, f"-D{proc.marker}")
@@ -279,10 +348,17 @@ class KafkaNode:
                 f"({'still starting' if alive else 'process exited'}); logs: {proc.log_file} and "
                 f"{proc.log_file.parent / 'server.log'}\n{proc.tail_log()}"
             )
+        if secured and not formatted:
+            self.upsert_scram_users()  # the storage predates these users: add (or update) them now
         return "started"
 
     def down(self) -> bool:
         return self.process.stop(timeout_s=30.0)
+
+
+def _check_scram(name: str, password: str) -> None:
+    if not name or any(c in name + password for c in ',="[]\\\n'):
+        raise StackError(f'SCRAM user {name!r}: names and passwords may not contain , = " [ ] \\ or newlines')
 
 
 async def _metadata_ok(bootstrap: str) -> bool:
