@@ -21,7 +21,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from bench.common import create_topic, delete_topics, ensure_broker, fmt_rate, fresh_topic, median
+from bench.common import create_topic, delete_topics, ensure_broker, fmt_rate, fresh_topic, kafka_options, median
 from meterseg.settings import Settings
 
 PARTITIONS = 4
@@ -60,7 +60,7 @@ def make_messages(n: int) -> list[tuple[bytes, bytes]]:
 
 
 async def produce_batched(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_batch_size=512 * 1024, linger_ms=50)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_batch_size=512 * 1024, linger_ms=50, **kafka_options())
     await producer.start()
     try:
         partitions = sorted(await producer.partitions_for(topic))
@@ -84,7 +84,7 @@ async def produce_batched(bootstrap: str, topic: str, messages: list[tuple[bytes
 
 
 async def produce_send(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_batch_size=512 * 1024, linger_ms=50)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_batch_size=512 * 1024, linger_ms=50, **kafka_options())
     await producer.start()
     try:
         started = time.perf_counter()
@@ -103,6 +103,7 @@ async def consume_all(bootstrap: str, topic: str, expected: int) -> float:
         group_id=None,
         fetch_max_bytes=50 * 1024 * 1024,
         max_partition_fetch_bytes=8 * 1024 * 1024,
+        **kafka_options(),
     )
     await consumer.start()
     try:

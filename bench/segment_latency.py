@@ -27,7 +27,7 @@ from pathlib import Path
 import redis
 from aiokafka import AIOKafkaProducer
 
-from bench.common import ensure_broker
+from bench.common import ensure_broker, kafka_options
 from meterseg.settings import Settings, TopicNames
 from stream.topics import delete_topics
 from tests.integration.harness import running_worker, simulate, wait_for
@@ -41,7 +41,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def _produce(settings: Settings, customers: list[str], ts: datetime, rate: float) -> dict[str, int]:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0, **kafka_options(settings))
     await producer.start()
     sent: dict[str, int] = {}
     try:
@@ -92,7 +92,7 @@ def main() -> None:
             print(f"{len(customers)} purchases at {args.rate:g}/s for customers in {sorted(LOW_RECENCY)}", flush=True)
             sent = asyncio.run(_produce(settings, customers, end, args.rate))
             time.sleep(5.0)
-            records = read_topic_with_ts(settings.kafka_bootstrap, settings.topics.segment_changes)
+            records = read_topic_with_ts(settings, settings.topics.segment_changes)
         latencies = []
         for cid, t_sent in sent.items():
             after = [ts for c, ts in records if c.get("customer_id") == cid and c.get("family") == "rfm" and ts >= t_sent]
@@ -112,14 +112,19 @@ def main() -> None:
         client.close()
 
 
-def read_topic_with_ts(bootstrap: str, topic: str) -> list[tuple[dict[str, object], int]]:
+def read_topic_with_ts(settings: Settings, topic: str) -> list[tuple[dict[str, object], int]]:
     """Every record of ``topic`` as (decoded JSON, broker timestamp ms)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from stream.clients.consumer import stop_consumer
 
     async def _read() -> list[tuple[dict[str, object], int]]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            **kafka_options(settings),
+        )
         await consumer.start()
         try:
             await consumer._client.force_metadata_update()

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from meterseg.settings import Settings, TopicNames
 from simulators.generator import SimConfig, Simulator
 from simulators.sinks import KafkaSink, NullSink, Sink
+from stream.clients.security import kafka_client_options
 
 
 def _fresh_settings(bootstrap: str) -> Settings:
@@ -49,14 +50,24 @@ def _rate(config: SimConfig, bootstrap: str | None, count: Callable[[Simulator, 
     sink: Sink = NullSink()
     if bootstrap:
         asyncio.run(_create_topics(bootstrap, settings))
-        sink = KafkaSink(bootstrap, settings.partitions, compacted=[settings.topics.registry])
+        sink = KafkaSink(
+            bootstrap,
+            settings.partitions,
+            compacted=[settings.topics.registry],
+            client_options=kafka_client_options(settings),
+        )
     summary = asyncio.run(sim.run(sink, progress=False))
     return count(sim, summary.messages) / summary.seconds
 
 
 async def _create_topics(bootstrap: str, settings: Settings) -> None:
     """Create the run's topics ahead and let leadership settle, so the timed run sees no NotLeader retries."""
-    sink = KafkaSink(bootstrap, settings.partitions, compacted=[settings.topics.registry])
+    sink = KafkaSink(
+        bootstrap,
+        settings.partitions,
+        compacted=[settings.topics.registry],
+        client_options=kafka_client_options(settings),
+    )
     await sink.start()
     try:
         await sink.ensure_topics(list(settings.topics.model_dump().values()))

@@ -26,6 +26,13 @@ Run it (reads from the beginning, prints the sizes, keeps following with ``--fol
     .venv/bin/python examples/segment_changes_consumer.py --bootstrap 127.0.0.1:9092
     .venv/bin/python examples/segment_changes_consumer.py --topic segment.changes --follow --group my-service
 
+Run from this project, it connects like every meterseg client: bootstrap
+(``METERSEG_KAFKA_BOOTSTRAP``) and SASL / TLS (``METERSEG_KAFKA_SECURITY__*``)
+from :class:`meterseg.settings.Settings`, turned into aiokafka options by
+:func:`stream.clients.security.kafka_client_options`. A service without
+meterseg calls :func:`rebuild` with its own aiokafka options, e.g.
+``security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", sasl_plain_username=...``.
+
 The same with kcat and jq (no Python), printing the final sizes::
 
     kcat -C -b 127.0.0.1:9092 -t segment.changes -o beginning -e -q \\
@@ -46,6 +53,7 @@ import argparse
 import asyncio
 import json
 from collections import defaultdict
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -84,14 +92,20 @@ class Memberships:
         return {f"{f}:{s}": len(m) for (f, s), m in sorted(self.members.items()) if m}
 
 
-async def rebuild(bootstrap: str, topic: str, follow: bool = False, group: str | None = None) -> Memberships:
-    """Read ``topic`` from the beginning (to its current end unless ``follow``) and rebuild memberships."""
+async def rebuild(
+    bootstrap: str, topic: str, follow: bool = False, group: str | None = None, **client_options: Any
+) -> Memberships:
+    """Read ``topic`` from the beginning (to its current end unless ``follow``) and rebuild memberships.
+
+    ``client_options``: aiokafka keyword arguments for authentication and encryption (SASL, TLS).
+    """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=group,
         enable_auto_commit=group is not None,
         auto_offset_reset="earliest",
         value_deserializer=lambda v: json.loads(v) if v else None,
+        **client_options,
     )
     await consumer.start()
     state = Memberships()
@@ -127,13 +141,18 @@ async def rebuild(bootstrap: str, topic: str, follow: bool = False, group: str |
 
 
 def main() -> None:
+    from meterseg.settings import Settings
+    from stream.clients.security import kafka_client_options
+
+    settings = Settings()  # METERSEG_KAFKA_BOOTSTRAP, METERSEG_KAFKA_SECURITY__*, METERSEG_TOPICS__SEGMENT_CHANGES
     parser = argparse.ArgumentParser(description="rebuild segment memberships from segment.changes")
-    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
-    parser.add_argument("--topic", default="segment.changes")
+    parser.add_argument("--bootstrap", default=settings.kafka_bootstrap)
+    parser.add_argument("--topic", default=settings.topics.segment_changes)
     parser.add_argument("--follow", action="store_true", help="keep consuming after the end")
     parser.add_argument("--group", default=None, help="consumer group (commits offsets); default: none, from the start")
     args = parser.parse_args()
-    state = asyncio.run(rebuild(args.bootstrap, args.topic, args.follow, args.group))
+    options = kafka_client_options(settings)
+    state = asyncio.run(rebuild(args.bootstrap, args.topic, args.follow, args.group, **options))
     for segment, size in state.sizes().items():
         print(f"{segment}\t{size}")
     print(f"{state.applied} changes applied")
