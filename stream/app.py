@@ -46,6 +46,13 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         "web_enabled": True,
         "web_port": settings.web_port,
         "web_bind": "127.0.0.1",
+        # Faust's own pages serve table data (/table), the cluster topology (/router), sensor statistics and
+        # the service graph without any authentication: the worker serves only its token-protected API,
+        # /health and /openapi.json
+        "web_tables_enabled": False,
+        "web_router_enabled": False,
+        "web_stats_enabled": False,
+        "web_graph_enabled": False,
         "datadir": str(settings.stack.state_dir / "faust" / settings.app_id),
         "autodiscover": False,
         "logging_config": None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import faust
@@ -13,6 +14,8 @@ from stream.app import create_app
 from stream.engine import Engine, engine_class
 from stream.web import register_api
 
+log = logging.getLogger(__name__)
+
 
 def _require(engine: Engine | None) -> Engine:
     if engine is None:
@@ -22,6 +25,12 @@ def _require(engine: Engine | None) -> Engine:
 
 def build_app(settings: Settings, **overrides: Any) -> tuple[faust.App, type[Engine]]:
     """The worker's Faust app and the engine service class registered with it."""
+    if settings.api_token == Settings.model_fields["api_token"].default:
+        log.warning(
+            "METERSEG_API_TOKEN is the default, published one: whoever reaches the API on port %d can read "
+            "customer data. Set a secret token.",
+            settings.web_port,
+        )
     app = create_app(settings, **overrides)
     engine_cls = engine_class(settings)
     app.service(engine_cls)

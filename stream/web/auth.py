@@ -29,5 +29,6 @@ def check_token(headers: Mapping[str, str], token: str) -> None:
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != SCHEME.lower() or not presented:
         raise ApiError(401, "unauthorized", "missing bearer token")
-    if not token or not hmac.compare_digest(presented.strip().encode(), token.encode()):
+    # surrogateescape: a header that is not UTF-8 (aiohttp keeps its bytes as surrogates) is just a wrong token
+    if not token or not hmac.compare_digest(presented.strip().encode("utf-8", "surrogateescape"), token.encode()):
         raise ApiError(401, "unauthorized", "invalid bearer token")
