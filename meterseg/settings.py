@@ -128,6 +128,12 @@ class Settings(BaseSettings):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
     checkpoint_interval_s: float = Field(default=2.0, gt=0.0, description="how often partition state is saved")
+    liveness_timeout_s: float = Field(
+        default=30.0,
+        gt=0.0,
+        description="/health turns 503 'stalled' when a consumer has not polled, records have waited without a "
+        "batch processed, a timer step has failed, or the timer has not ticked, for this long",
+    )
     window_batch_size: int = Field(
         default=1000,
         ge=1,

@@ -78,6 +78,12 @@ class Engine(Service):
         )
         self.consumers = {"ingest": self.ingest_consumer, "segments": self.segment_consumer}
         self.started_at = time.time()
+        # liveness beyond "the consumer polls" (see :meth:`health`), all monotonic seconds
+        started = time.monotonic()
+        self.last_tick = started  # the 1 s timer's last completed run
+        self.timer_ok = dict.fromkeys(self.consumers, started)  # each pipeline's last successful timer step
+        self.lag = dict.fromkeys(self.consumers, 0)  # records behind, as of the last tick
+        self.waiting_since: dict[str, float | None] = dict.fromkeys(self.consumers)  # since when lag > 0
         self._customer_slot: dict[str, int] = {}
         self._regions_version = -1
         self._invalid_registrations: list[tuple[bytes, str, int, int]] = []
@@ -138,7 +144,13 @@ class Engine(Service):
                     await sync_rule_definitions(self.segmentation, self.redis, self.settings.app_id)
                 await handler.on_timer(lagging=lagging)
 
-            if not await consumer.run_exclusive(f"{name} timer", step):
+            self._note_lag(name, lag)
+            failing = consumer.failing_since
+            if failing is not None and self.lag[name] == 0 and consumer.last_progress > failing:
+                consumer.failing_since = None  # caught up after the failure: nothing is left failing
+            if await consumer.run_exclusive(f"{name} timer", step):
+                self.timer_ok[name] = time.monotonic()
+            else:
                 m.TIMER_ERRORS.labels(f"{name}_timer").inc()
             m.LAST_POLL.labels(name).set(now - (time.monotonic() - consumer.last_poll))
             m.LAST_PROGRESS.labels(name).set(now - (time.monotonic() - consumer.last_progress))
@@ -153,6 +165,18 @@ class Engine(Service):
             counts = np.bincount(registry.region_code, minlength=len(registry.region_names))
             for region, n in zip(registry.region_names, counts.tolist(), strict=True):
                 m.METERS_REGISTERED.labels(region).set(n)
+        self.last_tick = time.monotonic()
+
+    def _note_lag(self, name: str, lag: dict[Any, int]) -> None:
+        """Remember the consumer's lag and since when records have been waiting (for :meth:`health`)."""
+        if not lag:
+            return  # unknown (nothing fetched yet, or the lag query failed): keep what we knew
+        total = sum(lag.values())
+        self.lag[name] = total
+        if total == 0:
+            self.waiting_since[name] = None
+        elif self.waiting_since[name] is None:
+            self.waiting_since[name] = time.monotonic()
 
     async def _flush_invalid_registrations(self) -> None:
         if not self._invalid_registrations:
@@ -210,14 +234,53 @@ class Engine(Service):
         log.warning("timer part %r failed (%s: %s); retrying at the next tick", part, type(exc).__name__, exc)
         m.TIMER_ERRORS.labels(part.replace(" ", "_")).inc()
 
+    def stall_reasons(self, now: float | None = None) -> list[str]:
+        """Why the worker is not doing its work, each for longer than ``settings.liveness_timeout_s``; [] if live.
+
+        - a consumer has not polled (its loop hangs, e.g. a batch waits on a frozen Redis);
+        - records wait (lag > 0) and no batch has been processed since they came or since the last
+          progress, whichever is later (the loop polls, but every batch fails or is dropped);
+        - batches keep failing although the consumer polls, and nothing was checkpointed since the first
+          failure (every batch fails, or each rewind to the checkpoint fails again before the next one):
+          for longer than the limit and than two checkpoint intervals (one failure heals by the next
+          checkpoint, or when the consumer has caught up after it: see :meth:`_tick`);
+        - a pipeline's timer step keeps failing (windows stop closing, silent meters go unnoticed);
+        - the timer itself has not completed a tick (hung, or stopped), so nothing above is refreshed.
+        """
+        now = time.monotonic() if now is None else now
+        limit = self.settings.liveness_timeout_s
+        failing_limit = max(limit, 2 * self.settings.checkpoint_interval_s)
+        reasons = []
+        for name, c in self.consumers.items():
+            if now - c.last_poll > limit:
+                reasons.append(f"{name}: no poll for {now - c.last_poll:.0f} s")
+            waiting = self.waiting_since[name]
+            if waiting is not None and now - max(waiting, c.last_progress) > limit:
+                reasons.append(
+                    f"{name}: {self.lag[name]} records waiting, no batch processed for "
+                    f"{now - max(waiting, c.last_progress):.0f} s"
+                )
+            failing = c.failing_since
+            if failing is not None and now - failing > failing_limit:
+                reasons.append(
+                    f"{name}: batches failing for {now - failing:.0f} s with nothing checkpointed "
+                    f"({c.failures} failures so far, last {c.last_error})"
+                )
+            if now - self.timer_ok[name] > limit:
+                reasons.append(f"{name}: timer step failing for {now - self.timer_ok[name]:.0f} s")
+        if now - self.last_tick > limit:
+            reasons.append(f"timer: no tick for {now - self.last_tick:.0f} s")
+        return reasons
+
     def health(self) -> dict[str, Any]:
-        """Liveness and progress, for ``/health`` and operators."""
+        """Liveness and progress, for ``/health`` and operators (``stalled`` with its reasons: see :meth:`stall_reasons`)."""
         now = time.monotonic()
         consumer = self.ingest_consumer
         since_poll = max(now - c.last_poll for c in self.consumers.values())
-        stalled = since_poll > 30.0
+        reasons = self.stall_reasons(now)
         return {
-            "status": "stalled" if stalled else "ok",
+            "status": "stalled" if reasons else "ok",
+            "stalled": reasons,
             "uptime_s": round(time.time() - self.started_at, 1),
             "meters_known": len(self.registry_follower.registry),
             "partitions": sorted(
@@ -225,6 +288,7 @@ class Engine(Service):
             ),
             "seconds_since_poll": round(since_poll, 2),
             "seconds_since_progress": round(now - consumer.last_progress, 2),
+            "seconds_since_tick": round(now - self.last_tick, 2),
             "totals": dict(self.ingest.totals),
             "segmentation": dict(self.segmentation.totals),
             "model_version": self.segmentation.models.model.version if self.segmentation.models.model else 0,

@@ -46,7 +46,9 @@ def build_app(settings: Settings, **overrides: Any) -> tuple[faust.App, type[Eng
 
     @app.page("/health")
     class Health(View):
-        """Liveness: 200 while the consumer polls, 503 when it stalled or has not started."""
+        """Liveness: 200 while the worker does its work, 503 when it has not started or stalled (with the reasons:
+        no poll, failing batches, records waiting without progress, failing or stopped timer; see
+        :meth:`stream.engine.Engine.stall_reasons`)."""
 
         async def get(self, request: Request) -> Response:
             eng = engine()

@@ -12,8 +12,10 @@ effectively-once for state and at-least-once for emitted records, which carry
 deterministic ids so downstream consumers can drop repeats.
 
 Liveness: :attr:`last_poll` and :attr:`last_progress` expose whether the loop
-is alive, so a consumer that stops silently (a known Faust failure mode) is
-visible on ``/health`` and in metrics instead of going unnoticed.
+is alive, and :attr:`failing_since` whether its batches keep failing although
+it polls (nothing checkpointed since the first failure), so a consumer that
+stops silently (a known Faust failure mode) is visible on ``/health`` and in
+metrics instead of going unnoticed.
 """
 
 from __future__ import annotations
@@ -102,6 +104,10 @@ class BatchConsumer:
         self.last_progress = time.monotonic()
         self.records_total = 0
         self.rebalances = 0
+        #: monotonic time of the first failed batch since the handler last returned offsets (= checkpointed)
+        self.failing_since: float | None = None
+        self.failures = 0
+        self.last_error = ""
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._lock = asyncio.Lock()
@@ -186,16 +192,22 @@ class BatchConsumer:
                     offsets = await self.handler.handle(records)
                 except asyncio.CancelledError:
                     raise
-                except Exception:
+                except Exception as exc:
                     # an agent never dies on input: the handler dead-letters bad records itself, so an
                     # exception here is a bug or an outage (e.g. Redis down). Re-read from the last
                     # checkpoint instead of skipping data.
                     log.exception("batch handler failed; re-reading from the last checkpoint in 1 s")
+                    self.failures += 1
+                    self.last_error = type(exc).__name__
+                    if self.failing_since is None:
+                        self.failing_since = time.monotonic()
                     await self._rewind(set(records))
                     await asyncio.sleep(1.0)
                     continue
             self.records_total += sum(len(r) for r in records.values())
             self.last_progress = time.monotonic()
+            if offsets:  # a checkpoint was written: progress that a failure can no longer undo
+                self.failing_since = None
             await self._commit(offsets)
 
     async def run_exclusive(self, what: str, step: Callable[[], Awaitable[None]]) -> bool:

@@ -30,7 +30,7 @@ EXTERNAL_PATHS: dict[str, dict[str, Any]] = {
         "get": {
             "operationId": "health",
             "tags": ["operations"],
-            "summary": "Liveness: 200 while the consumers poll, 503 when stalled or starting (no token needed)",
+            "summary": "Liveness: 200 while the worker processes, 503 when starting or stalled, with the reasons (no token needed)",
             "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}},
                           "503": {"description": "starting or stalled"}},
             "security": [],
