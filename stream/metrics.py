@@ -133,6 +133,12 @@ REVENUE = Counter(
 )
 
 # -- operations -----------------------------------------------------------------------------------
+EVENTS_APPLIED = Counter(
+    "meterseg_events_applied_total",
+    "Valid events of the operations topics applied, per source topic (the others are dead-lettered)",
+    ["topic"],
+    registry=REGISTRY,
+)
 MAINTENANCE_OPENED = Counter(
     "meterseg_maintenance_requests_opened_total", "Maintenance requests opened", ["region"], registry=REGISTRY
 )

@@ -120,14 +120,11 @@ class RegistryFollower:
         batch = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=50_000)
         for tp, records in batch.items():
             for rec in records:
-                if rec.value is None:
-                    continue  # tombstone: meters are never forgotten mid-run
-                try:
-                    self.registry.upsert(MeterInfo.model_validate_json(rec.value))
-                except ValidationError as exc:
+                error = apply_registration(self.registry, rec.value)
+                if error is not None:
                     self.invalid += 1
                     if self.on_invalid is not None:
-                        self.on_invalid(rec.value, str(exc).splitlines()[0], tp.partition, rec.offset)
+                        self.on_invalid(rec.value or b"", error, tp.partition, rec.offset)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -135,3 +132,27 @@ class RegistryFollower:
             await asyncio.gather(self._task, return_exceptions=True)
         await stop_consumer(self.consumer)
         await stop_consumer(self._offsets)
+
+
+def apply_registration(registry: MeterRegistry, value: bytes | None) -> str | None:
+    """Apply one ``meter.registry`` record; the reason it is invalid, or ``None`` (applied, or a tombstone).
+
+    A tombstone (``None``) is ignored: meters are never forgotten mid-run.
+
+    Examples:
+        >>> reg = MeterRegistry()
+        >>> apply_registration(reg, b'{"meter_id": "M1", "customer_id": "C1", "region": "N", "tariff": "prepaid",'
+        ...                         b' "installed_on": "2025-01-01T00:00:00Z"}'), len(reg)
+        (None, 1)
+        >>> print(apply_registration(reg, b'{"meter_id": "M1", "tariff": "free"}'))
+        customer_id: Field required; region: Field required; tariff: Input should be 'prepaid' or 'postpaid'; installed_on: Field required
+    """
+    if value is None:
+        return None
+    try:
+        registry.upsert(MeterInfo.model_validate_json(value))
+    except ValidationError as exc:
+        return "; ".join(
+            f"{'.'.join(str(x) for x in e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors(include_url=False)[:5]
+        )
+    return None

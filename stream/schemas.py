@@ -28,11 +28,30 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 SCHEMA_VERSION: Literal[1] = 1
 
 
+#: Event times a payload may carry: [EARLIEST, LATEST). Outside it a timestamp is a fault to dead-letter,
+#: not data: the engine's clocks run on from the largest event time and format times as ISO strings, which
+#: stop at the year 9999, and importers accept the years 1970-2100 alike.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2101, 1, 1, tzinfo=UTC)
+
+
 def _utc(value: datetime) -> datetime:
-    """Refuse naive timestamps and normalise to UTC (meters may send offsets)."""
+    """Refuse naive and out-of-range timestamps and normalise to UTC (meters may send offsets).
+
+    Raises only ``ValueError`` (a validation error): the conversion of, e.g.,
+    ``9999-12-31T23:59:59-01:00`` overflows the datetime range, and an
+    ``OverflowError`` escaping the validator would crash the consumer instead
+    of dead-lettering one message.
+    """
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp must carry a time zone (UTC recommended, e.g. 2026-01-01T00:00:00Z)")
-    return value.astimezone(UTC)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp is out of range once converted to UTC") from None
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(f"timestamp must lie in the years 1970-2100 (UTC), got {utc.isoformat()}")
+    return utc
 
 
 def _finite(value: float) -> float:
