@@ -228,16 +228,16 @@ def _segments(settings: Settings) -> None:
     """Segments with their sizes (from Redis) and the latest changes (from the segment.changes topic)."""
     import asyncio
 
-    import redis
-
+    from stream.clients.redis_client import sync_redis
     from stream.state.segments import members_key
 
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    ns = settings.redis_namespace
+    client = sync_redis(settings, decode_responses=True)
     try:
-        catalogue = {k: json.loads(v) for k, v in client.hgetall(f"{settings.app_id}:segments").items()}
+        catalogue = {k: json.loads(v) for k, v in client.hgetall(f"{ns}:segments").items()}
         rows = []
         for entry in catalogue.values():
-            size = client.scard(members_key(settings.app_id, entry["family"], entry["id"]))
+            size = client.scard(members_key(ns, entry["family"], entry["id"]))
             rows.append((entry["family"], entry["id"], entry.get("name", ""), entry.get("profile", ""), int(size)))
     finally:
         client.close()
@@ -290,15 +290,14 @@ def _reset(settings: Settings) -> None:
     """Empty the demo's topics and its Redis keys, so every demo run tells the same story."""
     import asyncio
 
-    import redis
-
+    from stream.clients.redis_client import sync_redis
     from stream.topics import delete_topics, ensure_topics
 
     deleted = asyncio.run(delete_topics(settings))
-    client = redis.Redis.from_url(settings.redis_url)
+    client = sync_redis(settings)
     try:
         keys = 0
-        for key in client.scan_iter(match=f"{settings.app_id}:*", count=1000):
+        for key in client.scan_iter(match=f"{settings.redis_namespace}:*", count=1000):
             client.unlink(key)
             keys += 1
     finally:

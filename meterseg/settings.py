@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     kafka_security: KafkaSecurity = Field(default_factory=KafkaSecurity)
     #: ``redis://[user:password@]host:port/db`` or ``rediss://`` for TLS; shown masked by ``repr``
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: ``redis_url`` names a node of a Redis Cluster (see :mod:`stream.clients.redis_client`)
+    redis_cluster: bool = False
     topics: TopicNames = Field(default_factory=TopicNames)
     partitions: int = Field(default=4, ge=1, description="partitions of every topic; equals Faust topic_partitions")
     metrics_port: int = Field(default=9108, ge=1, le=65535)
@@ -141,6 +143,16 @@ class Settings(BaseSettings):
         description="closed meter windows per consumption.windows message (WindowBatch); 1 = one window per message",
     )
     stack: StackSettings = Field(default_factory=StackSettings)
+
+    @property
+    def redis_namespace(self) -> str:
+        """Prefix of the app's shared Redis keys: ``app_id``, or the hash tag ``{app_id}`` on a Redis Cluster.
+
+        On a cluster the shared state (memberships, customers, regional windows, the model, health,
+        rules) must share one hash slot: multi-key scripts and transactions. Partition checkpoints
+        stay under the plain ``app_id`` and spread over the masters; see :mod:`stream.clients.redis_client`.
+        """
+        return f"{{{self.app_id}}}" if self.redis_cluster else self.app_id
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         """Fields for ``repr``/``str``, with the Redis URL's password and the API token masked."""

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-import redis.asyncio as aioredis
 from mode import Service
 
 from meterseg.settings import Settings
@@ -23,6 +22,7 @@ from stream import metrics as m
 from stream.agents.operations import outstanding_bills
 from stream.clients.consumer import BatchConsumer
 from stream.clients.producer import BatchProducer
+from stream.clients.redis_client import async_redis
 from stream.clients.security import check_redis, kafka_client_options
 from stream.pipelines.ingest import IngestHandler
 from stream.pipelines.segmentation import SegmentationHandler
@@ -43,12 +43,15 @@ class Engine(Service):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         s = self.settings
-        self.redis = aioredis.Redis.from_url(s.redis_url)
+        self.redis = async_redis(s)  # one server, or a Redis Cluster (METERSEG_REDIS_CLUSTER)
         kafka_options = kafka_client_options(s)
         self.producer = BatchProducer(s.kafka_bootstrap, **kafka_options)
         self.registry_follower = RegistryFollower(
             s.kafka_bootstrap, s.topics.registry, on_invalid=self._invalid_registration, **kafka_options
         )
+        # checkpoints are per partition and self-contained (no command mixes them with other keys): named by
+        # the plain app id they spread over a Redis Cluster's masters, unlike the shared state under
+        # settings.redis_namespace, which must stay in one slot
         self.checkpoints = CheckpointStore(self.redis, s.app_id)
         self.ingest = IngestHandler(
             s,
@@ -141,7 +144,7 @@ class Engine(Service):
             async def step(handler: Any = handler, name: str = name, lagging: set[int] = lagging) -> None:
                 if name == "segments":
                     # rule segments defined through the API reach every owned partition
-                    await sync_rule_definitions(self.segmentation, self.redis, self.settings.app_id)
+                    await sync_rule_definitions(self.segmentation, self.redis, self.settings.redis_namespace)
                 await handler.on_timer(lagging=lagging)
 
             self._note_lag(name, lag)
@@ -222,8 +225,8 @@ class Engine(Service):
     @Service.timer(5.0)
     async def _slow_tick(self) -> None:
         try:
-            await sample_sizes(self.redis, self.settings.app_id)
-            await record_moves(self.segmentation, self.redis, self.settings.app_id)
+            await sample_sizes(self.redis, self.settings.redis_namespace)
+            await record_moves(self.segmentation, self.redis, self.settings.redis_namespace)
             count, amount = await outstanding_bills(self.redis, self.settings)
             m.BILLS_OUTSTANDING.set(count)
             m.BILLS_OUTSTANDING_AMOUNT.set(amount)

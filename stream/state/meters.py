@@ -67,9 +67,13 @@ class MeterStore:
         if not keys:
             return []
         tmp = f"{self.ns}:tmp:top:{time.monotonic_ns()}"
-        pipe = self.client.pipeline(transaction=True)
+        # one pipeline, no MULTI: the temporary key is this call's own, and redis-py's Redis Cluster client
+        # cannot queue ZUNIONSTORE in a transaction from a running event loop; the expiry removes the
+        # temporary key should the DEL not run
+        pipe = self.client.pipeline(transaction=False)
         pipe.zunionstore(tmp, keys)
+        pipe.expire(tmp, 60)
         pipe.zrevrange(tmp, 0, limit - 1, withscores=True)
         pipe.delete(tmp)
-        _, rows, _ = await pipe.execute()
+        _, _, rows, _ = await pipe.execute()
         return [(m.decode() if isinstance(m, bytes) else m, float(s)) for m, s in rows]

@@ -134,7 +134,8 @@ class MembershipStore:
         if n:
             started = time.perf_counter()
             if len(single) > 1:
-                await self._single(keys=[], args=single)
+                # the catalogue key routes the script on a Redis Cluster (every key it touches shares its slot)
+                await self._single(keys=[self.catalogue_key], args=single)
             await pipe.execute()
             REDIS_LATENCY.labels("segments_apply").observe(time.perf_counter() - started)
 

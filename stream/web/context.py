@@ -133,7 +133,7 @@ class ApiContext:
 
     @property
     def ns(self) -> str:
-        return self.settings.app_id
+        return self.settings.redis_namespace
 
     @classmethod
     def from_engine(cls, settings: Settings, engine: Any) -> ApiContext:

@@ -1,0 +1,65 @@
+"""Redis clients for every meterseg process: one server or a Redis Cluster, from the settings.
+
+``METERSEG_REDIS_URL`` names the server (credentials and TLS in the URL, see
+README "Security"); with ``METERSEG_REDIS_CLUSTER=true`` it names any node of
+a Redis Cluster and the clients are ``RedisCluster`` ones, which learn the
+slot map from that node and follow it.
+
+On a cluster every key of an app must live in one hash slot: the engine's Lua
+scripts and transactions touch several keys at once (a customer's hash and
+the segment sets it moves between, the regional window partials and their
+frontier, the model and its version), and Redis Cluster runs such a command
+only when all its keys hash to one slot. :attr:`meterseg.settings.Settings.redis_namespace`
+is therefore ``{app_id}`` on a cluster (a hash tag: only the part in braces is
+hashed) and plain ``app_id`` on one server (keys unchanged). The cost: one app's
+shared state sits on one master (its replicas give failover, not capacity). The
+partition checkpoints, the largest part by far, are self-contained (a head and
+its generations, which the checkpoint store keeps in the head's slot) and stay
+named by the plain ``app_id``: they spread over the masters.
+
+Examples:
+    >>> from meterseg.settings import Settings
+    >>> Settings(app_id="fleet").redis_namespace, Settings(app_id="fleet", redis_cluster=True).redis_namespace
+    ('fleet', '{fleet}')
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import redis
+    import redis.asyncio as aioredis
+
+    from meterseg.settings import Settings
+
+__all__ = ["async_redis", "sync_redis"]
+
+
+def async_redis(settings: Settings, **options: Any) -> aioredis.Redis:
+    """An asyncio client for ``settings.redis_url``: a ``RedisCluster`` when ``settings.redis_cluster``.
+
+    Typed as :class:`redis.asyncio.Redis`: the cluster client offers the same commands, pipelines
+    (transactions with keys of one slot), scripts (routed by their first key) and ``scan_iter``
+    (over every master), which is all meterseg uses.
+    """
+    if settings.redis_cluster:
+        from redis.asyncio.cluster import RedisCluster
+
+        client: Any = RedisCluster.from_url(settings.redis_url, **options)
+        return client
+    import redis.asyncio as aioredis
+
+    return aioredis.Redis.from_url(settings.redis_url, **options)
+
+
+def sync_redis(settings: Settings, **options: Any) -> redis.Redis:
+    """A blocking client for ``settings.redis_url`` (tools, the demo, tests): a ``RedisCluster`` on a cluster."""
+    if settings.redis_cluster:
+        from redis.cluster import RedisCluster
+
+        client: Any = RedisCluster.from_url(settings.redis_url, **options)
+        return client
+    import redis
+
+    return redis.Redis.from_url(settings.redis_url, **options)

@@ -1,0 +1,174 @@
+"""Every Redis access pattern of the engine and the API, on a real three-master Redis Cluster.
+
+With ``redis_cluster=True`` the clients are ``RedisCluster`` ones and every
+key is under the hash-tagged namespace ``{app}``, so the multi-key Lua
+scripts (regional windows, single-family memberships, the API's bulk HMGET),
+the transactions (model exchange, top consumers) and the multi-key reads
+(SUNION, MGET) run in one slot. The stores are built exactly as the engine
+builds them, with ``settings.redis_namespace``. A control shows what breaks
+without the hash tag: the same scripts across slots are refused (CROSSSLOT).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pytest
+from redis.exceptions import RedisClusterException, ResponseError
+
+from meterseg.settings import Settings
+from processors.clustering.model import ClusterStats, FeatureSpec, ModelOwner
+from processors.health import MeterHealth
+from processors.segments import SegmentChange
+from processors.windows import ClosedWindows
+from stream.clients.redis_client import async_redis, sync_redis
+from stream.clients.security import check_redis
+from stream.state.checkpoints import CheckpointStore
+from stream.state.health import HealthStore
+from stream.state.meters import MeterStore
+from stream.state.model import ModelExchange
+from stream.state.regional import RegionalMerger
+from stream.state.segments import MembershipStore
+from stream.web.context import meter_health, read_customers
+from tests.cluster.conftest import RedisCluster
+
+pytestmark = pytest.mark.integration
+
+HOUR = 3600
+T0 = int(datetime(2026, 1, 5, tzinfo=UTC).timestamp())
+
+
+@pytest.fixture
+def settings(redis_cluster: RedisCluster) -> Settings:
+    return Settings(app_id=f"cl-{uuid.uuid4().hex[:8]}", redis_url=redis_cluster.url, redis_cluster=True)
+
+
+def region_windows(start: int, kwh: float) -> ClosedWindows:
+    one = np.array
+    return ClosedWindows(
+        kind="region", size_s=HOUR, keys=["North"], start=one([start]), count=one([4]), expected=one([-1]),
+        kwh_in=one([kwh]), kwh_out=one([0.0]), kw_min=one([0.1]), kw_max=one([0.9]), kw_mean=one([0.5]),
+        revenue=one([kwh * 0.3]),
+    )  # fmt: skip
+
+
+def change(customer: str, segment: str, action: str = "entry", family: str = "rfm") -> SegmentChange:
+    return SegmentChange.model_validate({
+        "customer_id": customer, "family": family, "segment_id": segment, "segment_name": segment.title(),
+        "change": action, "from_segment": None, "to_segment": segment if action == "entry" else None,
+        "at": datetime(2026, 1, 5, tzinfo=UTC), "reason": "score_change",
+    })  # fmt: skip
+
+
+async def test_cluster_namespace_holds_one_slot_and_the_client_routes(settings: Settings) -> None:
+    client = async_redis(settings)
+    try:
+        await check_redis(client, settings.redis_url)
+        ns = settings.redis_namespace
+        assert ns == "{" + settings.app_id + "}"
+        slots = {client.keyslot(f"{ns}:{suffix}") for suffix in ("cust:C1", "seg:rfm:loyal", "region:pending", "model")}
+        assert len(slots) == 1
+        nodes = {client.get_node_from_key(f"{settings.app_id}:{i}").name for i in range(64)}
+        assert len(nodes) == 3, "without the hash tag keys spread over the three masters"
+    finally:
+        await client.aclose()
+
+
+async def test_checkpoints_health_and_meter_views(settings: Settings) -> None:
+    client, ns = async_redis(settings), settings.redis_namespace
+    try:
+        # as the engine builds it: named by the plain app id, each partition's checkpoint in a slot of its own
+        store = CheckpointStore(client, settings.app_id)
+        await store.save("ingest", 3, {"clock": 5, "values": [1, 2]}, {"meter.readings": 42, "meter.heartbeats": 7})
+        assert await store.load("ingest", 3) == (
+            {"clock": 5, "values": [1, 2]},
+            {"meter.readings": 42, "meter.heartbeats": 7},
+        )
+
+        health = HealthStore(client, ns)
+        await health.save([MeterHealth("M1", "poor", ("stuck_register",), T0), MeterHealth("M2", "good", (), T0)])
+        assert await health.members("poor") == ["M1"]
+        assert (await health.get("M1") or {})["reasons"] == ["stuck_register"]
+        assert await meter_health(client, ns) == {"M1": "poor", "M2": "good"}
+
+        meters = MeterStore(client, ns)
+        day1 = {"key": "M1", "window_start": "2026-01-05T00:00:00Z", "kwh_in": 3.0}
+        day2 = {"key": "M1", "window_start": "2026-01-06T00:00:00Z", "kwh_in": 4.0}
+        other = {"key": "M2", "window_start": "2026-01-06T00:00:00Z", "kwh_in": 5.0}
+        await meters.save(
+            [(day1, "North"), (day2, "North"), (other, "South")], alerts=[{"meter_id": "M1", "kind": "spike"}]
+        )
+        first, last = datetime(2026, 1, 5).date(), datetime(2026, 1, 6).date()
+        assert await meters.top(first, last) == [("M1", 7.0), ("M2", 5.0)]  # ZUNIONSTORE in a MULTI
+        assert await meters.top(first, last, region="North") == [("M1", 7.0)]
+    finally:
+        await client.aclose()
+
+
+async def test_regional_windows_merge_once_across_partitions(settings: Settings) -> None:
+    client, ns = async_redis(settings), settings.redis_namespace
+    try:
+        a, b = RegionalMerger(client, ns, partitions=2), RegionalMerger(client, ns, partitions=2)
+        await a.save(0, T0 + HOUR, [region_windows(T0, 2.0)])
+        assert await a.claim_ready() == []  # partition 1 has not reported yet
+        await b.save(1, T0 + HOUR, [region_windows(T0, 3.0)])
+        claimed = await b.claim_ready()
+        assert [(m.split("|")[0], rec["kwh_in"], rec["readings"]) for m, rec in claimed] == [("North", 5.0, 8)]
+        assert await a.claim_ready() == []  # claimed by b
+        await b.confirm([m for m, _ in claimed])
+        await a.save(0, T0 + 2 * HOUR, [region_windows(T0, 9.0)])  # a late replay of an emitted window: no-op
+        assert await a.claim_ready() == []
+    finally:
+        await client.aclose()
+
+
+async def test_memberships_and_the_api_bulk_reads(settings: Settings) -> None:
+    client, ns = async_redis(settings), settings.redis_namespace
+    try:
+        store = MembershipStore(client, ns)
+        await store.apply([change("C1", "loyal"), change("C2", "loyal"), change("C3", "big", family="rule")])
+        await store.apply([change("C1", "champions")])  # an rfm entry replaces C1's current segment (Lua)
+        assert await store.members("rfm", "loyal") == {"C2"}
+        assert await store.members("rfm", "champions") == {"C1"}
+        assert await store.sizes() == {("rfm", "loyal"): 1, ("rfm", "champions"): 1, ("rule", "big"): 1}
+        union = await client.sunion([store.members_key("rfm", "loyal"), store.members_key("rfm", "champions")])
+        assert {m.decode() for m in union} == {"C1", "C2"}
+        rows = await read_customers(client, ns, ["C1", "C2", "C9"], ["seg:rfm", "rule:big"])  # one Lua call
+        assert rows == [[b"champions", None], [b"loyal", None], [None, None]]
+    finally:
+        await client.aclose()
+
+
+async def test_model_exchange_lease_and_versions(settings: Settings) -> None:
+    client, ns = async_redis(settings), settings.redis_namespace
+    spec = FeatureSpec()
+    try:
+        owner = ModelExchange(client, ns, lambda: ModelOwner(k=2, spec=spec, min_seed_samples=16, sample_cap=64))
+        follower = ModelExchange(client, ns, lambda: ModelOwner(k=2, spec=spec))
+        stats = ClusterStats.empty(spec)
+        stats.add_sample(np.random.default_rng(1).random((40, len(spec.names))))
+        await owner.push_stats([stats])
+        events = await owner.run_owner()  # lease (SET NX PX), LRANGE+DEL and the 3-key SET in MULTIs
+        assert events and events[-1].version >= 1
+        assert await follower.run_owner() == []  # the lease is held by the owner
+        model = await follower.fetch()
+        assert model is not None and model.version == events[-1].version
+        assert await follower.fetch() is None  # nothing newer
+    finally:
+        await client.aclose()
+
+
+def test_without_the_hash_tag_the_scripts_are_refused(settings: Settings) -> None:
+    """The control: the app id alone as namespace spreads the keys, and the multi-key commands fail."""
+    client = sync_redis(settings)
+    try:
+        plain = settings.app_id
+        keys: list[Any] = [f"{plain}:region:pending", f"{plain}:region:frontier"]
+        assert client.keyslot(keys[0]) != client.keyslot(keys[1])
+        with pytest.raises((RedisClusterException, ResponseError), match=r"(?i)slot"):
+            client.eval("return redis.call('ZCARD', KEYS[1]) + redis.call('HLEN', KEYS[2])", 2, *keys)
+    finally:
+        client.close()
