@@ -23,6 +23,10 @@ Examples:
     Traceback (most recent call last):
     ...
     simulators.importers.base.RowError: UnitPrice: 'abc' is not a number
+    >>> parse_number("1_000", "UnitPrice")
+    Traceback (most recent call last):
+    ...
+    simulators.importers.base.RowError: UnitPrice: '1_000' is not a number
     >>> parse_date("2022-09-19").isoformat()
     '2022-09-19T00:00:00+00:00'
 """
@@ -91,11 +95,16 @@ def row_event_id(path: str | Path, line: int, kind: str) -> str:
     return f"imp-{kind}-{digest}"
 
 
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.ASCII | re.IGNORECASE)
+
+
 def parse_number(text: str | None, column: str, *, minimum: float | None = 0.0) -> float:
     """A finite number (a leading ``$`` tolerated; decimal point only, no thousands separators)."""
     raw = (text or "").strip().lstrip("$")
     if not raw:
         raise RowError(f"{column}: missing value")
+    if not _NUMBER.fullmatch(raw):  # float() alone would take 1_000 and non-ASCII digits such as ١٢
+        raise RowError(f"{column}: {text!r} is not a number")
     try:
         value = float(raw)
     except ValueError:
@@ -186,13 +195,15 @@ def count_lines(path: Path) -> int:
 def read_rows(
     path: Path, *, delimiter: str = ",", fieldnames: Sequence[str] | None = None, required: Sequence[str] = ()
 ) -> Iterator[tuple[int, dict[str, str], str | None]]:
-    """Yield ``(line number, row, problem)``; ``problem`` is set for rows with a wrong number of fields.
+    """Yield ``(line number, row, problem)``; ``problem`` is set for rows with a wrong number of fields
+    or with bytes that are not UTF-8 (such a row is reported like any bad row; the import carries on).
 
     ``delimiter`` ``"whitespace"`` splits on runs of blanks. Without
     ``fieldnames`` the first line is the header, and a header missing a
     ``required`` column is an error for the whole file (raised, not rejected).
     """
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    # undecodable bytes become lone surrogates (U+DC80-U+DCFF) instead of stopping the whole file
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
         if delimiter == "whitespace":
             names = list(fieldnames) if fieldnames else None
             for number, text in enumerate(f, start=1):
@@ -203,7 +214,8 @@ def read_rows(
                     names = parts
                     _check_header(path, names, required)
                     continue
-                yield number, dict(zip(names, parts, strict=False)), _width_problem(len(parts), len(names))
+                problem = _encoding_problem(parts) or _width_problem(len(parts), len(names))
+                yield number, dict(zip(names, parts, strict=False)), problem
             return
         reader = csv.reader(f, delimiter=delimiter)
         header = list(fieldnames) if fieldnames else None
@@ -222,17 +234,37 @@ def read_rows(
                 continue
             if not parts or all(not p.strip() for p in parts):
                 continue
-            yield number, dict(zip(header, parts, strict=False)), _width_problem(len(parts), len(header))
+            problem = _encoding_problem(parts) or _width_problem(len(parts), len(header))
+            yield number, dict(zip(header, parts, strict=False)), problem
 
 
 def _width_problem(got: int, expected: int) -> str | None:
     return None if got == expected else f"expected {expected} fields, got {got}"
 
 
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def _encoding_problem(parts: Sequence[str]) -> str | None:
+    """The first byte that is not UTF-8 (read with ``surrogateescape``), as a row problem."""
+    for i, part in enumerate(parts):
+        found = _UNDECODABLE.search(part)
+        if found:
+            byte = ord(found.group()) - 0xDC00
+            return f"field {i + 1} is not UTF-8 text (byte 0x{byte:02x} at character {found.start() + 1})"
+    return None
+
+
+def printable(text: str) -> str:
+    """``text`` with undecodable bytes (``surrogateescape``) as U+FFFD, so it can be written as UTF-8."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _check_header(path: Path, header: Sequence[str], required: Sequence[str]) -> None:
     missing = [c for c in required if c not in header]
     if missing:
-        raise ValueError(f"{path}: header lacks column(s) {', '.join(missing)}; found {', '.join(header)}")
+        found = printable(", ".join(header))
+        raise ValueError(f"{path}: header lacks column(s) {', '.join(missing)}; found {found[:500]}")
 
 
 # ------------------------------------------------------------------ publishing
@@ -264,7 +296,7 @@ class ImportRun:
 
     def reject(self, path: Path, line: int, reason: str, row: dict[str, str] | None) -> None:
         raw = "" if row is None else "|".join(str(v) for v in row.values())
-        self.result.rejects.append(Reject(path.name, line, reason, raw[:500]))
+        self.result.rejects.append(Reject(path.name, line, printable(reason), printable(raw[:500])))
         self.result.rejected += 1
 
     def bar(self, path: Path) -> Any:

@@ -79,7 +79,13 @@ def parse_rfc2822(text: str | None) -> datetime:
         raise RowError(f"Date: {raw!r} is not an RFC 2822 date (e.g. Mon, 19 Sep 2022 12:16:01 +0530)") from None
     if ts.tzinfo is None:
         raise RowError(f"Date: {raw!r} has no time zone offset")
-    return ts.astimezone(UTC)
+    try:  # e.g. 31 Dec 9999 23:59:59 -0100 is the year 10000 in UTC
+        utc = ts.astimezone(UTC)
+    except OverflowError:
+        raise RowError(f"Date: {raw!r} is out of range") from None
+    if not 1970 <= utc.year <= 2100:
+        raise RowError(f"Date: year {utc.year} is out of range")
+    return utc
 
 
 def _kind(code: str, name: str) -> str:
