@@ -13,9 +13,9 @@ only when all its keys hash to one slot. :attr:`meterseg.settings.Settings.redis
 is therefore ``{app_id}`` on a cluster (a hash tag: only the part in braces is
 hashed) and plain ``app_id`` on one server (keys unchanged). The cost: one app's
 shared state sits on one master (its replicas give failover, not capacity). The
-partition checkpoints, the largest part by far, are self-contained (a head and
-its generations, which the checkpoint store keeps in the head's slot) and stay
-named by the plain ``app_id``: they spread over the masters.
+partition checkpoints, the largest part by far, are self-contained (only the
+checkpoint store touches them, each partition's on its own) and stay named by
+the plain ``app_id``: they spread over the masters.
 
 Examples:
     >>> from meterseg.settings import Settings
