@@ -24,11 +24,11 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import redis
 from aiokafka import AIOKafkaProducer
 
 from bench.common import ensure_broker, kafka_options
 from meterseg.settings import Settings, TopicNames
+from stream.clients.redis_client import app_key_patterns, sync_redis
 from stream.topics import delete_topics
 from tests.integration.harness import running_worker, simulate, wait_for
 
@@ -81,10 +81,10 @@ def main() -> None:
         with running_worker(settings, out, **env) as worker:
             wait_for(lambda: worker.health().get("segmentation", {}).get("changes", 0) > 0, 180, "segments")
             wait_for(lambda: worker.health().get("seconds_since_progress", 0) > 3, 180, "caught up")
-            client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+            client = sync_redis(settings, decode_responses=True)
             low: list[str] = []
             for seg in LOW_RECENCY:
-                low += sorted(str(m) for m in client.smembers(f"{settings.app_id}:seg:rfm:{seg}"))
+                low += sorted(str(m) for m in client.smembers(f"{settings.redis_namespace}:seg:rfm:{seg}"))
             client.close()
             customers = low[: args.purchases]
             if not customers:
@@ -106,9 +106,10 @@ def main() -> None:
             )
     finally:
         asyncio.run(delete_topics(settings))
-        client = redis.Redis.from_url(settings.redis_url)
-        for key in client.scan_iter(match=f"{settings.app_id}:*", count=1000):
-            client.unlink(key)
+        client = sync_redis(settings)
+        for pattern in app_key_patterns(settings):
+            for key in client.scan_iter(match=pattern, count=1000):
+                client.unlink(key)
         client.close()
 
 

@@ -290,16 +290,17 @@ def _reset(settings: Settings) -> None:
     """Empty the demo's topics and its Redis keys, so every demo run tells the same story."""
     import asyncio
 
-    from stream.clients.redis_client import sync_redis
+    from stream.clients.redis_client import app_key_patterns, sync_redis
     from stream.topics import delete_topics, ensure_topics
 
     deleted = asyncio.run(delete_topics(settings))
     client = sync_redis(settings)
     try:
         keys = 0
-        for key in client.scan_iter(match=f"{settings.redis_namespace}:*", count=1000):
-            client.unlink(key)
-            keys += 1
+        for pattern in app_key_patterns(settings):
+            for key in client.scan_iter(match=pattern, count=1000):
+                client.unlink(key)
+                keys += 1
     finally:
         client.close()
     asyncio.run(ensure_topics(settings))

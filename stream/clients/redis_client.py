@@ -33,7 +33,28 @@ if TYPE_CHECKING:
 
     from meterseg.settings import Settings
 
-__all__ = ["async_redis", "sync_redis"]
+__all__ = ["app_key_patterns", "async_redis", "sync_redis"]
+
+
+def app_key_patterns(settings: Settings) -> list[str]:
+    """``SCAN MATCH`` patterns covering every Redis key of the app (to list or remove them all).
+
+    The shared state is under :attr:`~meterseg.settings.Settings.redis_namespace`; the checkpoints
+    under the plain app id, and keys derived from a checkpoint's name may carry it as a hash tag.
+
+    Examples:
+        >>> from meterseg.settings import Settings
+        >>> app_key_patterns(Settings(app_id="fleet"))
+        ['fleet:*', '{fleet:*']
+        >>> app_key_patterns(Settings(app_id="fleet", redis_cluster=True))
+        ['{fleet}:*', 'fleet:*', '{fleet:*']
+    """
+    ns, app = settings.redis_namespace, settings.app_id
+    patterns = [f"{ns}:*"]
+    if ns != app:
+        patterns.append(f"{app}:*")
+    patterns.append(f"{{{app}:*")
+    return patterns
 
 
 def async_redis(settings: Settings, **options: Any) -> aioredis.Redis:

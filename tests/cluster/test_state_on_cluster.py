@@ -24,7 +24,7 @@ from processors.clustering.model import ClusterStats, FeatureSpec, ModelOwner
 from processors.health import MeterHealth
 from processors.segments import SegmentChange
 from processors.windows import ClosedWindows
-from stream.clients.redis_client import async_redis, sync_redis
+from stream.clients.redis_client import app_key_patterns, async_redis, sync_redis
 from stream.clients.security import check_redis
 from stream.state.checkpoints import CheckpointStore
 from stream.state.health import HealthStore
@@ -172,3 +172,17 @@ def test_without_the_hash_tag_the_scripts_are_refused(settings: Settings) -> Non
             client.eval("return redis.call('ZCARD', KEYS[1]) + redis.call('HLEN', KEYS[2])", 2, *keys)
     finally:
         client.close()
+
+
+async def test_the_app_key_patterns_find_every_key_of_the_app(settings: Settings) -> None:
+    """What the demo's fresh start removes: the shared state and the checkpoints spread over the masters."""
+    client = async_redis(settings)
+    try:
+        await CheckpointStore(client, settings.app_id).save("ingest", 0, {"x": 1}, {"meter.readings": 1})
+        await MembershipStore(client, settings.redis_namespace).apply([change("C1", "loyal")])
+        found = {key for pattern in app_key_patterns(settings) async for key in client.scan_iter(match=pattern)}
+        assert any(k.startswith(f"{settings.app_id}:ckpt:".encode()) for k in found)
+        assert any(k.startswith(f"{settings.redis_namespace}:cust:".encode()) for k in found)
+        assert all(k.startswith((settings.app_id.encode(), b"{" + settings.app_id.encode())) for k in found)
+    finally:
+        await client.aclose()
