@@ -107,25 +107,39 @@ def _version_reason(obj: Any) -> RejectReason | None:
 def _extract(records: list[dict[str, Any]], defaults: dict[str, Any]) -> dict[str, list[Any]]:
     """One list per field (``defaults`` gives the fields and the value used when a key is absent).
 
-    Fast path, one C-level pass: when the first record holds only known fields
-    and every record has exactly those keys (same length and an ``itemgetter``
-    over them succeeds), the records are transposed with ``zip``. Otherwise
-    one ``dict.get`` pass per field.
+    Fast path, one C-level pass: when the first record holds only known fields,
+    the records are transposed with ``itemgetter`` and ``zip``. Records with
+    another number of keys (a reading with a missing field inside an envelope
+    must not send a whole poll down the slow path) are first replaced by a
+    dict of exactly those fields, read with ``dict.get``; fields the first
+    record lacks are then filled from them. When no fast path applies, one
+    ``dict.get`` pass per field.
     """
     n = len(records)
     if n:
         first = records[0]
         present = [f for f in defaults if f in first]
-        if len(present) >= 2 and len(first) == len(present):
+        width = len(first)
+        if len(present) >= 2 and width == len(present):
+            lengths = list(map(len, records))
+            odd = [] if lengths.count(width) == n else [i for i, k in enumerate(lengths) if k != width]
+            regular = records
+            if odd:
+                regular = list(records)
+                for i in odd:
+                    r = records[i]
+                    regular[i] = {f: r.get(f, defaults[f]) for f in present}
             try:
-                rows = list(map(itemgetter(*present), records))
+                rows = list(map(itemgetter(*present), regular))
             except KeyError:
                 rows = None
-            if rows is not None and set(map(len, records)) == {len(first)}:
+            if rows is not None:
                 cols = dict(zip(present, map(list, zip(*rows, strict=True)), strict=True))
                 for f, d in defaults.items():
                     if f not in cols:
-                        cols[f] = [d] * n
+                        col = cols[f] = [d] * n
+                        for i in odd:
+                            col[i] = records[i].get(f, d)
                 return cols
     return {f: [r.get(f, d) for r in records] for f, d in defaults.items()}
 
@@ -330,18 +344,23 @@ class ReadingDecoder:
         rec_pos: list[int] = []
         batch_ids: list[str | None] = [None] * len(msgs)
         envelopes = 0
-        loads = orjson.loads
-        fast = self._all_single_readings(msgs)
-        if fast is not None:  # the common single-reading poll: no per-message Python loop
-            n = len(fast)
-            cols, more = self._columns(fast, list(range(n)), [-1] * n, msgs, batch_ids)
+        parsed = self._parse_all(msgs)
+        if parsed is not None and len(msgs) >= 2 and self._all_single(parsed):
+            # the common single-reading poll: no per-message Python loop
+            n = len(parsed)
+            cols, more = self._columns(parsed, list(range(n)), [-1] * n, msgs, batch_ids)
             return DecodedReadings(cols, more, n, n, 0)
         for i, m in enumerate(msgs):
-            try:
-                obj = loads(m.value)
-            except orjson.JSONDecodeError as exc:
-                rejects.append(Reject("invalid_json", f"invalid JSON: {exc}", m.value, m.topic, m.partition, m.offset))
-                continue
+            if parsed is not None:
+                obj = parsed[i]
+            else:
+                try:
+                    obj = orjson.loads(m.value)
+                except orjson.JSONDecodeError as exc:
+                    rejects.append(
+                        Reject("invalid_json", f"invalid JSON: {exc}", m.value, m.topic, m.partition, m.offset)
+                    )
+                    continue
             if type(obj) is dict and "readings" in obj and "meter_id" not in obj:
                 header = self._envelope(obj, m, rejects)
                 if header is None:
@@ -362,17 +381,17 @@ class ReadingDecoder:
         return DecodedReadings(cols, rejects, len(msgs), len(records), envelopes, unparsed)
 
     @staticmethod
-    def _all_single_readings(msgs: list[RawMessage]) -> list[Any] | None:
-        """Parsed messages if every one is valid JSON and none looks like an envelope, else ``None``."""
-        if len(msgs) < 2:
-            return None
+    def _parse_all(msgs: list[RawMessage]) -> list[Any] | None:
+        """Every message parsed in one C-level pass, or ``None`` if any is not valid JSON (then one by one)."""
         try:
-            objs = list(map(orjson.loads, [m.value for m in msgs]))
-            if set(map(type, objs)) != {dict} or any(map(contains, objs, repeat("readings"))):
-                return None
+            return list(map(orjson.loads, [m.value for m in msgs]))
         except (orjson.JSONDecodeError, TypeError):
             return None
-        return objs
+
+    @staticmethod
+    def _all_single(objs: list[Any]) -> bool:
+        """True when every parsed message is a dict and none looks like an envelope."""
+        return set(map(type, objs)) == {dict} and not any(map(contains, objs, repeat("readings")))
 
     def _envelope(self, obj: dict[str, Any], m: RawMessage, rejects: list[Reject]) -> str | None:
         """Validate the envelope header; return its batch id, or ``None`` after rejecting it."""

@@ -75,6 +75,11 @@ class IngestConfig(BaseModel):
         default=5.0, ge=0.0, description="wall seconds without newer events before the event clock runs on its own"
     )
     profiles: bool = Field(default=True, description="build daily load profiles for behaviour features")
+    chunk_bytes: int = Field(
+        default=512 * 1024,
+        ge=1024,
+        description="a poll bigger than this (message bytes per topic) is processed in pieces of about this size",
+    )
 
 
 @dataclass(slots=True)
@@ -97,6 +102,27 @@ class IngestOutput:
     def accepted(self) -> int:
         return self.accepted_readings + self.accepted_heartbeats
 
+    def absorb(self, other: IngestOutput) -> None:
+        """Append another call's output to this one (the later call's items after this one's)."""
+        self.messages += other.messages
+        self.accepted_readings += other.accepted_readings
+        self.accepted_heartbeats += other.accepted_heartbeats
+        self.duplicates += other.duplicates
+        self.rejects += other.rejects
+        self.closed += other.closed
+        self.alerts += other.alerts
+        self.health_changes += other.health_changes
+        self.profiles += other.profiles
+        self.event_latency_s += other.event_latency_s
+        self.append_latency_s += other.append_latency_s
+
+
+def _pieces(msgs: list[RawMessage], chunk_bytes: int) -> int:
+    """How many pieces of about ``chunk_bytes`` the messages' payloads make."""
+    if len(msgs) < 2:
+        return 1
+    return 1 + sum(map(len, [m.value for m in msgs])) // chunk_bytes
+
 
 class PartitionIngest:
     """The ingestion state of one partition (implements :class:`~processors.base.StatefulProcessor`).
@@ -115,18 +141,41 @@ class PartitionIngest:
         self.windows = ConsumptionWindows(self.config.windows)
         self.health = HealthMonitor(self.config.health)
         self.profiles = DailyProfileBuilder()
-        # two clocks: windows close by the readings' time only (heartbeats carry no energy and may run
-        # ahead of a lagging readings consumer); silence is judged by any sign of life
+        # one clock per input topic: windows close by the readings' clock only (heartbeats carry no
+        # energy); silence is judged at the *slower* of the two (see :meth:`silence_now`)
         self.totals: dict[str, int] = {"messages": 0, "accepted": 0, "deadletter": 0, "duplicates": 0}
         """Units taken into this state (survive restarts with it): conservation is checked on these."""
-        self.clock = EventClock(self.config.clock_rate, self.config.clock_idle_s)
         self.reading_clock = EventClock(self.config.clock_rate, self.config.clock_idle_s)
+        self.heartbeat_clock = EventClock(self.config.clock_rate, self.config.clock_idle_s)
 
     # -- processing ---------------------------------------------------------------------------
     def process(self, batch: IngestBatch, wall: float | None = None) -> IngestOutput:
-        """Process one poll of readings and heartbeat messages."""
+        """Process one poll of readings and heartbeat messages.
+
+        A large poll (a consumer catching up returns megabytes per partition) is
+        processed in consecutive pieces of about ``chunk_bytes``: the outputs
+        are the same (poll boundaries are arbitrary anyway), but tens of
+        thousands of parsed readings alive at once cost more in cache misses
+        and garbage-collector passes than the work itself (measured about 1.5x
+        slower at 40 envelopes per call than at 4).
+        """
         wall = time.time() if wall is None else wall
         reading_msgs, heartbeat_msgs = batch
+        pieces = max(_pieces(reading_msgs, self.config.chunk_bytes), _pieces(heartbeat_msgs, self.config.chunk_bytes))
+        if pieces <= 1:
+            return self._process(reading_msgs, heartbeat_msgs, wall)
+        out = IngestOutput()
+        nr, nh = len(reading_msgs), len(heartbeat_msgs)
+        for i in range(pieces):
+            part = self._process(
+                reading_msgs[i * nr // pieces : (i + 1) * nr // pieces],
+                heartbeat_msgs[i * nh // pieces : (i + 1) * nh // pieces],
+                wall,
+            )
+            out.absorb(part)
+        return out
+
+    def _process(self, reading_msgs: list[RawMessage], heartbeat_msgs: list[RawMessage], wall: float) -> IngestOutput:
         out = IngestOutput(messages=len(reading_msgs) + len(heartbeat_msgs))
         readings = self._readings(reading_msgs, out, wall) if reading_msgs else None
         heartbeats = self._heartbeats(heartbeat_msgs, out) if heartbeat_msgs else None
@@ -181,24 +230,44 @@ class PartitionIngest:
         r_time = readings.interval_start if readings is not None and len(readings) else np.zeros(0, np.int64)
         h_time = heartbeats.ts if heartbeats is not None and len(heartbeats) else np.zeros(0, np.int64)
         if not len(r_time) and not len(h_time):
-            self._check_silence(self.clock.now(wall, running=False), out)
+            self._check_silence(self.silence_now(wall, running=False), out)
             return
         width = self.dedupe.granularity_s
         r_slice, h_slice = r_time // width, h_time // width
+        r_many = len(r_slice) > 0 and bool(r_slice.min() != r_slice.max())
+        h_many = len(h_slice) > 0 and bool(h_slice.min() != h_slice.max())
         for s in np.unique(np.concatenate([r_slice, h_slice])):
             if readings is not None and len(r_time):
-                part = readings.take(r_slice == s) if len(np.unique(r_slice)) > 1 else readings
+                part = readings.take(r_slice == s) if r_many else readings
                 if len(part):
                     self._absorb(self.health.process(part), out)
                     ends = part.interval_start + part.interval_minutes * 60
-                    self.clock.observe(float(ends.max()), wall)
                     self.reading_clock.observe(float(ends.max()), wall)
             if heartbeats is not None and len(h_time):
-                hpart = heartbeats.take(h_slice == s) if len(np.unique(h_slice)) > 1 else heartbeats
+                hpart = heartbeats.take(h_slice == s) if h_many else heartbeats
                 if len(hpart):
                     self._absorb(self.health.process(hpart), out)
-                    self.clock.observe(float(hpart.ts.max()), wall)
-            self._check_silence(self.clock.now(wall, running=False), out)
+                    self.heartbeat_clock.observe(float(hpart.ts.max()), wall)
+            self._check_silence(self.silence_now(wall, running=False), out)
+
+    def silence_now(self, wall: float | None = None, *, running: bool = True, caught_up: bool = False) -> float | None:
+        """The time silence is judged at: the slower of the readings' and the heartbeats' clocks.
+
+        Why the slower: the two topics are consumed side by side but not at the
+        same pace. Replaying a backlog, one poll can bring hours of one topic
+        and minutes of the other; judged at the faster clock, every meter whose
+        other messages are simply not read yet would look silent, then recover
+        a poll later (an alert storm: raised and cleared for every meter). For
+        the same reason a topic that has delivered nothing yet holds the
+        judgement back, unless the consumer is ``caught_up`` (then the topic
+        is really empty, e.g. a fleet without heartbeats, and the other clock
+        alone decides).
+        """
+        times = [c.now(wall, running=running) for c in (self.reading_clock, self.heartbeat_clock)]
+        known = [t for t in times if t is not None]
+        if not known or (len(known) < len(times) and not caught_up):
+            return None
+        return min(known)
 
     def _check_silence(self, now: float | None, out: IngestOutput) -> None:
         if now is not None:
@@ -227,7 +296,7 @@ class PartitionIngest:
         reading_now = self.reading_clock.now(wall, running=caught_up)
         if reading_now is not None:
             self._closed(self.windows.on_timer(reading_now), out)
-        self._check_silence(self.clock.now(wall, running=caught_up), out)
+        self._check_silence(self.silence_now(wall, running=caught_up, caught_up=caught_up), out)
         self._count(out)
         return out
 
@@ -257,19 +326,22 @@ class PartitionIngest:
             "windows": self.windows.snapshot(),
             "health": self.health.snapshot(),
             "profiles": self.profiles.snapshot(),
-            "clock": self.clock.snapshot(),
             "reading_clock": self.reading_clock.snapshot(),
+            "heartbeat_clock": self.heartbeat_clock.snapshot(),
             "totals": dict(self.totals),
         }
 
     @classmethod
     def restore(cls, state: dict[str, Any], registry: MeterRegistry | None = None) -> Self:
-        ingest = cls(registry if registry is not None else MeterRegistry(), IngestConfig.model_validate(state["config"]))
+        ingest = cls(
+            registry if registry is not None else MeterRegistry(), IngestConfig.model_validate(state["config"])
+        )
         ingest.dedupe = Deduplicator.restore(state["dedupe"])
         ingest.windows = ConsumptionWindows.restore(state["windows"])
         ingest.health = HealthMonitor.restore(state["health"])
         ingest.profiles = DailyProfileBuilder.restore(state["profiles"])
-        ingest.clock = EventClock.restore(state["clock"])
         ingest.reading_clock = EventClock.restore(state["reading_clock"])
+        if "heartbeat_clock" in state:  # checkpoints before it had one shared "clock": start the heartbeats' afresh
+            ingest.heartbeat_clock = EventClock.restore(state["heartbeat_clock"])
         ingest.totals = {**ingest.totals, **state.get("totals", {})}
         return ingest

@@ -27,6 +27,7 @@ from stream.clients.security import check_redis, kafka_client_options
 from stream.pipelines.ingest import IngestHandler
 from stream.pipelines.segmentation import SegmentationHandler
 from stream.registry import RegistryFollower
+from stream.runtime import tune_gc
 from stream.state.checkpoints import CheckpointStore
 from stream.topics import ensure_topics
 from stream.web.history import record_moves, sample_sizes
@@ -112,6 +113,7 @@ class Engine(Service):
         self.segmentation.before_batch = self.registry_follower.sync
         await self.ingest_consumer.start()
         await self.segment_consumer.start()
+        tune_gc()
         log.info(
             "engine started: %d meters known, consuming %s as group %s-ingest",
             len(self.registry_follower.registry),
@@ -286,9 +288,7 @@ class Engine(Service):
             "stalled": reasons,
             "uptime_s": round(time.time() - self.started_at, 1),
             "meters_known": len(self.registry_follower.registry),
-            "partitions": sorted(
-                f"{tp.topic}[{tp.partition}]" for c in self.consumers.values() for tp in c.assignment
-            ),
+            "partitions": sorted(f"{tp.topic}[{tp.partition}]" for c in self.consumers.values() for tp in c.assignment),
             "seconds_since_poll": round(since_poll, 2),
             "seconds_since_progress": round(now - consumer.last_progress, 2),
             "seconds_since_tick": round(now - self.last_tick, 2),

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -207,6 +207,73 @@ class ConsumptionWindow(Event):
     revenue: float | None = Field(default=None, description="regional windows only")
 
 
+class WindowBatch(Event):
+    """Closed windows of one size and one partition, as columns (``consumption.windows``).
+
+    Why: at 15-minute intervals a meter closes about 1.25 windows per reading
+    (15 m, a quarter of an hour, 1/96 of a day), so one Kafka record (or even
+    one JSON object) per window would cost more than ingesting the reading and
+    cap the engine well below the envelope rate. The engine therefore
+    publishes meter windows in batches (``METERSEG_WINDOW_BATCH_SIZE``, 1 = one
+    :class:`ConsumptionWindow` per message); regional windows stay single
+    records. Entry *i* of every list describes window *i*, with the same
+    meaning as the :class:`ConsumptionWindow` field of the same name;
+    :func:`window_records` turns either shape into records. The key is the
+    first window's meter id: all windows of a batch belong to meters of the
+    same partition.
+    """
+
+    batch_id: str = Field(min_length=1, max_length=256, description="deterministic: partition, size, first window")
+    kind: Literal["meter", "region"] = "meter"
+    window: str = Field(description="window size label, e.g. 15m, 1h, 1d")
+    key: list[str] = Field(min_length=1, max_length=100_000)
+    window_start: list[UtcDatetime]
+    window_end: list[UtcDatetime]
+    kwh_in: list[float]
+    kwh_out: list[float]
+    readings: list[Annotated[int, Field(ge=0)]]
+    expected: list[int | None]
+    completeness: list[float | None]
+    min_kw: list[float | None]
+    max_kw: list[float | None]
+    mean_kw: list[float | None]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> WindowBatch:
+        n = len(self.key)
+        for name in _WINDOW_COLUMNS:
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} has {len(getattr(self, name))} entries, key has {n}")
+        return self
+
+
+_WINDOW_COLUMNS = (
+    "window_start", "window_end", "kwh_in", "kwh_out", "readings", "expected", "completeness", "min_kw",
+    "max_kw", "mean_kw",
+)  # fmt: skip
+
+
+def window_records(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The window records of one ``consumption.windows`` payload, batched (:class:`WindowBatch`) or single.
+
+    Examples:
+        >>> window_records({"kind": "region", "key": "North", "window": "1h"})[0]["key"]
+        'North'
+        >>> batch = {"batch_id": "b", "kind": "meter", "window": "15m", "key": ["M1", "M2"], "kwh_in": [0.5, 0.25]}
+        >>> [(w["key"], w["window"], w["kwh_in"]) for w in window_records(batch)]
+        [('M1', '15m', 0.5), ('M2', '15m', 0.25)]
+    """
+    keys = payload.get("key")
+    if not isinstance(keys, list):
+        return [payload]
+    columns = {name: payload[name] for name in _WINDOW_COLUMNS if name in payload}
+    common = {"schema_version": payload.get("schema_version", SCHEMA_VERSION), "kind": payload.get("kind", "meter"),
+              "window": payload.get("window")}  # fmt: skip
+    return [
+        {**common, "key": key, **{name: values[i] for name, values in columns.items()}} for i, key in enumerate(keys)
+    ]
+
+
 class MeterAlert(Event):
     """A meter-health alert, published only when a condition is raised or cleared (``meter.alerts``).
 
@@ -282,7 +349,7 @@ TOPIC_PAYLOADS: dict[str, tuple[type[BaseModel], ...]] = {
     "purchases": (Purchase,),
     "registry": (MeterInfo,),
     "alerts": (MeterAlert,),
-    "windows": (ConsumptionWindow,),
+    "windows": (ConsumptionWindow, WindowBatch),
     "segment_changes": (SegmentChange,),
     "model_events": (ModelEvent,),
     "maintenance": (MaintenanceRequest,),

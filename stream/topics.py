@@ -41,7 +41,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.purchases, "customer id", "Purchase"),
         TopicSpec(t.registry, "meter id", "MeterInfo", compacted=True),
         TopicSpec(t.alerts, "meter id", "MeterAlert"),
-        TopicSpec(t.windows, "meter id or region", "ConsumptionWindow"),
+        TopicSpec(t.windows, "meter id (a batch: its first meter) or region", "ConsumptionWindow or WindowBatch"),
         TopicSpec(t.segment_changes, "customer id", "SegmentChange"),
         TopicSpec(t.model_events, "model id", "ModelEvent", partitions=1),
         TopicSpec(t.maintenance, "customer id", "MaintenanceRequest"),

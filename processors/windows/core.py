@@ -185,6 +185,55 @@ class ClosedWindows:
                 rec["revenue"] = rev
         return out
 
+    def to_columns(self, lo: int = 0, hi: int | None = None) -> dict[str, Any]:
+        """Windows ``lo:hi`` as JSON-ready columns: the body of a ``WindowBatch`` (``consumption.windows``).
+
+        Why columns: at 15-minute intervals about 1.25 windows close per reading,
+        and a dict per window costs more than the reading's whole processing;
+        columns serialise straight from the arrays (``orjson`` with
+        ``OPT_SERIALIZE_NUMPY``; NaN becomes ``null``). Same values and meaning as
+        :meth:`to_records`, which :func:`stream.schemas.window_records` rebuilds.
+
+        Examples:
+            >>> import numpy as np
+            >>> one = np.ones(2, np.int64)
+            >>> cw = ClosedWindows("meter", 900, ["M1", "M2"], np.array([0, 900]), one, one, np.array([.25, .5]),
+            ...                    np.zeros(2), np.array([1., 2.]), np.array([1., 2.]), np.array([1., 2.]), np.zeros(2))
+            >>> cols = cw.to_columns()
+            >>> cols["key"], cols["window_start"], cols["completeness"].tolist()
+            (['M1', 'M2'], ['1970-01-01T00:00:00Z', '1970-01-01T00:15:00Z'], [1.0, 1.0])
+        """
+        hi = len(self) if hi is None else hi
+        size = self.size_s
+        start = self.start[lo:hi]
+        count, expected = self.count[lo:hi], self.expected[lo:hi]
+        first, last = int(start.min()), int(start.max())
+        if first == last:
+            n = hi - lo
+            starts, ends = [_iso(first)] * n, [_iso(first + size)] * n
+        else:
+            distinct = np.unique(start).tolist()
+            listed = start.tolist()
+            starts = list(map({v: _iso(v) for v in distinct}.__getitem__, listed))
+            ends = list(map({v: _iso(v + size) for v in distinct}.__getitem__, listed))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            completeness = np.where(expected > 0, count / np.maximum(expected, 1), np.nan)
+        return {
+            "kind": self.kind,
+            "window": size_label(size),
+            "key": self.keys[lo:hi],
+            "window_start": starts,
+            "window_end": ends,
+            "kwh_in": self.kwh_in[lo:hi],
+            "kwh_out": self.kwh_out[lo:hi],
+            "readings": count,
+            "expected": expected if bool((expected > 0).all()) else [e if e > 0 else None for e in expected.tolist()],
+            "completeness": completeness,
+            "min_kw": self.kw_min[lo:hi],
+            "max_kw": self.kw_max[lo:hi],
+            "mean_kw": np.where(count > 0, self.kw_mean[lo:hi], np.nan),
+        }
+
 
 def merge_closed(parts: Sequence[ClosedWindows]) -> list[ClosedWindows]:
     """Concatenate closings of the same kind and size (first-appearance order kept)."""

@@ -28,7 +28,7 @@ from meterseg.settings import Settings
 from processors.columns import MeterRegistry, RawMessage
 from processors.health import HealthAlert, MeterHealth
 from processors.ingest import IngestConfig, IngestOutput, PartitionIngest
-from processors.windows import NONE, size_label
+from processors.windows import NONE, ClosedWindows, size_label
 from stream import metrics as m
 from stream.clients.producer import BatchProducer, KeyValue
 from stream.pipelines.base import PartitionedHandler
@@ -122,11 +122,10 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
             for closed in out.closed:
                 if closed.kind == "region":
                     continue  # merged across partitions below
-                records = closed.to_records()
-                m.WINDOWS_EMITTED.labels(f"{closed.kind}_{size_label(closed.size_s)}").inc(len(records))
-                windows += [(rec["key"].encode(), orjson.dumps(rec)) for rec in records]
+                m.WINDOWS_EMITTED.labels(f"{closed.kind}_{size_label(closed.size_s)}").inc(len(closed))
+                windows += self._window_messages(p, closed)
                 if closed.size_s == 86_400:
-                    daily += [(rec, self._region(rec["key"])) for rec in records]
+                    daily += [(rec, self._region(rec["key"])) for rec in closed.to_records()]
             for alert in out.alerts:
                 payload = self._alert_payload(alert)
                 alert_payloads.append(payload)
@@ -160,6 +159,26 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
             await self.health_store.save(health.values())
         if daily or alert_payloads:
             await self.meter_store.save(daily, alert_payloads)
+
+    def _window_messages(self, partition: int, closed: ClosedWindows) -> list[KeyValue]:
+        """``consumption.windows`` messages: :class:`~stream.schemas.WindowBatch` columns, or one per window.
+
+        A batch is keyed by its first meter id; every meter of one ingest
+        partition hashes to the same partition, so the batch lands where its
+        single records would have. The batch id is deterministic (a replay
+        after a crash re-sends the same id for the same first window).
+        """
+        size = self.settings.window_batch_size
+        if size <= 1:
+            return [(rec["key"].encode(), orjson.dumps(rec)) for rec in closed.to_records()]
+        out: list[KeyValue] = []
+        for lo in range(0, len(closed), size):
+            cols = closed.to_columns(lo, lo + size)
+            first = cols["key"][0]
+            batch_id = f"{partition}:{cols['window']}:{cols['window_start'][0]}:{first}:{len(cols['key'])}"
+            payload = {"schema_version": 1, "batch_id": batch_id, **cols}
+            out.append((first.encode(), orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)))
+        return out
 
     def _region(self, meter_id: str) -> str | None:
         slot = self.registry.slot(meter_id)

@@ -38,7 +38,7 @@ from pydantic import ValidationError
 
 from meterseg.settings import Settings, TopicNames
 from processors.rfm.state import recompute
-from stream.schemas import Purchase, Reading
+from stream.schemas import Purchase, Reading, window_records
 from tests.conftest import local_test_settings
 from tests.integration.harness import (
     Worker,
@@ -213,7 +213,7 @@ class Outcome:
             return [v for _, v, _ in read_topic(boot, topic)]
 
         return cls(
-            windows=[json.loads(v) for v in values(s.topics.windows)],
+            windows=[w for v in values(s.topics.windows) for w in window_records(json.loads(v))],
             alerts=[json.loads(v) for v in values(s.topics.alerts)],
             readings=values(s.topics.readings),
             registry=[json.loads(v) for v in values(s.topics.registry)],

@@ -19,7 +19,7 @@ import pytest
 from pydantic import ValidationError
 
 from meterseg.settings import Settings
-from stream.schemas import Reading
+from stream.schemas import ConsumptionWindow, Reading, WindowBatch, window_records
 from tests.integration.harness import metric_value, read_topic, running_worker, simulate, wait_for
 
 pytestmark = pytest.mark.integration
@@ -100,12 +100,31 @@ def fault_run(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str, se
         "metrics": metrics,
         "expected_in": expected_in,
         "end": end,
-        "windows": [json.loads(v) for _, v, _ in read_topic(kafka_bootstrap, settings.topics.windows)],
+        "window_messages": (window_messages := read_topic(kafka_bootstrap, settings.topics.windows)),
+        "windows": [w for _, v, _ in window_messages for w in window_records(json.loads(v))],
         "alerts": [json.loads(v) for _, v, _ in read_topic(kafka_bootstrap, settings.topics.alerts)],
         "deadletters": read_topic(kafka_bootstrap, settings.topics.deadletter),
         "readings": read_topic(kafka_bootstrap, settings.topics.readings),
         "registry": [json.loads(v) for _, v, _ in read_topic(kafka_bootstrap, settings.topics.registry)],
     }
+
+
+def test_window_messages_follow_the_contract(fault_run: dict[str, Any]) -> None:
+    """Meter windows travel in WindowBatch messages keyed by their first meter; regional ones one by one."""
+    batches = singles = 0
+    for key, value, _ in fault_run["window_messages"]:
+        payload = json.loads(value)
+        if "batch_id" in payload:
+            batch = WindowBatch.model_validate(payload)
+            assert key == batch.key[0].encode() and batch.kind == "meter"
+            batches += 1
+        else:
+            assert ConsumptionWindow.model_validate(payload).kind == "region"
+            singles += 1
+    assert batches and singles
+    windows = fault_run["windows"]
+    identities = [(w["kind"], w["key"], w["window"], w["window_start"]) for w in windows]
+    assert len(identities) >= metric_value(fault_run["metrics"], "meterseg_windows_emitted_total")
 
 
 def _consumed(metrics: str, settings: Settings) -> float:
@@ -122,7 +141,9 @@ def test_conservation_every_message_accounted_for(fault_run: dict[str, Any]) -> 
     assert counted["accepted"] + counted["deadletter"] + counted["duplicates"] == fault_run["expected_in"]
     # dead letters are produced at least once: a replay after the kill may repeat some, never lose one
     assert len(fault_run["deadletters"]) >= counted["deadletter"]
-    ids = {(dict(h)["source_topic"], dict(h)["source_offset"], dict(h)["record"]) for _, _, h in fault_run["deadletters"]}
+    ids = {
+        (dict(h)["source_topic"], dict(h)["source_offset"], dict(h)["record"]) for _, _, h in fault_run["deadletters"]
+    }
     assert len(ids) == counted["deadletter"]
 
 

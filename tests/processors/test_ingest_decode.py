@@ -279,3 +279,22 @@ def test_bulk_heartbeats_match_pydantic() -> None:
     assert list(h.firmware) == [w.firmware for w in want]
     assert h.battery_pct.tolist() == [w.battery_pct for w in want]
     assert [("ok", "degraded", "fault")[s] for s in h.status.tolist()] == [w.status for w in want]
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    st.lists(
+        st.dictionaries(st.sampled_from(["a", "b", "c", "x"]), st.integers(), min_size=0, max_size=4),
+        min_size=1,
+        max_size=80,
+    )
+)
+def test_column_extraction_equals_a_get_per_field(records: list[dict[str, Any]]) -> None:
+    """The transposing fast path (regular records, odd ones put back in place) equals plain ``dict.get``."""
+    from processors.decode import _extract
+
+    defaults = {"a": None, "b": 0, "c": "d"}
+    regular = [{"a": i, "b": 2 * i, "c": 3} for i in range(len(records))]
+    mixed = [r if i % 3 else regular[i] for i, r in enumerate(records)]
+    for recs in (records, regular, mixed):
+        assert _extract(recs, defaults) == {f: [r.get(f, d) for r in recs] for f, d in defaults.items()}
