@@ -34,7 +34,7 @@ from pydantic import BaseModel
 
 from meterseg.cli import main
 from stream.schemas import Bill, Feedback, Heartbeat, MaintenanceRequest, MeterInfo, Purchase
-from tests.fuzz.payloads import FAR_TIMESTAMPS, WEIRD_STRINGS
+from tests.fuzz.payloads import FAR_TIMESTAMPS, WEIRD_STRINGS, one_in
 
 FUZZ = settings(
     max_examples=40,
@@ -62,7 +62,7 @@ iso_dates = st.one_of(
     st.sampled_from(["0001-01-01", "9999-12-31", "2100-12-31T23:00:00-05:00", "1970-01-01", "1969-12-31"]),
     st.text(max_size=12),
 )
-rfc_dates = st.integers(0, 2).flatmap(lambda k: iso_dates if k == 0 else RFC_EDGES)
+rfc_dates = one_in(3).flatmap(lambda iso: iso_dates if iso else RFC_EDGES)
 RFC_EDGES = st.one_of(
     st.sampled_from([
         "Mon, 01 Jan 0001 00:00:00 +0100", "Fri, 31 Dec 9999 23:59:59 -0100", "Thu, 01 Jan 1970 00:00:00 +0000",
@@ -76,7 +76,7 @@ texts = st.one_of(st.sampled_from(WEIRD_STRINGS), st.text(max_size=10))
 
 def cell(valid: list[str], nasty: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     """Mostly a valid value (so rows get published too), else a nasty one."""
-    return st.integers(0, 7).flatmap(lambda k: nasty if k == 0 else st.sampled_from(valid))
+    return one_in(8).flatmap(lambda bad: nasty if bad else st.sampled_from(valid))
 
 
 customers = cell(["C001", "C002", "C003"], st.sampled_from(["C999", "C 1", "", "Ｃ001", "C001\n", "x" * 65]) | texts)
@@ -115,13 +115,13 @@ TRANSACTION_CELLS: dict[str, st.SearchStrategy[str]] = {
 def csv_file(draw: st.DrawFn, columns: Sequence[str], cells: dict[str, st.SearchStrategy[str]],
              delimiter: str = ",", header: bool = True) -> bytes:  # fmt: skip
     """A CSV file: a (maybe damaged) header, then rows of fuzzed cells, some of the wrong width, in some encoding."""
-    if draw(st.integers(0, 29)) == 0:
+    if draw(one_in(30)):
         return draw(st.binary(max_size=300))  # not a CSV at all
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter=delimiter, lineterminator=draw(st.sampled_from(["\n", "\r\n"])))
     names = list(columns)
     if header:
-        if draw(st.integers(0, 19)) == 0:
+        if draw(one_in(20)):
             names = draw(st.permutations(names))[: draw(st.integers(0, len(names)))]
         writer.writerow([draw(st.sampled_from([n, f" {n} "])) for n in names])
     rows = draw(st.integers(1, 15))
@@ -247,7 +247,7 @@ def test_monthly_importer(data: st.DataObject) -> None:
         directory = Path(tmp) / "in"
         directory.mkdir()
         for name, cells in MONTHLY.items():
-            if name != "customer_data.csv" and data.draw(st.integers(0, 5)) == 0:
+            if name != "customer_data.csv" and data.draw(one_in(6)):
                 continue  # an optional file missing
             (directory / name).write_bytes(data.draw(csv_file(list(cells), cells), label=name))
         rc, stdout, stderr = run_import(["monthly", str(directory)], Path(tmp) / "out")
