@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from processors.insights import differentiators, overlap, suggest
 from stream.web.context import ApiContext, load_population
 from stream.web.errors import ApiError, bad_request
+from stream.web.pagination import int_param
 from stream.web.routes import ApiRequest, Param, route
 from stream.web.segments import member_set, require_segment
 
@@ -57,9 +58,7 @@ async def differentiators_view(ctx: ApiContext, req: ApiRequest) -> Any:
     a = req.arg("a")
     if not a:
         raise bad_request("a is required (segment id family:id)", error="missing_parameter")
-    top_raw = req.arg("top", "10") or "10"
-    if not top_raw.isdigit() or not 1 <= int(top_raw) <= 100:
-        raise bad_request("top must be an integer between 1 and 100", error="invalid_parameter")
+    top = int_param(req.query, "top", 1, 100) or 10
     pop = await load_population(ctx)
     ka, ma = await _members(ctx, a)
     mask_a = pop.mask(ma)
@@ -82,7 +81,7 @@ async def differentiators_view(ctx: ApiContext, req: ApiRequest) -> Any:
     names = attrs or [n for n in sorted(pop.columns) if n not in skip]
     out = await asyncio.to_thread(differentiators, pop, mask_a, mask_b, names)
     return {"a": ka, "b": kb, "size_a": int(mask_a.sum()), "size_b": int(mask_b.sum()),
-            "attributes": out[: int(top_raw)]}  # fmt: skip
+            "attributes": out[:top]}  # fmt: skip
 
 
 class SuggestRequest(BaseModel):

@@ -12,7 +12,7 @@ from stream.state.health import HealthStore
 from stream.state.meters import MeterStore
 from stream.web.context import ApiContext, text
 from stream.web.errors import bad_request, not_found
-from stream.web.pagination import parse_page, window
+from stream.web.pagination import int_param, parse_page, window
 from stream.web.routes import PAGE_PARAMS, ApiRequest, Param, route
 
 MAX_RANGE_DAYS = 366
@@ -26,6 +26,14 @@ def _date(raw: str | None, name: str) -> date | None:
         return date.fromisoformat(raw)
     except ValueError:
         raise bad_request(f"{name} must be a date YYYY-MM-DD, got {raw!r}", error="invalid_parameter") from None
+
+
+def _shift(day: date, days: int) -> date:
+    """``day`` moved by ``days``; 400 beyond the calendar (from=9999-12-31 has no week after it)."""
+    try:
+        return day + timedelta(days=days)
+    except OverflowError:
+        raise bad_request(f"{day.isoformat()} {days:+d} days is out of range", error="invalid_parameter") from None
 
 
 async def latest_day(ctx: ApiContext) -> date | None:
@@ -47,20 +55,18 @@ async def top(ctx: ApiContext, req: ApiRequest) -> Any:
     """Sum of closed daily windows per meter over [from, to], largest first."""
     last = _date(req.arg("to"), "to")
     first = _date(req.arg("from"), "from")
-    limit_raw = req.arg("limit", "10") or "10"
-    if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= 1000:
-        raise bad_request("limit must be an integer between 1 and 1000", error="invalid_parameter")
+    limit = int_param(req.query, "limit", 1, 1000) or 10
     if last is None:
-        last = (first + timedelta(days=6)) if first else await latest_day(ctx)
+        last = _shift(first, 6) if first else await latest_day(ctx)
         if last is None:
             return {"from": None, "to": None, "region": req.arg("region"), "items": []}
-    first = first or last - timedelta(days=6)
+    first = first or _shift(last, -6)
     if first > last:
         raise bad_request("from must not be after to", error="invalid_parameter")
     if (last - first).days + 1 > MAX_RANGE_DAYS:
         raise bad_request(f"at most {MAX_RANGE_DAYS} days", error="invalid_parameter")
     region = req.arg("region")
-    rows = await MeterStore(ctx.redis, ctx.ns).top(first, last, region, int(limit_raw))
+    rows = await MeterStore(ctx.redis, ctx.ns).top(first, last, region, limit)
     items = []
     for meter, kwh in rows:
         cid = ctx.directory.customer_of(meter)

@@ -28,7 +28,16 @@ class Page:
     offset: int | None = None
 
 
-def _int(query: Mapping[str, str], name: str, lo: int, hi: int | None = None) -> int | None:
+def int_param(query: Mapping[str, str], name: str, lo: int, hi: int | None = None) -> int | None:
+    """An integer query parameter in ``[lo, hi]`` (None when absent or empty); 400 otherwise.
+
+    >>> int_param({"top": "7"}, "top", 1, 100), int_param({}, "top", 1, 100)
+    (7, None)
+    >>> int_param({"top": "²"}, "top", 1, 100)  # str.isdigit() says yes, int() says no
+    Traceback (most recent call last):
+    ...
+    stream.web.errors.ApiError: 400 invalid_parameter: top must be an integer, got '²'
+    """
     raw = query.get(name)
     if raw is None or raw == "":
         return None
@@ -52,9 +61,9 @@ def parse_page(query: Mapping[str, str], default_limit: int = DEFAULT_LIMIT) -> 
     ...
     stream.web.errors.ApiError: 400 invalid_parameter: limit must be between 1 and 1000, got 5000
     """
-    limit = _int(query, "limit", 1, MAX_LIMIT) or default_limit
-    cursor = _int(query, "cursor", 0, 2**64 - 1)
-    offset = _int(query, "offset", 0)
+    limit = int_param(query, "limit", 1, MAX_LIMIT) or default_limit
+    cursor = int_param(query, "cursor", 0, 2**64 - 1)
+    offset = int_param(query, "offset", 0)
     if cursor is not None and offset is not None:
         raise bad_request("give either cursor or offset, not both", error="invalid_parameter")
     return Page(limit, cursor, offset)

@@ -42,7 +42,7 @@ from stream.web.context import (
     value_columns,
 )
 from stream.web.errors import ApiError, bad_request, not_found
-from stream.web.pagination import parse_page, window
+from stream.web.pagination import int_param, parse_page, window
 from stream.web.routes import PAGE_PARAMS_CURSOR, ApiRequest, Param, route
 from stream.web.rules import publish_changes, rule_changes, rules_key
 
@@ -282,10 +282,8 @@ async def history(ctx: ApiContext, req: ApiRequest) -> Any:
     """Stored size samples (one per minute while the sampler runs) plus the live size now."""
     family, seg, _ = await require_segment(ctx, req.path["id"])
     since = _parse_time(req.arg("since"))
-    limit_raw = req.arg("limit", "1000") or "1000"
-    if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= 10_080:
-        raise bad_request("limit must be an integer between 1 and 10080", error="invalid_parameter")
-    samples = await hist.size_history(ctx.redis, ctx.ns, family, seg, since, int(limit_raw))
+    limit = int_param(req.query, "limit", 1, 10_080) or 1000
+    samples = await hist.size_history(ctx.redis, ctx.ns, family, seg, since, limit)
     size = int(await ctx.redis.scard(members_key(ctx, family, seg)))
     return {"segment": f"{family}:{seg}", "interval_s": hist.DEFAULT_INTERVAL_S, "samples": samples,
             "now": {"ts": int(time.time()), "size": size}}  # fmt: skip
@@ -331,7 +329,10 @@ async def create_rule_segment(ctx: ApiContext, body: SegmentCreate, source: str 
     if body.members is not None and body.mode != "static":
         raise bad_request("a member list defines a static segment: set mode to static", error="invalid_definition")
     if body.expression is not None:
-        compile_rule(body.expression, known_names=KNOWN_ATTRIBUTES)  # RuleSyntaxError -> 400 with position
+        try:
+            compile_rule(body.expression, known_names=KNOWN_ATTRIBUTES)  # RuleSyntaxError -> 400 with position
+        except RecursionError:  # the parser recurses per nesting level: ((((...)))) or not not not ...
+            raise bad_request("the expression is nested too deeply", error="invalid_rule", kind="too_deep") from None
     existing = await segment_entries(ctx)
     if f"rule:{body.id}" in existing:
         raise ApiError(409, "conflict", f"segment rule:{body.id} already exists; DELETE it first")

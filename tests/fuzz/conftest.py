@@ -19,7 +19,7 @@ import random
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,15 +54,21 @@ class Produced:
     offset: int
 
 
-@dataclass
 class FuzzRun:
-    settings: Settings
-    worker: Worker
-    produced: list[Produced]
-    health: dict[str, Any] = field(default_factory=dict)
-    metrics: str = ""
-    deadletters: list[Record] = field(default_factory=list)
-    seconds: float = 0.0
+    """The worker, what was produced, and what the worker reported once it had consumed it all."""
+
+    def __init__(self, settings: Settings, worker: Worker, produced: list[Produced]) -> None:
+        self.settings = settings
+        self.worker = worker
+        self.produced = produced
+        self.health: dict[str, Any] = {}
+        self.metrics = ""
+        self.deadletters: list[Record] = []
+        self.seconds = 0.0
+        self.log = ""  # the worker's log once the corpus was consumed (before the API fuzz)
+
+    def __repr__(self) -> str:  # hypothesis prints the fixtures of a failing example: keep it short
+        return f"FuzzRun(app_id={self.settings.app_id!r}, web_port={self.worker.web_port})"
 
     def of(self, topic: str) -> list[Produced]:
         return [p for p in self.produced if p.topic == topic]
@@ -181,6 +187,7 @@ def fuzz_run(services: Services, tmp_path_factory: pytest.TempPathFactory) -> It
         wait_for(lambda: len(_read_deadletters(run)) >= samples[-1], 20, "dead letters in the topic")
         run.metrics, run.health = worker.metrics(), worker.health()
         run.seconds = time.monotonic() - started
+        run.log = worker.log_tail(10_000_000)
         yield run
 
 
