@@ -60,7 +60,7 @@ from typing import Any, Self
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from stream.schemas import CustomerId
+from stream.schemas import EARLIEST, LATEST, CustomerId
 
 LOAD_SHAPE_FEATURES: tuple[str, ...] = (
     "mean_daily_kwh",
@@ -81,6 +81,10 @@ RFM_FEATURES: tuple[str, ...] = ("rfm.days_since_last", "rfm.frequency", "rfm.mo
 # indices into the per-day observation vector x (and the decayed-mean state)
 _TOTAL, _P2A, _NIGHT, _MORNING, _DAY, _EVENING, _EXPORT = range(7)
 _N_OBS = 7
+
+
+MAX_INTERVAL_KWH = 1e9
+"""Largest kWh of one interval of a :class:`DailyProfile` (a meter reads at most 1e6 per reading)."""
 
 
 class DailyProfile(BaseModel):
@@ -111,8 +115,17 @@ class DailyProfile(BaseModel):
             raise ValueError(f"need 24, 48 or 96 interval values, got {len(v)}")
         if not all(math.isfinite(x) for x in v):
             raise ValueError("interval values must be finite")
+        if any(abs(x) > MAX_INTERVAL_KWH for x in v):  # a day's variance squares its total: 1e200 kWh made NaN
+            raise ValueError(f"interval values must lie within ±{MAX_INTERVAL_KWH:g} kWh")
         if len(v) != 24:
             v = tuple(float(x) for x in np.asarray(v, dtype=float).reshape(24, -1).sum(axis=1))
+        return v
+
+    @field_validator("day")
+    @classmethod
+    def _day_in_range(cls, v: date) -> date:
+        if not EARLIEST.date() <= v < LATEST.date():  # the segmentation clock runs on from the last day
+            raise ValueError(f"day must lie in the years {EARLIEST.year}-{LATEST.year - 1}, got {v.isoformat()}")
         return v
 
     @model_validator(mode="after")
@@ -153,7 +166,7 @@ def day_observation(kwh_import: np.ndarray, kwh_export: np.ndarray | None) -> np
     x = np.zeros(_N_OBS)
     x[_TOTAL] = total
     if total > 0:
-        x[_P2A] = float(imp.max()) / (total / 24.0)
+        x[_P2A] = float(imp.max()) * 24.0 / total  # not max / (total / 24): a tiny total / 24 underflows to 0
         periods = imp.reshape(4, 6).sum(axis=1) / total
         x[_NIGHT : _EVENING + 1] = periods
     else:

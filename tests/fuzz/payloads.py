@@ -68,7 +68,12 @@ FAR_TIMESTAMPS: list[Any] = [
     "9999-12-31T23:59:59Z", "9999-12-31T23:59:59-01:00", "9999-12-31T23:59:59.999999-23:59", "10000-01-01T00:00:00Z",
     "0000-01-01T00:00:00Z", "2026-13-01T00:00:00Z", "2026-01-01T00:00:00", "2026-01-01T00:00:00+25:00",
     "2026-01-01T00:00:00Z\x00", "２０２６-01-01T00:00:00Z", "", "now", -1, 0, 2**31, 2**40, 253402300800, -(2**63),
-    1e20, -1e20, 1.5e9,
+    1e20, -1e20, 1.5e9, "0001-01-01", "1969-12-31", "2100-12-31", "2101-01-01", "9999-12-31",
+]  # fmt: skip
+#: the far ends: beyond the datetime range once in UTC, the last and first days, just outside the contract
+TIME_EDGES: list[str] = [
+    "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+14:00", "9999-12-31", "0001-01-01", "2101-01-01T00:00:00Z",
+    "2100-12-31T23:59:59Z",
 ]  # fmt: skip
 HUGE_NUMBERS: list[Any] = [
     2**63, -(2**63) - 1, 2**64, 10**30, -(10**30), 10**400, 1e308, -1e308, 5e-324, -0.0,
@@ -239,12 +244,16 @@ def damaged_record(draw: st.DrawFn, topic: str) -> Any:
         return record
     if how == "time":  # timestamps far in the past and future, and strings that only look like one
         for name in TIME_FIELDS[topic]:
-            record[name] = draw(st.sampled_from(FAR_TIMESTAMPS))
+            record[name] = draw(st.sampled_from(TIME_EDGES) | st.sampled_from(FAR_TIMESTAMPS))
         return record
     if how == "huge":  # numbers at and beyond every bound, NaN and infinities
         numeric = [k for k, v in record.items() if type(v) in (int, float)]
         for name in draw(st.sets(st.sampled_from(numeric), min_size=1, max_size=2)) if numeric else ():
             record[name] = draw(st.sampled_from(HUGE_NUMBERS))
+        for name in [k for k, v in record.items() if type(v) is list and v and type(v[0]) is float]:
+            values = record[name]  # a series: some of its values at the extremes
+            for i in draw(st.sets(st.integers(0, len(values) - 1), min_size=1)):
+                values[i] = draw(st.sampled_from([*HUGE_NUMBERS, 1.7e308]))
         return record
     if how == "not_object":
         return draw(nasty_values)

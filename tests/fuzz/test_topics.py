@@ -16,11 +16,12 @@ the meter registry and the operations topics (maintenance, feedback, bills):
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
@@ -177,12 +178,19 @@ def test_one_far_future_reading_does_not_make_every_later_reading_late() -> None
 
 
 # --------------------------------------------------------------------------- purchases and profiles
+def profile(day: str, kwh: list[float]) -> bytes:
+    return orjson.dumps({"customer_id": "C0000001", "day": day, "kwh_import": kwh})
+
+
 @FUZZ
 @given(
     purchases=st.lists(raw_bytes("purchases"), max_size=10),
     profiles=st.lists(raw_bytes("profiles"), max_size=4),
     deliveries=st.integers(1, 2),
 )
+@example(purchases=[], profiles=[profile("9999-12-31", [0.5] * 24)], deliveries=1)  # the clock ran past 9999
+@example(purchases=[], profiles=[profile("2026-01-02", [5e-324] + [0.0] * 23)], deliveries=1)  # ZeroDivisionError
+@example(purchases=[], profiles=[profile(f"2026-01-0{d}", [1e200] + [0.5] * 23) for d in (2, 3)], deliveries=1)
 def test_segmentation_accounts_for_every_purchase_and_profile(
     purchases: list[bytes], profiles: list[bytes], deliveries: int
 ) -> None:
@@ -208,6 +216,8 @@ def test_segmentation_accounts_for_every_purchase_and_profile(
             event("some accepted")
         if out.changes:
             event("segment changes")
+        for features in out.features:  # they feed the fleet-wide behaviour model: one NaN would poison it
+            assert all(math.isfinite(v) for v in features.values.values()), features
     # customers age a year: RFM re-scores; every change is a valid segment.changes record
     outputs.append(seg.rescore(wall=WALL + 365 * 86_400, caught_up=True))
     for out in outputs:
