@@ -28,15 +28,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 SCHEMA_VERSION: Literal[1] = 1
 
 
-#: Event times a payload may carry: [EARLIEST, LATEST). Outside it a timestamp is a fault to dead-letter,
-#: not data: the engine's clocks run on from the largest event time and format times as ISO strings, which
-#: stop at the year 9999, and importers accept the years 1970-2100 alike.
+#: Event times an input payload may carry: [EARLIEST, LATEST). Outside it a timestamp is a fault to
+#: dead-letter, not data: the engine's clocks run on from the largest event time and format times as ISO
+#: strings, which stop at the year 9999, and importers accept the years 1970-2100 alike.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2101, 1, 1, tzinfo=UTC)
 
 
-def _utc(value: datetime) -> datetime:
-    """Refuse naive and out-of-range timestamps and normalise to UTC (meters may send offsets).
+def _aware_utc(value: datetime) -> datetime:
+    """Refuse naive timestamps and normalise to UTC (meters may send offsets).
 
     Raises only ``ValueError`` (a validation error): the conversion of, e.g.,
     ``9999-12-31T23:59:59-01:00`` overflows the datetime range, and an
@@ -46,9 +46,14 @@ def _utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp must carry a time zone (UTC recommended, e.g. 2026-01-01T00:00:00Z)")
     try:
-        utc = value.astimezone(UTC)
+        return value.astimezone(UTC)
     except OverflowError:
         raise ValueError("timestamp is out of range once converted to UTC") from None
+
+
+def _utc(value: datetime) -> datetime:
+    """:func:`_aware_utc`, and within [EARLIEST, LATEST)."""
+    utc = _aware_utc(value)
     if not EARLIEST <= utc < LATEST:
         raise ValueError(f"timestamp must lie in the years 1970-2100 (UTC), got {utc.isoformat()}")
     return utc
@@ -61,6 +66,9 @@ def _finite(value: float) -> float:
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+"""An input event time: aware, in UTC, within the years 1970-2100."""
+OutputDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
+"""A time the engine publishes: aware, in UTC; may pass 2100 (a window's end, the event clock running on)."""
 Finite = Annotated[float, AfterValidator(_finite)]
 MeterId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 CustomerId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -194,8 +202,8 @@ class ConsumptionWindow(Event):
     kind: Literal["meter", "region"]
     key: str = Field(description="meter id or region name")
     window: str = Field(description="window size label, e.g. 15m, 1h, 1d")
-    window_start: UtcDatetime
-    window_end: UtcDatetime
+    window_start: OutputDatetime
+    window_end: OutputDatetime
     kwh_in: float
     kwh_out: float
     readings: int = Field(ge=0)
@@ -227,8 +235,8 @@ class WindowBatch(Event):
     kind: Literal["meter", "region"] = "meter"
     window: str = Field(description="window size label, e.g. 15m, 1h, 1d")
     key: list[str] = Field(min_length=1, max_length=100_000)
-    window_start: list[UtcDatetime]
-    window_end: list[UtcDatetime]
+    window_start: list[OutputDatetime]
+    window_end: list[OutputDatetime]
     kwh_in: list[float]
     kwh_out: list[float]
     readings: list[Annotated[int, Field(ge=0)]]
@@ -289,7 +297,7 @@ class MeterAlert(Event):
     action: Literal["raised", "cleared"]
     health: Literal["good", "fair", "poor"]
     reasons: list[str] = Field(default_factory=list)
-    ts: UtcDatetime
+    ts: OutputDatetime
     detail: str = ""
 
 
@@ -311,7 +319,7 @@ class SegmentChange(Event):
     action: Literal["entered", "exited"]
     from_segment: str | None = None
     to_segment: str | None = None
-    ts: UtcDatetime
+    ts: OutputDatetime
     reason: str
     model_version: int | None = None
 
@@ -322,7 +330,7 @@ class ModelEvent(Event):
     event_id: str
     kind: Literal["version", "drift", "reseed"]
     model_version: int = Field(ge=0)
-    ts: UtcDatetime
+    ts: OutputDatetime
     detail: dict[str, float | int | str] = Field(default_factory=dict)
 
 
