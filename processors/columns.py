@@ -388,6 +388,21 @@ class HeartbeatColumns:
         )
 
 
+def concat_heartbeats(parts: Sequence[HeartbeatColumns]) -> HeartbeatColumns:
+    """Concatenate heartbeat batches that share one registry (message indices are re-based)."""
+    if not parts:
+        raise ValueError("concat needs at least one batch")
+    arrays: dict[str, Any] = {
+        name: np.concatenate([getattr(p, name) for p in parts]) for name in HeartbeatColumns.ARRAYS
+    }
+    shifted, offset = [], 0
+    for p in parts:
+        shifted.append(p.message + offset)
+        offset += len(p.sources)
+    arrays["message"] = np.concatenate(shifted)
+    return HeartbeatColumns(registry=parts[0].registry, sources=[s for p in parts for s in p.sources], **arrays)
+
+
 def column_names(cls: type[ReadingColumns] | type[HeartbeatColumns]) -> list[str]:
     """Field names of a columns class (for generic code and tests)."""
     return [f.name for f in fields(cls)]

@@ -36,6 +36,7 @@ Examples:
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -43,7 +44,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from processors.clock import EventClock
-from processors.columns import HeartbeatColumns, MeterRegistry, RawMessage, ReadingColumns, Reject
+from processors.columns import (
+    HeartbeatColumns,
+    MeterRegistry,
+    RawMessage,
+    ReadingColumns,
+    Reject,
+    concat_heartbeats,
+)
 from processors.decode import HeartbeatDecoder, ReadingDecoder
 from processors.dedupe import Deduplicator
 from processors.features import DailyProfile
@@ -75,6 +83,16 @@ class IngestConfig(BaseModel):
         default=5.0, ge=0.0, description="wall seconds without newer events before the event clock runs on its own"
     )
     profiles: bool = Field(default=True, description="build daily load profiles for behaviour features")
+    align_s: float = Field(
+        default=900.0,
+        ge=0.0,
+        description="event seconds one input topic may run ahead of the other (still unread) one before it waits",
+    )
+    hold_max_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=0,
+        description="held-back bytes of a partition beyond which its consumer pauses the topic that runs ahead",
+    )
     chunk_bytes: int = Field(
         default=512 * 1024,
         ge=1024,
@@ -147,10 +165,27 @@ class PartitionIngest:
         """Units taken into this state (survive restarts with it): conservation is checked on these."""
         self.reading_clock = EventClock(self.config.clock_rate, self.config.clock_idle_s)
         self.heartbeat_clock = EventClock(self.config.clock_rate, self.config.clock_idle_s)
+        # messages held back by the alignment (not in the state, nor in its snapshot: see held())
+        self._held_r: list[RawMessage] = []
+        self._held_h: list[RawMessage] = []
+        self._held_r_decoded: tuple[ReadingColumns, list[Reject]] | None = None
+        self._held_h_decoded: tuple[HeartbeatColumns, list[Reject]] | None = None
 
     # -- processing ---------------------------------------------------------------------------
-    def process(self, batch: IngestBatch, wall: float | None = None) -> IngestOutput:
+    def process(self, batch: IngestBatch, wall: float | None = None, *, pending: Collection[str] = ()) -> IngestOutput:
         """Process one poll of readings and heartbeat messages.
+
+        ``pending``: the input topics (``"readings"``, ``"heartbeats"``) that
+        still have unread messages on the broker for this partition. The two
+        topics are consumed side by side, not in step: replaying a backlog, one
+        poll can bring hours of one and minutes of the other. Messages of the
+        topic that is ahead by more than ``align_s`` of event time, while the
+        other still has messages to read, are *held back* (see :meth:`held`):
+        processed once the other topic has caught up or has nothing more to
+        read. The health rules then see both topics in event-time order, so a
+        meter's silence is neither invented (its messages on the other topic
+        not read yet) nor hidden (its later messages read too early). Callers
+        that pass everything at once (tests, backfills) leave ``pending`` empty.
 
         A large poll (a consumer catching up returns megabytes per partition) is
         processed in consecutive pieces of about ``chunk_bytes``: the outputs
@@ -163,25 +198,115 @@ class PartitionIngest:
         reading_msgs, heartbeat_msgs = batch
         pieces = max(_pieces(reading_msgs, self.config.chunk_bytes), _pieces(heartbeat_msgs, self.config.chunk_bytes))
         if pieces <= 1:
-            return self._process(reading_msgs, heartbeat_msgs, wall)
+            return self._process(reading_msgs, heartbeat_msgs, wall, pending)
         out = IngestOutput()
         nr, nh = len(reading_msgs), len(heartbeat_msgs)
         for i in range(pieces):
-            part = self._process(
-                reading_msgs[i * nr // pieces : (i + 1) * nr // pieces],
-                heartbeat_msgs[i * nh // pieces : (i + 1) * nh // pieces],
-                wall,
-            )
-            out.absorb(part)
+            # held-back messages go first in each call (order is kept); the new part is decoded alone
+            r_part = reading_msgs[i * nr // pieces : (i + 1) * nr // pieces]
+            h_part = heartbeat_msgs[i * nh // pieces : (i + 1) * nh // pieces]
+            # a piece is a poll of its own: the rest of each topic is still to read
+            still = set(pending) if i == pieces - 1 else {"readings", "heartbeats"}
+            out.absorb(self._process(r_part, h_part, wall, still))
         return out
 
-    def _process(self, reading_msgs: list[RawMessage], heartbeat_msgs: list[RawMessage], wall: float) -> IngestOutput:
+    def held_bytes(self) -> int:
+        """Payload bytes of the messages held back (what a consumer should bound by pausing the topic)."""
+        return sum(map(len, [m.value for m in self._held_r])) + sum(map(len, [m.value for m in self._held_h]))
+
+    def held(self) -> dict[str, int]:
+        """Topic -> offset of the first message held back (not yet in this state; a checkpoint resumes there)."""
+        return {msgs[0].topic: msgs[0].offset for msgs in (self._held_r, self._held_h) if msgs}
+
+    def _process(
+        self, reading_msgs: list[RawMessage], heartbeat_msgs: list[RawMessage], wall: float, pending: Collection[str]
+    ) -> IngestOutput:
+        r_cached, h_cached = self._held_r_decoded, self._held_h_decoded
+        self._held_r_decoded = self._held_h_decoded = None
+        r_new, h_new = reading_msgs, heartbeat_msgs
+        if self._held_r:
+            reading_msgs, self._held_r = self._held_r + reading_msgs, []
+        if self._held_h:
+            heartbeat_msgs, self._held_h = self._held_h + heartbeat_msgs, []
+        r_cols: ReadingColumns | None = None
+        h_cols: HeartbeatColumns | None = None
+        r_rejects: list[Reject] = []
+        h_rejects: list[Reject] = []
+        # messages held back were decoded when they arrived: decode only what is new
+        if r_cached is not None and len(r_cached[0].sources) == len(reading_msgs) - len(r_new):
+            r_cols, r_rejects = r_cached
+            if r_new:
+                dr = self.readings.process(r_new)
+                r_cols, r_rejects = ReadingColumns.concat([r_cols, dr.readings]), r_rejects + dr.rejects
+        elif reading_msgs:
+            dr = self.readings.process(reading_msgs)
+            r_cols, r_rejects = dr.readings, dr.rejects
+        if h_cached is not None and len(h_cached[0].sources) == len(heartbeat_msgs) - len(h_new):
+            h_cols, h_rejects = h_cached
+            if h_new:
+                dh = self.heartbeats.process(h_new)
+                h_cols, h_rejects = concat_heartbeats([h_cols, dh.heartbeats]), h_rejects + dh.rejects
+        elif heartbeat_msgs:
+            dh = self.heartbeats.process(heartbeat_msgs)
+            h_cols, h_rejects = dh.heartbeats, dh.rejects
+        if pending:
+            r_cut, h_cut = self._alignment(r_cols, len(reading_msgs), h_cols, len(heartbeat_msgs), pending)
+            if r_cut < len(reading_msgs) and r_cols is not None:
+                first = reading_msgs[r_cut].offset
+                later = r_cols.message >= r_cut
+                ids = list(r_cols.batch_ids)
+                held = r_cols.take(later)
+                held.message, held.sources, held.batch_ids = held.message - r_cut, reading_msgs[r_cut:], ids[r_cut:]
+                self._held_r_decoded = (held, [r for r in r_rejects if r.offset >= first])
+                r_cols, r_rejects = r_cols.take(~later), [r for r in r_rejects if r.offset < first]
+                # the held envelopes' batch ids are not seen yet (the deduplicator remembers every id it is shown)
+                r_cols.batch_ids = ids[:r_cut] + [None] * (len(ids) - r_cut)
+                reading_msgs, self._held_r = reading_msgs[:r_cut], reading_msgs[r_cut:]
+            if h_cut < len(heartbeat_msgs) and h_cols is not None:
+                first = heartbeat_msgs[h_cut].offset
+                later = h_cols.message >= h_cut
+                held_h = h_cols.take(later)
+                held_h.message, held_h.sources = held_h.message - h_cut, heartbeat_msgs[h_cut:]
+                self._held_h_decoded = (held_h, [r for r in h_rejects if r.offset >= first])
+                h_cols, h_rejects = h_cols.take(~later), [r for r in h_rejects if r.offset < first]
+                heartbeat_msgs, self._held_h = heartbeat_msgs[:h_cut], heartbeat_msgs[h_cut:]
         out = IngestOutput(messages=len(reading_msgs) + len(heartbeat_msgs))
-        readings = self._readings(reading_msgs, out, wall) if reading_msgs else None
-        heartbeats = self._heartbeats(heartbeat_msgs, out) if heartbeat_msgs else None
-        self._health_in_time_order(readings, heartbeats, out, wall)
+        out.rejects += r_rejects + h_rejects
+        readings = self._readings(r_cols, reading_msgs, out, wall) if r_cols is not None else None
+        if h_cols is not None:
+            out.accepted_heartbeats += len(h_cols)
+        self._health_in_time_order(readings, h_cols, out, wall)
         self._count(out)
         return out
+
+    def _alignment(
+        self,
+        readings: ReadingColumns | None,
+        n_readings: int,
+        heartbeats: HeartbeatColumns | None,
+        n_heartbeats: int,
+        pending: Collection[str],
+    ) -> tuple[int, int]:
+        """Where to cut each topic's messages: the topic ahead of the other (still pending) by over ``align_s``."""
+        r_per_msg = np.full(n_readings, -np.inf)
+        if readings is not None and len(readings):
+            np.maximum.at(r_per_msg, readings.message, (readings.interval_start + readings.interval_minutes * 60))
+        h_per_msg = np.full(n_heartbeats, -np.inf)
+        if heartbeats is not None and len(heartbeats):
+            np.maximum.at(h_per_msg, heartbeats.message, heartbeats.ts)
+        r_seen = self.reading_clock.now(running=False)
+        h_seen = self.heartbeat_clock.now(running=False)
+        r_max = max(float(r_per_msg.max(initial=-np.inf)), -np.inf if r_seen is None else r_seen)
+        h_max = max(float(h_per_msg.max(initial=-np.inf)), -np.inf if h_seen is None else h_seen)
+        align = self.config.align_s
+        r_cut, h_cut = n_readings, n_heartbeats
+        if "heartbeats" in pending and r_max > h_max + align:
+            beyond = np.flatnonzero(r_per_msg > h_max + align)
+            r_cut = int(beyond[0]) if len(beyond) else n_readings
+        elif "readings" in pending and h_max > r_max + align:
+            beyond = np.flatnonzero(h_per_msg > r_max + align)
+            h_cut = int(beyond[0]) if len(beyond) else n_heartbeats
+        return r_cut, h_cut
 
     def _count(self, out: IngestOutput) -> None:
         t = self.totals
@@ -190,11 +315,11 @@ class PartitionIngest:
         t["deadletter"] += len(out.rejects)
         t["duplicates"] += out.duplicates
 
-    def _readings(self, msgs: list[RawMessage], out: IngestOutput, wall: float) -> ReadingColumns:
-        """Decode, deduplicate and window; return the readings the health rules should see."""
-        decoded = self.readings.process(msgs)
-        out.rejects += decoded.rejects
-        deduped = self.dedupe.process(decoded.readings)
+    def _readings(
+        self, decoded: ReadingColumns, msgs: list[RawMessage], out: IngestOutput, wall: float
+    ) -> ReadingColumns:
+        """Deduplicate and window decoded readings; return the readings the health rules should see."""
+        deduped = self.dedupe.process(decoded)
         out.duplicates += deduped.duplicates
         windowed = self.windows.process(deduped.readings)
         out.rejects += windowed.rejects
@@ -210,12 +335,6 @@ class PartitionIngest:
             sample = stamps[:: max(1, len(stamps) // _LATENCY_SAMPLE)]
             out.append_latency_s += (wall - sample / 1000.0).tolist()
         return accepted
-
-    def _heartbeats(self, msgs: list[RawMessage], out: IngestOutput) -> HeartbeatColumns:
-        decoded = self.heartbeats.process(msgs)
-        out.rejects += decoded.rejects
-        out.accepted_heartbeats += len(decoded.heartbeats)
-        return decoded.heartbeats
 
     def _health_in_time_order(
         self, readings: ReadingColumns | None, heartbeats: HeartbeatColumns | None, out: IngestOutput, wall: float
@@ -290,19 +409,26 @@ class PartitionIngest:
 
         ``caught_up``: the consumer has read everything there is; only then may
         the clock run on past the last event (a lagging consumer's quiet is not
-        the stream's).
+        the stream's). Caught up, messages held back by the alignment are
+        processed first: the topic they waited for has nothing more to read.
         """
         out = IngestOutput()
+        if caught_up and (self._held_r or self._held_h):
+            out.absorb(self._process([], [], time.time() if wall is None else wall, ()))
         reading_now = self.reading_clock.now(wall, running=caught_up)
         if reading_now is not None:
             self._closed(self.windows.on_timer(reading_now), out)
-        self._check_silence(self.silence_now(wall, running=caught_up, caught_up=caught_up), out)
-        self._count(out)
+        silence = IngestOutput()
+        self._check_silence(self.silence_now(wall, running=caught_up, caught_up=caught_up), silence)
+        self._count(silence)
+        out.absorb(silence)
         return out
 
     def flush(self) -> IngestOutput:
-        """Close every open window (end of a backfill)."""
+        """Process what is held back and close every open window (end of a backfill)."""
         out = IngestOutput()
+        if self._held_r or self._held_h:
+            out.absorb(self._process([], [], time.time(), ()))
         self._closed(self.windows.flush(), out)
         return out
 

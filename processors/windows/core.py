@@ -203,7 +203,7 @@ class ClosedWindows:
             >>> cols["key"], cols["window_start"], cols["completeness"].tolist()
             (['M1', 'M2'], ['1970-01-01T00:00:00Z', '1970-01-01T00:15:00Z'], [1.0, 1.0])
         """
-        hi = len(self) if hi is None else hi
+        hi = len(self) if hi is None else min(hi, len(self))
         size = self.size_s
         start = self.start[lo:hi]
         count, expected = self.count[lo:hi], self.expected[lo:hi]

@@ -79,7 +79,7 @@ def _messages(events: Sequence[Any]) -> list[RawMessage]:
 def register_operations(app: faust.App, settings: Settings, engine: Callable[[], Any]) -> None:
     """Attach the operations agents to ``app``; ``engine()`` returns the running Engine (producer, Redis)."""
     topics = settings.topics
-    bills_key = f"{settings.app_id}:bills:outstanding"
+    bills_key = f"{settings.redis_namespace}:bills:outstanding"
 
     async def dead_letter(rejects: list[Reject]) -> None:
         if rejects:
@@ -153,7 +153,7 @@ def register_operations(app: faust.App, settings: Settings, engine: Callable[[],
 
 async def outstanding_bills(redis: Any, settings: Settings) -> tuple[int, float]:
     """Number and amount of bills issued and not paid (from Redis; for the gauges)."""
-    values = await redis.hvals(f"{settings.app_id}:bills:outstanding")
+    values = await redis.hvals(f"{settings.redis_namespace}:bills:outstanding")
     unpaid = [orjson.loads(v) for v in values]
     unpaid = [v for v in unpaid if v[1] == 0]
     return len(unpaid), float(sum(v[0] for v in unpaid))

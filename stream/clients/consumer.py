@@ -111,6 +111,8 @@ class BatchConsumer:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._lock = asyncio.Lock()
+        if hasattr(handler, "highwater"):  # a handler that aligns co-partitioned topics reads the watermarks
+            handler.highwater = self.consumer.highwater
 
     async def start(self) -> None:
         await self.consumer.start()
@@ -206,6 +208,7 @@ class BatchConsumer:
                     continue
             self.records_total += sum(len(r) for r in records.values())
             self.last_progress = time.monotonic()
+            self._sync_paused()
             if offsets:  # a checkpoint was written: progress that a failure can no longer undo
                 self.failing_since = None
             await self._commit(offsets)
@@ -221,6 +224,7 @@ class BatchConsumer:
         async with self._lock:
             try:
                 await step()
+                self._sync_paused()
                 return True
             except asyncio.CancelledError:
                 raise
@@ -229,6 +233,24 @@ class BatchConsumer:
                             type(exc).__name__, exc)  # fmt: skip
                 await self._rewind(set(self.consumer.assignment()))
                 return False
+
+    def _sync_paused(self) -> None:
+        """Pause the partitions the handler holds messages of (``held_partitions``), resume the others.
+
+        A handler that holds back the topic that runs ahead (see
+        :meth:`processors.ingest.PartitionIngest.process`) would otherwise keep
+        fetching it into memory while it waits for the other topic.
+        """
+        held = getattr(self.handler, "held_partitions", None)
+        if held is None:
+            return
+        owned = self.consumer.assignment()
+        wanted = {tp for tp in held() if tp in owned}
+        paused = self.consumer.paused()
+        if wanted - paused:
+            self.consumer.pause(*(wanted - paused))
+        if paused - wanted:
+            self.consumer.resume(*(paused - wanted))
 
     async def _rewind(self, failed: set[TopicPartition]) -> None:
         """Throw away the in-memory state of the failed partitions and resume from their checkpoint.
@@ -261,6 +283,7 @@ class BatchConsumer:
                     self.consumer.seek(tp, committed)
                 else:
                     await self.consumer.seek_to_beginning(tp)
+        self._sync_paused()
 
 
 def _fmt(partitions: set[TopicPartition]) -> str:

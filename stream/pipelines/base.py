@@ -125,10 +125,15 @@ class PartitionedHandler(Generic[P]):
         return committed
 
     async def _checkpoint(self, p: int, part: PartitionState[P]) -> None:
-        await self.checkpoints.save(self.pipeline, p, self.snapshot(part.processor), part.offsets)
-        part.checkpointed = dict(part.offsets)
+        offsets = self.checkpoint_offsets(part)
+        await self.checkpoints.save(self.pipeline, p, self.snapshot(part.processor), offsets)
+        part.checkpointed = offsets
         part.last_checkpoint = time.monotonic()
         m.CHECKPOINTS.labels(self.pipeline).inc()
+
+    def checkpoint_offsets(self, part: PartitionState[P]) -> dict[str, int]:
+        """The offsets a checkpoint of ``part`` reflects: the next to read, or earlier for messages held back."""
+        return dict(part.offsets)
 
     async def checkpoint_all(self) -> dict[TopicPartition, int]:
         return await self._maybe_checkpoint(force=True)

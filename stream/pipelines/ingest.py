@@ -19,10 +19,12 @@ again with the same deterministic ids (at-least-once, deduplicable downstream).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from aiokafka import TopicPartition
 
 from meterseg.settings import Settings
 from processors.columns import MeterRegistry, RawMessage
@@ -31,7 +33,7 @@ from processors.ingest import IngestConfig, IngestOutput, PartitionIngest
 from processors.windows import NONE, ClosedWindows, size_label
 from stream import metrics as m
 from stream.clients.producer import BatchProducer, KeyValue
-from stream.pipelines.base import PartitionedHandler
+from stream.pipelines.base import PartitionedHandler, PartitionState
 from stream.state.checkpoints import CheckpointStore
 from stream.state.health import HealthStore
 from stream.state.meters import MeterStore
@@ -63,9 +65,12 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
         self.config = config
         self.topics = settings.topics
         self.totals = {"messages": 0, "accepted": 0, "deadletter": 0, "duplicates": 0}
-        self.health_store = HealthStore(checkpoints.client, settings.app_id)
-        self.regional = RegionalMerger(checkpoints.client, settings.app_id, settings.partitions)
-        self.meter_store = MeterStore(checkpoints.client, settings.app_id)
+        self.health_store = HealthStore(checkpoints.client, settings.redis_namespace)
+        self.regional = RegionalMerger(checkpoints.client, settings.redis_namespace, settings.partitions)
+        self.meter_store = MeterStore(checkpoints.client, settings.redis_namespace)
+        #: the consumer's high watermark per topic partition (set by the BatchConsumer): which topic is pending
+        self.highwater: Callable[[TopicPartition], int | None] | None = None
+        self._fetched: dict[TopicPartition, int] = {}
 
     def new_processor(self, partition: int) -> PartitionIngest:
         return PartitionIngest(self.registry, self.config)
@@ -77,16 +82,58 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
         return processor.snapshot()
 
     async def process(self, batches: dict[int, dict[str, list[RawMessage]]]) -> None:
+        for p, by_topic in batches.items():
+            for topic, msgs in by_topic.items():
+                self._fetched[TopicPartition(topic, p)] = msgs[-1].offset + 1
         outputs = [
             (
                 p,
                 self.partitions[p].processor.process(
-                    (by_topic.get(self.topics.readings, []), by_topic.get(self.topics.heartbeats, []))
+                    (by_topic.get(self.topics.readings, []), by_topic.get(self.topics.heartbeats, [])),
+                    pending=self._pending(p),
                 ),
             )
             for p, by_topic in batches.items()
         ]
         await self._emit(outputs)
+
+    async def on_assigned(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+        for tp in partitions:  # (re)assigned or rewound: the consumer resumes at the checkpoint's offsets
+            self._fetched.pop(tp, None)
+        return await super().on_assigned(partitions)
+
+    def _pending(self, partition: int) -> set[str]:
+        """Which input topics of a partition still have messages on the broker beyond what was fetched."""
+        if self.highwater is None:
+            return set()
+        out = set()
+        for name, topic in (("readings", self.topics.readings), ("heartbeats", self.topics.heartbeats)):
+            tp = TopicPartition(topic, partition)
+            high = self.highwater(tp)
+            fetched = self._fetched.get(tp, self.partitions[partition].offsets.get(topic, 0))
+            if high is not None and high > fetched:
+                out.add(name)
+        return out
+
+    def held_partitions(self) -> set[TopicPartition]:
+        """Topic partitions whose held-back messages exceed ``hold_max_bytes``: paused until the other catches up.
+
+        Below the bound the topic keeps being read (pausing and resuming costs
+        fetch round trips); never both topics of one partition (the consumer
+        would stop reading it).
+        """
+        out: set[TopicPartition] = set()
+        for p, part in self.partitions.items():
+            held = part.processor.held()
+            if len(held) == 1 and part.processor.held_bytes() > self.config.hold_max_bytes:
+                out.add(TopicPartition(next(iter(held)), p))
+        return out
+
+    def checkpoint_offsets(self, part: PartitionState[PartitionIngest]) -> dict[str, int]:
+        offsets = dict(part.offsets)
+        for topic, first in part.processor.held().items():
+            offsets[topic] = min(offsets.get(topic, first), first)
+        return offsets
 
     async def on_timer(self, wall: float | None = None, lagging: set[int] | None = None) -> None:
         """Close windows and find silent meters by the event clock, even with no new events.
@@ -94,9 +141,11 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
         ``lagging``: partitions whose consumer is behind; their clock must not run on.
         """
         lagging = lagging or set()
-        outputs = [
-            (p, part.processor.on_timer(wall, caught_up=p not in lagging)) for p, part in self.partitions.items()
-        ]
+        outputs = []
+        for p, part in self.partitions.items():
+            if part.processor.held():  # held back for the other topic: released once it has nothing to read
+                outputs.append((p, part.processor.process(([], []), wall, pending=self._pending(p))))
+            outputs.append((p, part.processor.on_timer(wall, caught_up=p not in lagging)))
         await self._emit(outputs)
         self._update_gauges()
 

@@ -84,10 +84,10 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
         self.producer = producer
         self.topics = settings.topics
         self.customer_info = customer_info
-        self.store = MembershipStore(checkpoints.client, settings.app_id)
+        self.store = MembershipStore(checkpoints.client, settings.redis_namespace)
         self.models = ModelExchange(
             checkpoints.client,
-            settings.app_id,
+            settings.redis_namespace,
             lambda: ModelOwner(**self.config.owner_kwargs()),
         )  # fmt: skip
         self.totals = {"messages": 0, "deadletter": 0, "changes": 0}
@@ -149,7 +149,7 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
 
     async def _exchange(self) -> None:
         client = self.checkpoints.client
-        ns = self.settings.app_id
+        ns = self.settings.redis_namespace
         # RFM population: publish ours, merge everyone else's
         pipe = client.pipeline(transaction=False)
         for p, part in self.partitions.items():

@@ -133,3 +133,44 @@ def test_a_large_poll_in_pieces_gives_what_it_gives_whole() -> None:
     snap_a, snap_b = whole.snapshot(), pieces.snapshot()
     snap_a["config"] = snap_b["config"] = None
     assert snap_a == snap_b
+
+
+def test_the_topic_ahead_waits_for_the_other_and_a_gap_is_still_found() -> None:
+    """Heartbeats eight hours ahead while readings are pending: held back, then released in step.
+
+    M0000003 is silent (no reading, no heartbeat) from 02:00 to 05:00. Read at
+    their own pace, its 05:00 heartbeat would be seen before the readings' clock
+    passes 02:45 and hide the gap; held back until the readings catch up, the
+    gap is raised once and cleared once.
+    """
+    registry = make_registry(METERS)
+    gap = range(T0 + 7200, T0 + 5 * 3600)
+    rows = [r for r in make_rows(METERS, 4 * HOURS) if not (r["meter_id"] == "M0000003" and r["interval_start"] in gap)]
+    beats = [
+        b
+        for b in _heartbeats(range(HOURS))
+        if not (b"M0000003" in b and orjson.loads(b)["ts"] in {iso(t) for t in gap})
+    ]
+    readings = _raw(envelope_payloads(rows, 4 * METERS - 4), "meter.readings")
+    heartbeats = _raw(beats, "meter.heartbeats")
+    ingest = PartitionIngest(registry, IngestConfig())
+    outs = [ingest.process((readings[:1], heartbeats), 1_000.0, pending={"readings"})]
+    assert set(ingest.held()) == {"meter.heartbeats"} and ingest.held()["meter.heartbeats"] > 0
+    for k in range(1, len(readings)):
+        outs.append(
+            ingest.process((readings[k : k + 1], []), 1_000.0, pending={"readings"} if k + 1 < len(readings) else set())
+        )
+    assert ingest.held() == {}
+    assert sum(o.messages for o in outs) == len(readings) + len(heartbeats)
+    assert sum(o.accepted_heartbeats for o in outs) == len(heartbeats)
+    assert _silent(outs) == [("M0000003", "raised"), ("M0000003", "cleared")]
+
+
+def test_held_messages_are_released_by_the_timer_once_the_other_topic_is_read() -> None:
+    registry = make_registry(METERS)
+    readings = _raw(envelope_payloads(make_rows(METERS, 8), 4 * METERS), "meter.readings")
+    ingest = PartitionIngest(registry, IngestConfig())
+    out = ingest.process((readings, _raw(_heartbeats(range(1)), "meter.heartbeats")), 1_000.0, pending={"heartbeats"})
+    assert ingest.held() == {"meter.readings": 1} and out.accepted_readings == 4 * METERS
+    late = ingest.on_timer(1_000.0, caught_up=True)
+    assert ingest.held() == {} and late.accepted_readings == 4 * METERS and late.messages == 1

@@ -110,6 +110,7 @@ def test_window_batch_columns_carry_exactly_the_single_records(kind: str) -> Non
     assert window_records(wire) == singles
     for record in window_records(wire):
         ConsumptionWindow.model_validate(record)
+    assert len(closed.to_columns(3, 1000)["window_start"]) == 2  # the last batch: what is left
     head = closed.to_columns(1, 3)
     assert head["key"] == ["M1", "M2"] and head["window_start"] == ["1970-01-01T00:00:00Z", "1970-01-01T01:00:00Z"]
 
