@@ -136,6 +136,9 @@ class Settings(BaseSettings):
         description="/health turns 503 'stalled' when a consumer has not polled, records have waited without a "
         "batch processed, a timer step has failed, or the timer has not ticked, for this long",
     )
+    ingest_poll_records: int = Field(
+        default=20_000, ge=1, description="most records one poll of the ingest consumer returns (both input topics)"
+    )
     window_batch_size: int = Field(
         default=1000,
         ge=1,

@@ -67,6 +67,7 @@ class Engine(Service):
             f"{s.app_id}-ingest",
             [s.topics.readings, s.topics.heartbeats],
             self.ingest,
+            max_records=s.ingest_poll_records,
             **kafka_options,
         )
         self.segmentation = SegmentationHandler(

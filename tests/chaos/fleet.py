@@ -60,8 +60,10 @@ SIM_ARGS: tuple[str, ...] = (
     "--meters", str(METERS), "--days", str(DAYS), "--seed", str(SEED), "--history-days", str(HISTORY_DAYS),
     "--no-ops", *[a for f in FAULTS for a in ("--fault-rate", f)],
 )  # fmt: skip
-#: replayed history: the event clock runs fast once the stream is quiet, so the last windows close
+#: replayed history: the event clock runs fast once the stream is quiet, so the last windows close;
+#: small polls, so a worker takes some seconds over the fleet and a fault lands mid-stream
 WORKER_ENV = {
+    "METERSEG_INGEST_POLL_RECORDS": "250",
     "METERSEG_INGEST__CLOCK_RATE": "3600",
     "METERSEG_INGEST__WINDOWS__ALLOWED_LATENESS_S": "7200",
     "METERSEG_SEGMENTATION__EXCHANGE_INTERVAL_S": "1",
