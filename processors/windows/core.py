@@ -73,7 +73,10 @@ class WindowConfig(BaseModel):
         "is sent when the interval ends, so its event time lags the wall clock by about one interval",
     )
     max_future_s: int | None = Field(
-        default=None, description="reject readings whose interval starts this far after the broker timestamp"
+        default=7 * 86_400,
+        description="reject readings (reason in_future) whose interval starts more than this after the broker "
+        "timestamp; None: no limit. Why a default: one valid reading decades ahead would move the partition's "
+        "window frontier there, and every later on-time reading would be too late, for good",
     )
     price_per_kwh: dict[str, float] | None = Field(
         default=None,

@@ -164,12 +164,6 @@ def test_timestamps_beyond_the_datetime_range_are_dead_letters_not_crashes() -> 
     assert all("timestamp" in r.message for r in out.rejects)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="processors/windows: one valid reading decades ahead (2100, inside the contract) moves the partition's "
-    "window frontier there, so every later on-time reading of the partition is dead-lettered too_late, for good "
-    "(the frontier is checkpointed); WindowConfig.max_future_s, the guard against it, defaults to None",
-)
 def test_one_far_future_reading_does_not_make_every_later_reading_late() -> None:
     def reading(ts: str, seq: int) -> bytes:
         return orjson.dumps({
@@ -178,7 +172,8 @@ def test_one_far_future_reading_does_not_make_every_later_reading_late() -> None
         })  # fmt: skip
 
     ingest = PartitionIngest(registry(), IngestConfig())
-    ingest.process((messages("meter.readings", [reading("2100-12-31T23:45:00Z", 1)]), []), wall=WALL)
+    far = ingest.process((messages("meter.readings", [reading("2100-12-31T23:45:00Z", 1)]), []), wall=WALL)
+    assert [r.reason for r in far.rejects] == ["in_future"]  # WindowConfig.max_future_s (7 days) past the broker time
     out = ingest.process((messages("meter.readings", [reading(iso(T0), 2)]), []), wall=WALL)
     assert out.accepted_readings == 1, [r.reason for r in out.rejects]
 
