@@ -178,12 +178,12 @@ async def _roundtrip(redis_url: str, name: str, state: object) -> tuple[float, f
         t = time.perf_counter()
         await store.save(name, 0, state, {"t": 1})
         saved = time.perf_counter() - t
-        size = int(await client.memory_usage(store.key(name, 0)) or 0)
+        size = await store.stored_bytes(name, 0)
         t = time.perf_counter()
         loaded, _ = await store.load(name, 0)
         load = time.perf_counter() - t
         assert loaded is not None
-        await client.delete(store.key(name, 0))
+        await store.delete(name, 0)
         return saved, load, size, loaded
     finally:
         await client.aclose()
