@@ -356,13 +356,14 @@ class PartitionIngest:
         r_many = len(r_slice) > 0 and bool(r_slice.min() != r_slice.max())
         h_many = len(h_slice) > 0 and bool(h_slice.min() != h_slice.max())
         for s in np.unique(np.concatenate([r_slice, h_slice])):
-            if readings is not None and len(r_time):
+            if readings is not None and len(r_time) and (r_many or r_slice[0] == s):
+                # (all readings in one slice: they belong to that slice only, not to every slice of the heartbeats)
                 part = readings.take(r_slice == s) if r_many else readings
                 if len(part):
                     self._absorb(self.health.process(part), out)
                     ends = part.interval_start + part.interval_minutes * 60
                     self.reading_clock.observe(float(ends.max()), wall)
-            if heartbeats is not None and len(h_time):
+            if heartbeats is not None and len(h_time) and (h_many or h_slice[0] == s):
                 hpart = heartbeats.take(h_slice == s) if h_many else heartbeats
                 if len(hpart):
                     self._absorb(self.health.process(hpart), out)

@@ -174,3 +174,38 @@ def test_held_messages_are_released_by_the_timer_once_the_other_topic_is_read() 
     assert ingest.held() == {"meter.readings": 1} and out.accepted_readings == 4 * METERS
     late = ingest.on_timer(1_000.0, caught_up=True)
     assert ingest.held() == {} and late.accepted_readings == 4 * METERS and late.messages == 1
+
+
+def test_each_reading_is_judged_once_whatever_the_heartbeats_in_its_poll() -> None:
+    """A poll whose readings share one slice while its heartbeats span two: the readings count once.
+
+    (They were fed to the health rules once per heartbeat slice, so a finding
+    cleared after fewer clean readings than configured, depending on the cut.)
+    """
+    registry = make_registry(METERS)
+    rows = make_rows(METERS, 4 * HOURS)
+    for r in rows:
+        if r["meter_id"] == "M0000003" and T0 + 3 * 3600 <= r["interval_start"] < T0 + 4 * 3600 + 1800:
+            r["voltage"] = 290.0
+
+    def run(mixed: bool) -> list[tuple[str, str, str, int]]:
+        ingest = PartitionIngest(registry, IngestConfig())
+        alerts = []
+        for k in range(4 * HOURS):
+            interval = [r for r in rows if r["interval_start"] == T0 + 900 * k]
+            readings = _raw(envelope_payloads(interval, len(interval), prefix=f"i{k}-"), "meter.readings")
+            # the heartbeats of the hour before and of this hour: two slices
+            hb = _raw(_heartbeats(range(max(k // 4 - 1, 0), k // 4 + 1)) if k % 4 == 3 else [], "meter.heartbeats")
+            if mixed:
+                outs = [ingest.process((readings, hb), 1_000.0)]
+            else:
+                outs = [ingest.process((readings, []), 1_000.0), ingest.process(([], hb), 1_000.0)]
+            alerts += [(a.meter_id, a.kind, a.status, a.at) for out in outs for a in out.alerts if a.kind != "silent"]
+        return alerts
+
+    clean = run(mixed=False)
+    assert [(m, k, s) for m, k, s, _ in clean] == [
+        ("M0000003", "voltage", "raised"),
+        ("M0000003", "voltage", "cleared"),
+    ]
+    assert run(mixed=True) == clean
