@@ -371,11 +371,11 @@ class WorkerProc:
 
 @contextlib.contextmanager
 def worker_process(
-    settings: Settings, log_dir: Path, env: dict[str, str], profile_to: Path | None = None
+    settings: Settings, log_dir: Path, env: dict[str, str], profile_to: Path | None = None, name: str = ""
 ) -> Iterator[WorkerProc]:
     """Start ``meterseg worker`` (optionally under cProfile); SIGTERM (then SIGKILL) on exit."""
     web, metrics = free_port(), free_port()
-    log_path = log_dir / f"worker-{settings.app_id}.log"
+    log_path = log_dir / f"worker-{settings.app_id}{name}.log"
     prefix = [sys.executable]
     if profile_to is not None:
         prefix += ["-m", "cProfile", "-o", str(profile_to)]
@@ -428,9 +428,21 @@ def run_simulator(settings: Settings, out_dir: Path, args: Sequence[str]) -> dic
 
 
 def worker_throughput(
-    base: Settings, cleanup: Cleanup, work: Path, tag: str, sim: list[str], profile_to: Path | None = None
+    base: Settings,
+    cleanup: Cleanup,
+    work: Path,
+    tag: str,
+    sim: list[str],
+    profile_to: Path | None = None,
+    workers: int = 1,
 ) -> Throughput:
-    """Fill fresh topics with the simulator, then time the worker through the backlog."""
+    """Fill fresh topics with the simulator, then time ``workers`` workers (one consumer group) through the backlog.
+
+    With several workers the progress is the sum of the messages each has
+    processed (``/health`` totals; a partition handed over at the group's first
+    rebalance resumes at the checkpoint its owner wrote when it let go, so
+    nothing is counted twice), and CPU is summed over the workers.
+    """
     settings = run_settings(base, tag, cleanup)
     t = settings.topics
     asyncio.run(create_topics(settings.kafka_bootstrap, [t.readings, t.heartbeats, t.alerts],
@@ -440,35 +452,49 @@ def worker_throughput(
     expected = int(produced.get(t.readings, 0)) + int(produced.get(t.heartbeats, 0))
     # default event clock (rate 1): a fast clock (e.g. 3600, as the e2e test uses) can run on between two
     # fetches of a replayed backlog, and readings then arrive too late for their windows (fewer processed)
-    with worker_process(settings, work, {}, profile_to) as worker:
+    with contextlib.ExitStack() as stack:
+        procs = [
+            stack.enter_context(worker_process(settings, work, {}, profile_to if i == 0 else None, name=f"-{i}"))
+            for i in range(workers)
+        ]
+
+        def progress() -> int:
+            total = 0
+            for w in procs:  # a worker not answering yet has processed nothing
+                with contextlib.suppress(Exception):
+                    total += int(w.health().get("totals", {}).get("messages", 0))
+            return total
+
         last_zero = time.time()
         cpu_start = 0.0
         done_at: float | None = None
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             sent = time.time()
-            cpu_now = cpu_seconds(worker.proc.pid)
-            body = worker.health()
-            messages = int(body.get("totals", {}).get("messages", 0))
+            cpu_now = sum(cpu_seconds(w.proc.pid) for w in procs)
+            messages = progress()
             if messages == 0:
                 last_zero, cpu_start = sent, cpu_now
             elif messages >= expected:
                 done_at = time.time()
-                cpu_end = cpu_seconds(worker.proc.pid)
+                cpu_end = sum(cpu_seconds(w.proc.pid) for w in procs)
                 break
-            if worker.proc.poll() is not None:
-                raise RuntimeError(f"worker exited:\n{worker.log_tail()}")
+            for w in procs:
+                if w.proc.poll() is not None:
+                    raise RuntimeError(f"worker exited:\n{w.log_tail()}")
             time.sleep(POLL_S)
         if done_at is None:
-            raise TimeoutError(f"worker did not process {expected} messages:\n{worker.log_tail()}")
-        samples = worker.metrics()
+            raise TimeoutError(f"workers did not process {expected} messages:\n{procs[0].log_tail()}")
+        samples = [w.metrics() for w in procs]
     return Throughput(
-        readings=int(metric_sum(samples, "meterseg_readings_processed_total")),
-        heartbeats=int(metric_sum(samples, "meterseg_heartbeats_processed_total")),
+        readings=int(sum(metric_sum(x, "meterseg_readings_processed_total") for x in samples)),
+        heartbeats=int(sum(metric_sum(x, "meterseg_heartbeats_processed_total") for x in samples)),
         messages=expected,
         seconds=done_at - last_zero,
         cpu_seconds=cpu_end - cpu_start,
-        processor_seconds=metric_sum(samples, "meterseg_batch_processing_seconds_sum", pipeline="ingest"),
+        processor_seconds=sum(
+            metric_sum(x, "meterseg_batch_processing_seconds_sum", pipeline="ingest") for x in samples
+        ),
     )
 
 
@@ -742,6 +768,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"wall seconds for the simulated day of the steady run (default {d.latency_seconds:g})",
     )
     p.add_argument("--latency-faults", default=None, help=f"--fault-rate values, comma-separated ({d.latency_faults})")
+    p.add_argument("--workers", type=int, default=1, help="envelope step: workers in one consumer group")
     p.add_argument("--profile", type=Path, default=None, help="also profile a single and an envelope worker run")
     p.add_argument("--top", type=int, default=25, help="profile entries to print")
     p.add_argument("--keep", action="store_true", help="keep topics and Redis keys")
@@ -795,9 +822,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for mode, sim, results in (("single", single_sim, single), ("envelope", env_sim, envelope)):
             if mode not in steps:
                 continue
-            print(f"\n[{mode}] worker over a backlog: meterseg simulate {' '.join(sim)}", flush=True)
+            n = args.workers if mode == "envelope" else 1
+            print(f"\n[{mode}] {n} worker(s) over a backlog: meterseg simulate {' '.join(sim)}", flush=True)
             for run in range(sizes.runs):
-                r = worker_throughput(base, cleanup, work, mode, sim)
+                r = worker_throughput(base, cleanup, work, mode, sim, workers=args.workers if mode == "envelope" else 1)
                 results.append(r)
                 print(f"  run {run + 1}/{sizes.runs}: {r.readings:,} readings + {r.heartbeats:,} heartbeats "
                       f"({r.messages:,} messages) in {r.seconds:.2f} s: {r.readings_rate:,.0f} readings/s, "

@@ -460,7 +460,7 @@ class EventTimeWindows:
             ok &= ~late
         future = np.zeros(len(batch), np.bool_)
         if self.config.max_future_s is not None:
-            known = batch.append_ms >= 0
+            known = batch.append_ms > 0  # 0 or -1: no broker time (1970 is none either)
             future = known & (t > batch.append_ms // 1000 + self.config.max_future_s) & ok
             ok &= ~future
         rejects: list[Reject] = []
