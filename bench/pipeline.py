@@ -91,6 +91,7 @@ from bench.baseline import PARTITIONS as RAW_PARTITIONS  # noqa: E402
 from bench.baseline import make_messages, measure, produce_batched  # noqa: E402
 from bench.common import create_topic, ensure_broker, fresh_topic, median  # noqa: E402
 from meterseg.settings import Settings, TopicNames  # noqa: E402
+from meterseg.stack.ports import free_port  # noqa: E402
 
 TARGET_SINGLE = 15_000.0
 TARGET_ENVELOPE = 250_000.0
@@ -213,14 +214,6 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
         env[f"METERSEG_TOPICS__{name.upper()}"] = value
     env.update(extra)
     return env
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pct(values: Sequence[float], q: float) -> float:

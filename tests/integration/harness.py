@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,13 +19,8 @@ import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from meterseg.settings import Settings
+from meterseg.stack.ports import free_port
 from stream.clients.consumer import stop_consumer
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:

@@ -19,13 +19,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from meterseg.settings import Settings, StackSettings
 from meterseg.stack import LocalStack
+from meterseg.stack.ports import free_port
 from meterseg.stack.process import port_open
 from stream.clients.consumer import stop_consumer
 from tests.conftest import Services
 
 pytestmark = pytest.mark.integration
 
-PORTS = {"kafka_port": 39092, "kafka_controller_port": 39093, "redis_port": 36379, "prometheus_port": 39090}
+#: private ports (not the fixed 39092 & co., which another private stack on the machine may hold)
+PORTS = {name: free_port() for name in ("kafka_port", "kafka_controller_port", "redis_port", "prometheus_port")}
 
 
 @pytest.fixture
