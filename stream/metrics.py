@@ -6,6 +6,10 @@ never a meter or customer id (a million series would sink Prometheus).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -93,6 +97,35 @@ RECOVERY_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60),
     registry=REGISTRY,
 )
+
+
+def observe_many(histogram: Any, values: Sequence[float] | np.ndarray) -> None:
+    """Observe many values at once: what ``for v in values: histogram.observe(v)`` does, in one numpy pass.
+
+    Why: the ingest pipeline observes hundreds of latency samples per poll,
+    and ``Histogram.observe`` costs about 3 µs each in Python (a tenth of a
+    worker's CPU in the envelope benchmark). ``histogram`` is a labelled child
+    (``LATENCY.labels("event_time")``). It adds to the child's bucket counters
+    and sum as ``observe`` does (a value goes to the first bucket whose upper
+    bound is at least the value); NaN values are skipped (``observe`` would
+    make the sum NaN for good).
+
+    Examples:
+        >>> h = Histogram("example_seconds", "doc", buckets=(0.1, 1.0), registry=CollectorRegistry())
+        >>> observe_many(h, [0.05, 0.1, 0.5, 7.0, float("nan")])
+        >>> [(s.name, s.labels.get("le"), s.value) for s in h.collect()[0].samples][:4]
+        [('example_seconds_bucket', '0.1', 2.0), ('example_seconds_bucket', '1.0', 3.0), \
+('example_seconds_bucket', '+Inf', 4.0), ('example_seconds_count', None, 4.0)]
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    arr = arr[~np.isnan(arr)]
+    if not len(arr):
+        return
+    bounds = np.asarray(histogram._upper_bounds, dtype=np.float64)
+    counts = np.bincount(np.searchsorted(bounds, arr, side="left"), minlength=len(bounds))
+    histogram._sum.inc(float(arr.sum()))
+    for i in np.flatnonzero(counts[: len(bounds)]).tolist():
+        histogram._buckets[i].inc(int(counts[i]))
 
 
 def serve(port: int, addr: str = "0.0.0.0") -> None:

@@ -182,10 +182,8 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
                 m.ALERTS.labels(alert.kind, alert.status).inc()
             for change in out.health_changes:
                 health[change.meter_id] = change
-            for lat in out.event_latency_s:
-                m.LATENCY.labels("event_time").observe(lat)
-            for lat in out.append_latency_s:
-                m.LATENCY.labels("append_time").observe(lat)
+            m.observe_many(m.LATENCY.labels("event_time"), out.event_latency_s)
+            m.observe_many(m.LATENCY.labels("append_time"), out.append_latency_s)
             profiles += [(pr.customer_id.encode(), pr.model_dump_json().encode()) for pr in out.profiles]
         claimed = await self.regional.claim_ready()
         for _, rec in claimed:
