@@ -113,9 +113,9 @@ class DailyProfile(BaseModel):
             return v
         if len(v) not in (24, 48, 96):
             raise ValueError(f"need 24, 48 or 96 interval values, got {len(v)}")
-        if not all(math.isfinite(x) for x in v):
+        if not all(map(math.isfinite, v)):  # (map, not a generator: ~1 300 profiles per 125 k readings)
             raise ValueError("interval values must be finite")
-        if any(abs(x) > MAX_INTERVAL_KWH for x in v):  # a day's variance squares its total: 1e200 kWh made NaN
+        if max(map(abs, v), default=0.0) > MAX_INTERVAL_KWH:  # a day's variance squares its total: 1e200 kWh made NaN
             raise ValueError(f"interval values must lie within ±{MAX_INTERVAL_KWH:g} kWh")
         if len(v) != 24:
             v = tuple(float(x) for x in np.asarray(v, dtype=float).reshape(24, -1).sum(axis=1))

@@ -135,6 +135,31 @@ class IngestOutput:
         self.append_latency_s += other.append_latency_s
 
 
+def _max_per_message(n: int, message: np.ndarray | None, values: np.ndarray | None) -> np.ndarray:
+    """Largest value per message index (``-inf`` for a message without one).
+
+    Decoded columns keep their messages in order, so the maximum is taken per
+    run of equal indexes with ``reduceat`` (``np.maximum.at`` cost a tenth of
+    the processing of an enveloped poll); unordered input falls back to it.
+
+    Examples:
+        >>> _max_per_message(4, np.array([0, 0, 2]), np.array([5, 7, 1])).tolist()
+        [7.0, -inf, 1.0, -inf]
+        >>> _max_per_message(3, np.array([2, 0, 2]), np.array([5, 7, 1])).tolist()
+        [7.0, -inf, 5.0]
+    """
+    out = np.full(n, -np.inf)
+    if message is None or values is None or not len(message):
+        return out
+    steps = np.diff(message)
+    if (steps >= 0).all():
+        starts = np.concatenate(([0], np.flatnonzero(steps) + 1))
+        out[message[starts]] = np.maximum.reduceat(values, starts)
+    else:
+        np.maximum.at(out, message, values)
+    return out
+
+
 def _pieces(msgs: list[RawMessage], chunk_bytes: int) -> int:
     """How many pieces of about ``chunk_bytes`` the messages' payloads make."""
     if len(msgs) < 2:
@@ -288,12 +313,14 @@ class PartitionIngest:
         pending: Collection[str],
     ) -> tuple[int, int]:
         """Where to cut each topic's messages: the topic ahead of the other (still pending) by over ``align_s``."""
-        r_per_msg = np.full(n_readings, -np.inf)
-        if readings is not None and len(readings):
-            np.maximum.at(r_per_msg, readings.message, (readings.interval_start + readings.interval_minutes * 60))
-        h_per_msg = np.full(n_heartbeats, -np.inf)
-        if heartbeats is not None and len(heartbeats):
-            np.maximum.at(h_per_msg, heartbeats.message, heartbeats.ts)
+        r_per_msg = _max_per_message(
+            n_readings,
+            None if readings is None else readings.message,
+            None if readings is None else readings.interval_start + readings.interval_minutes * 60,
+        )
+        h_per_msg = _max_per_message(
+            n_heartbeats, None if heartbeats is None else heartbeats.message, None if heartbeats is None else heartbeats.ts
+        )
         r_seen = self.reading_clock.now(running=False)
         h_seen = self.heartbeat_clock.now(running=False)
         r_max = max(float(r_per_msg.max(initial=-np.inf)), -np.inf if r_seen is None else r_seen)

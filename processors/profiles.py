@@ -29,8 +29,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Self
 
-import numpy as np
-
 from processors.features import DailyProfile
 from processors.windows.core import ClosedWindows
 
@@ -42,8 +40,9 @@ class DailyProfileBuilder:
     """Accumulates hourly meter windows per (meter, day); emits a profile when the day closes."""
 
     def __init__(self) -> None:
-        # (meter id, day start epoch) -> 48 floats: 24 import then 24 export
-        self._days: dict[tuple[str, int], np.ndarray] = {}
+        # (meter id, day start epoch) -> 48 floats: 24 import then 24 export (a list: adding to a Python
+        # float in a list costs a fraction of a numpy scalar update, and this runs once per hourly window)
+        self._days: dict[tuple[str, int], list[float]] = {}
 
     def __len__(self) -> int:
         return len(self._days)
@@ -59,12 +58,15 @@ class DailyProfileBuilder:
             if cw.size_s == HOUR_S:
                 day = (cw.start // DAY_S) * DAY_S
                 hour = (cw.start - day) // HOUR_S
-                for i, meter in enumerate(cw.keys):
-                    acc = self._days.get((meter, int(day[i])))
+                days = self._days
+                for meter, d, h, kin, kout in zip(
+                    cw.keys, day.tolist(), hour.tolist(), cw.kwh_in.tolist(), cw.kwh_out.tolist(), strict=True
+                ):
+                    acc = days.get((meter, d))
                     if acc is None:
-                        acc = self._days[(meter, int(day[i]))] = np.zeros(48)
-                    acc[int(hour[i])] += float(cw.kwh_in[i])
-                    acc[24 + int(hour[i])] += float(cw.kwh_out[i])
+                        acc = days[(meter, d)] = [0.0] * 48
+                    acc[h] += kin
+                    acc[24 + h] += kout
         for cw in closed:
             if cw.kind != "meter" or cw.size_s != DAY_S:
                 continue
@@ -78,18 +80,18 @@ class DailyProfileBuilder:
                         customer_id=customer,
                         meter_id=meter,
                         day=datetime.fromtimestamp(int(cw.start[i]), UTC).date(),
-                        kwh_import=tuple(acc[:24].tolist()),
-                        kwh_export=tuple(acc[24:].tolist()),
+                        kwh_import=tuple(acc[:24]),
+                        kwh_export=tuple(acc[24:]),
                     )
                 )
         return out
 
     def snapshot(self) -> dict[str, Any]:
-        return {"days": [[meter, day, acc.tolist()] for (meter, day), acc in self._days.items()]}
+        return {"days": [[meter, day, list(acc)] for (meter, day), acc in self._days.items()]}
 
     @classmethod
     def restore(cls, state: Mapping[str, Any]) -> Self:
         builder = cls()
         for meter, day, acc in state["days"]:
-            builder._days[(meter, int(day))] = np.asarray(acc, dtype=float)
+            builder._days[(meter, int(day))] = [float(x) for x in acc]
         return builder
