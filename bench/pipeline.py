@@ -17,7 +17,8 @@ and every figure is the median of ``--runs`` runs:
    saw them all (``totals.messages``; polls every 50 ms, so both ends err on
    the slow side). Readings/s = ``meterseg_readings_processed_total`` / that
    time. Once with one reading per message (``single``), once with head-end
-   envelopes (``--envelope 1000``). The worker's CPU seconds (``/proc``) and its
+   envelopes (``--envelope 1000``, heartbeats in ``HeartbeatBatch`` envelopes of
+   ``--envelope-heartbeats`` 1000 as well; 0 sends them one per message). The worker's CPU seconds (``/proc``) and its
    time in the ingest batch handler (``meterseg_batch_processing_seconds_sum``) are
    printed too, as they vary less than wall-clock rates on a shared machine;
 4. **latency** — steady state: the worker runs first, then the simulator
@@ -118,6 +119,7 @@ class Sizes:
     envelope_days: int = 1
     envelope: int = 1_000
     envelope_heartbeat_minutes: int = 60
+    envelope_heartbeats: int = 1_000
     latency_meters: int = 1_000
     latency_seconds: float = 30.0
     latency_faults: str = "all=0.2"
@@ -399,10 +401,13 @@ def wait_until(check: Callable[[], bool], timeout_s: float, what: str, worker: W
     raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}{tail}")
 
 
-def simulate_args(meters: int, days: int, envelope: int, heartbeat_minutes: int, seed: int) -> list[str]:
+def simulate_args(
+    meters: int, days: int, envelope: int, heartbeat_minutes: int, seed: int, heartbeat_envelope: int = 0
+) -> list[str]:
     return [
         "--meters", str(meters), "--days", str(days), "--seed", str(seed), "--no-ops",
-        "--envelope", str(envelope), "--heartbeat-minutes", str(heartbeat_minutes), "--no-progress",
+        "--envelope", str(envelope), "--heartbeat-minutes", str(heartbeat_minutes),
+        "--heartbeat-envelope", str(heartbeat_envelope), "--no-progress",
     ]  # fmt: skip
 
 
@@ -750,8 +755,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--envelope-heartbeat-minutes",
         type=int,
         default=None,
-        help=f"heartbeat period in envelope mode, 0 = none (default {d.envelope_heartbeat_minutes}; "
-        "heartbeats are one per message even there)",
+        help=f"heartbeat period in envelope mode, 0 = none (default {d.envelope_heartbeat_minutes})",
+    )
+    p.add_argument(
+        "--envelope-heartbeats",
+        type=int,
+        default=None,
+        help=f"heartbeats per HeartbeatBatch envelope in envelope mode, 0 = one heartbeat per message "
+        f"(default {d.envelope_heartbeats})",
     )
     p.add_argument("--latency-meters", type=int, default=None, help=f"default {d.latency_meters}")
     p.add_argument(
@@ -797,7 +808,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     latency: list[Latency] = []
     single_sim = simulate_args(sizes.single_meters, sizes.single_days, 0, 15, seed=1)
     env_sim = simulate_args(sizes.envelope_meters, sizes.envelope_days, sizes.envelope,
-                            sizes.envelope_heartbeat_minutes, seed=2)  # fmt: skip
+                            sizes.envelope_heartbeat_minutes, seed=2, heartbeat_envelope=sizes.envelope_heartbeats)  # fmt: skip
     try:
         if "raw" in steps:
             print(f"\n[raw] aiokafka getmany over {sizes.raw_messages:,} messages", flush=True)

@@ -86,6 +86,18 @@ class _EnvelopeHeader(BaseModel):
     readings: list[Any] = Field(min_length=1, max_length=100_000)
 
 
+class _HeartbeatEnvelopeHeader(BaseModel):
+    """The envelope fields of :class:`stream.schemas.HeartbeatBatch`, heartbeats left unvalidated."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_version: Any = SCHEMA_VERSION
+    batch_id: str = Field(min_length=1, max_length=128)
+    head_end_id: str = Field(default="hes-1", min_length=1, max_length=64)
+    sent_at: UtcDatetime
+    heartbeats: list[Any] = Field(min_length=1, max_length=100_000)
+
+
 def _error_text(exc: ValidationError) -> str:
     """A compact human message: ``field: problem; field: problem``."""
     parts = []
@@ -275,6 +287,49 @@ def _slots(registry: MeterRegistry, ids: list[Any], slow: npt.NDArray[np.bool_])
     return arr
 
 
+def _envelope_header(
+    obj: dict[str, Any],
+    m: RawMessage,
+    rejects: list[Reject],
+    items: str,
+    model: type[_EnvelopeHeader] | type[_HeartbeatEnvelopeHeader],
+    timestamps: _TimestampCache,
+) -> str | None:
+    """Validate a batch envelope's header (``items``: the key of its list); its batch id, or ``None`` once rejected.
+
+    The fast path checks the canonical header by hand; anything else goes to
+    pydantic (``model``), whose message becomes the reject's text.
+    """
+    reason = _version_reason(obj)
+    batch_id = obj.get("batch_id")
+    listed = obj.get(items)
+    head_end = obj.get("head_end_id", "hes-1")
+    fast = (
+        reason is None
+        and obj.get("schema_version", SCHEMA_VERSION) == SCHEMA_VERSION
+        and type(obj.get("schema_version", SCHEMA_VERSION)) is int
+        and type(batch_id) is str
+        and 1 <= len(batch_id) <= 128
+        and type(head_end) is str
+        and 1 <= len(head_end) <= 64
+        and type(listed) is list
+        and 1 <= len(listed) <= 100_000
+        and timestamps._parse(obj.get("sent_at")) is not None
+    )
+    if fast:
+        return batch_id
+    try:
+        header = model.model_validate(obj)
+    except ValidationError as exc:
+        rejects.append(Reject(reason or "schema", _error_text(exc), m.value, m.topic, m.partition, m.offset))
+        return None
+    if reason is not None or header.schema_version != SCHEMA_VERSION:
+        msg = f"schema_version {header.schema_version!r} is not supported (expected {SCHEMA_VERSION})"
+        rejects.append(Reject(reason or "schema", msg, m.value, m.topic, m.partition, m.offset))
+        return None
+    return header.batch_id
+
+
 @dataclass(slots=True)
 class DecodedReadings:
     """What :meth:`ReadingDecoder.process` returns.
@@ -296,11 +351,17 @@ class DecodedReadings:
 
 @dataclass(slots=True)
 class DecodedHeartbeats:
-    """What :meth:`HeartbeatDecoder.process` returns."""
+    """What :meth:`HeartbeatDecoder.process` returns (counts as in :class:`DecodedReadings`).
+
+    ``records + unparsed == len(heartbeats) + len(rejects)``.
+    """
 
     heartbeats: HeartbeatColumns
     rejects: list[Reject] = field(default_factory=list)
     messages: int = 0
+    records: int = 0
+    envelopes: int = 0
+    unparsed: int = 0
 
 
 def _as_raw(batch: Sequence[RawMessage | bytes]) -> list[RawMessage]:
@@ -395,35 +456,7 @@ class ReadingDecoder:
 
     def _envelope(self, obj: dict[str, Any], m: RawMessage, rejects: list[Reject]) -> str | None:
         """Validate the envelope header; return its batch id, or ``None`` after rejecting it."""
-        reason = _version_reason(obj)
-        batch_id = obj.get("batch_id")
-        readings = obj.get("readings")
-        head_end = obj.get("head_end_id", "hes-1")
-        sent_at = obj.get("sent_at")
-        fast = (
-            reason is None
-            and obj.get("schema_version", SCHEMA_VERSION) == SCHEMA_VERSION
-            and type(obj.get("schema_version", SCHEMA_VERSION)) is int
-            and type(batch_id) is str
-            and 1 <= len(batch_id) <= 128
-            and type(head_end) is str
-            and 1 <= len(head_end) <= 64
-            and type(readings) is list
-            and 1 <= len(readings) <= 100_000
-            and self._ts._parse(sent_at) is not None
-        )
-        if fast:
-            return batch_id
-        try:
-            header = _EnvelopeHeader.model_validate(obj)
-        except ValidationError as exc:
-            rejects.append(Reject(reason or "schema", _error_text(exc), m.value, m.topic, m.partition, m.offset))
-            return None
-        if reason is not None or header.schema_version != SCHEMA_VERSION:
-            msg = f"schema_version {header.schema_version!r} is not supported (expected {SCHEMA_VERSION})"
-            rejects.append(Reject(reason or "schema", msg, m.value, m.topic, m.partition, m.offset))
-            return None
-        return header.batch_id
+        return _envelope_header(obj, m, rejects, "readings", _EnvelopeHeader, self._ts)
 
     def _columns(
         self,
@@ -573,21 +606,40 @@ class HeartbeatDecoder:
         rejects: list[Reject] = []
         records: list[Any] = []
         rec_msg: list[int] = []
+        rec_pos: list[int] = []  # index inside a HeartbeatBatch envelope, -1 for a heartbeat message
+        envelopes = 0
+        parsed: list[Any] | None
         try:  # the common case: every message parses
-            records = list(map(orjson.loads, [m.value for m in msgs]))
-            rec_msg = list(range(len(msgs)))
+            parsed = list(map(orjson.loads, [m.value for m in msgs]))
         except orjson.JSONDecodeError:
-            records, rec_msg = [], []
+            parsed = None
+        if parsed is not None and not any(map(contains, [p for p in parsed if type(p) is dict], repeat("heartbeats"))):
+            records, rec_msg, rec_pos = parsed, list(range(len(msgs))), [-1] * len(msgs)
+        else:
             for i, m in enumerate(msgs):
-                try:
-                    obj = orjson.loads(m.value)
-                except orjson.JSONDecodeError as exc:
-                    rejects.append(
-                        Reject("invalid_json", f"invalid JSON: {exc}", m.value, m.topic, m.partition, m.offset)
-                    )
-                    continue
-                records.append(obj)
-                rec_msg.append(i)
+                if parsed is not None:
+                    obj = parsed[i]
+                else:
+                    try:
+                        obj = orjson.loads(m.value)
+                    except orjson.JSONDecodeError as exc:
+                        rejects.append(
+                            Reject("invalid_json", f"invalid JSON: {exc}", m.value, m.topic, m.partition, m.offset)
+                        )
+                        continue
+                if type(obj) is dict and "heartbeats" in obj and "meter_id" not in obj:
+                    if _envelope_header(obj, m, rejects, "heartbeats", _HeartbeatEnvelopeHeader, self._ts) is None:
+                        continue
+                    envelopes += 1
+                    inner = obj["heartbeats"]
+                    records.extend(inner)
+                    rec_msg.extend([i] * len(inner))
+                    rec_pos.extend(range(len(inner)))
+                else:
+                    records.append(obj)
+                    rec_msg.append(i)
+                    rec_pos.append(-1)
+        unparsed = len(rejects)
         n = len(records)
         slow = np.zeros(n, np.bool_)
         recs = records
@@ -621,15 +673,19 @@ class HeartbeatDecoder:
             firmware[bad] = ""
         keep = np.ones(n, np.bool_)
 
+        def raw(i: int) -> bytes:
+            """The bytes of heartbeat ``i``: its message, or its own JSON inside an envelope."""
+            return msgs[rec_msg[i]].value if rec_pos[i] < 0 else orjson.dumps(records[i])
+
         def reject(i: int, reason: RejectReason, text: str) -> None:
             keep[i] = False
             m = msgs[rec_msg[i]]
             mid = ids[i] if type(ids[i]) is str else None
-            rejects.append(Reject(reason, text, m.value, m.topic, m.partition, m.offset, -1, mid))
+            rejects.append(Reject(reason, text, raw(i), m.topic, m.partition, m.offset, rec_pos[i], mid))
 
         for i in np.flatnonzero(slow).tolist():
             try:
-                hb = Heartbeat.model_validate_json(msgs[rec_msg[i]].value)
+                hb = Heartbeat.model_validate_json(raw(i))
             except ValidationError as exc:
                 reject(i, _version_reason(records[i]) or "schema", _error_text(exc))
                 continue
@@ -660,4 +716,4 @@ class HeartbeatDecoder:
             append_ms=append[msg_arr] if n else np.zeros(0, np.int64),
             sources=msgs,
         )
-        return DecodedHeartbeats(cols if keep.all() else cols.take(keep), rejects, len(msgs))
+        return DecodedHeartbeats(cols if keep.all() else cols.take(keep), rejects, len(msgs), n, envelopes, unparsed)

@@ -96,6 +96,9 @@ def _register_simulate(subparsers: Any) -> None:
     g.add_argument("--envelope", type=int, default=0, metavar="N",
                    help="publish readings as head-end ReadingBatch envelopes of up to N readings (one partition "
                         "each); 0 = one reading per message")
+    g.add_argument("--heartbeat-envelope", type=int, default=0, metavar="N",
+                   help="publish heartbeats as head-end HeartbeatBatch envelopes of up to N heartbeats (one "
+                        "partition each); 0 = one heartbeat per message")
     g.add_argument("--history-days", type=int, default=0,
                    help="also emit this many days of purchase history before the start (RFM warm-up)")
     g.add_argument("--purchase-rate", type=float, default=1.0, help="multiplier of every customer's purchase rate")
@@ -157,6 +160,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         config = SimConfig(
             meters=args.meters, days=args.days, seed=args.seed, start=parse_start(args.start),
             interval_minutes=args.interval, heartbeat_minutes=args.heartbeat_minutes, envelope=args.envelope,
+            heartbeat_envelope=args.heartbeat_envelope,
             regions=tuple(r.strip() for r in args.regions.split(",") if r.strip()),
             prepaid_share=args.prepaid_share, faults=faults, shifts=tuple(args.shift),
             speed=1.0 if args.realtime else args.speed, history_days=args.history_days,

@@ -87,8 +87,10 @@ REGISTRY_TEMPLATE = (
 """Template of one ``MeterInfo``: (meter, customer, region, tariff, installed_on, interval, has_export)."""
 
 
-def envelope(batch_id: bytes, head_end_id: bytes, sent_at: bytes, fragments: Iterable[bytes]) -> bytes:
-    """A ``ReadingBatch`` built from already-serialised readings (no re-encoding)."""
+def envelope(
+    batch_id: bytes, head_end_id: bytes, sent_at: bytes, fragments: Iterable[bytes], *, items: bytes = b"readings"
+) -> bytes:
+    """A ``ReadingBatch`` (or, with ``items=b"heartbeats"``, a ``HeartbeatBatch``) of already-serialised events."""
     return (
         b'{"schema_version":1,"batch_id":"'
         + batch_id
@@ -96,7 +98,9 @@ def envelope(batch_id: bytes, head_end_id: bytes, sent_at: bytes, fragments: Ite
         + head_end_id
         + b'","sent_at":"'
         + sent_at
-        + b'","readings":['
+        + b'","'
+        + items
+        + b'":['
         + b",".join(fragments)
         + b"]}"
     )

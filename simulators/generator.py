@@ -86,6 +86,7 @@ class SimConfig:
     interval_minutes: int = 15
     heartbeat_minutes: int = 15
     envelope: int = 0
+    heartbeat_envelope: int = 0
     regions: tuple[str, ...] = ("North", "South", "East", "West")
     prepaid_share: float = 0.35
     faults: FaultConfig = field(default_factory=FaultConfig)
@@ -103,6 +104,8 @@ class SimConfig:
             raise ValueError("heartbeat period must be 0 (off) or divide a day, e.g. 5, 15, 60")
         if not 0 <= self.envelope <= MAX_ENVELOPE:
             raise ValueError(f"envelope size must be within [0, {MAX_ENVELOPE}] (0 = one reading per message)")
+        if not 0 <= self.heartbeat_envelope <= MAX_ENVELOPE:
+            raise ValueError(f"heartbeat envelope size must be within [0, {MAX_ENVELOPE}] (0 = one per message)")
         if self.days < 1:
             raise ValueError("days must be >= 1")
         if self.history_days < 0:
@@ -126,13 +129,15 @@ class Summary:
     seconds: float  # generation and delivery (from the first registration to the last acknowledgement)
     setup_seconds: float = 0.0  # connecting, creating topics, writing the ground truth
     ground_truth: Path | None = None
+    heartbeats: int = 0  # heartbeats sent (one per message, or inside HeartbeatBatch envelopes)
 
     @property
     def total(self) -> int:
         return sum(self.messages.values())
 
     def render(self) -> str:
-        lines = [f"produced {self.total:,} messages ({self.readings:,} readings) in {self.seconds:.1f} s "
+        lines = [f"produced {self.total:,} messages ({self.readings:,} readings, {self.heartbeats:,} heartbeats) "
+                 f"in {self.seconds:.1f} s "
                  f"({self.total / max(self.seconds, 1e-9):,.0f} msg/s, "
                  f"{self.readings / max(self.seconds, 1e-9):,.0f} readings/s)"]
         lines += [f"  {topic:<28} {n:>12,}" for topic, n in sorted(self.messages.items())]
@@ -190,6 +195,7 @@ class Simulator:
         self._heap: list[tuple[int, int, Timed]] = []
         self._day = -1
         self.readings = 0
+        self.heartbeats_sent = 0
         self.fault_counts = {k: 0 for k in KINDS}
         for f in self.faults:
             self.fault_counts[f.kind] += 1
@@ -434,16 +440,24 @@ class Simulator:
         mid, mcid, fw = self.mid, self.mcid, self.fw
         ok = (b"ok", b"")
         topic = self.topics.heartbeats
-        chunk = self.config.chunk
+        batch = self.config.heartbeat_envelope
+        chunk = max(batch, self.config.chunk // batch * batch) if batch else self.config.chunk
+        ts_b = iso(ts)
         for p, members in enumerate(fl.by_partition):
             sel = members[send[members]]
-            for a in range(0, sel.size, chunk):
+            for number, a in enumerate(range(0, sel.size, chunk)):
                 piece = sel[a:a + chunk]
                 msgs: list[Message] = []
                 for m, sig, bat, off in zip(piece.tolist(), signal[piece].tolist(), battery[piece].tolist(),
                                             offset[piece].tolist(), strict=True):
                     st, codes = status.get(m, ok)
                     msgs.append((mid[m], tpl % (mid[m], mcid[m], st, codes, sig, bat, fw[m], off)))
+                if batch:  # head-end blocks: keyed by their first meter (all of one partition)
+                    msgs = [(msgs[b][0], envelope(f"sim{self.config.seed}-h{t_min}-p{p}-{number}-{b // batch}".encode(),
+                                                  b"hes-p%d" % p, ts_b, [v for _, v in msgs[b:b + batch]],
+                                                  items=b"heartbeats"))
+                            for b in range(0, len(msgs), batch)]
+                self.heartbeats_sent += len(piece)
                 await self._send(sink, topic, p, msgs)
 
     # --------------------------------------------------------------------- run
@@ -472,6 +486,7 @@ class Simulator:
         summary = Summary(
             messages=dict(sorted(sink.counts.items())),
             readings=self.readings,
+            heartbeats=self.heartbeats_sent,
             faults=dict(self.fault_counts),
             shifts=self._shift_docs(),
             seconds=seconds,
@@ -560,6 +575,7 @@ class Simulator:
             "interval_minutes": cfg.interval_minutes,
             "heartbeat_minutes": cfg.heartbeat_minutes,
             "envelope": cfg.envelope,
+            "heartbeat_envelope": cfg.heartbeat_envelope,
             "archetypes": list(ARCHETYPE_NAMES),
             "engagement_classes": list(ENGAGEMENT),
             "regions": list(cfg.regions),
@@ -580,7 +596,8 @@ class Simulator:
 
 def summary_json(summary: Summary) -> bytes:
     """Machine-readable summary (``--summary-json``)."""
-    return orjson.dumps({"messages": summary.messages, "readings": summary.readings, "faults": summary.faults,
+    return orjson.dumps({"messages": summary.messages, "readings": summary.readings,
+                         "heartbeats": summary.heartbeats, "faults": summary.faults,
                          "shifts": [{k: v for k, v in s.items() if k != "customers"} | {"customers": len(s["customers"])}
                                     for s in summary.shifts],
                          "seconds": round(summary.seconds, 3)}, option=orjson.OPT_INDENT_2)

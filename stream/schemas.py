@@ -124,6 +124,23 @@ class Heartbeat(Event):
     clock_offset_s: Finite = Field(default=0.0, ge=-1e7, le=1e7)
 
 
+class HeartbeatBatch(Event):
+    """A block of heartbeats forwarded by a head-end system or data concentrator.
+
+    Why: a head end collects its meters' status reports and forwards them
+    together, as it does readings. One Kafka record per heartbeat costs the
+    broker, the client and the engine far more than the heartbeat itself (at
+    hourly heartbeats they were 99 % of the records of an enveloped fleet).
+    Every heartbeat inside is judged on its own: a bad one is dead-lettered
+    alone, with its index in the block.
+    """
+
+    batch_id: str = Field(min_length=1, max_length=128)
+    head_end_id: str = Field(default="hes-1", min_length=1, max_length=64)
+    sent_at: UtcDatetime
+    heartbeats: list[Heartbeat] = Field(min_length=1, max_length=100_000)
+
+
 class Purchase(Event):
     """A customer's engagement, purchase or payment event (RFM input)."""
 
@@ -353,7 +370,7 @@ class DeadLetter(BaseModel):
 #: payload model(s) of every topic, by the settings attribute naming the topic
 TOPIC_PAYLOADS: dict[str, tuple[type[BaseModel], ...]] = {
     "readings": (Reading, ReadingBatch),
-    "heartbeats": (Heartbeat,),
+    "heartbeats": (Heartbeat, HeartbeatBatch),
     "purchases": (Purchase,),
     "registry": (MeterInfo,),
     "alerts": (MeterAlert,),

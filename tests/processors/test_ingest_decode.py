@@ -298,3 +298,49 @@ def test_column_extraction_equals_a_get_per_field(records: list[dict[str, Any]])
     mixed = [r if i % 3 else regular[i] for i, r in enumerate(records)]
     for recs in (records, regular, mixed):
         assert _extract(recs, defaults) == {f: [r.get(f, d) for r in recs] for f, d in defaults.items()}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(heartbeat_dicts, min_size=1, max_size=8))
+def test_envelope_heartbeats_match_single_messages(records: list[dict[str, Any]]) -> None:
+    """A HeartbeatBatch decodes to what its heartbeats give one per message; a bad one rejects only itself."""
+    recs = [strip(r) for r in records]
+    payload = json.dumps({"batch_id": "h1", "sent_at": iso(T0), "heartbeats": recs}).encode()
+    try:
+        orjson.loads(payload)
+    except orjson.JSONDecodeError:  # NaN/Infinity tokens: the whole block is not JSON
+        out = HeartbeatDecoder(REGISTRY).process([payload])
+        assert [r.reason for r in out.rejects] == ["invalid_json"] and len(out.heartbeats) == 0
+        return
+    out = HeartbeatDecoder(REGISTRY).process([RawMessage(payload, "meter.heartbeats", 3, 42)])
+    singles = HeartbeatDecoder(REGISTRY).process([orjson.dumps(r) for r in recs])
+    a, b = out.heartbeats, singles.heartbeats
+    assert a.meter.tolist() == b.meter.tolist() and a.ts.tolist() == b.ts.tolist()
+    assert a.status.tolist() == b.status.tolist() and list(a.error_codes) == list(b.error_codes)
+    assert a.signal_dbm.tolist() == b.signal_dbm.tolist() and list(a.firmware) == list(b.firmware)
+    assert a.message.tolist() == [0] * len(a)
+    assert sorted(r.reason for r in out.rejects) == sorted(r.reason for r in singles.rejects)
+    assert all(r.partition == 3 and r.offset == 42 and 0 <= r.record < len(recs) for r in out.rejects)
+    for r in out.rejects:  # the dead letter carries the heartbeat itself, not the whole block
+        assert orjson.loads(r.payload) == recs[r.record]
+    assert out.records == len(recs) and out.envelopes == 1 and out.unparsed == 0
+    assert out.records + out.unparsed == len(out.heartbeats) + len(out.rejects)
+
+
+@pytest.mark.parametrize(
+    ("envelope", "reason"),
+    [
+        ({"batch_id": "", "sent_at": iso(T0), "heartbeats": [{}]}, "schema"),
+        ({"batch_id": "b", "sent_at": "yesterday", "heartbeats": [{}]}, "schema"),
+        ({"batch_id": "b", "sent_at": iso(T0), "heartbeats": []}, "schema"),
+        ({"batch_id": "b", "sent_at": iso(T0), "heartbeats": "x"}, "schema"),
+        ({"batch_id": "b", "sent_at": iso(T0), "heartbeats": [{}], "schema_version": 3}, "unsupported_version"),
+    ],
+)
+def test_bad_heartbeat_envelope_header_rejects_whole_message(envelope: dict[str, Any], reason: str) -> None:
+    payload = orjson.dumps(envelope)
+    good = orjson.dumps({"meter_id": KNOWN[0], "customer_id": "C1", "ts": iso(T0), "status": "ok"})
+    out = HeartbeatDecoder(REGISTRY).process([good, payload])
+    assert len(out.heartbeats) == 1 and [r.reason for r in out.rejects] == [reason]
+    assert out.rejects[0].payload == payload and out.rejects[0].record == -1
+    assert out.records + out.unparsed == len(out.heartbeats) + len(out.rejects)

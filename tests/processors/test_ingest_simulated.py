@@ -45,12 +45,14 @@ def _ts(s: str) -> int:
     return int(datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp())
 
 
-@pytest.fixture(scope="module", params=[0, 500], ids=["single", "envelope"])
+@pytest.fixture(scope="module", params=[(0, 0), (500, 0), (500, 300)], ids=["single", "envelope", "envelope-hb"])
 def run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("sim")
     rates = ["spike=0.3", "stuck=0.05", "negative=0.05", "voltage=0.05", "dropout=0.05", "clock_skew=0.05"]
+    envelope, heartbeat_envelope = request.param
     args = ["simulate", "--meters", "1000", "--days", "3", "--seed", "23", "--sink", "file", "--out", str(out),
-            "--ground-truth", str(out / "gt.json"), "--no-progress", "--no-ops", "--envelope", str(request.param)]  # fmt: skip
+            "--ground-truth", str(out / "gt.json"), "--no-progress", "--no-ops", "--envelope", str(envelope),
+            "--heartbeat-envelope", str(heartbeat_envelope)]  # fmt: skip
     for r in rates:
         args += ["--fault-rate", r]
     assert meterseg_main(args) == 0
@@ -65,7 +67,9 @@ def _lines(path: Path) -> list[bytes]:
 def _pipeline(d: Path) -> dict[str, Any]:
     registry = MeterRegistry(MeterInfo.model_validate_json(b) for b in _lines(d / "meter.registry.jsonl"))
     readings = _lines(d / "meter.readings.jsonl")
-    hb = HeartbeatDecoder(registry).process(_lines(d / "meter.heartbeats.jsonl")).heartbeats
+    decoded_hb = HeartbeatDecoder(registry).process(_lines(d / "meter.heartbeats.jsonl"))
+    assert decoded_hb.rejects == [] and decoded_hb.records == len(decoded_hb.heartbeats) > 0
+    hb = decoded_hb.heartbeats
     hb = hb.take(np.argsort(hb.ts, kind="stable"))
     dec, dedupe, health = ReadingDecoder(registry), Deduplicator(), HealthMonitor()
     windows = ConsumptionWindows(WindowConfig(allowed_lateness_s=3600))
