@@ -18,7 +18,9 @@ and every figure is the median of ``--runs`` runs:
    the slow side). Readings/s = ``meterseg_readings_processed_total`` / that
    time. Once with one reading per message (``single``), once with head-end
    envelopes (``--envelope 1000``, heartbeats in ``HeartbeatBatch`` envelopes of
-   ``--envelope-heartbeats`` 1000 as well; 0 sends them one per message). The worker's CPU seconds (``/proc``) and its
+   ``--envelope-heartbeats`` 1000 as well; 0 sends them one per message), and
+   once with the same readings as ``ReadingBlock`` columns (``block``:
+   ``--envelope-format columns``). The worker's CPU seconds (``/proc``) and its
    time in the ingest batch handler (``meterseg_batch_processing_seconds_sum``) are
    printed too, as they vary less than wall-clock rates on a shared machine;
 4. **latency** — steady state: the worker runs first, then the simulator
@@ -99,7 +101,7 @@ TARGET_ENVELOPE = 250_000.0
 TARGET_P99_S = 1.0
 POLL_S = 0.05
 APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
-STEPS = ("raw", "faust", "single", "envelope", "latency")
+STEPS = ("raw", "faust", "single", "envelope", "block", "latency")
 #: health findings judged on readings (alert time = the reading's interval start) and on heartbeats (= its ts)
 READING_KINDS = frozenset({"negative_consumption", "spike", "stuck_register", "voltage", "sequence_gap"})
 HEARTBEAT_KINDS = frozenset({"clock_skew", "fault", "degraded", "error_codes"})
@@ -809,6 +811,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     single_sim = simulate_args(sizes.single_meters, sizes.single_days, 0, 15, seed=1)
     env_sim = simulate_args(sizes.envelope_meters, sizes.envelope_days, sizes.envelope,
                             sizes.envelope_heartbeat_minutes, seed=2, heartbeat_envelope=sizes.envelope_heartbeats)  # fmt: skip
+    block_sim = [*env_sim, "--envelope-format", "columns"]  # the same readings as ReadingBlock columns
+    block: list[Throughput] = []
     try:
         if "raw" in steps:
             print(f"\n[raw] aiokafka getmany over {sizes.raw_messages:,} messages", flush=True)
@@ -823,13 +827,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rates.append(faust_trivial(bootstrap, sizes.faust_events, cleanup, work))
                 print(f"  run {run + 1}/{sizes.runs}: {rates[-1]:,.0f} events/s", flush=True)
             faust = median(rates)
-        for mode, sim, results in (("single", single_sim, single), ("envelope", env_sim, envelope)):
+        for mode, sim, results in (
+            ("single", single_sim, single), ("envelope", env_sim, envelope), ("block", block_sim, block)
+        ):
             if mode not in steps:
                 continue
-            n = args.workers if mode == "envelope" else 1
+            n = 1 if mode == "single" else args.workers
             print(f"\n[{mode}] {n} worker(s) over a backlog: meterseg simulate {' '.join(sim)}", flush=True)
             for run in range(sizes.runs):
-                r = worker_throughput(base, cleanup, work, mode, sim, workers=args.workers if mode == "envelope" else 1)
+                r = worker_throughput(base, cleanup, work, mode, sim, workers=n)
                 results.append(r)
                 print(f"  run {run + 1}/{sizes.runs}: {r.readings:,} readings + {r.heartbeats:,} heartbeats "
                       f"({r.messages:,} messages) in {r.seconds:.2f} s: {r.readings_rate:,.0f} readings/s, "
@@ -851,7 +857,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"max lag {lat.lag_max:,}", flush=True)  # fmt: skip
         if args.profile is not None:
             args.profile.mkdir(parents=True, exist_ok=True)
-            for mode, sim in (("single", single_sim), ("envelope", env_sim)):
+            for mode, sim in (("single", single_sim), ("envelope", env_sim), ("block", block_sim)):
                 out = args.profile / f"{mode}.prof"
                 print(f"\n[profile] {mode} worker under cProfile -> {out}", flush=True)
                 r = worker_throughput(base, cleanup, work, f"prof-{mode}", sim, profile_to=out)
@@ -876,7 +882,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(row("raw getmany consume, clock from 1st getmany [raw]", raw, "msgs/s", raw, faust))
     if faust is not None:
         print(row("trivial Faust agent (count only)", faust, "events/s", raw, faust))
-    for mode, results, target in (("single-reading", single, TARGET_SINGLE), ("envelope", envelope, TARGET_ENVELOPE)):
+    for mode, results, target in (
+        ("single-reading", single, TARGET_SINGLE),
+        ("envelope (ReadingBatch)", envelope, TARGET_ENVELOPE),
+        ("block (ReadingBlock)", block, TARGET_ENVELOPE),
+    ):
         if not results:
             continue
         rate = median([r.readings_rate for r in results])
@@ -908,7 +918,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {'alerts matched per run (readings / heartbeats)':<52} "
               f"{median([x.reading_alerts for x in latency]):>8,.0f} / {median([x.heartbeat_alerts for x in latency]):,.0f}")  # fmt: skip
     if args.profile is not None:
-        for mode in ("single", "envelope"):
+        for mode in ("single", "envelope", "block"):
             path = args.profile / f"{mode}.prof"
             if path.exists():
                 print_profile(path, args.top)

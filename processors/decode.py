@@ -42,6 +42,7 @@ Examples:
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
@@ -330,6 +331,153 @@ def _envelope_header(
     return header.batch_id
 
 
+_BLOCK_REQUIRED = ("meter_id", "customer_id", "interval_start", "kwh_import", "register_kwh", "voltage", "seq")
+_BLOCK_OPTIONAL = ("interval_minutes", "kwh_export", "power_factor")
+
+
+class _BlockShape(BaseModel):
+    """The shape of :class:`stream.schemas.ReadingBlock` columns, values left unvalidated (for error messages)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    meter_id: list[Any] = Field(min_length=1, max_length=100_000)
+    customer_id: list[Any]
+    interval_start: list[Any]
+    interval_minutes: list[Any] | None = None
+    kwh_import: list[Any]
+    kwh_export: list[Any] | None = None
+    register_kwh: list[Any]
+    voltage: list[Any]
+    power_factor: list[Any] | None = None
+    seq: list[Any]
+
+
+class _BlockHeader(BaseModel):
+    """The envelope fields of :class:`stream.schemas.ReadingBlock`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_version: Any = SCHEMA_VERSION
+    batch_id: str = Field(min_length=1, max_length=128)
+    head_end_id: str = Field(default="hes-1", min_length=1, max_length=64)
+    sent_at: UtcDatetime
+    columns: _BlockShape
+
+
+def _block_columns(
+    obj: dict[str, Any], m: RawMessage, rejects: list[Reject], timestamps: _TimestampCache
+) -> dict[str, list[Any]] | None:
+    """The columns of a valid ``ReadingBlock`` header (absent or null optional columns left out), or ``None``.
+
+    Only the block's shape is checked here (header fields, every column a list
+    as long as ``meter_id``); the values are checked reading by reading, so a
+    bad value rejects its reading, not the block. A bad shape rejects the
+    whole message with pydantic's words about it.
+    """
+    reason = _version_reason(obj)
+    version = obj.get("schema_version", SCHEMA_VERSION)
+    batch_id = obj.get("batch_id")
+    head_end = obj.get("head_end_id", "hes-1")
+    cols = obj.get("columns")
+    ok = (
+        reason is None
+        and type(version) is int
+        and version == SCHEMA_VERSION
+        and type(batch_id) is str
+        and 1 <= len(batch_id) <= 128
+        and type(head_end) is str
+        and 1 <= len(head_end) <= 64
+        and type(cols) is dict
+        and timestamps._parse(obj.get("sent_at")) is not None
+    )
+    out: dict[str, list[Any]] = {}
+    if ok:
+        assert type(cols) is dict
+        ids = cols.get("meter_id")
+        n = len(ids) if type(ids) is list else 0
+        ok = 1 <= n <= 100_000
+        for f in _BLOCK_REQUIRED:
+            v = cols.get(f)
+            ok = ok and type(v) is list and len(v) == n
+            if ok:
+                out[f] = v
+        for f in _BLOCK_OPTIONAL:
+            v = cols.get(f)
+            if v is not None:
+                ok = ok and type(v) is list and len(v) == n
+                out[f] = v
+    if ok:
+        return out
+    try:
+        _BlockHeader.model_validate(obj)
+        text = "columns: every column must be a list with as many entries as meter_id"
+    except ValidationError as exc:
+        text = _error_text(exc)
+    if reason is not None or (type(version) is int and version != SCHEMA_VERSION):
+        text = f"schema_version {version!r} is not supported (expected {SCHEMA_VERSION})"
+    rejects.append(Reject(reason or "schema", text, m.value, m.topic, m.partition, m.offset))
+    return None
+
+
+class _Gather:
+    """One poll's readings as one list per field, in message order, from reading objects and column blocks.
+
+    Why a gatherer: a poll may mix single readings, ``ReadingBatch`` envelopes
+    (objects, transposed by :func:`_extract`) and ``ReadingBlock`` columns
+    (appended as they are, no per-reading object at all). The original of a
+    reading (its own JSON for a dead letter, or for pydantic on the slow path)
+    is rebuilt only when asked for.
+    """
+
+    def __init__(self) -> None:
+        self.col: dict[str, list[Any]] = {f: [] for f in _READING_FIELDS}
+        self.msg: list[int] = []
+        self.pos: list[int] = []
+        self.n = 0
+        self.not_dict: list[int] = []
+        self._starts: list[int] = []
+        self._parts: list[list[Any] | dict[str, list[Any]]] = []
+
+    def rows(self, records: list[Any], msg: list[int], pos: list[int]) -> None:
+        """Append reading objects (anything that is not a dict is flagged for the slow path)."""
+        start, k = self.n, len(records)
+        clean = records
+        if k and set(map(type, records)) != {dict}:
+            self.not_dict += [start + j for j, r in enumerate(records) if type(r) is not dict]
+            clean = [r if type(r) is dict else {} for r in records]
+        extracted = _extract(clean, _READING_FIELDS)
+        if not start:
+            self.col, self.msg, self.pos = extracted, list(msg), list(pos)
+        else:
+            for f, values in extracted.items():
+                self.col[f].extend(values)
+            self.msg.extend(msg)
+            self.pos.extend(pos)
+        self._starts.append(start)
+        self._parts.append(records)
+        self.n += k
+
+    def block(self, columns: dict[str, list[Any]], message: int) -> None:
+        """Append a block's columns (shape already checked by :func:`_block_columns`)."""
+        k = len(columns["meter_id"])
+        for f, default in _READING_FIELDS.items():
+            values = columns.get(f) if f != "schema_version" else None  # the block's version covers its readings
+            self.col[f].extend(values if values is not None else [default] * k)
+        self.msg.extend([message] * k)
+        self.pos.extend(range(k))
+        self._starts.append(self.n)
+        self._parts.append(columns)
+        self.n += k
+
+    def original(self, i: int) -> Any:
+        """Reading ``i`` as it came: its object, or a block's entries as one object (absent columns left out)."""
+        part = bisect_right(self._starts, i) - 1
+        j, src = i - self._starts[part], self._parts[part]
+        if isinstance(src, list):
+            return src[j]
+        return {f: values[j] for f, values in src.items()}
+
+
 @dataclass(slots=True)
 class DecodedReadings:
     """What :meth:`ReadingDecoder.process` returns.
@@ -400,17 +548,20 @@ class ReadingDecoder:
         """Decode one poll's worth of messages (bytes or :class:`RawMessage`)."""
         msgs = _as_raw(batch)
         rejects: list[Reject] = []
-        records: list[Any] = []
-        rec_msg: list[int] = []
-        rec_pos: list[int] = []
         batch_ids: list[str | None] = [None] * len(msgs)
         envelopes = 0
         parsed = self._parse_all(msgs)
         if parsed is not None and len(msgs) >= 2 and self._all_single(parsed):
             # the common single-reading poll: no per-message Python loop
             n = len(parsed)
-            cols, more = self._columns(parsed, list(range(n)), [-1] * n, msgs, batch_ids)
+            acc = _Gather()
+            acc.rows(parsed, list(range(n)), [-1] * n)
+            cols, more = self._columns(acc, msgs, batch_ids)
             return DecodedReadings(cols, more, n, n, 0)
+        acc = _Gather()
+        rows: list[Any] = []
+        row_msg: list[int] = []
+        row_pos: list[int] = []
         for i, m in enumerate(msgs):
             if parsed is not None:
                 obj = parsed[i]
@@ -422,24 +573,36 @@ class ReadingDecoder:
                         Reject("invalid_json", f"invalid JSON: {exc}", m.value, m.topic, m.partition, m.offset)
                     )
                     continue
-            if type(obj) is dict and "readings" in obj and "meter_id" not in obj:
+            if type(obj) is dict and "meter_id" not in obj and "readings" in obj:
                 header = self._envelope(obj, m, rejects)
                 if header is None:
                     continue
                 envelopes += 1
                 batch_ids[i] = header
                 recs = obj["readings"]
-                records.extend(recs)
-                rec_msg.extend([i] * len(recs))
-                rec_pos.extend(range(len(recs)))
+                rows.extend(recs)
+                row_msg.extend([i] * len(recs))
+                row_pos.extend(range(len(recs)))
+            elif type(obj) is dict and "meter_id" not in obj and "columns" in obj:
+                block = _block_columns(obj, m, rejects, self._ts)
+                if block is None:
+                    continue
+                envelopes += 1
+                batch_ids[i] = obj["batch_id"]
+                if rows:  # readings keep their message order
+                    acc.rows(rows, row_msg, row_pos)
+                    rows, row_msg, row_pos = [], [], []
+                acc.block(block, i)
             else:
-                records.append(obj)
-                rec_msg.append(i)
-                rec_pos.append(-1)
+                rows.append(obj)
+                row_msg.append(i)
+                row_pos.append(-1)
+        if rows:
+            acc.rows(rows, row_msg, row_pos)
         unparsed = len(rejects)
-        cols, more = self._columns(records, rec_msg, rec_pos, msgs, batch_ids)
+        cols, more = self._columns(acc, msgs, batch_ids)
         rejects.extend(more)
-        return DecodedReadings(cols, rejects, len(msgs), len(records), envelopes, unparsed)
+        return DecodedReadings(cols, rejects, len(msgs), acc.n, envelopes, unparsed)
 
     @staticmethod
     def _parse_all(msgs: list[RawMessage]) -> list[Any] | None:
@@ -451,30 +614,26 @@ class ReadingDecoder:
 
     @staticmethod
     def _all_single(objs: list[Any]) -> bool:
-        """True when every parsed message is a dict and none looks like an envelope."""
-        return set(map(type, objs)) == {dict} and not any(map(contains, objs, repeat("readings")))
+        """True when every parsed message is a dict and none looks like an envelope or a block."""
+        return (
+            set(map(type, objs)) == {dict}
+            and not any(map(contains, objs, repeat("readings")))
+            and not any(map(contains, objs, repeat("columns")))
+        )
 
     def _envelope(self, obj: dict[str, Any], m: RawMessage, rejects: list[Reject]) -> str | None:
         """Validate the envelope header; return its batch id, or ``None`` after rejecting it."""
         return _envelope_header(obj, m, rejects, "readings", _EnvelopeHeader, self._ts)
 
     def _columns(
-        self,
-        records: list[Any],
-        rec_msg: list[int],
-        rec_pos: list[int],
-        msgs: list[RawMessage],
-        batch_ids: list[str | None],
+        self, acc: _Gather, msgs: list[RawMessage], batch_ids: list[str | None]
     ) -> tuple[ReadingColumns, list[Reject]]:
-        n = len(records)
+        n = acc.n
+        rec_msg, rec_pos = acc.msg, acc.pos
         slow = np.zeros(n, np.bool_)
-        originals = records
-        if n and set(map(type, records)) != {dict}:
-            for i, r in enumerate(records):
-                if type(r) is not dict:
-                    slow[i] = True
-            records = [r if type(r) is dict else {} for r in records]
-        col = _extract(records, _READING_FIELDS)
+        slow[acc.not_dict] = True
+        original = acc.original
+        col = acc.col
         version = col["schema_version"]
         if not _version_ok(version):
             slow |= np.array([not (type(v) is int and v == SCHEMA_VERSION) for v in version], np.bool_)
@@ -500,17 +659,17 @@ class ReadingDecoder:
             keep[i] = False
             m = msgs[rec_msg[i]]
             pos = rec_pos[i]
-            payload = m.value if pos < 0 else orjson.dumps(originals[i])
+            payload = m.value if pos < 0 else orjson.dumps(original(i))
             mid = ids[i] if type(ids[i]) is str else None
             rejects.append(Reject(reason, text, payload, m.topic, m.partition, m.offset, pos, mid))
 
         for i in np.flatnonzero(slow).tolist():
             m = msgs[rec_msg[i]]
-            raw = m.value if rec_pos[i] < 0 else orjson.dumps(originals[i])
+            raw = m.value if rec_pos[i] < 0 else orjson.dumps(original(i))
             try:
                 r = Reading.model_validate_json(raw)
             except ValidationError as exc:
-                reject(i, _version_reason(originals[i]) or "schema", _error_text(exc))
+                reject(i, _version_reason(original(i)) or "schema", _error_text(exc))
                 continue
             if r.seq > _INT64_MAX:
                 reject(i, "schema", "seq: exceeds the signed 64-bit range")

@@ -53,6 +53,7 @@ from simulators.clock import SimClock
 from simulators.commerce import Commerce, Timed
 from simulators.encode import (
     REGISTRY_TEMPLATE,
+    block,
     dumps,
     envelope,
     heartbeat_template,
@@ -87,6 +88,7 @@ class SimConfig:
     heartbeat_minutes: int = 15
     envelope: int = 0
     heartbeat_envelope: int = 0
+    envelope_format: str = "rows"  # "rows": ReadingBatch; "columns": ReadingBlock
     regions: tuple[str, ...] = ("North", "South", "East", "West")
     prepaid_share: float = 0.35
     faults: FaultConfig = field(default_factory=FaultConfig)
@@ -104,6 +106,8 @@ class SimConfig:
             raise ValueError("heartbeat period must be 0 (off) or divide a day, e.g. 5, 15, 60")
         if not 0 <= self.envelope <= MAX_ENVELOPE:
             raise ValueError(f"envelope size must be within [0, {MAX_ENVELOPE}] (0 = one reading per message)")
+        if self.envelope_format not in ("rows", "columns"):
+            raise ValueError(f"envelope format must be 'rows' or 'columns', not {self.envelope_format!r}")
         if not 0 <= self.heartbeat_envelope <= MAX_ENVELOPE:
             raise ValueError(f"heartbeat envelope size must be within [0, {MAX_ENVELOPE}] (0 = one per message)")
         if self.days < 1:
@@ -394,6 +398,7 @@ class Simulator:
         mid, mcid = self.mid, self.mcid
         topic = self.topics.readings
         batch = cfg.envelope
+        wrap = block if cfg.envelope_format == "columns" else envelope
         chunk = max(batch, cfg.chunk // batch * batch) if batch else cfg.chunk
         sent_b = iso(sent_at)
         for p, members in enumerate(fl.by_partition):
@@ -414,7 +419,7 @@ class Simulator:
                 for a in range(0, len(frags), batch):
                     group = frags[a:a + batch]
                     bid = f"sim{cfg.seed}-r{j}-p{p}-{number}-{a // batch}".encode()
-                    msgs.append((group[0][0], envelope(bid, b"hes-p%d" % p, sent_b, [g[1] for g in group])))
+                    msgs.append((group[0][0], wrap(bid, b"hes-p%d" % p, sent_b, [g[1] for g in group])))
                 await self._send(sink, topic, p, msgs)
             await self._send(sink, topic, p, singles.get(p, []))
 
@@ -576,6 +581,7 @@ class Simulator:
             "heartbeat_minutes": cfg.heartbeat_minutes,
             "envelope": cfg.envelope,
             "heartbeat_envelope": cfg.heartbeat_envelope,
+            "envelope_format": cfg.envelope_format,
             "archetypes": list(ARCHETYPE_NAMES),
             "engagement_classes": list(ENGAGEMENT),
             "regions": list(cfg.regions),

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -108,6 +108,74 @@ class ReadingBatch(Event):
     head_end_id: str = Field(default="hes-1", min_length=1, max_length=64)
     sent_at: UtcDatetime
     readings: list[Reading] = Field(min_length=1, max_length=100_000)
+
+
+class ReadingColumnsPayload(BaseModel):
+    """The readings of a :class:`ReadingBlock`, one list per field; entry *i* of every list is reading *i*.
+
+    The fields and their defaults are :class:`Reading`'s; a column left out
+    takes its field's default for every reading (``interval_minutes`` 15,
+    ``kwh_export`` 0, ``power_factor`` 1).
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    meter_id: list[MeterId] = Field(min_length=1, max_length=100_000)
+    customer_id: list[CustomerId]
+    interval_start: list[UtcDatetime]
+    interval_minutes: list[Literal[15, 30, 60]] | None = None
+    kwh_import: list[Annotated[Finite, Field(ge=-1e6, le=1e6)]]
+    kwh_export: list[Annotated[Finite, Field(ge=0.0, le=1e6)]] | None = None
+    register_kwh: list[Annotated[Finite, Field(ge=-1e12, le=1e12)]]
+    voltage: list[Annotated[Finite, Field(ge=0.0, le=1e5)]]
+    power_factor: list[Annotated[Finite, Field(ge=-1.0, le=1.0)]] | None = None
+    seq: list[Annotated[int, Field(ge=0)]]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> Self:
+        n = len(self.meter_id)
+        for name in type(self).model_fields:
+            col = getattr(self, name)
+            if col is not None and len(col) != n:
+                raise ValueError(f"column {name} has {len(col)} entries, meter_id has {n}")
+        return self
+
+    def readings(self) -> list[Reading]:
+        """The block as :class:`Reading` records, in order."""
+        n = len(self.meter_id)
+        return [
+            Reading(
+                meter_id=self.meter_id[i],
+                customer_id=self.customer_id[i],
+                interval_start=self.interval_start[i],
+                interval_minutes=self.interval_minutes[i] if self.interval_minutes is not None else 15,
+                kwh_import=self.kwh_import[i],
+                kwh_export=self.kwh_export[i] if self.kwh_export is not None else 0.0,
+                register_kwh=self.register_kwh[i],
+                voltage=self.voltage[i],
+                power_factor=self.power_factor[i] if self.power_factor is not None else 1.0,
+                seq=self.seq[i],
+            )
+            for i in range(n)
+        ]
+
+
+class ReadingBlock(Event):
+    """A block of readings forwarded by a head-end system, as columns rather than one object per reading.
+
+    Why: the same readings as a :class:`ReadingBatch`, in about 40 % of the
+    bytes (no field name repeated per reading), which the broker stores and
+    the engine parses without transposing objects into columns. What the
+    engine does with it is what it does with the equivalent ``ReadingBatch``:
+    each reading is judged on its own, a bad one is dead-lettered alone (with
+    its index in the block and its own JSON), and the block is deduplicated
+    by ``batch_id`` like an envelope.
+    """
+
+    batch_id: str = Field(min_length=1, max_length=128)
+    head_end_id: str = Field(default="hes-1", min_length=1, max_length=64)
+    sent_at: UtcDatetime
+    columns: ReadingColumnsPayload
 
 
 class Heartbeat(Event):
@@ -369,7 +437,7 @@ class DeadLetter(BaseModel):
 
 #: payload model(s) of every topic, by the settings attribute naming the topic
 TOPIC_PAYLOADS: dict[str, tuple[type[BaseModel], ...]] = {
-    "readings": (Reading, ReadingBatch),
+    "readings": (Reading, ReadingBatch, ReadingBlock),
     "heartbeats": (Heartbeat, HeartbeatBatch),
     "purchases": (Purchase,),
     "registry": (MeterInfo,),

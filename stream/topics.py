@@ -36,7 +36,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic meterseg reads or writes, with its key and payload model."""
     t = settings.topics
     return [
-        TopicSpec(t.readings, "meter id", "Reading or ReadingBatch"),
+        TopicSpec(t.readings, "meter id", "Reading, ReadingBatch or ReadingBlock"),
         TopicSpec(t.heartbeats, "meter id", "Heartbeat or HeartbeatBatch"),
         TopicSpec(t.purchases, "customer id", "Purchase"),
         TopicSpec(t.registry, "meter id", "MeterInfo", compacted=True),
