@@ -21,7 +21,13 @@ Deliberate differences from ``ReadingBatch.model_validate_json``:
   whole block (one bad meter must not dead-letter a head-end's upload);
 * ``seq`` values beyond the signed 64-bit range are rejected (``schema``),
   because they cannot be stored in the int64 column;
-* a dict with a ``readings`` key and no ``meter_id`` is read as an envelope.
+* a dict with a ``readings`` key and no ``meter_id`` is read as an envelope,
+  one with a ``columns`` key and no ``meter_id`` as a ``ReadingBlock``
+  (columns), and a heartbeat message with a ``heartbeats`` key and no
+  ``meter_id`` as a ``HeartbeatBatch``;
+* a block's shape (header, every column a list as long as ``meter_id``) is
+  checked for the whole block, its values reading by reading, as in an
+  envelope.
 
 Reject reasons: ``invalid_json``, ``schema``, ``unsupported_version`` (a
 ``schema_version`` integer other than the one we speak), ``unknown_meter``
@@ -391,20 +397,22 @@ def _block_columns(
         and timestamps._parse(obj.get("sent_at")) is not None
     )
     out: dict[str, list[Any]] = {}
-    if ok:
-        assert type(cols) is dict
+    if ok and type(cols) is dict:
         ids = cols.get("meter_id")
         n = len(ids) if type(ids) is list else 0
         ok = 1 <= n <= 100_000
         for f in _BLOCK_REQUIRED:
             v = cols.get(f)
-            ok = ok and type(v) is list and len(v) == n
-            if ok:
-                out[f] = v
+            if not (type(v) is list and len(v) == n):
+                ok = False
+                break
+            out[f] = v
         for f in _BLOCK_OPTIONAL:
             v = cols.get(f)
             if v is not None:
-                ok = ok and type(v) is list and len(v) == n
+                if not (type(v) is list and len(v) == n):
+                    ok = False
+                    break
                 out[f] = v
     if ok:
         return out

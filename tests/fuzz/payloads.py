@@ -29,11 +29,13 @@ from stream.schemas import (
     Bill,
     Feedback,
     Heartbeat,
+    HeartbeatBatch,
     MaintenanceRequest,
     MeterInfo,
     Purchase,
     Reading,
     ReadingBatch,
+    ReadingBlock,
 )
 
 KNOWN_METERS = [f"M{i:07d}" for i in range(6)]
@@ -320,8 +322,54 @@ def envelope(draw: st.DrawFn) -> bytes:
     return encode({**header, "readings": readings})
 
 
+_BLOCK_REQUIRED = ("meter_id", "customer_id", "interval_start", "kwh_import", "register_kwh", "voltage", "seq")
+_BLOCK_OPTIONAL = ("interval_minutes", "kwh_export", "power_factor")
+
+
+@st.composite
+def block(draw: st.DrawFn) -> bytes:
+    """A ReadingBlock: damaged readings as columns, and/or a damaged header or column shape."""
+    records = draw(st.lists(damaged_record("readings"), min_size=0, max_size=6))
+    rows = [r if type(r) is dict else {} for r in records]
+    columns: dict[str, Any] = {f: [r.get(f) for r in rows] for f in _BLOCK_REQUIRED}
+    for f in _BLOCK_OPTIONAL:
+        if draw(st.booleans()):
+            columns[f] = [r.get(f, 15 if f == "interval_minutes" else 0.0) for r in rows]
+    shape = draw(st.sampled_from(["ok", "ok", "ok", "short", "dropped", "not_list", "huge"]))
+    if shape == "short" and columns["meter_id"]:  # one column a value short
+        name = draw(st.sampled_from(sorted(columns)))
+        columns[name] = columns[name][:-1]
+    elif shape == "dropped":
+        del columns[draw(st.sampled_from(_BLOCK_REQUIRED))]
+    elif shape == "not_list":
+        columns[draw(st.sampled_from(sorted(columns)))] = draw(nasty_values)
+    elif shape == "huge" and rows:  # many copies of the first reading
+        n = draw(st.integers(1_000, 3_000))
+        columns = {f: [v[0]] * n for f, v in columns.items()}
+    header: dict[str, Any] = {"batch_id": "k-1", "head_end_id": "hes-7", "sent_at": iso(T0 + 7200)}
+    if draw(one_in(4)):
+        header[draw(st.sampled_from([*header, "schema_version"]))] = draw(nasty_values)
+    return encode({**header, "columns": columns if not draw(one_in(12)) else draw(nasty_values)})
+
+
 def readings_message() -> st.SearchStrategy[bytes]:
-    return st.one_of(raw_bytes("readings"), envelope())
+    return st.one_of(raw_bytes("readings"), envelope(), block())
+
+
+@st.composite
+def heartbeat_envelope(draw: st.DrawFn) -> bytes:
+    """A HeartbeatBatch: a damaged header and/or damaged heartbeats."""
+    beats: Any = draw(st.lists(damaged_record("heartbeats"), min_size=0, max_size=6))
+    header: dict[str, Any] = {"batch_id": "h-1", "head_end_id": "hes-7", "sent_at": iso(T0 + 7200)}
+    if draw(st.booleans()):
+        header[draw(st.sampled_from([*header, "schema_version"]))] = draw(nasty_values)
+    if draw(one_in(10)):
+        beats = draw(nasty_values)
+    return encode({**header, "heartbeats": beats})
+
+
+def heartbeats_message() -> st.SearchStrategy[bytes]:
+    return st.one_of(raw_bytes("heartbeats"), heartbeat_envelope())
 
 
 # ----------------------------------------------------------------------------- oracles
@@ -343,6 +391,8 @@ def readings_units(value: bytes) -> list[tuple[int, bytes, bool]]:
         obj = orjson.loads(value)
     except orjson.JSONDecodeError:
         return [(-1, value, False)]
+    if type(obj) is dict and "columns" in obj and "meter_id" not in obj and "readings" not in obj:
+        return _block_units(obj, value)
     if type(obj) is dict and "readings" in obj and "meter_id" not in obj:
         recs = obj["readings"]
         if type(recs) is not list or not 1 <= len(recs) <= 100_000:
@@ -357,6 +407,47 @@ def readings_units(value: bytes) -> list[tuple[int, bytes, bool]]:
             out.append((i, raw, _valid_reading(raw)))
         return out
     return [(-1, value, _valid_reading(value))]
+
+
+def _block_units(obj: dict[str, Any], value: bytes) -> list[tuple[int, bytes, bool]]:
+    """A block's units: one per reading if its shape and header are valid, else the message as one."""
+    cols = obj["columns"]
+    if type(cols) is not dict or type(cols.get("meter_id")) is not list:
+        return [(-1, value, False)]
+    n = len(cols["meter_id"])
+    present = {f: cols[f] for f in (*_BLOCK_REQUIRED, *_BLOCK_OPTIONAL) if cols.get(f) is not None}
+    if not 1 <= n <= 100_000 or not set(_BLOCK_REQUIRED) <= set(present):
+        return [(-1, value, False)]
+    if any(type(v) is not list or len(v) != n for v in present.values()):
+        return [(-1, value, False)]
+    try:  # the header, with one placeholder reading as columns
+        ReadingBlock.model_validate({**obj, "columns": {k: [v] for k, v in _PLACEHOLDER.items()}})
+    except ValidationError:
+        return [(-1, value, False)]
+    out = []
+    for i in range(n):
+        raw = orjson.dumps({f: v[i] for f, v in present.items()})
+        out.append((i, raw, _valid_reading(raw)))
+    return out
+
+
+def heartbeats_units(value: bytes) -> list[tuple[int, bytes, bool]]:
+    """The units a ``meter.heartbeats`` message stands for (as :func:`readings_units` for readings)."""
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return [(-1, value, False)]
+    if type(obj) is dict and "heartbeats" in obj and "meter_id" not in obj:
+        beats = obj["heartbeats"]
+        if type(beats) is not list or not 1 <= len(beats) <= 100_000:
+            return [(-1, value, False)]
+        placeholder = {"meter_id": "M0", "customer_id": "C0", "ts": iso(T0), "status": "ok"}
+        try:
+            HeartbeatBatch.model_validate({**obj, "heartbeats": [placeholder]})
+        except ValidationError:
+            return [(-1, value, False)]
+        return [(i, orjson.dumps(b), contract_valid(Heartbeat, orjson.dumps(b))) for i, b in enumerate(beats)]
+    return [(-1, value, contract_valid(Heartbeat, value))]
 
 
 def _valid_reading(raw: bytes) -> bool:

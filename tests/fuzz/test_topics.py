@@ -36,7 +36,6 @@ from stream.schemas import (
     Bill,
     ConsumptionWindow,
     Feedback,
-    Heartbeat,
     MaintenanceRequest,
     MeterInfo,
     Purchase,
@@ -46,6 +45,8 @@ from tests.fuzz.payloads import (
     CUSTOMERS,
     T0,
     contract_valid,
+    heartbeats_message,
+    heartbeats_units,
     iso,
     raw_bytes,
     readings_message,
@@ -98,7 +99,7 @@ def formattable(epoch_s: float) -> None:
 @FUZZ
 @given(
     readings=st.lists(readings_message(), max_size=6),
-    heartbeats=st.lists(raw_bytes("heartbeats"), max_size=6),
+    heartbeats=st.lists(heartbeats_message(), max_size=6),
     deliveries=st.integers(1, 2),
 )
 @example(  # the last interval the contract takes: its windows end in 2101 (outputs may pass the input range)
@@ -116,10 +117,11 @@ def test_ingest_accounts_for_every_reading_and_heartbeat(
     sources = {(m.topic, m.offset): m for m in r_msgs + h_msgs}
     units = {(m.offset, rec): ok for m in r_msgs for rec, _, ok in readings_units(m.value)}
     bad_readings = {k for k, ok in units.items() if not ok}
-    bad_heartbeats = {m.offset for m in h_msgs if not contract_valid(Heartbeat, m.value)}
+    h_units = {(m.offset, rec): ok for m in h_msgs for rec, _, ok in heartbeats_units(m.value)}
+    bad_heartbeats = {k for k, ok in h_units.items() if not ok}
     for _ in range(deliveries):  # a second delivery of the same poll: duplicates or the same rejects
         out = ingest.process((r_msgs, h_msgs), wall=WALL)
-        assert out.accepted + len(out.rejects) + out.duplicates == len(units) + len(h_msgs)
+        assert out.accepted + len(out.rejects) + out.duplicates == len(units) + len(h_units)
         for rej in out.rejects:
             check_reject(rej, sources)
             event(f"reject: {rej.reason}")
@@ -127,14 +129,14 @@ def test_ingest_accounts_for_every_reading_and_heartbeat(
             event("some accepted")
         malformed = {(r.topic, r.offset, r.record) for r in out.rejects if r.reason in MALFORMED}
         assert {(o, rec) for t, o, rec in malformed if t == "meter.readings"} == bad_readings
-        assert {o for t, o, rec in malformed if t == "meter.heartbeats"} == bad_heartbeats
+        assert {(o, rec) for t, o, rec in malformed if t == "meter.heartbeats"} == bad_heartbeats
         for alert in out.alerts:
             formattable(alert.at)
         for closed in out.closed:
             for record in closed.to_records():
                 ConsumptionWindow.model_validate(record)
     totals = ingest.totals
-    assert totals["accepted"] + totals["deadletter"] + totals["duplicates"] == deliveries * (len(units) + len(h_msgs))
+    assert totals["accepted"] + totals["deadletter"] + totals["duplicates"] == deliveries * (len(units) + len(h_units))
     # the event clock runs on a year: windows close, silence is judged, times stay formattable
     later = ingest.on_timer(wall=WALL + 365 * 86_400, caught_up=True)
     for alert in later.alerts:

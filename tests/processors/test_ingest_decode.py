@@ -313,7 +313,7 @@ def test_envelope_heartbeats_match_single_messages(records: list[dict[str, Any]]
         assert [r.reason for r in out.rejects] == ["invalid_json"] and len(out.heartbeats) == 0
         return
     out = HeartbeatDecoder(REGISTRY).process([RawMessage(payload, "meter.heartbeats", 3, 42)])
-    singles = HeartbeatDecoder(REGISTRY).process([orjson.dumps(r) for r in recs])
+    singles = HeartbeatDecoder(REGISTRY).process([json.dumps(r).encode() for r in recs])
     a, b = out.heartbeats, singles.heartbeats
     assert a.meter.tolist() == b.meter.tolist() and a.ts.tolist() == b.ts.tolist()
     assert a.status.tolist() == b.status.tolist() and list(a.error_codes) == list(b.error_codes)
@@ -322,7 +322,7 @@ def test_envelope_heartbeats_match_single_messages(records: list[dict[str, Any]]
     assert sorted(r.reason for r in out.rejects) == sorted(r.reason for r in singles.rejects)
     assert all(r.partition == 3 and r.offset == 42 and 0 <= r.record < len(recs) for r in out.rejects)
     for r in out.rejects:  # the dead letter carries the heartbeat itself, not the whole block
-        assert orjson.loads(r.payload) == recs[r.record]
+        assert orjson.loads(r.payload) == orjson.loads(json.dumps(recs[r.record]))
     assert out.records == len(recs) and out.envelopes == 1 and out.unparsed == 0
     assert out.records + out.unparsed == len(out.heartbeats) + len(out.rejects)
 
@@ -344,3 +344,85 @@ def test_bad_heartbeat_envelope_header_rejects_whole_message(envelope: dict[str,
     assert len(out.heartbeats) == 1 and [r.reason for r in out.rejects] == [reason]
     assert out.rejects[0].payload == payload and out.rejects[0].record == -1
     assert out.records + out.unparsed == len(out.heartbeats) + len(out.rejects)
+
+
+_BLOCK_FIELDS = ("meter_id", "customer_id", "interval_start", "interval_minutes", "kwh_import", "kwh_export",
+                 "register_kwh", "voltage", "power_factor", "seq")  # fmt: skip
+_BLOCK_DEFAULTS = {"interval_minutes": 15, "kwh_export": 0.0, "power_factor": 1.0}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(reading_dicts, min_size=1, max_size=8), st.sets(st.sampled_from(sorted(_BLOCK_DEFAULTS))))
+def test_block_decodes_as_the_envelope_of_the_same_readings(records: list[dict[str, Any]], left_out: set[str]) -> None:
+    """A ReadingBlock gives what a ReadingBatch of the same readings gives: same readings, same rejects per record."""
+    recs = [strip(r) for r in records]
+    columns = {
+        f: [r.get(f, _BLOCK_DEFAULTS.get(f)) for r in recs]
+        for f in _BLOCK_FIELDS
+        if not (f in left_out and all(f not in r for r in recs))  # an optional column may be left out
+    }
+    rows = [{f: col[i] for f, col in columns.items()} for i in range(len(recs))]
+    block = json.dumps({"batch_id": "b1", "sent_at": iso(T0), "columns": columns}).encode()
+    batch = json.dumps({"batch_id": "b1", "sent_at": iso(T0), "readings": rows}).encode()
+    try:
+        orjson.loads(block)
+    except orjson.JSONDecodeError:  # NaN/Infinity tokens
+        out = ReadingDecoder(REGISTRY).process([block])
+        assert [r.reason for r in out.rejects] == ["invalid_json"] and len(out.readings) == 0
+        return
+    got = ReadingDecoder(REGISTRY).process([RawMessage(block, "meter.readings", 1, 9)])
+    want = ReadingDecoder(REGISTRY).process([RawMessage(batch, "meter.readings", 1, 9)])
+    assert got.readings.to_rows() == want.readings.to_rows()
+    assert got.readings.batch_ids == want.readings.batch_ids == ["b1"]
+    key = lambda r: (r.record, r.reason)  # noqa: E731
+    assert sorted(map(key, got.rejects)) == sorted(map(key, want.rejects))
+    for g, w in zip(sorted(got.rejects, key=key), sorted(want.rejects, key=key), strict=True):
+        assert orjson.loads(g.payload) == orjson.loads(w.payload)  # the reading's own JSON, not the block
+    assert (got.records, got.envelopes, got.unparsed) == (len(recs), 1, 0)
+
+
+def test_block_and_single_readings_keep_message_order() -> None:
+    rows = make_rows(3, 4)
+    singles = single_payloads(rows)
+    cols: dict[str, list[Any]] = {f: [] for f in _BLOCK_FIELDS}
+    for r in (orjson.loads(p) for p in singles[4:8]):
+        for f in _BLOCK_FIELDS:
+            cols[f].append(r[f])
+    block = orjson.dumps({"batch_id": "blk", "sent_at": iso(T0), "columns": cols})
+    out = ReadingDecoder(REGISTRY).process([*singles[:4], block, *singles[8:]])
+    assert out.readings.to_rows() == rows
+    assert out.readings.message.tolist() == [0, 1, 2, 3, 4, 4, 4, 4, *range(5, 5 + len(rows) - 8)]
+    assert out.readings.record.tolist()[4:8] == [0, 1, 2, 3]
+
+
+_GOOD_COLUMNS = {"meter_id": ["M0000000"], "customer_id": ["C1"], "interval_start": [iso(T0)], "kwh_import": [1.0],
+                 "register_kwh": [5.0], "voltage": [230.0], "seq": [1]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("block", "reason"),
+    [
+        ({"batch_id": "b", "sent_at": iso(T0), "columns": []}, "schema"),
+        ({"batch_id": "b", "sent_at": iso(T0), "columns": {**_GOOD_COLUMNS, "meter_id": []}}, "schema"),
+        ({"batch_id": "b", "sent_at": iso(T0), "columns": {**_GOOD_COLUMNS, "voltage": [230.0, 231.0]}}, "schema"),
+        ({"batch_id": "b", "sent_at": iso(T0), "columns": {**_GOOD_COLUMNS, "kwh_export": [0.0, 0.0]}}, "schema"),
+        ({"batch_id": "b", "sent_at": iso(T0), "columns": {k: v for k, v in _GOOD_COLUMNS.items() if k != "seq"}},
+         "schema"),
+        ({"batch_id": "b", "sent_at": iso(T0), "columns": {**_GOOD_COLUMNS, "seq": 1}}, "schema"),
+        ({"batch_id": "", "sent_at": iso(T0), "columns": _GOOD_COLUMNS}, "schema"),
+        ({"batch_id": "b", "sent_at": "noon", "columns": _GOOD_COLUMNS}, "schema"),
+        ({"batch_id": "b", "sent_at": iso(T0), "columns": _GOOD_COLUMNS, "schema_version": 2}, "unsupported_version"),
+    ],
+)
+def test_bad_block_shape_rejects_whole_message(block: dict[str, Any], reason: str) -> None:
+    payload = orjson.dumps(block)
+    out = ReadingDecoder(REGISTRY).process([payload, payload])
+    assert len(out.readings) == 0 and [r.reason for r in out.rejects] == [reason, reason]
+    assert out.rejects[0].payload == payload and out.rejects[0].record == -1 and out.rejects[0].message
+    assert out.records + out.unparsed == len(out.readings) + len(out.rejects)
+
+
+def test_good_block_shape_with_null_optional_column() -> None:
+    payload = orjson.dumps({"batch_id": "b", "sent_at": iso(T0), "columns": {**_GOOD_COLUMNS, "kwh_export": None}})
+    out = ReadingDecoder(REGISTRY).process([payload])
+    assert out.rejects == [] and out.readings.kwh_export.tolist() == [0.0]

@@ -45,14 +45,18 @@ def _ts(s: str) -> int:
     return int(datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp())
 
 
-@pytest.fixture(scope="module", params=[(0, 0), (500, 0), (500, 300)], ids=["single", "envelope", "envelope-hb"])
+@pytest.fixture(
+    scope="module",
+    params=[(0, 0, "rows"), (500, 0, "rows"), (500, 300, "rows"), (500, 300, "columns")],
+    ids=["single", "envelope", "envelope-hb", "block-hb"],
+)
 def run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("sim")
     rates = ["spike=0.3", "stuck=0.05", "negative=0.05", "voltage=0.05", "dropout=0.05", "clock_skew=0.05"]
-    envelope, heartbeat_envelope = request.param
+    envelope, heartbeat_envelope, envelope_format = request.param
     args = ["simulate", "--meters", "1000", "--days", "3", "--seed", "23", "--sink", "file", "--out", str(out),
             "--ground-truth", str(out / "gt.json"), "--no-progress", "--no-ops", "--envelope", str(envelope),
-            "--heartbeat-envelope", str(heartbeat_envelope)]  # fmt: skip
+            "--heartbeat-envelope", str(heartbeat_envelope), "--envelope-format", envelope_format]  # fmt: skip
     for r in rates:
         args += ["--fault-rate", r]
     assert meterseg_main(args) == 0
@@ -78,7 +82,7 @@ def _pipeline(d: Path) -> dict[str, Any]:
     closed: list[ClosedWindows] = []
     accepted_kwh: list[float] = []
     hb_pos = 0
-    step = 1000 if b'"readings"' not in readings[0] else 2
+    step = 2 if b'"readings"' in readings[0] or b'"columns"' in readings[0] else 1000
     for k in range(0, len(readings), step):
         msgs = [RawMessage(v, "meter.readings", 0, k + i) for i, v in enumerate(readings[k : k + step])]
         x = dec.process(msgs)
