@@ -371,7 +371,13 @@ class _BlockHeader(BaseModel):
 
 
 def _block_columns(
-    obj: dict[str, Any], m: RawMessage, rejects: list[Reject], timestamps: _TimestampCache
+    obj: dict[str, Any],
+    m: RawMessage,
+    rejects: list[Reject],
+    timestamps: _TimestampCache,
+    required: tuple[str, ...] = _BLOCK_REQUIRED,
+    optional: tuple[str, ...] = _BLOCK_OPTIONAL,
+    header: type[BaseModel] | None = None,
 ) -> dict[str, list[Any]] | None:
     """The columns of a valid ``ReadingBlock`` header (absent or null optional columns left out), or ``None``.
 
@@ -398,16 +404,16 @@ def _block_columns(
     )
     out: dict[str, list[Any]] = {}
     if ok and type(cols) is dict:
-        ids = cols.get("meter_id")
+        ids = cols.get(required[0])
         n = len(ids) if type(ids) is list else 0
         ok = 1 <= n <= 100_000
-        for f in _BLOCK_REQUIRED:
+        for f in required:
             v = cols.get(f)
             if not (type(v) is list and len(v) == n):
                 ok = False
                 break
             out[f] = v
-        for f in _BLOCK_OPTIONAL:
+        for f in optional:
             v = cols.get(f)
             if v is not None:
                 if not (type(v) is list and len(v) == n):
@@ -417,8 +423,11 @@ def _block_columns(
     if ok:
         return out
     try:
-        _BlockHeader.model_validate(obj)
-        text = "columns: every column must be a list with as many entries as meter_id"
+        (header or _BlockHeader).model_validate(obj)
+        assert type(cols) is dict  # the header model accepted it
+        n = len(cols[required[0]])
+        odd = [f for f in (*required, *optional) if cols.get(f) is not None and len(cols[f]) != n]
+        text = f"columns.{odd[0] if odd else '?'}: every column must have as many entries as {required[0]} ({n})"
     except ValidationError as exc:
         text = _error_text(exc)
     if reason is not None or (type(version) is int and version != SCHEMA_VERSION):
@@ -427,8 +436,40 @@ def _block_columns(
     return None
 
 
+_HB_BLOCK_REQUIRED = ("meter_id", "customer_id", "ts", "status")
+_HB_BLOCK_OPTIONAL = ("error_codes", "signal_dbm", "battery_pct", "firmware", "clock_offset_s")
+
+
+class _HeartbeatBlockShape(BaseModel):
+    """The shape of :class:`stream.schemas.HeartbeatBlock` columns, values left unvalidated."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    meter_id: list[Any] = Field(min_length=1, max_length=100_000)
+    customer_id: list[Any]
+    ts: list[Any]
+    status: list[Any]
+    error_codes: list[Any] | None = None
+    signal_dbm: list[Any] | None = None
+    battery_pct: list[Any] | None = None
+    firmware: list[Any] | None = None
+    clock_offset_s: list[Any] | None = None
+
+
+class _HeartbeatBlockHeader(BaseModel):
+    """The envelope fields of :class:`stream.schemas.HeartbeatBlock`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_version: Any = SCHEMA_VERSION
+    batch_id: str = Field(min_length=1, max_length=128)
+    head_end_id: str = Field(default="hes-1", min_length=1, max_length=64)
+    sent_at: UtcDatetime
+    columns: _HeartbeatBlockShape
+
+
 class _Gather:
-    """One poll's readings as one list per field, in message order, from reading objects and column blocks.
+    """One poll's records as one list per field, in message order, from objects and column blocks.
 
     Why a gatherer: a poll may mix single readings, ``ReadingBatch`` envelopes
     (objects, transposed by :func:`_extract`) and ``ReadingBlock`` columns
@@ -437,8 +478,9 @@ class _Gather:
     is rebuilt only when asked for.
     """
 
-    def __init__(self) -> None:
-        self.col: dict[str, list[Any]] = {f: [] for f in _READING_FIELDS}
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+        self.col: dict[str, list[Any]] = {f: [] for f in fields}
         self.msg: list[int] = []
         self.pos: list[int] = []
         self.n = 0
@@ -453,7 +495,7 @@ class _Gather:
         if k and set(map(type, records)) != {dict}:
             self.not_dict += [start + j for j, r in enumerate(records) if type(r) is not dict]
             clean = [r if type(r) is dict else {} for r in records]
-        extracted = _extract(clean, _READING_FIELDS)
+        extracted = _extract(clean, self.fields)
         if not start:
             self.col, self.msg, self.pos = extracted, list(msg), list(pos)
         else:
@@ -468,7 +510,7 @@ class _Gather:
     def block(self, columns: dict[str, list[Any]], message: int) -> None:
         """Append a block's columns (shape already checked by :func:`_block_columns`)."""
         k = len(columns["meter_id"])
-        for f, default in _READING_FIELDS.items():
+        for f, default in self.fields.items():
             values = columns.get(f) if f != "schema_version" else None  # the block's version covers its readings
             self.col[f].extend(values if values is not None else [default] * k)
         self.msg.extend([message] * k)
@@ -562,11 +604,11 @@ class ReadingDecoder:
         if parsed is not None and len(msgs) >= 2 and self._all_single(parsed):
             # the common single-reading poll: no per-message Python loop
             n = len(parsed)
-            acc = _Gather()
+            acc = _Gather(_READING_FIELDS)
             acc.rows(parsed, list(range(n)), [-1] * n)
             cols, more = self._columns(acc, msgs, batch_ids)
             return DecodedReadings(cols, more, n, n, 0)
-        acc = _Gather()
+        acc = _Gather(_READING_FIELDS)
         rows: list[Any] = []
         row_msg: list[int] = []
         row_pos: list[int] = []
@@ -771,18 +813,22 @@ class HeartbeatDecoder:
         """Decode one poll's worth of heartbeat messages."""
         msgs = _as_raw(batch)
         rejects: list[Reject] = []
-        records: list[Any] = []
-        rec_msg: list[int] = []
-        rec_pos: list[int] = []  # index inside a HeartbeatBatch envelope, -1 for a heartbeat message
         envelopes = 0
         parsed: list[Any] | None
         try:  # the common case: every message parses
             parsed = list(map(orjson.loads, [m.value for m in msgs]))
         except orjson.JSONDecodeError:
             parsed = None
-        if parsed is not None and not any(map(contains, [p for p in parsed if type(p) is dict], repeat("heartbeats"))):
-            records, rec_msg, rec_pos = parsed, list(range(len(msgs))), [-1] * len(msgs)
+        acc = _Gather(_HEARTBEAT_FIELDS)
+        dicts = [p for p in parsed if type(p) is dict] if parsed is not None else []
+        if parsed is not None and not any(map(contains, dicts, repeat("heartbeats"))) and not any(
+            map(contains, dicts, repeat("columns"))
+        ):
+            acc.rows(parsed, list(range(len(msgs))), [-1] * len(msgs))
         else:
+            rows: list[Any] = []
+            row_msg: list[int] = []
+            row_pos: list[int] = []  # index inside an envelope, -1 for a heartbeat message
             for i, m in enumerate(msgs):
                 if parsed is not None:
                     obj = parsed[i]
@@ -794,26 +840,37 @@ class HeartbeatDecoder:
                             Reject("invalid_json", f"invalid JSON: {exc}", m.value, m.topic, m.partition, m.offset)
                         )
                         continue
-                if type(obj) is dict and "heartbeats" in obj and "meter_id" not in obj:
+                if type(obj) is dict and "meter_id" not in obj and "heartbeats" in obj:
                     if _envelope_header(obj, m, rejects, "heartbeats", _HeartbeatEnvelopeHeader, self._ts) is None:
                         continue
                     envelopes += 1
                     inner = obj["heartbeats"]
-                    records.extend(inner)
-                    rec_msg.extend([i] * len(inner))
-                    rec_pos.extend(range(len(inner)))
+                    rows.extend(inner)
+                    row_msg.extend([i] * len(inner))
+                    row_pos.extend(range(len(inner)))
+                elif type(obj) is dict and "meter_id" not in obj and "columns" in obj:
+                    block = _block_columns(
+                        obj, m, rejects, self._ts, _HB_BLOCK_REQUIRED, _HB_BLOCK_OPTIONAL, _HeartbeatBlockHeader
+                    )
+                    if block is None:
+                        continue
+                    envelopes += 1
+                    if rows:  # heartbeats keep their message order
+                        acc.rows(rows, row_msg, row_pos)
+                        rows, row_msg, row_pos = [], [], []
+                    acc.block(block, i)
                 else:
-                    records.append(obj)
-                    rec_msg.append(i)
-                    rec_pos.append(-1)
+                    rows.append(obj)
+                    row_msg.append(i)
+                    row_pos.append(-1)
+            if rows:
+                acc.rows(rows, row_msg, row_pos)
         unparsed = len(rejects)
-        n = len(records)
+        n = acc.n
+        rec_msg, rec_pos, original = acc.msg, acc.pos, acc.original
         slow = np.zeros(n, np.bool_)
-        recs = records
-        if n and set(map(type, records)) != {dict}:
-            slow |= np.array([type(r) is not dict for r in records], np.bool_)
-            recs = [r if type(r) is dict else {} for r in records]
-        col = _extract(recs, _HEARTBEAT_FIELDS)
+        slow[acc.not_dict] = True
+        col = acc.col
         version = col["schema_version"]
         if not _version_ok(version):
             slow |= np.array([not (type(v) is int and v == SCHEMA_VERSION) for v in version], np.bool_)
@@ -842,7 +899,7 @@ class HeartbeatDecoder:
 
         def raw(i: int) -> bytes:
             """The bytes of heartbeat ``i``: its message, or its own JSON inside an envelope."""
-            return msgs[rec_msg[i]].value if rec_pos[i] < 0 else orjson.dumps(records[i])
+            return msgs[rec_msg[i]].value if rec_pos[i] < 0 else orjson.dumps(original(i))
 
         def reject(i: int, reason: RejectReason, text: str) -> None:
             keep[i] = False
@@ -854,7 +911,7 @@ class HeartbeatDecoder:
             try:
                 hb = Heartbeat.model_validate_json(raw(i))
             except ValidationError as exc:
-                reject(i, _version_reason(records[i]) or "schema", _error_text(exc))
+                reject(i, _version_reason(original(i)) or "schema", _error_text(exc))
                 continue
             meter[i] = self.registry.slot_of.get(hb.meter_id, -1)
             ts[i] = epoch_seconds(hb.ts)

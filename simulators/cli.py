@@ -97,8 +97,8 @@ def _register_simulate(subparsers: Any) -> None:
                    help="publish readings as head-end ReadingBatch envelopes of up to N readings (one partition "
                         "each); 0 = one reading per message")
     g.add_argument("--envelope-format", choices=("rows", "columns"), default="rows",
-                   help="rows: ReadingBatch (one JSON object per reading); columns: ReadingBlock (one list per "
-                        "field, about 40%% of the bytes)")
+                   help="envelopes as rows: ReadingBatch / HeartbeatBatch (one JSON object per event); or as "
+                        "columns: ReadingBlock / HeartbeatBlock (one list per field, about 35%% of the bytes)")
     g.add_argument("--heartbeat-envelope", type=int, default=0, metavar="N",
                    help="publish heartbeats as head-end HeartbeatBatch envelopes of up to N heartbeats (one "
                         "partition each); 0 = one heartbeat per message")

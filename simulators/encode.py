@@ -110,8 +110,20 @@ _BLOCK_FIELDS = ("meter_id", "customer_id", "interval_start", "interval_minutes"
                  "register_kwh", "voltage", "power_factor", "seq")  # fmt: skip
 
 
-def block(batch_id: bytes, head_end_id: bytes, sent_at: bytes, fragments: Iterable[bytes]) -> bytes:
-    """A ``ReadingBlock``: the same readings as :func:`envelope` would carry, as one list per field.
+HEARTBEAT_BLOCK_FIELDS = ("meter_id", "customer_id", "ts", "status", "error_codes", "signal_dbm", "battery_pct",
+                          "firmware", "clock_offset_s")  # fmt: skip
+
+
+def block(
+    batch_id: bytes,
+    head_end_id: bytes,
+    sent_at: bytes,
+    fragments: Iterable[bytes],
+    fields: tuple[str, ...] = _BLOCK_FIELDS,
+) -> bytes:
+    """A ``ReadingBlock`` (or ``HeartbeatBlock``, with ``fields=HEARTBEAT_BLOCK_FIELDS``) of serialised events.
+
+    The same readings as :func:`envelope` would carry, as one list per field.
 
     The fragments are the serialised readings (the row form), so a block holds
     exactly the values the equivalent ``ReadingBatch`` would: the two forms
@@ -126,7 +138,7 @@ def block(batch_id: bytes, head_end_id: bytes, sent_at: bytes, fragments: Iterab
         [('M1', 0.5, 3), ('M2', 0.25, 3)]
     """
     rows = [orjson.loads(f) for f in fragments]
-    columns = {f: [r[f] for r in rows] for f in _BLOCK_FIELDS}
+    columns = {f: [r[f] for r in rows] for f in fields}
     return dumps({"schema_version": 1, "batch_id": batch_id.decode(), "head_end_id": head_end_id.decode(),
                   "sent_at": sent_at.decode(), "columns": columns})  # fmt: skip
 

@@ -52,6 +52,7 @@ from simulators.archetypes import ARCHETYPE_NAMES, CATALOGUE
 from simulators.clock import SimClock
 from simulators.commerce import Commerce, Timed
 from simulators.encode import (
+    HEARTBEAT_BLOCK_FIELDS,
     REGISTRY_TEMPLATE,
     block,
     dumps,
@@ -458,10 +459,15 @@ class Simulator:
                     st, codes = status.get(m, ok)
                     msgs.append((mid[m], tpl % (mid[m], mcid[m], st, codes, sig, bat, fw[m], off)))
                 if batch:  # head-end blocks: keyed by their first meter (all of one partition)
-                    msgs = [(msgs[b][0], envelope(f"sim{self.config.seed}-h{t_min}-p{p}-{number}-{b // batch}".encode(),
-                                                  b"hes-p%d" % p, ts_b, [v for _, v in msgs[b:b + batch]],
-                                                  items=b"heartbeats"))
-                            for b in range(0, len(msgs), batch)]
+                    bid = f"sim{self.config.seed}-h{t_min}-p{p}-{number}-".encode()
+                    if self.config.envelope_format == "columns":
+                        msgs = [(msgs[b][0], block(bid + b"%d" % (b // batch), b"hes-p%d" % p, ts_b,
+                                                   [v for _, v in msgs[b:b + batch]], HEARTBEAT_BLOCK_FIELDS))
+                                for b in range(0, len(msgs), batch)]
+                    else:
+                        msgs = [(msgs[b][0], envelope(bid + b"%d" % (b // batch), b"hes-p%d" % p, ts_b,
+                                                      [v for _, v in msgs[b:b + batch]], items=b"heartbeats"))
+                                for b in range(0, len(msgs), batch)]
                 self.heartbeats_sent += len(piece)
                 await self._send(sink, topic, p, msgs)
 

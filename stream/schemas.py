@@ -209,6 +209,44 @@ class HeartbeatBatch(Event):
     heartbeats: list[Heartbeat] = Field(min_length=1, max_length=100_000)
 
 
+class HeartbeatColumnsPayload(BaseModel):
+    """The heartbeats of a :class:`HeartbeatBlock`, one list per field; entry *i* of every list is heartbeat *i*.
+
+    The fields and defaults are :class:`Heartbeat`'s; a column left out takes
+    its field's default for every heartbeat.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    meter_id: list[MeterId] = Field(min_length=1, max_length=100_000)
+    customer_id: list[CustomerId]
+    ts: list[UtcDatetime]
+    status: list[Literal["ok", "degraded", "fault"]]
+    error_codes: list[Annotated[list[str], Field(max_length=32)]] | None = None
+    signal_dbm: list[Annotated[Finite, Field(ge=-200.0, le=50.0)]] | None = None
+    battery_pct: list[Annotated[Finite, Field(ge=0.0, le=100.0)]] | None = None
+    firmware: list[Annotated[str, Field(max_length=32)]] | None = None
+    clock_offset_s: list[Annotated[Finite, Field(ge=-1e7, le=1e7)]] | None = None
+
+    @model_validator(mode="after")
+    def _same_length(self) -> Self:
+        n = len(self.meter_id)
+        for name in type(self).model_fields:
+            col = getattr(self, name)
+            if col is not None and len(col) != n:
+                raise ValueError(f"column {name} has {len(col)} entries, meter_id has {n}")
+        return self
+
+
+class HeartbeatBlock(Event):
+    """A block of heartbeats forwarded by a head-end system, as columns (see :class:`ReadingBlock`)."""
+
+    batch_id: str = Field(min_length=1, max_length=128)
+    head_end_id: str = Field(default="hes-1", min_length=1, max_length=64)
+    sent_at: UtcDatetime
+    columns: HeartbeatColumnsPayload
+
+
 class Purchase(Event):
     """A customer's engagement, purchase or payment event (RFM input)."""
 
@@ -438,7 +476,7 @@ class DeadLetter(BaseModel):
 #: payload model(s) of every topic, by the settings attribute naming the topic
 TOPIC_PAYLOADS: dict[str, tuple[type[BaseModel], ...]] = {
     "readings": (Reading, ReadingBatch, ReadingBlock),
-    "heartbeats": (Heartbeat, HeartbeatBatch),
+    "heartbeats": (Heartbeat, HeartbeatBatch, HeartbeatBlock),
     "purchases": (Purchase,),
     "registry": (MeterInfo,),
     "alerts": (MeterAlert,),

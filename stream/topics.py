@@ -37,7 +37,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     t = settings.topics
     return [
         TopicSpec(t.readings, "meter id", "Reading, ReadingBatch or ReadingBlock"),
-        TopicSpec(t.heartbeats, "meter id", "Heartbeat or HeartbeatBatch"),
+        TopicSpec(t.heartbeats, "meter id", "Heartbeat, HeartbeatBatch or HeartbeatBlock"),
         TopicSpec(t.purchases, "customer id", "Purchase"),
         TopicSpec(t.registry, "meter id", "MeterInfo", compacted=True),
         TopicSpec(t.alerts, "meter id", "MeterAlert"),

@@ -30,6 +30,7 @@ from stream.schemas import (
     Feedback,
     Heartbeat,
     HeartbeatBatch,
+    HeartbeatBlock,
     MaintenanceRequest,
     MeterInfo,
     Purchase,
@@ -368,8 +369,34 @@ def heartbeat_envelope(draw: st.DrawFn) -> bytes:
     return encode({**header, "heartbeats": beats})
 
 
+_HB_REQUIRED = ("meter_id", "customer_id", "ts", "status")
+_HB_OPTIONAL = ("error_codes", "signal_dbm", "battery_pct", "firmware", "clock_offset_s")
+
+
+@st.composite
+def heartbeat_block(draw: st.DrawFn) -> bytes:
+    """A HeartbeatBlock: damaged heartbeats as columns, and/or a damaged header or column shape."""
+    rows = [r if type(r) is dict else {} for r in draw(st.lists(damaged_record("heartbeats"), max_size=6))]
+    columns: dict[str, Any] = {f: [r.get(f) for r in rows] for f in _HB_REQUIRED}
+    for f in _HB_OPTIONAL:
+        if draw(st.booleans()):
+            columns[f] = [r.get(f, [] if f == "error_codes" else 0.0) for r in rows]
+    shape = draw(st.sampled_from(["ok", "ok", "ok", "short", "dropped", "not_list"]))
+    if shape == "short" and rows:
+        name = draw(st.sampled_from(sorted(columns)))
+        columns[name] = columns[name][:-1]
+    elif shape == "dropped":
+        del columns[draw(st.sampled_from(_HB_REQUIRED))]
+    elif shape == "not_list":
+        columns[draw(st.sampled_from(sorted(columns)))] = draw(nasty_values)
+    header: dict[str, Any] = {"batch_id": "hk-1", "head_end_id": "hes-7", "sent_at": iso(T0 + 7200)}
+    if draw(one_in(4)):
+        header[draw(st.sampled_from([*header, "schema_version"]))] = draw(nasty_values)
+    return encode({**header, "columns": columns})
+
+
 def heartbeats_message() -> st.SearchStrategy[bytes]:
-    return st.one_of(raw_bytes("heartbeats"), heartbeat_envelope())
+    return st.one_of(raw_bytes("heartbeats"), heartbeat_envelope(), heartbeat_block())
 
 
 # ----------------------------------------------------------------------------- oracles
@@ -409,25 +436,33 @@ def readings_units(value: bytes) -> list[tuple[int, bytes, bool]]:
     return [(-1, value, _valid_reading(value))]
 
 
-def _block_units(obj: dict[str, Any], value: bytes) -> list[tuple[int, bytes, bool]]:
-    """A block's units: one per reading if its shape and header are valid, else the message as one."""
+def _block_units(
+    obj: dict[str, Any],
+    value: bytes,
+    required: tuple[str, ...] = _BLOCK_REQUIRED,
+    optional: tuple[str, ...] = _BLOCK_OPTIONAL,
+    model: type[BaseModel] = ReadingBlock,
+    placeholder: dict[str, Any] = _PLACEHOLDER,
+    valid: Callable[[bytes], bool] = lambda raw: _valid_reading(raw),
+) -> list[tuple[int, bytes, bool]]:
+    """A block's units: one per record if its shape and header are valid, else the message as one."""
     cols = obj["columns"]
-    if type(cols) is not dict or type(cols.get("meter_id")) is not list:
+    if type(cols) is not dict or type(cols.get(required[0])) is not list:
         return [(-1, value, False)]
-    n = len(cols["meter_id"])
-    present = {f: cols[f] for f in (*_BLOCK_REQUIRED, *_BLOCK_OPTIONAL) if cols.get(f) is not None}
-    if not 1 <= n <= 100_000 or not set(_BLOCK_REQUIRED) <= set(present):
+    n = len(cols[required[0]])
+    present = {f: cols[f] for f in (*required, *optional) if cols.get(f) is not None}
+    if not 1 <= n <= 100_000 or not set(required) <= set(present):
         return [(-1, value, False)]
     if any(type(v) is not list or len(v) != n for v in present.values()):
         return [(-1, value, False)]
-    try:  # the header, with one placeholder reading as columns
-        ReadingBlock.model_validate({**obj, "columns": {k: [v] for k, v in _PLACEHOLDER.items()}})
+    try:  # the header, with one placeholder record as columns
+        model.model_validate({**obj, "columns": {k: [v] for k, v in placeholder.items()}})
     except ValidationError:
         return [(-1, value, False)]
     out = []
     for i in range(n):
         raw = orjson.dumps({f: v[i] for f, v in present.items()})
-        out.append((i, raw, _valid_reading(raw)))
+        out.append((i, raw, valid(raw)))
     return out
 
 
@@ -437,11 +472,14 @@ def heartbeats_units(value: bytes) -> list[tuple[int, bytes, bool]]:
         obj = orjson.loads(value)
     except orjson.JSONDecodeError:
         return [(-1, value, False)]
+    placeholder = {"meter_id": "M0", "customer_id": "C0", "ts": iso(T0), "status": "ok"}
+    if type(obj) is dict and "columns" in obj and "meter_id" not in obj and "heartbeats" not in obj:
+        return _block_units(obj, value, _HB_REQUIRED, _HB_OPTIONAL, HeartbeatBlock, placeholder,
+                            lambda raw: contract_valid(Heartbeat, raw))  # fmt: skip
     if type(obj) is dict and "heartbeats" in obj and "meter_id" not in obj:
         beats = obj["heartbeats"]
         if type(beats) is not list or not 1 <= len(beats) <= 100_000:
             return [(-1, value, False)]
-        placeholder = {"meter_id": "M0", "customer_id": "C0", "ts": iso(T0), "status": "ok"}
         try:
             HeartbeatBatch.model_validate({**obj, "heartbeats": [placeholder]})
         except ValidationError:

@@ -426,3 +426,48 @@ def test_good_block_shape_with_null_optional_column() -> None:
     payload = orjson.dumps({"batch_id": "b", "sent_at": iso(T0), "columns": {**_GOOD_COLUMNS, "kwh_export": None}})
     out = ReadingDecoder(REGISTRY).process([payload])
     assert out.rejects == [] and out.readings.kwh_export.tolist() == [0.0]
+
+
+_HB_BLOCK_FIELDS = ("meter_id", "customer_id", "ts", "status", "error_codes", "signal_dbm", "battery_pct", "firmware",
+                    "clock_offset_s")  # fmt: skip
+_HB_DEFAULTS = {"error_codes": [], "signal_dbm": -70.0, "battery_pct": 100.0, "firmware": "1.0.0", "clock_offset_s": 0.0}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(heartbeat_dicts, min_size=1, max_size=8), st.sets(st.sampled_from(sorted(_HB_DEFAULTS))))
+def test_heartbeat_block_decodes_as_the_envelope_of_the_same_heartbeats(
+    records: list[dict[str, Any]], left_out: set[str]
+) -> None:
+    recs = [strip(r) for r in records]
+    columns = {
+        f: [r.get(f, _HB_DEFAULTS.get(f)) for r in recs]
+        for f in _HB_BLOCK_FIELDS
+        if not (f in left_out and all(f not in r for r in recs))
+    }
+    rows = [{f: col[i] for f, col in columns.items()} for i in range(len(recs))]
+    block = json.dumps({"batch_id": "k1", "sent_at": iso(T0), "columns": columns}).encode()
+    batch = json.dumps({"batch_id": "k1", "sent_at": iso(T0), "heartbeats": rows}).encode()
+    try:
+        orjson.loads(block)
+    except orjson.JSONDecodeError:
+        return
+    got = HeartbeatDecoder(REGISTRY).process([RawMessage(block, "meter.heartbeats", 2, 5)])
+    want = HeartbeatDecoder(REGISTRY).process([RawMessage(batch, "meter.heartbeats", 2, 5)])
+    a, b = got.heartbeats, want.heartbeats
+    assert a.meter.tolist() == b.meter.tolist() and a.ts.tolist() == b.ts.tolist()
+    assert a.status.tolist() == b.status.tolist() and list(a.error_codes) == list(b.error_codes)
+    assert a.signal_dbm.tolist() == b.signal_dbm.tolist() and list(a.firmware) == list(b.firmware)
+    assert a.battery_pct.tolist() == b.battery_pct.tolist() and a.clock_offset_s.tolist() == b.clock_offset_s.tolist()
+    key = lambda r: (r.record, r.reason)  # noqa: E731
+    assert sorted(map(key, got.rejects)) == sorted(map(key, want.rejects))
+    for g, w in zip(sorted(got.rejects, key=key), sorted(want.rejects, key=key), strict=True):
+        assert orjson.loads(g.payload) == orjson.loads(w.payload)
+    assert (got.records, got.envelopes, got.unparsed) == (len(recs), 1, 0)
+
+
+def test_bad_heartbeat_block_shape_rejects_whole_message() -> None:
+    cols = {"meter_id": [KNOWN[0], KNOWN[1]], "customer_id": ["C1", "C1"], "ts": [iso(T0)] * 2, "status": ["ok"]}
+    payload = orjson.dumps({"batch_id": "k", "sent_at": iso(T0), "columns": cols})
+    out = HeartbeatDecoder(REGISTRY).process([payload])
+    assert len(out.heartbeats) == 0 and [(r.reason, r.record) for r in out.rejects] == [("schema", -1)]
+    assert "status" in out.rejects[0].message and out.rejects[0].payload == payload
