@@ -5,7 +5,9 @@ Layout (``ns`` = app id):
 * ``{ns}:seg:{family}:{segment}`` — set of member customer ids;
 * ``{ns}:segments`` — hash ``family:segment`` → JSON (family, id, name, profile ...), the catalogue;
 * ``{ns}:cust:{customer}`` — hash: ``seg:rfm``, ``seg:behaviour`` (segment ids), ``rule:{id}`` flags,
-  ``rfm`` (JSON summary and scores), ``features`` (JSON);
+  ``rfm`` (summary and scores), ``features`` and ``features2`` (the feature values), the last three in
+  the compact format of :mod:`stream.state.customer_codec` (every value within 63 bytes, so the hash
+  keeps Redis' listpack encoding on a stock server; values of earlier versions, JSON, still read);
 * ``{ns}:cust:{customer}:hist`` — the last :data:`HISTORY` changes (JSON), newest first;
 * ``{ns}:seg:sizes:{family}:{segment}`` — sorted set of (day → size) samples for size history.
 
@@ -27,6 +29,7 @@ from processors.features import CustomerFeatures
 from processors.rfm.processor import RfmAssignment
 from processors.segments import SegmentChange
 from stream.metrics import REDIS_LATENCY
+from stream.state.customer_codec import RFM_FIELD, encode_features, encode_rfm
 
 HISTORY = 50
 
@@ -57,6 +60,18 @@ for i = 2, #ARGV, 4 do
 end
 return 1
 """
+
+
+def rfm_object(a: RfmAssignment) -> dict[str, Any]:
+    """The ``rfm`` object of an assignment as the API serves it: the summary, scores, segment and its name."""
+    return {
+        **a.summary.model_dump(mode="json"),
+        "r_score": a.r_score,
+        "f_score": a.f_score,
+        "m_score": a.m_score,
+        "segment": a.segment_id,
+        "segment_name": a.segment_name,
+    }
 
 
 def members_key(namespace: str, family: str, segment_id: str) -> str:
@@ -113,21 +128,12 @@ class MembershipStore:
             n += 1
             pipe.hset(
                 self.customer_key(a.customer_id),
-                "rfm",
-                orjson.dumps(
-                    {
-                        **a.summary.model_dump(mode="json"),
-                        "r_score": a.r_score,
-                        "f_score": a.f_score,
-                        "m_score": a.m_score,
-                        "segment": a.segment_id,
-                        "segment_name": a.segment_name,
-                    }
-                ),
+                RFM_FIELD,
+                encode_rfm(rfm_object(a)),
             )
         for f in features:
             n += 1
-            pipe.hset(self.customer_key(f.customer_id), "features", orjson.dumps({"day": f.day, **f.values}))
+            pipe.hset(self.customer_key(f.customer_id), mapping=encode_features(f.day, f.values))  # type: ignore[arg-type]  # (dict invariance)
         for key, entry in (catalogue or {}).items():
             n += 1
             pipe.hset(self.catalogue_key, key, orjson.dumps(entry))
