@@ -29,7 +29,7 @@ from stream.state.customer_codec import (
     encode_features,
     encode_rfm,
 )
-from stream.state.segments import MembershipStore, rfm_object
+from stream.state.segments import MembershipStore, compact_customer_hashes, rfm_object
 from stream.web.context import ApiContext, CustomerMeta, Directory, load_population
 from stream.web.customers import get_customer
 from stream.web.routes import ApiRequest
@@ -185,6 +185,18 @@ def test_written_hash_is_a_listpack_and_the_api_reads_both_versions_alike(redis_
             key = f"{ns}:cust:{a.customer_id}"
             assert sync.object("encoding", key) == b"listpack", sync.hgetall(key)
             assert int(sync.memory_usage(key, samples=0) or 0) < 320
-        assert sync.object("encoding", f"{ns}:cust:C9999999") == b"hashtable"  # what version 0 cost
+        old_key = f"{ns}:cust:C9999999"
+        assert sync.object("encoding", old_key) == b"hashtable"  # what version 0 cost
+        before = sync.hgetall(old_key)
+        # the upgrade tool rewrites only that hash, into the compact format, without changing what it says
+        counts = compact_customer_hashes(sync, ns)
+        assert counts == {"scanned": len(rfm) + 1, "rewritten": 1, "still_hashtable": 0, "skipped": 0}
+        after = sync.hgetall(old_key)
+        assert sync.object("encoding", old_key) == b"listpack" and after[b"rfm"][0] == V1
+        names = {a.segment_id: a.segment_name for a in rfm if a.segment_id}
+        assert decode_rfm(after[b"rfm"], "C9999999", names) == old_view["rfm"]
+        assert decode_features(after[b"features"], after[b"features2"]) == old_view["features"]
+        assert before[b"rfm"][:1] == b"{" and decode_rfm(before[b"rfm"], "C9999999", {}) == old_view["rfm"]
+        assert compact_customer_hashes(sync, ns)["rewritten"] == 0  # idempotent
     finally:
         sync.close()
