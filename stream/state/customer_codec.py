@@ -66,6 +66,7 @@ whole only when it is deleted. See docs/scaling.md, "Redis memory".
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from collections.abc import Mapping
@@ -138,9 +139,24 @@ def _as_bytes(raw: bytes | str) -> bytes:
     return raw.encode() if isinstance(raw, str) else bytes(raw)
 
 
+@functools.lru_cache(maxsize=4096)
+def _day_prefix(day: int) -> str:
+    return (_EPOCH_DAY + timedelta(days=day)).isoformat() + "T"
+
+
 def _iso(us: int) -> str:
-    """UTC time ``us`` µs after the epoch as pydantic writes it in JSON mode (``...Z``)."""
-    return (_EPOCH + timedelta(microseconds=us)).isoformat().replace("+00:00", "Z")
+    """UTC time ``us`` µs after the epoch as pydantic writes it in JSON mode (``...Z``).
+
+    Examples:
+        >>> _iso(0), _iso(1_766_816_283_000_500), _iso(-1)
+        ('1970-01-01T00:00:00Z', '2025-12-27T06:18:03.000500Z', '1969-12-31T23:59:59.999999Z')
+    """
+    seconds, micro = divmod(us, 1_000_000)
+    day, second = divmod(seconds, 86_400)
+    hour, second = divmod(second, 3_600)
+    minute, second = divmod(second, 60)
+    clock = f"{_day_prefix(day)}{hour:02d}:{minute:02d}:{second:02d}"
+    return f"{clock}.{micro:06d}Z" if micro else clock + "Z"
 
 
 def _micros(iso: str) -> int:

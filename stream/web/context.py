@@ -7,8 +7,9 @@ handlers never reach into the engine themselves.
 The **population** (:func:`load_population`) is every customer's attributes
 as columns, read from the Redis projection the segmentation pipeline writes
 (``{ns}:cust:{id}`` ``rfm``/``features``/``seg:*`` fields, decoded by
-:mod:`stream.state.customer_codec`) and the meter registry (region, tariff, export, meters, worst meter health), with the CLV
-and churn risk of :mod:`processors.clv` added. It is what static rule
+:mod:`stream.state.customer_codec`) and the meter registry (region, tariff,
+export, meters, worst meter health), with the CLV and churn risk of
+:mod:`processors.clv` added. It is what static rule
 segments activate over, what insights and lookalikes compare, and it uses
 exactly the attribute names of the rule language
 (``processors.rules.attributes``). It is cached for :attr:`ApiContext.population_ttl_s`
