@@ -2,7 +2,7 @@
 
 Fills Redis directly with a synthetic projection - the same keys the
 segmentation pipeline writes (``{ns}:cust:{id}`` with ``rfm``/``features``/
-``seg:*``, member sets, catalogue) - for N customers spread over 10 rfm and 8
+``seg:*`` in the stored format of :mod:`stream.state.customer_codec`, member sets, catalogue) - for N customers spread over 10 rfm and 8
 behaviour segments, with a synthetic registry (region, tariff, one meter
 each); no fleet is simulated. Then it serves the real handlers
 (:mod:`stream.web`, same dispatch, auth and JSON as a worker) on an aiohttp
@@ -28,6 +28,7 @@ import asyncio
 import statistics
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import aiohttp
@@ -38,6 +39,7 @@ from aiohttp import web
 
 from meterseg.settings import Settings
 from processors.features import LOAD_SHAPE_FEATURES
+from stream.state.customer_codec import RFM_FIELD, encode_features, encode_rfm
 from stream.web.context import ApiContext, CustomerMeta, Directory
 from stream.web.routes import Route, all_routes
 from stream.web.server import _dispatch
@@ -45,6 +47,7 @@ from stream.web.server import _dispatch
 RFM = ("champions", "loyal", "potential_loyalist", "new_customers", "promising", "need_attention",
        "about_to_sleep", "at_risk", "cant_lose", "hibernating")  # fmt: skip
 REGIONS = ("North", "South", "East", "West", "Central")
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class _Holder:
@@ -70,15 +73,19 @@ def synthetic(n: int, seed: int = 0) -> tuple[dict[str, CustomerMeta], list[tupl
     rows = []
     for i, cid in enumerate(ids):
         meta[cid] = CustomerMeta(REGIONS[i % 5], "prepaid" if i % 3 else "postpaid", bool(i % 4 == 0), (f"M{i:07d}",))
-        rfm = {"customer_id": cid, "frequency": int(freq[i]), "recency_days": int(rec[i]), "T_days": int(t_days[i]),
-               "days_since_last": float(t_days[i] - rec[i]), "monetary_mean": float(money[i]),
-               "total_spend": float(money[i] * (freq[i] + 1)), "n_purchases": int(freq[i] + 1),
+        spend = round(float(money[i] * (freq[i] + 1)), 2)
+        first = NOW - timedelta(days=int(t_days[i]))
+        rfm = {"customer_id": cid, "first_purchase": first.isoformat().replace("+00:00", "Z"),
+               "last_purchase": (first + timedelta(days=int(rec[i]))).isoformat().replace("+00:00", "Z"),
+               "frequency": int(freq[i]), "recency_days": int(rec[i]), "T_days": int(t_days[i]),
+               "days_since_last": float(t_days[i] - rec[i]), "monetary_mean": spend / int(freq[i] + 1),
+               "total_spend": spend, "n_purchases": int(freq[i] + 1),
                "n_purchase_days": int(freq[i] + 1), "n_viewed": 0, "n_processed": 0,
                "r_score": int(rng.integers(1, 6)), "f_score": int(rng.integers(1, 6)), "m_score": int(rng.integers(1, 6)),
                "segment": RFM[rfm_seg[i]], "segment_name": RFM[rfm_seg[i]].replace("_", " ").title()}  # fmt: skip
         feats = {n_: float(v) for n_, v in zip(LOAD_SHAPE_FEATURES, rng.random(len(LOAD_SHAPE_FEATURES)), strict=True)}
         feats["mean_daily_kwh"] = float(5 + 20 * rng.random() + 3 * beh[i])
-        rows.append((cid, {"rfm": orjson.dumps(rfm), "features": orjson.dumps({"day": "2026-01-01", **feats}),
+        rows.append((cid, {RFM_FIELD: encode_rfm(rfm), **encode_features("2026-01-01", feats),
                            "seg:rfm": RFM[rfm_seg[i]].encode(), "seg:behaviour": f"B{beh[i] + 1}".encode()}))  # fmt: skip
     return meta, rows
 

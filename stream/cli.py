@@ -1,4 +1,4 @@
-"""``meterseg worker``: run the engine's agents against Kafka and Redis."""
+"""``meterseg worker``: run the engine's agents against Kafka and Redis; ``meterseg compact-customers``."""
 
 from __future__ import annotations
 
@@ -21,6 +21,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--web-port", type=int, help="HTTP API port (default METERSEG_WEB_PORT)")
     p.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
     p.set_defaults(func=run)
+    c = sub.add_parser(
+        "compact-customers",
+        help="rewrite customer hashes written by earlier versions (JSON values) in the compact stored format",
+        description=(
+            "Redis keeps a hash that ever held a long value in its large hashtable encoding. This rewrites "
+            "every such {ns}:cust:{id} hash of METERSEG_APP_ID in the current format "
+            "(stream/state/customer_codec.py), one transaction per key; safe beside running workers."
+        ),
+    )
+    c.set_defaults(func=compact)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,4 +56,18 @@ def run(args: argparse.Namespace) -> int:
     app, _ = build_app(settings)
     worker = Worker(app, loglevel=args.loglevel)
     worker.execute_from_commandline()
+    return 0
+
+
+def compact(args: argparse.Namespace) -> int:
+    from stream.clients.redis_client import sync_redis
+    from stream.state.segments import compact_customer_hashes
+
+    settings = Settings()
+    client = sync_redis(settings)
+    try:
+        counts = compact_customer_hashes(client, settings.redis_namespace)
+    finally:
+        client.close()
+    print(", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in counts.items()))
     return 0

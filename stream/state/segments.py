@@ -5,7 +5,9 @@ Layout (``ns`` = app id):
 * ``{ns}:seg:{family}:{segment}`` — set of member customer ids;
 * ``{ns}:segments`` — hash ``family:segment`` → JSON (family, id, name, profile ...), the catalogue;
 * ``{ns}:cust:{customer}`` — hash: ``seg:rfm``, ``seg:behaviour`` (segment ids), ``rule:{id}`` flags,
-  ``rfm`` (JSON summary and scores), ``features`` (JSON);
+  ``rfm`` (summary and scores), ``features`` and ``features2`` (the feature values), the last three in
+  the compact format of :mod:`stream.state.customer_codec` (every value within 63 bytes, so the hash
+  keeps Redis' listpack encoding on a stock server; values of earlier versions, JSON, still read);
 * ``{ns}:cust:{customer}:hist`` — the last :data:`HISTORY` changes (JSON), newest first;
 * ``{ns}:seg:sizes:{family}:{segment}`` — sorted set of (day → size) samples for size history.
 
@@ -21,12 +23,22 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
+import redis
 import redis.asyncio as aioredis
 
 from processors.features import CustomerFeatures
 from processors.rfm.processor import RfmAssignment
 from processors.segments import SegmentChange
 from stream.metrics import REDIS_LATENCY
+from stream.state.customer_codec import (
+    FEATURES_FIELDS,
+    RFM_FIELD,
+    decode_features,
+    decode_rfm,
+    encode_features,
+    encode_rfm,
+    rfm_segment_names,
+)
 
 HISTORY = 50
 
@@ -57,6 +69,18 @@ for i = 2, #ARGV, 4 do
 end
 return 1
 """
+
+
+def rfm_object(a: RfmAssignment) -> dict[str, Any]:
+    """The ``rfm`` object of an assignment as the API serves it: the summary, scores, segment and its name."""
+    return {
+        **a.summary.model_dump(mode="json"),
+        "r_score": a.r_score,
+        "f_score": a.f_score,
+        "m_score": a.m_score,
+        "segment": a.segment_id,
+        "segment_name": a.segment_name,
+    }
 
 
 def members_key(namespace: str, family: str, segment_id: str) -> str:
@@ -113,21 +137,12 @@ class MembershipStore:
             n += 1
             pipe.hset(
                 self.customer_key(a.customer_id),
-                "rfm",
-                orjson.dumps(
-                    {
-                        **a.summary.model_dump(mode="json"),
-                        "r_score": a.r_score,
-                        "f_score": a.f_score,
-                        "m_score": a.m_score,
-                        "segment": a.segment_id,
-                        "segment_name": a.segment_name,
-                    }
-                ),
+                RFM_FIELD,
+                encode_rfm(rfm_object(a)),
             )
         for f in features:
             n += 1
-            pipe.hset(self.customer_key(f.customer_id), "features", orjson.dumps({"day": f.day, **f.values}))
+            pipe.hset(self.customer_key(f.customer_id), mapping=encode_features(f.day, f.values))  # type: ignore[arg-type]  # (dict invariance)
         for key, entry in (catalogue or {}).items():
             n += 1
             pipe.hset(self.catalogue_key, key, orjson.dumps(entry))
@@ -157,3 +172,66 @@ class MembershipStore:
             pipe.scard(self.members_key(entry["family"], entry["id"]))
         counts = await pipe.execute() if keys else []
         return {k: int(n) for k, n in zip(keys, counts, strict=True)}
+
+
+def compact_customer_hashes(client: redis.Redis, namespace: str, count: int = 1000) -> dict[str, int]:
+    """Rewrite every ``{ns}:cust:{id}`` hash Redis keeps as a ``hashtable`` in the current stored format.
+
+    A hash that once held a value over ``hash-max-listpack-value`` (the JSON values of
+    earlier versions) stays a hashtable when its values are rewritten; only a new key is
+    a listpack again. Each such hash is re-encoded (:mod:`stream.state.customer_codec`)
+    and replaced in one ``WATCH``/``MULTI`` transaction, so a concurrent write by the
+    engine is never lost (the key is retried, at most three times). Safe to run beside
+    running workers and to run again. Returns the hashes ``scanned``, ``rewritten``,
+    ``still_hashtable`` after the rewrite (a value the compact form cannot carry, or many
+    ``rule:*`` fields) and ``skipped`` (kept changing under the transaction).
+    """
+    names = rfm_segment_names(
+        {
+            (k.decode() if isinstance(k, bytes) else k): orjson.loads(v)
+            for k, v in client.hgetall(f"{namespace}:segments").items()
+        }
+    )
+    out = {"scanned": 0, "rewritten": 0, "still_hashtable": 0, "skipped": 0}
+    prefix = f"{namespace}:cust:"
+    for key in client.scan_iter(match=f"{prefix}*", count=count, _type="hash"):
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        if name.endswith(":hist"):
+            continue
+        out["scanned"] += 1
+        for _attempt in range(3):
+            try:
+                with client.pipeline(transaction=True) as pipe:
+                    pipe.watch(key)
+                    if pipe.object("encoding", key) != b"hashtable":
+                        break
+                    fields = {(k.decode() if isinstance(k, bytes) else k): v for k, v in pipe.hgetall(key).items()}
+                    new = _recoded(fields, name[len(prefix) :], names)
+                    pipe.multi()
+                    pipe.delete(key)
+                    pipe.hset(key, mapping=new)  # type: ignore[arg-type]  # (dict invariance)
+                    pipe.object("encoding", key)
+                    *_, encoding = pipe.execute()
+                out["rewritten"] += 1
+                out["still_hashtable"] += encoding == b"hashtable"
+                break
+            except redis.WatchError:
+                continue
+        else:
+            out["skipped"] += 1
+    return out
+
+
+def _recoded(fields: dict[str, Any], customer_id: str, names: dict[str, Any]) -> dict[str, Any]:
+    """A customer hash's fields with ``rfm`` and ``features`` in the current stored format (others as they are)."""
+    new = {k: v for k, v in fields.items() if k not in (RFM_FIELD, *FEATURES_FIELDS)}
+    rfm = decode_rfm(fields.get(RFM_FIELD), customer_id, names)
+    if rfm is not None:
+        new[RFM_FIELD] = (
+            encode_rfm(rfm) if rfm.get("segment_name") == names.get(str(rfm.get("segment"))) else orjson.dumps(rfm)
+        )
+    features = decode_features(*(fields.get(f) for f in FEATURES_FIELDS))
+    if features is not None:
+        day = features.pop("day")
+        new.update(encode_features(day, features))
+    return new

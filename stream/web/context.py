@@ -6,9 +6,10 @@ handlers never reach into the engine themselves.
 
 The **population** (:func:`load_population`) is every customer's attributes
 as columns, read from the Redis projection the segmentation pipeline writes
-(``{ns}:cust:{id}`` ``rfm``/``features``/``seg:*`` fields) and the meter
-registry (region, tariff, export, meters, worst meter health), with the CLV
-and churn risk of :mod:`processors.clv` added. It is what static rule
+(``{ns}:cust:{id}`` ``rfm``/``features``/``seg:*`` fields, decoded by
+:mod:`stream.state.customer_codec`) and the meter registry (region, tariff,
+export, meters, worst meter health), with the CLV and churn risk of
+:mod:`processors.clv` added. It is what static rule
 segments activate over, what insights and lookalikes compare, and it uses
 exactly the attribute names of the rule language
 (``processors.rules.attributes``). It is cached for :attr:`ApiContext.population_ttl_s`
@@ -36,6 +37,7 @@ from processors.columns import TARIFFS, MeterRegistry
 from processors.features import LOAD_SHAPE_FEATURES
 from processors.health import HEALTH_STATES
 from processors.insights import Population
+from stream.state.customer_codec import FEATURES_FIELDS, RFM_FIELD, decode_features, decode_rfm, rfm_segment_names
 from stream.state.segments import MembershipStore
 
 RFM_NUMERIC: tuple[str, ...] = (
@@ -293,7 +295,7 @@ async def _read_population(ctx: ApiContext) -> Population:
     """Read from Redis on the event loop; parse and compute in a thread, so the worker's consumers keep polling."""
     catalogue = await ctx.catalogue()
     ids = await population_ids(ctx, catalogue)
-    rows = await read_customers(ctx.redis, ctx.ns, ids, ("rfm", "features", "seg:behaviour"))
+    rows = await read_customers(ctx.redis, ctx.ns, ids, (RFM_FIELD, *FEATURES_FIELDS, "seg:behaviour"))
     states = await meter_health(ctx.redis, ctx.ns)
     meta = ctx.directory.customers()
     cols = await asyncio.to_thread(_build_columns, ids, rows, catalogue, meta, states)
@@ -310,14 +312,15 @@ def _build_columns(
     states: Mapping[str, str],
 ) -> dict[str, np.ndarray]:
     empty: dict[str, Any] = {}
-    rfms = [orjson.loads(r[0]) if r[0] else empty for r in rows]
-    feats = [orjson.loads(r[1]) if r[1] else empty for r in rows]
+    segment_names = rfm_segment_names(catalogue)
+    rfms = [decode_rfm(r[0], cid, segment_names) or empty for cid, r in zip(ids, rows, strict=True)]
+    feats = [decode_features(r[1], r[2]) or empty for r in rows]
     cols: dict[str, np.ndarray] = {}
     cols.update(_columns(rfms, RFM_NUMERIC, "rfm."))
     for k in RFM_CATEGORICAL:
         cols[f"rfm.{k}"] = np.array([r.get(k) for r in rfms], dtype=object)
     cols.update(_columns(feats, LOAD_SHAPE_FEATURES, "features."))
-    behaviour = np.array([text(r[2]) if r[2] else None for r in rows], dtype=object)
+    behaviour = np.array([text(r[3]) if r[3] else None for r in rows], dtype=object)
     names = {e["id"]: e.get("name") for e in catalogue.values() if e.get("family") == "behaviour"}
     cols["behaviour.segment"] = behaviour
     cols["behaviour.segment_name"] = np.array([names.get(b) if b else None for b in behaviour], dtype=object)

@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 
 from processors import clv as clv_model
+from stream.state.customer_codec import FEATURES_FIELDS, RFM_FIELD, decode_features, decode_rfm, rfm_segment_names
 from stream.state.health import HealthStore
 from stream.web.context import CLV_DISCOUNT, CLV_HORIZON_DAYS, ApiContext, load_population, text
 from stream.web.errors import bad_request, not_found
@@ -100,8 +101,9 @@ async def get_customer(ctx: ApiContext, req: ApiRequest) -> Any:
     if not raw and meta is None:
         raise not_found(f"customer {cid!r}")
     fields = {text(k): v for k, v in raw.items()}
-    rfm = orjson.loads(fields["rfm"]) if "rfm" in fields else None
-    features = orjson.loads(fields["features"]) if "features" in fields else None
+    catalogue = await ctx.catalogue()
+    rfm = decode_rfm(fields.get(RFM_FIELD), cid, rfm_segment_names(catalogue))
+    features = decode_features(*(fields.get(f) for f in FEATURES_FIELDS))
     history = [orjson.loads(h) for h in raw_hist]
     health = HealthStore(ctx.redis, ctx.ns)
     meters = []
@@ -115,7 +117,9 @@ async def get_customer(ctx: ApiContext, req: ApiRequest) -> Any:
         "has_export": meta.has_export if meta else None,
         "rfm": rfm,
         "features": features,
-        "segments": current_segments({k: text(v) for k, v in fields.items()}, history, await ctx.catalogue()),
+        "segments": current_segments(
+            {k: text(v) for k, v in fields.items() if k.startswith(("seg:", "rule:"))}, history, catalogue
+        ),
         "history": history,
         "meters": meters,
         "value": customer_value(await ctx.clv(), rfm),

@@ -17,6 +17,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from processors.clustering.model import ClusterModel
+from stream.state.customer_codec import FEATURES_FIELDS, decode_features
 from stream.web.context import ApiContext, text
 from stream.web.errors import ApiError, bad_request, not_found
 from stream.web.routes import ApiRequest, route
@@ -80,13 +81,14 @@ async def score(ctx: ApiContext, req: ApiRequest) -> Any:
             raise bad_request("feature values must be finite numbers", error="invalid_value")
         out = score_vector(model, values)
     else:
-        raw = await ctx.redis.hget(f"{ctx.ns}:cust:{body.customer_id}", "features")
-        if raw is None:
+        head, tail, current = await ctx.redis.hmget(
+            f"{ctx.ns}:cust:{body.customer_id}", [*FEATURES_FIELDS, "seg:behaviour"]
+        )
+        feats = decode_features(head, tail)
+        if feats is None:
             raise not_found(f"features of customer {body.customer_id!r}")
-        feats = orjson.loads(raw)
         values = {k: float(v) for k, v in feats.items() if k in known and isinstance(v, int | float)}
         out = score_vector(model, values)
-        current = await ctx.redis.hget(f"{ctx.ns}:cust:{body.customer_id}", "seg:behaviour")
         out["customer_id"] = body.customer_id
         out["current_segment"] = f"behaviour:{text(current)}" if current else None
     return out

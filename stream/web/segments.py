@@ -29,6 +29,7 @@ from processors.clustering.model import FeatureSpec
 from processors.features import LOAD_SHAPE_FEATURES
 from processors.insights import Population, lookalikes
 from processors.rules import KNOWN_ATTRIBUTES, compile_rule
+from stream.state.customer_codec import RFM_FIELD, decode_rfm, rfm_segment_names
 from stream.state.segments import MembershipStore
 from stream.state.segments import members_key as store_members_key
 from stream.web import history as hist
@@ -240,13 +241,14 @@ async def _stream_rows(
     writer.writerow(EXPORT_COLUMNS)
     cursor = 0
     seen: set[str] = set()
+    segment_names = rfm_segment_names(await ctx.catalogue())
     while True:
         cursor, chunk = await ctx.redis.sscan(key, cursor, count=EXPORT_CHUNK)
         ids = [c for c in (text(m) for m in chunk) if c not in seen]
         seen.update(ids)
         if ids:
-            rows = await read_customers(ctx.redis, ctx.ns, ids, ("rfm", "seg:behaviour"))
-            rfms = [orjson.loads(r[0]) if r[0] else {} for r in rows]
+            rows = await read_customers(ctx.redis, ctx.ns, ids, (RFM_FIELD, "seg:behaviour"))
+            rfms = [decode_rfm(r[0], cid, segment_names) or {} for cid, r in zip(ids, rows, strict=True)]
             cols = {f"rfm.{k}": np.array([float(r.get(k, np.nan) if r.get(k) is not None else np.nan) for r in rfms])
                     for k in ("frequency", "recency_days", "T_days", "monetary_mean")}  # fmt: skip
             values = value_columns(model, cols)

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from meterseg.settings import Settings
 from meterseg.stack.ports import free_port
 from stream.clients.consumer import stop_consumer
+from stream.state.customer_codec import RFM_FIELD, decode_rfm, rfm_segment_names
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -167,15 +168,19 @@ def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> 
 
 
 def rfm_in_redis(settings: Settings) -> dict[str, dict[str, Any]]:
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    """customer id → the ``rfm`` object of its hash, decoded by the API's codec (either stored version)."""
+    client = redis.Redis.from_url(settings.redis_url)
     try:
+        catalogue = client.hgetall(f"{settings.app_id}:segments")
+        names = rfm_segment_names({k.decode(): json.loads(v) for k, v in catalogue.items()})
         out = {}
         for key in client.scan_iter(match=f"{settings.app_id}:cust:*", count=1000):
-            if key.endswith(":hist"):
+            if key.endswith(b":hist"):
                 continue
-            raw = client.hget(key, "rfm")
-            if raw:
-                out[key.rsplit(":", 1)[1]] = json.loads(raw)
+            cid = key.decode().rsplit(":", 1)[1]
+            value = decode_rfm(client.hget(key, RFM_FIELD), cid, names)
+            if value:
+                out[cid] = value
         return out
     finally:
         client.close()
