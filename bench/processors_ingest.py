@@ -78,7 +78,7 @@ def run_once(
     dec = ReadingDecoder(registry)
     dd = Deduplicator()
     prices = {"prepaid": 0.2, "postpaid": 0.15}
-    win = ConsumptionWindows(WindowConfig(allowed_lateness_s=lateness_s, price_per_kwh=prices))
+    win = ConsumptionWindows(WindowConfig(close_after_s=lateness_s, price_per_kwh=prices))
     health = HealthMonitor()
     spent = dict.fromkeys(STAGES, 0.0)
     clock = time.perf_counter

@@ -6,15 +6,22 @@ same meter already delivered the same interval (``interval_start`` at the
 granularity of the shortest interval, 15 minutes by default), or when its
 batch envelope's ``batch_id`` was already seen.
 
-Memory per meter is two integers: a high-watermark (the latest interval seen)
-and a 64-bit mask of which of the 64 intervals up to the high-watermark were
-seen, i.e. 16 hours at 15 minutes. That horizon should exceed the windows'
-allowed lateness: anything older is rejected ``too_late`` downstream anyway,
+Memory per meter is a high-watermark (the latest interval seen) and a ring of
+bits, one per interval slot, saying which of the slots up to the
+high-watermark were seen: ``words`` 64-bit words, so 64 slots (16 hours at
+15 minutes) per word. The horizon (``horizon_s``) must cover the windows'
+allowed lateness, because a late reading corrects a closed window and only
+an exact duplicate check keeps it from being counted twice: at the default
+48 hours that is 3 words, 32 bytes per meter with the high-watermark (for interval
+starts on the slot grid, as meters send them).
+Anything older than the horizon is rejected ``too_late`` downstream anyway,
 so it is passed through and counted in ``beyond_horizon`` rather than
 remembered. Batch ids are remembered in a bounded FIFO.
 
 All checks are vectorised: duplicates inside the batch by a stable lexsort on
-(meter, interval), duplicates against history by bit tests on the masks.
+(meter, interval), duplicates against history by bit tests on the rings;
+bit *p* of a meter's ring holds slot ``s`` with ``s % (64 * words) == p``, and
+the bits of the slots a new high-watermark passes over are cleared first.
 
 Examples:
     >>> import numpy as np
@@ -66,18 +73,23 @@ class Deduplicator:
     Args:
         granularity_s: width of one interval slot; the shortest interval length (900 s).
         batch_memory: how many envelope ``batch_id`` values to remember (FIFO); 0 disables.
+        horizon_s: how far behind a meter's newest interval duplicates are still recognised (at least
+            this; rounded up to whole 64-slot words). Default: one word, 16 hours at 15 minutes.
     """
 
-    def __init__(self, granularity_s: int = 900, batch_memory: int = 100_000) -> None:
+    def __init__(self, granularity_s: int = 900, batch_memory: int = 100_000, horizon_s: int | None = None) -> None:
         if granularity_s <= 0:
             raise ValueError("granularity_s must be positive")
         self.granularity_s = granularity_s
         self.batch_memory = batch_memory
+        slots = _BITS if horizon_s is None else -(-horizon_s // granularity_s)
+        self.words = max(1, -(-slots // _BITS))
+        self.bits = self.words * _BITS
         self.rows = MeterRows()
         self._hw = np.full(0, _NONE, np.int64)
-        self._mask = np.zeros(0, np.uint64)
+        self._mask = np.zeros(0, np.uint64)  # rows × words, flat
         self._batches: OrderedDict[str, None] = OrderedDict()
-        self.horizon_s = granularity_s * _BITS
+        self.horizon_s = granularity_s * self.bits
 
     def process(self, batch: ReadingColumns) -> DedupeResult:
         """Return the batch without duplicates (first occurrence wins)."""
@@ -88,8 +100,10 @@ class Deduplicator:
         if self.batch_memory and any(b is not None for b in batch.batch_ids):
             dup |= self._seen_envelopes(batch)
         rows = self.rows.rows_of(batch.registry, batch.meter)
+        words, bits = self.words, self.bits
         self._hw = grow_rows(self._hw, len(self.rows), _NONE)
-        self._mask = grow_rows(self._mask, len(self.rows), 0)
+        if len(self._mask) < len(self._hw) * words:  # one ring of `words` per high-watermark slot
+            self._mask = np.concatenate([self._mask, np.zeros(len(self._hw) * words - len(self._mask), np.uint64)])
         slot = batch.interval_start // self.granularity_s
         # Inside the batch: the first of equal (row, slot) pairs wins (lexsort is stable).
         order = np.lexsort((slot, rows))
@@ -97,35 +111,50 @@ class Deduplicator:
         repeat = np.zeros(n, np.bool_)
         repeat[1:] = (rs[1:] == rs[:-1]) & (ss[1:] == ss[:-1])
         dup[order[repeat]] = True
-        # Against history.
+        # Move each meter's high-watermark first (clearing the bits of the slots it passes over), then judge
+        # every reading against it: a block carrying a meter's newest and older intervals is judged as a whole.
+        touched = np.unique(rows)
+        old_hw = self._hw[touched]
+        np.maximum.at(self._hw, rows[~dup], slot[~dup])
+        self._clear_passed(touched, old_hw, self._hw[touched])
         hw = self._hw[rows]
         age = hw - slot
-        known = (hw != _NONE) & (age >= 0)
-        in_horizon = known & (age < _BITS)
-        beyond = known & (age >= _BITS) & ~dup
-        bit = np.where(in_horizon, age, 0).astype(np.uint64)
-        seen = in_horizon & (((self._mask[rows] >> bit) & np.uint64(1)) == 1)
+        known = old_hw[np.searchsorted(touched, rows)] != _NONE
+        in_horizon = age < bits
+        beyond = known & ~in_horizon & ~dup
+        pos = slot % bits
+        flat = rows * words + pos // _BITS
+        bit = (pos % _BITS).astype(np.uint64)
+        seen = in_horizon & (((self._mask[flat] >> bit) & np.uint64(1)) == 1)
         dup |= seen
-        # Update the state with the new, rememberable readings.
-        new = ~dup & ~beyond
-        nr, ns = rows[new], slot[new]
-        if len(nr):
-            old_hw = self._hw.copy()
-            np.maximum.at(self._hw, nr, ns)
-            touched = np.unique(nr)
-            shift = self._hw[touched] - old_hw[touched]
-            had = old_hw[touched] != _NONE
-            m = self._mask[touched]
-            keep = had & (shift < _BITS)
-            m = np.where(keep, m << np.where(keep, shift, 0).astype(np.uint64), np.uint64(0))
-            self._mask[touched] = m
-            age_new = self._hw[nr] - ns
-            fits = age_new < _BITS  # older siblings of a big jump fall out of the horizon
-            bits = np.left_shift(np.uint64(1), age_new[fits].astype(np.uint64))
-            np.bitwise_or.at(self._mask, nr[fits], bits)
+        # Remember the new, rememberable readings.
+        new = ~dup & in_horizon
+        if new.any():
+            np.bitwise_or.at(self._mask, flat[new], np.left_shift(np.uint64(1), bit[new]))
         index = np.flatnonzero(dup)
         kept = batch if not len(index) else batch.take(~dup)
         return DedupeResult(kept, len(index), index, int(beyond.sum()))
+
+    def _clear_passed(self, rows: I64, old: I64, new: I64) -> None:
+        """Clear the bits of slots ``old + 1 .. new`` of each row (they held slots now beyond the horizon)."""
+        had = old != _NONE
+        shift = np.where(had, new - np.where(had, old, 0), 0)
+        moved = np.flatnonzero(shift > 0)
+        if not len(moved):
+            return
+        words, bits = self.words, self.bits
+        full = moved[shift[moved] >= bits]
+        if len(full):
+            self._mask.reshape(-1, words)[rows[full]] = np.uint64(0)
+        part = moved[shift[moved] < bits]
+        if len(part):
+            k = shift[part]
+            first = np.repeat(np.cumsum(k) - k, k)
+            offset = np.arange(int(k.sum()), dtype=np.int64) - first
+            r = np.repeat(rows[part], k)
+            pos = (np.repeat(old[part], k) + 1 + offset) % bits
+            flat = r * words + pos // _BITS
+            np.bitwise_and.at(self._mask, flat, ~np.left_shift(np.uint64(1), (pos % _BITS).astype(np.uint64)))
 
     def _seen_envelopes(self, batch: ReadingColumns) -> np.ndarray[Any, np.dtype[np.bool_]]:
         """Mark readings of envelopes whose batch id was seen in an earlier message."""
@@ -149,9 +178,10 @@ class Deduplicator:
         return {
             "granularity_s": self.granularity_s,
             "batch_memory": self.batch_memory,
+            "words": self.words,
             "meters": self.rows.ids,
             "hw": pack_array(self._hw[:n]),
-            "mask": pack_array(self._mask[:n]),
+            "mask": pack_array(self._mask[: n * self.words]),
             "batches": list(self._batches),
         }
 
@@ -159,8 +189,43 @@ class Deduplicator:
     def restore(cls, state: dict[str, Any]) -> Self:
         """Rebuild from :meth:`snapshot` output."""
         d = cls(state["granularity_s"], state["batch_memory"])
+        d.words = int(state.get("words", 1))
+        d.bits = d.words * _BITS
+        d.horizon_s = d.granularity_s * d.bits
         d.rows = MeterRows(state["meters"])
         d._hw = unpack_array(state["hw"])
-        d._mask = unpack_array(state["mask"])
+        mask = unpack_array(state["mask"])
+        if "words" not in state:  # older checkpoints: bit i = slot hw - i; now bit (slot % 64)
+            ring = np.zeros_like(mask)
+            for i in range(_BITS):
+                on = ((mask >> np.uint64(i)) & np.uint64(1)) == 1
+                pos = ((d._hw - i) % _BITS).astype(np.uint64)
+                ring[on] |= np.left_shift(np.uint64(1), pos[on])
+            mask = ring
+        d._mask = np.concatenate([mask, np.zeros(len(d._hw) * d.words - len(mask), np.uint64)])
         d._batches = OrderedDict.fromkeys(state["batches"])
         return d
+
+    def with_horizon(self, horizon_s: int) -> Deduplicator:
+        """This state with a ring of at least ``horizon_s`` (a restored checkpoint under a longer lateness).
+
+        Bits of the old ring are moved to their place in the wider one; what the old ring did not
+        remember stays unknown (passes once, as before).
+        """
+        wider = Deduplicator(self.granularity_s, self.batch_memory, horizon_s)
+        if wider.words <= self.words:
+            return self
+        wider.rows, wider._hw, wider._batches = self.rows, self._hw, self._batches
+        n = len(self._hw)
+        wider._mask = np.zeros(n * wider.words, np.uint64)
+        old = self._mask.reshape(-1, self.words)[:n]
+        known = self._hw != _NONE
+        for back in range(self.bits):  # slot hw - back, if it is in the old ring
+            slot = self._hw - back
+            p_old = slot % self.bits
+            on = known & (((old[np.arange(n), p_old // _BITS] >> (p_old % _BITS).astype(np.uint64)) & np.uint64(1)) == 1)
+            if on.any():
+                p_new = slot[on] % wider.bits
+                flat = np.flatnonzero(on) * wider.words + p_new // _BITS
+                np.bitwise_or.at(wider._mask, flat, np.left_shift(np.uint64(1), (p_new % _BITS).astype(np.uint64)))
+        return wider

@@ -7,9 +7,12 @@ events (closing windows, finding silent meters) by the :class:`~processors.clock
 The whole state snapshots to JSON, so a restart resumes exactly.
 
 Order matters: duplicates are dropped before the windows (so a redelivered
-reading is not summed twice), and the windows' lateness check runs before the
-health rules (so a reading too late for the totals does not move a meter's
-health either; it goes to the dead-letter topic with reason ``too_late``).
+reading is not summed twice; the deduplicator's horizon covers the windows'
+allowed lateness, because a late reading *corrects* a closed window and is
+emitted again with a revision), and the windows' lateness check runs before
+the health rules (so a reading too late for the totals does not move a
+meter's health either; it goes to the dead-letter topic with reason
+``too_late``).
 
 Examples:
     >>> from stream.schemas import MeterInfo
@@ -108,6 +111,8 @@ class IngestOutput:
     accepted_readings: int = 0
     accepted_heartbeats: int = 0
     duplicates: int = 0
+    corrected_readings: int = 0
+    """late readings (their window had closed) that still counted: their windows were emitted again, revised"""
     rejects: list[Reject] = field(default_factory=list)
     closed: list[ClosedWindows] = field(default_factory=list)
     alerts: list[HealthAlert] = field(default_factory=list)
@@ -126,6 +131,7 @@ class IngestOutput:
         self.accepted_readings += other.accepted_readings
         self.accepted_heartbeats += other.accepted_heartbeats
         self.duplicates += other.duplicates
+        self.corrected_readings += other.corrected_readings
         self.rejects += other.rejects
         self.closed += other.closed
         self.alerts += other.alerts
@@ -180,7 +186,7 @@ class PartitionIngest:
         self.config = config or IngestConfig()
         self.readings = ReadingDecoder(registry)
         self.heartbeats = HeartbeatDecoder(registry)
-        self.dedupe = Deduplicator(granularity_s=900)
+        self.dedupe = Deduplicator(granularity_s=900, horizon_s=self._dedupe_horizon())
         self.windows = ConsumptionWindows(self.config.windows)
         self.health = HealthMonitor(self.config.health)
         self.profiles = DailyProfileBuilder()
@@ -195,6 +201,11 @@ class PartitionIngest:
         self._held_h: list[RawMessage] = []
         self._held_r_decoded: tuple[ReadingColumns, list[Reject]] | None = None
         self._held_h_decoded: tuple[HeartbeatColumns, list[Reject]] | None = None
+
+    def _dedupe_horizon(self) -> int:
+        """Duplicates must be recognised as far back as a late reading may still correct a window."""
+        w = self.config.windows
+        return max(w.allowed_lateness_s, w.close_after_s, 64 * 900)
 
     # -- processing ---------------------------------------------------------------------------
     def process(self, batch: IngestBatch, wall: float | None = None, *, pending: Collection[str] = ()) -> IngestOutput:
@@ -349,6 +360,7 @@ class PartitionIngest:
         deduped = self.dedupe.process(decoded)
         out.duplicates += deduped.duplicates
         windowed = self.windows.process(deduped.readings)
+        out.corrected_readings += windowed.corrected
         out.rejects += windowed.rejects
         accepted: ReadingColumns = windowed.accepted
         out.accepted_readings += len(accepted)
@@ -430,7 +442,10 @@ class PartitionIngest:
             return
         out.closed += closed
         if self.config.profiles:
-            out.profiles += self.profiles.process(closed, self._customer_of)
+            # daily profiles take each window once, as first emitted, and not the gaps (a day without a
+            # reading makes no profile); corrections and gap windows go to consumption.windows only
+            first = [c.take((c.revisions == 0) & (c.count > 0)) for c in closed if c.kind == "meter"]
+            out.profiles += self.profiles.process([c for c in first if len(c)], self._customer_of)
 
     def on_timer(self, wall: float | None = None, *, caught_up: bool = True) -> IngestOutput:
         """Close windows and raise ``silent`` by the event clock, with or without new events.
@@ -490,7 +505,7 @@ class PartitionIngest:
         ingest = cls(
             registry if registry is not None else MeterRegistry(), IngestConfig.model_validate(state["config"])
         )
-        ingest.dedupe = Deduplicator.restore(state["dedupe"])
+        ingest.dedupe = Deduplicator.restore(state["dedupe"]).with_horizon(ingest._dedupe_horizon())
         ingest.windows = ConsumptionWindows.restore(state["windows"])
         ingest.health = HealthMonitor.restore(state["health"])
         ingest.profiles = DailyProfileBuilder.restore(state["profiles"])

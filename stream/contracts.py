@@ -73,7 +73,8 @@ def asyncapi(settings: Settings) -> dict[str, Any]:
             }
         channels[attr] = {
             "address": spec.name,
-            "description": f"keyed by {spec.key}" + ("; compacted" if spec.compacted else ""),
+            "description": f"keyed by {spec.key}" + ("; compacted" if spec.compacted else "")
+            + (f". {spec.note}" if spec.note else ""),
             "messages": {m.__name__: {"$ref": f"#/components/messages/{m.__name__}"} for m in models},
             "bindings": {
                 "kafka": {

@@ -57,6 +57,24 @@ REBALANCES = Counter("meterseg_rebalances_total", "Partition assignments receive
 WINDOWS_EMITTED = Counter(
     "meterseg_windows_emitted_total", "Closed consumption windows emitted, per kind", ["kind"], registry=REGISTRY
 )
+GAP_WINDOWS = Counter(
+    "meterseg_gap_windows_total",
+    "Meter windows emitted with no reading (a gap: readings 0, completeness 0), per kind; also in windows_emitted",
+    ["kind"],
+    registry=REGISTRY,
+)
+WINDOWS_REVISED = Counter(
+    "meterseg_windows_revised_total",
+    "Windows emitted again with corrected totals (late readings within the allowed lateness), per kind; "
+    "also in windows_emitted",
+    ["kind"],
+    registry=REGISTRY,
+)
+LATE_READINGS_COUNTED = Counter(
+    "meterseg_late_readings_counted_total",
+    "Readings whose window had already closed that still counted (within the allowed lateness of their meter)",
+    registry=REGISTRY,
+)
 METERS_BY_HEALTH = Gauge(
     "meterseg_meters", "Meters owned by this worker, per health state", ["state"], registry=REGISTRY
 )

@@ -316,10 +316,16 @@ class Bill(Event):
 class ConsumptionWindow(Event):
     """A closed consumption window of one meter or one region (``consumption.windows``).
 
-    Emitted once per window when the watermark or the wall-clock timer passes
-    its end plus the allowed lateness; a replay after a crash re-emits the same
-    window with the same (kind, key, window, window_start), so consumers can
-    deduplicate on that tuple.
+    Emitted when the partition's event clock (or the wall-clock timer) passes
+    its end plus ``close_after_s`` (1 h), with ``revision`` 0. Every expected
+    window of a meter is emitted, from its first reading on, including those
+    with no reading (a gap: ``readings`` 0, ``completeness`` 0). A reading that
+    arrives later, within the allowed lateness of its meter (48 h), corrects
+    the window: it is emitted again with the corrected totals and the next
+    ``revision``. Keep, per (kind, key, window, window_start), the record with
+    the highest revision: that is the final total. A replay after a crash
+    re-emits a window with the same revision and totals (deduplicate on the
+    tuple plus revision).
     """
 
     kind: Literal["meter", "region"]
@@ -336,6 +342,11 @@ class ConsumptionWindow(Event):
     max_kw: float | None = None
     mean_kw: float | None = None
     revenue: float | None = Field(default=None, description="regional windows only")
+    revision: int = Field(
+        default=0,
+        ge=0,
+        description="0 when the window first closes; n for its n-th correction by late readings (keep the highest)",
+    )
 
 
 class WindowBatch(Event):
@@ -368,11 +379,16 @@ class WindowBatch(Event):
     min_kw: list[float | None]
     max_kw: list[float | None]
     mean_kw: list[float | None]
+    revision: list[Annotated[int, Field(ge=0)]] | None = Field(
+        default=None, description="per window, as ConsumptionWindow.revision; left out: every window's is 0"
+    )
 
     @model_validator(mode="after")
     def _same_length(self) -> WindowBatch:
         n = len(self.key)
         for name in _WINDOW_COLUMNS:
+            if getattr(self, name) is None and name == "revision":
+                continue
             if len(getattr(self, name)) != n:
                 raise ValueError(f"{name} has {len(getattr(self, name))} entries, key has {n}")
         return self
@@ -380,7 +396,7 @@ class WindowBatch(Event):
 
 _WINDOW_COLUMNS = (
     "window_start", "window_end", "kwh_in", "kwh_out", "readings", "expected", "completeness", "min_kw",
-    "max_kw", "mean_kw",
+    "max_kw", "mean_kw", "revision",
 )  # fmt: skip
 
 
@@ -397,7 +413,7 @@ def window_records(payload: dict[str, Any]) -> list[dict[str, Any]]:
     keys = payload.get("key")
     if not isinstance(keys, list):
         return [payload]
-    columns = {name: payload[name] for name in _WINDOW_COLUMNS if name in payload}
+    columns = {name: payload[name] for name in _WINDOW_COLUMNS if payload.get(name) is not None}
     common = {"schema_version": payload.get("schema_version", SCHEMA_VERSION), "kind": payload.get("kind", "meter"),
               "window": payload.get("window")}  # fmt: skip
     return [

@@ -30,6 +30,7 @@ class TopicSpec:
     payload: str
     compacted: bool = False
     partitions: int | None = None  # None: Settings.partitions
+    note: str = ""  # what a consumer must know beyond the payload (the AsyncAPI channel's description)
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -41,7 +42,13 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.purchases, "customer id", "Purchase"),
         TopicSpec(t.registry, "meter id", "MeterInfo", compacted=True),
         TopicSpec(t.alerts, "meter id", "MeterAlert"),
-        TopicSpec(t.windows, "meter id (a batch: its first meter) or region", "ConsumptionWindow or WindowBatch"),
+        TopicSpec(
+            t.windows, "meter id (a batch: its first meter) or region", "ConsumptionWindow or WindowBatch",
+            note="every expected window of a meter is emitted when it closes, gaps included (readings 0, "
+            "completeness 0); a late reading within the allowed lateness (48 h by default, judged per meter) "
+            "emits its windows again with the corrected totals and the next revision: keep the highest revision "
+            "per (kind, key, window, window_start)",
+        ),
         TopicSpec(t.segment_changes, "customer id", "SegmentChange"),
         TopicSpec(t.model_events, "model id", "ModelEvent", partitions=1),
         TopicSpec(t.maintenance, "customer id", "MaintenanceRequest"),

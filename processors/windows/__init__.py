@@ -12,7 +12,7 @@ Examples:
     ...                                tariff="prepaid", installed_on=EPOCH)])
     >>> row = {"meter_id": "M1", "customer_id": "C1", "kwh_import": 0.25, "register_kwh": 1.0,
     ...        "voltage": 230.0, "seq": 0}
-    >>> w = ConsumptionWindows(WindowConfig(allowed_lateness_s=900))
+    >>> w = ConsumptionWindows(WindowConfig(close_after_s=900, allowed_lateness_s=0))
     >>> out = w.process(ReadingColumns.from_rows(reg, [{**row, "interval_start": 7200}]))
     >>> late = w.process(ReadingColumns.from_rows(reg, [{**row, "interval_start": 5400}]))
     >>> late.too_late, late.rejects[0].reason
@@ -37,7 +37,8 @@ from processors.windows.core import (
     size_label,
 )
 from processors.windows.regional import RegionalTotals, RegionRows, _prices, add_region_chunk, add_revenue
-from processors.windows.tumbling import MeterWindows, add_meter_chunk
+from processors.windows.revisions import ClosedStore, MeterLedger, MeterRevisions
+from processors.windows.tumbling import add_meter_chunk
 
 __all__ = [
     "NONE",
@@ -53,12 +54,13 @@ __all__ = [
 ]
 
 
-class ConsumptionWindows(EventTimeWindows):
+class ConsumptionWindows(MeterRevisions, EventTimeWindows):
     """Per-meter windows of ``meter_sizes_s`` plus regional totals of ``region_size_s`` (if set).
 
     ``process(ReadingColumns) -> WindowOutput``; ``close_until(epoch_s)``,
     ``on_timer(now)``, ``flush()`` ``-> list[ClosedWindows]``;
-    ``add_revenue(regions, ts, amounts) -> dropped count``.
+    ``add_revenue(regions, ts, amounts) -> dropped count``. Late readings,
+    corrections and gap windows: :mod:`processors.windows.revisions`.
     """
 
     def __init__(self, config: WindowConfig | None = None) -> None:
@@ -67,15 +69,16 @@ class ConsumptionWindows(EventTimeWindows):
         self.meters = MeterRows()
         self.regions = RegionRows()
         self._prices = _prices(cfg)
-        self.meter_rings = [
-            WindowRing(s, self.ring_length(s, cfg.allowed_lateness_s), "meter") for s in cfg.meter_sizes_s
-        ]
+        self.meter_rings = [WindowRing(s, self.ring_length(s, cfg.close_after_s), "meter") for s in cfg.meter_sizes_s]
         self.region_ring = (
-            WindowRing(cfg.region_size_s, self.ring_length(cfg.region_size_s, cfg.allowed_lateness_s), "region")
+            WindowRing(cfg.region_size_s, self.ring_length(cfg.region_size_s, cfg.close_after_s), "region")
             if cfg.region_size_s
             else None
         )
         self.rings = [*self.meter_rings, *([self.region_ring] if self.region_ring else [])]
+        self.ledger = MeterLedger()
+        self.store = ClosedStore()
+        self._swept = NONE
 
     def _add(self, batch: ReadingColumns, index: I64) -> None:
         if self.meter_rings:
@@ -85,6 +88,14 @@ class ConsumptionWindows(EventTimeWindows):
 
     def _keys(self, ring: WindowRing) -> Sequence[str]:
         return self.regions.names if ring.kind == "region" else self.meters.ids
+
+    def _region_rows(self, batch: ReadingColumns, index: I64) -> tuple[I64, F64 | None]:
+        slots = batch.meter[index]
+        rows = self.regions.rows_of(batch.registry, slots)
+        return rows, None if self._prices is None else self._prices[batch.registry.tariff_code[slots]]
+
+    def _region_names(self) -> Sequence[str]:
+        return self.regions.names
 
     def add_revenue(self, regions: Sequence[str], ts: I64, amounts: F64) -> int:
         """Purchase revenue into the regional windows; returns the number dropped (late or too early)."""
@@ -98,6 +109,9 @@ class ConsumptionWindows(EventTimeWindows):
             "meters": self.meters.ids,
             "regions": self.regions.names,
             **self._base_snapshot({"meter": len(self.meters), "region": len(self.regions)}),
+            "ledger": self.ledger.snapshot(len(self.meters)),
+            "store": self.store.snapshot(),
+            "swept": None if self._swept == NONE else int(self._swept),
         }
 
     @classmethod
@@ -109,4 +123,30 @@ class ConsumptionWindows(EventTimeWindows):
         w._base_restore(state, {"meter": len(w.meters), "region": len(w.regions)})
         w.meter_rings = [r for r in w.rings if r.kind == "meter"]
         w.region_ring = next((r for r in w.rings if r.kind == "region"), None)
+        w.ledger = MeterLedger.restore(state.get("ledger"), len(w.meters))  # older checkpoints: none
+        w.store = ClosedStore.restore(state.get("store"))
+        w._swept = NONE if state.get("swept") is None else int(state["swept"])
         return w
+
+
+class MeterWindows(ConsumptionWindows):
+    """Per-meter windows only (``region_size_s`` ignored): :class:`ConsumptionWindows` without regions.
+
+    Examples:
+        >>> from stream.schemas import MeterInfo
+        >>> from processors.columns import EPOCH, MeterRegistry, ReadingColumns
+        >>> reg = MeterRegistry([MeterInfo(meter_id="M1", customer_id="C1", region="N",
+        ...                                tariff="prepaid", installed_on=EPOCH)])
+        >>> rows = [{"meter_id": "M1", "customer_id": "C1", "interval_start": 900 * k, "kwh_import": 0.5,
+        ...          "register_kwh": 1.0, "voltage": 230.0, "seq": k} for k in range(4)]
+        >>> w = MeterWindows(WindowConfig(meter_sizes_s=(900, 3600), close_after_s=0))
+        >>> out = w.process(ReadingColumns.from_rows(reg, rows))
+        >>> [(c.size_s, c.start.tolist()) for c in out.closed]   # the last 15 min window is still open
+        [(900, [0, 900, 1800])]
+        >>> hour = [c for c in w.close_until(3600) if c.size_s == 3600][0].to_records()[0]
+        >>> hour["kwh_in"], hour["readings"], hour["expected"], hour["completeness"], hour["max_kw"]
+        (2.0, 4, 4, 1.0, 2.0)
+    """
+
+    def __init__(self, config: WindowConfig | None = None) -> None:
+        super().__init__((config or WindowConfig()).model_copy(update={"region_size_s": None}))

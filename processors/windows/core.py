@@ -9,21 +9,27 @@ arrives, so a quiet meter's window never closes. Here:
   windows of that key that can still receive data; a reading adds into
   ``row * ring + window_index % ring`` with ``np.add.at``;
 * the **frontier** ``C`` says every window ending at or before ``C`` is closed
-  and emitted. It advances to the watermark (max event time − allowed
-  lateness) after each batch and, through :meth:`EventTimeWindows.close_until`
+  and emitted (revision 0). It advances to the watermark (max event time −
+  ``close_after_s``) after each batch and, through :meth:`EventTimeWindows.close_until`
   / :meth:`EventTimeWindows.on_timer`, from a wall-clock timer when no event
   comes;
-* a reading whose smallest window already closed is rejected ``too_late``.
-  All sizes must be multiples of the smallest, so a reading is either counted
-  in every window size or in none: totals of every size stay consistent;
-* the ring of a size ``s`` has ``allowed_lateness // s + 2`` windows, which
+* a reading whose smallest window already closed is a *late* reading. Classes
+  that know meters (:class:`~processors.windows.ConsumptionWindows`) judge it
+  against its own meter (``allowed_lateness_s``, default 48 h) and, if it still
+  counts, emit every window it falls in again with the next revision
+  (:mod:`processors.windows.revisions`); otherwise, and always in the bare
+  base class, it is rejected ``too_late``. All sizes must be multiples of the
+  smallest, so a reading is either counted in every window size or in none:
+  totals of every size stay consistent;
+* the ring of a size ``s`` has ``close_after // s + 2`` windows, which
   is exactly the number that can be open at once. A batch spanning more time
   (a backfill, a head-end uploading hours at once) is processed in event-time
   order in chunks, advancing the frontier between chunks as if the readings
   had arrived in order, which gives the same outputs as arrival in order.
 
-Each window is emitted exactly once: it leaves the ring when it closes, and
-the frontier only moves forward (it is part of the snapshot).
+Each window is emitted once when it closes (revision 0): it leaves the ring,
+and the frontier only moves forward (it is part of the snapshot); it is
+emitted again only as a correction, with a higher revision.
 
 References:
     Akidau et al., "The Dataflow Model", PVLDB 8(12), 2015 (event time,
@@ -65,7 +71,20 @@ class WindowConfig(BaseModel):
 
     meter_sizes_s: tuple[int, ...] = (900, 3600, 86400)
     region_size_s: int | None = 3600
-    allowed_lateness_s: int = Field(default=3600, ge=0)
+    close_after_s: int = Field(
+        default=3600,
+        ge=0,
+        description="a window closes (first emission, revision 0) once the partition's event clock is this far "
+        "past its end: readings reordered within it never cause a revision",
+    )
+    allowed_lateness_s: int = Field(
+        default=172_800,
+        ge=0,
+        description="a reading whose window already closed still counts while its interval starts less than this "
+        "before its own meter's newest interval, and its window closed less than this ago; the windows it falls "
+        "in are emitted again with the next revision. 48 h by default: head ends upload in blocks, some a day "
+        "late after a communication fault. 0: no corrections (every reading of a closed window is too_late)",
+    )
     timer_delay_s: int = Field(
         default=900,
         ge=0,
@@ -140,10 +159,23 @@ class ClosedWindows:
     kw_max: F64
     kw_mean: F64
     revenue: F64
+    revision: I64 | None = None
+    """0 for the first emission of a window, n for its n-th correction; ``None``: all 0."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    @property
+    def revisions(self) -> I64:
+        """:attr:`revision` as an array (zeros when unset)."""
+        return np.zeros(len(self.keys), np.int64) if self.revision is None else self.revision
+
+    def take(self, mask: npt.NDArray[np.bool_]) -> ClosedWindows:
+        """The windows where ``mask`` is true (same kind and size)."""
+        arrays: dict[str, Any] = {f: getattr(self, f)[mask] for f in _CLOSED_ARRAYS}
+        keys = [k for k, keep in zip(self.keys, mask.tolist(), strict=True) if keep]
+        return ClosedWindows(self.kind, self.size_s, keys, revision=self.revisions[mask], **arrays)
 
     @property
     def end(self) -> I64:
@@ -176,11 +208,11 @@ class ClosedWindows:
             {
                 "kind": kind, "key": key, "window": label, "window_start": iso[s][0], "window_end": iso[s][1],
                 "kwh_in": ki, "kwh_out": ko, "readings": c, "expected": e, "completeness": cp,
-                "min_kw": lo, "max_kw": hi, "mean_kw": me,
+                "min_kw": lo, "max_kw": hi, "mean_kw": me, "revision": rv,
             }
-            for key, s, ki, ko, c, e, cp, lo, hi, me in zip(
+            for key, s, ki, ko, c, e, cp, lo, hi, me, rv in zip(
                 self.keys, starts, self.kwh_in.tolist(), self.kwh_out.tolist(), counts, expected, comp,
-                kw_min, kw_max, kw_mean, strict=True,
+                kw_min, kw_max, kw_mean, self.revisions.tolist(), strict=True,
             )
         ]  # fmt: skip
         if kind == "region":
@@ -235,6 +267,7 @@ class ClosedWindows:
             "min_kw": self.kw_min[lo:hi],
             "max_kw": self.kw_max[lo:hi],
             "mean_kw": np.where(count > 0, self.kw_mean[lo:hi], np.nan),
+            "revision": self.revisions[lo:hi],
         }
 
 
@@ -249,7 +282,9 @@ def merge_closed(parts: Sequence[ClosedWindows]) -> list[ClosedWindows]:
             out.append(ps[0])
             continue
         cat: dict[str, Any] = {f: np.concatenate([getattr(p, f) for p in ps]) for f in _CLOSED_ARRAYS}
-        out.append(ClosedWindows(kind=ps[0].kind, size_s=size, keys=[k for p in ps for k in p.keys], **cat))
+        revision = None if all(p.revision is None for p in ps) else np.concatenate([p.revisions for p in ps])
+        out.append(ClosedWindows(kind=ps[0].kind, size_s=size, keys=[k for p in ps for k in p.keys],
+                                 revision=revision, **cat))
     return out
 
 
@@ -362,6 +397,7 @@ class WindowRing:
             kw_max=np.where(count > 0, fl["kw_max"], np.nan),
             kw_mean=fl["kw_sum"] / np.maximum(count, 1),
             revenue=fl["revenue"] if "revenue" in fl else np.zeros(len(r), np.float64),
+            extra={"rows": r},
         )
         self.start[r, k] = NONE
         self.count[r, k] = 0
@@ -407,7 +443,8 @@ class WindowOutput:
 
     ``accepted`` are the readings counted in the windows (pass them on to the
     health rules); ``rejects`` the ``too_late`` / ``in_future`` ones for the
-    dead-letter topic; ``closed`` every window that closed, by size.
+    dead-letter topic; ``closed`` every window that closed or was corrected, by
+    size (a correction has ``revision`` > 0).
     """
 
     accepted: ReadingColumns
@@ -415,6 +452,8 @@ class WindowOutput:
     closed: list[ClosedWindows]
     too_late: int = 0
     in_future: int = 0
+    corrected: int = 0
+    """late readings that still counted (their closed windows were emitted again, revised)"""
 
 
 class EventTimeWindows:
@@ -432,14 +471,14 @@ class EventTimeWindows:
         self.rings: list[WindowRing] = []
 
     @staticmethod
-    def ring_length(size_s: int, lateness_s: int) -> int:
-        """Windows of one key that can be open at once: ``lateness // size + 2``."""
-        return lateness_s // size_s + 2
+    def ring_length(size_s: int, close_after_s: int) -> int:
+        """Windows of one key that can be open at once: ``close_after // size + 2``."""
+        return close_after_s // size_s + 2
 
     @property
     def watermark(self) -> int | None:
-        """Max event time seen minus the allowed lateness (``None`` before the first reading)."""
-        return None if self.max_event == NONE else int(self.max_event - self.config.allowed_lateness_s)
+        """Max event time seen minus ``close_after_s`` (``None`` before the first reading)."""
+        return None if self.max_event == NONE else int(self.max_event - self.config.close_after_s)
 
     # -- hooks --------------------------------------------------------------------
     def _add(self, batch: ReadingColumns, index: I64) -> None:  # pragma: no cover - abstract
@@ -449,53 +488,77 @@ class EventTimeWindows:
         raise NotImplementedError
 
     # -- processing -----------------------------------------------------------------
+    def _late(self, batch: ReadingColumns, index: I64) -> tuple[npt.NDArray[np.bool_], str]:
+        """Which of the late readings ``index`` (their window closed) are too late, and why.
+
+        The base class has no per-meter state: every late reading is too late.
+        """
+        return np.ones(len(index), np.bool_), f"window already closed (frontier {_iso(int(self.frontier))})"
+
+    def _correct(self, batch: ReadingColumns, index: I64) -> list[ClosedWindows]:  # pragma: no cover - abstract
+        """Count late readings that still count; return the corrected windows (next revision)."""
+        raise NotImplementedError
+
+    def _observe(self, batch: ReadingColumns, index: I64) -> None:
+        """Hook: readings ``index`` passed the future check (subclasses track each meter's newest reading)."""
+
+    def _closing(self, ring: WindowRing, previous_index: int, closed: ClosedWindows | None) -> ClosedWindows | None:
+        """Hook: ``ring`` just closed ``closed`` (its windows before ``previous_index`` had closed already)."""
+        return closed
+
+    # -- processing -----------------------------------------------------------------
     def process(self, batch: ReadingColumns) -> WindowOutput:
-        """Count a batch of (deduplicated) readings; return closed windows and late rejects."""
+        """Count a batch of (deduplicated) readings; return closed and corrected windows and late rejects."""
         t = batch.interval_start
         smallest = self.config.smallest_s
         ok = np.ones(len(batch), np.bool_)
-        late = np.zeros(len(batch), np.bool_)
-        if self.frontier != NONE:
-            late = (t // smallest + 1) * smallest <= self.frontier
-            ok &= ~late
         future = np.zeros(len(batch), np.bool_)
         if self.config.max_future_s is not None:
             known = batch.append_ms > 0  # 0 or -1: no broker time (1970 is none either)
-            future = known & (t > batch.append_ms // 1000 + self.config.max_future_s) & ok
+            future = known & (t > batch.append_ms // 1000 + self.config.max_future_s)
             ok &= ~future
+        self._observe(batch, np.flatnonzero(ok))
+        late = np.zeros(len(batch), np.bool_)
+        correct = np.zeros(0, np.int64)
         rejects: list[Reject] = []
-        if late.any():
-            rejects += reading_rejects(
-                batch, np.flatnonzero(late).tolist(), "too_late",
-                f"window already closed (frontier {_iso(int(self.frontier))}, "
-                f"allowed lateness {self.config.allowed_lateness_s}s)",
-            )  # fmt: skip
+        if self.frontier != NONE:
+            behind = ok & ((t // smallest + 1) * smallest <= self.frontier)
+            if behind.any():
+                index = np.flatnonzero(behind)
+                too_late, why = self._late(batch, index)
+                late[index[too_late]] = True
+                correct = index[~too_late]
+                ok &= ~behind
+                if too_late.any():
+                    rejects += reading_rejects(batch, index[too_late].tolist(), "too_late", why)
         if future.any():
             rejects += reading_rejects(
                 batch, np.flatnonzero(future).tolist(), "in_future",
                 f"interval starts more than {self.config.max_future_s}s after the broker timestamp",
             )  # fmt: skip
-        closed: list[ClosedWindows] = []
+        closed: list[ClosedWindows] = self._correct(batch, correct) if len(correct) else []
         idx = np.flatnonzero(ok)
         if len(idx):
             idx = idx[np.argsort(t[idx], kind="stable")]
             ts = t[idx]
-            lateness = self.config.allowed_lateness_s
+            delay = self.config.close_after_s
             if self.frontier == NONE:
-                self.frontier = int(ts[0] - lateness)
+                self.frontier = int(ts[0] - delay)
             pos = 0
             while pos < len(idx):
                 limit = min((self.frontier // r.size_s + r.ring) * r.size_s for r in self.rings)
                 end = int(np.searchsorted(ts, limit, "left"))
                 if end == pos:  # the next reading is beyond the rings: it moves the watermark first
-                    closed += self._advance(int(ts[pos]) - lateness)
+                    closed += self._advance(int(ts[pos]) - delay)
                     continue
                 self._add(batch, idx[pos:end])
                 pos = end
             self.max_event = max(self.max_event, int(ts[-1]))
-            closed += self._advance(self.max_event - lateness)
-        accepted = batch if ok.all() else batch.take(ok)
-        return WindowOutput(accepted, rejects, merge_closed(closed), int(late.sum()), int(future.sum()))
+            closed += self._advance(self.max_event - delay)
+        counted = ~(late | future)
+        accepted = batch if counted.all() else batch.take(counted)
+        return WindowOutput(accepted, rejects, merge_closed(closed), int(late.sum()), int(future.sum()),
+                            corrected=len(correct))
 
     def _advance(self, frontier: int) -> list[ClosedWindows]:
         if frontier <= self.frontier:
@@ -503,8 +566,9 @@ class EventTimeWindows:
         self.frontier = frontier
         out = []
         for ring in self.rings:
-            c = ring.close(frontier, self._keys(ring))
-            if c is not None:
+            previous = ring.closed_index
+            c = self._closing(ring, previous, ring.close(frontier, self._keys(ring)))
+            if c is not None and len(c):
                 out.append(c)
         return out
 
@@ -520,15 +584,15 @@ class EventTimeWindows:
         return self._close_public(int(frontier))
 
     def on_timer(self, now: float) -> list[ClosedWindows]:
-        """Close windows by wall clock: ``close_until(now - timer_delay - allowed_lateness)``."""
-        return self.close_until(int(now) - self.config.timer_delay_s - self.config.allowed_lateness_s)
+        """Close windows by wall clock: ``close_until(now - timer_delay - close_after)``."""
+        return self.close_until(int(now) - self.config.timer_delay_s - self.config.close_after_s)
 
     def flush(self) -> list[ClosedWindows]:
         """Close every open window (end of a backfill or of a test run)."""
-        top = max((int(r.start.max(initial=NONE)) for r in self.rings), default=NONE)
-        if top == NONE:
+        ends = [int(r.start.max(initial=NONE)) + r.size_s for r in self.rings if r.start.max(initial=NONE) != NONE]
+        if not ends:
             return []
-        return self._close_public(top + max(r.size_s for r in self.rings))
+        return self._close_public(max(ends))
 
     # -- snapshot -----------------------------------------------------------------
     def _base_snapshot(self, n_rows: dict[str, int]) -> dict[str, Any]:

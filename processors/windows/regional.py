@@ -92,7 +92,7 @@ class RegionalTotals(EventTimeWindows):
         size = self.config.region_size_s or 3600
         self.regions = RegionRows()
         self._prices = _prices(self.config)
-        self.rings = [WindowRing(size, self.ring_length(size, self.config.allowed_lateness_s), "region")]
+        self.rings = [WindowRing(size, self.ring_length(size, self.config.close_after_s), "region")]
 
     def _add(self, batch: ReadingColumns, index: I64) -> None:
         add_region_chunk(self.rings[0], self.regions, self._prices, batch, index)
@@ -131,7 +131,7 @@ def add_revenue(
     rows = np.array([rows_map.row(r) for r in regions], np.int64)
     ring.ensure_rows(len(rows_map))
     if owner.frontier == NONE:
-        owner.frontier = int(ts.min()) - owner.config.allowed_lateness_s
+        owner.frontier = int(ts.min()) - owner.config.close_after_s
     size = ring.size_s
     w = ts // size
     ok = ((w + 1) * size > owner.frontier) & (w < owner.frontier // size + ring.ring)

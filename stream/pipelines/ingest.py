@@ -171,7 +171,11 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
             for closed in out.closed:
                 if closed.kind == "region":
                     continue  # merged across partitions below
-                m.WINDOWS_EMITTED.labels(f"{closed.kind}_{size_label(closed.size_s)}").inc(len(closed))
+                label = f"{closed.kind}_{size_label(closed.size_s)}"
+                m.WINDOWS_EMITTED.labels(label).inc(len(closed))
+                revised = closed.revisions > 0
+                m.WINDOWS_REVISED.labels(label).inc(int(revised.sum()))
+                m.GAP_WINDOWS.labels(label).inc(int(((closed.count == 0) & ~revised).sum()))
                 windows += self._window_messages(p, closed)
                 if closed.size_s == 86_400:
                     daily += [(rec, self._region(rec["key"])) for rec in closed.to_records()]
@@ -187,17 +191,22 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
             profiles += [(pr.customer_id.encode(), pr.model_dump_json().encode()) for pr in out.profiles]
         claimed = await self.regional.claim_ready()
         for _, rec in claimed:
+            before = rec.pop("previous") or {}  # a correction: the counters grow by the difference only
             windows.append((rec["key"].encode(), orjson.dumps(rec)))
             m.WINDOWS_EMITTED.labels(f"region_{rec['window']}").inc()
-            m.REGION_KWH.labels(rec["key"], "import").inc(rec["kwh_in"])
-            m.REGION_KWH.labels(rec["key"], "export").inc(rec["kwh_out"])
-            m.REGION_REVENUE.labels(rec["key"]).inc(rec.get("revenue") or 0.0)
+            if rec["revision"]:
+                m.WINDOWS_REVISED.labels(f"region_{rec['window']}").inc()
+            m.REGION_KWH.labels(rec["key"], "import").inc(max(rec["kwh_in"] - before.get("kwh_in", 0.0), 0.0))
+            m.REGION_KWH.labels(rec["key"], "export").inc(max(rec["kwh_out"] - before.get("kwh_out", 0.0), 0.0))
+            m.REGION_REVENUE.labels(rec["key"]).inc(
+                max((rec.get("revenue") or 0.0) - (before.get("revenue") or 0.0), 0.0)
+            )
         if deadletters:
             await self.producer.send_many(self.topics.deadletter, deadletters)
         if windows:
             await self.producer.send_many(self.topics.windows, windows)
         if claimed:
-            await self.regional.confirm([member for member, _ in claimed])
+            await self.regional.confirm(claimed)
         if alerts:
             await self.producer.send_many(self.topics.alerts, alerts)
         if profiles:
@@ -223,6 +232,9 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
             cols = closed.to_columns(lo, lo + size)
             first = cols["key"][0]
             batch_id = f"{partition}:{cols['window']}:{cols['window_start'][0]}:{first}:{len(cols['key'])}"
+            top = int(cols["revision"].max())
+            if top:  # corrections: not the same batch as a first emission starting with the same window
+                batch_id += f":r{top}"
             payload = {"schema_version": 1, "batch_id": batch_id, **cols}
             out.append((first.encode(), orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)))
         return out
@@ -252,6 +264,7 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
         self.totals["deadletter"] += len(out.rejects)
         self.totals["duplicates"] += out.duplicates
         m.READINGS_PROCESSED.inc(out.accepted_readings)
+        m.LATE_READINGS_COUNTED.inc(out.corrected_readings)
         m.HEARTBEATS_PROCESSED.inc(out.accepted_heartbeats)
         if out.duplicates:
             m.DUPLICATES.labels(self.topics.readings).inc(out.duplicates)

@@ -3,7 +3,8 @@
 * ``{ns}:kwh:{day}`` and ``{ns}:kwh:{region}:{day}`` — sorted sets meter → kWh imported that UTC day
   (``ZADD`` of the closed daily window: a replayed window overwrites, never adds), expiring after
   :data:`KEEP_DAYS`; top consumers over a range are a ``ZUNIONSTORE`` of the days;
-* ``{ns}:meter:{id}:windows`` — the last :data:`RECENT` closed daily windows (JSON), newest first;
+* ``{ns}:meter:{id}:windows`` — the last :data:`RECENT` closed daily windows (JSON), newest first; a
+  corrected day (``revision`` > 0, a late upload counted) replaces its earlier record in place;
 * ``{ns}:meter:{id}:alerts`` — the last :data:`RECENT_ALERTS` alerts (JSON), newest first.
 """
 
@@ -24,10 +25,25 @@ RECENT = 14
 RECENT_ALERTS = 20
 
 
+_REVISE = """
+-- KEYS: the meter's recent windows list; ARGV: window_start, record. Replace the record of that day in place.
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+for i, item in ipairs(items) do
+  local ok, rec = pcall(cjson.decode, item)
+  if ok and rec['window_start'] == ARGV[1] then
+    redis.call('LSET', KEYS[1], i - 1, ARGV[2])
+    return 1
+  end
+end
+return 0
+"""
+
+
 class MeterStore:
     def __init__(self, client: aioredis.Redis, namespace: str):
         self.client = client
         self.ns = namespace
+        self._revise = client.register_script(_REVISE)
 
     def day_key(self, day: str, region: str | None = None) -> str:
         return f"{self.ns}:kwh:{region}:{day}" if region else f"{self.ns}:kwh:{day}"
@@ -47,8 +63,11 @@ class MeterStore:
                 pipe.zadd(key, {meter: rec["kwh_in"]})
                 pipe.expire(key, KEEP_DAYS * 86_400)
             wkey = f"{self.ns}:meter:{meter}:windows"
-            pipe.lpush(wkey, orjson.dumps(rec))
-            pipe.ltrim(wkey, 0, RECENT - 1)
+            if rec.get("revision"):
+                await self._revise(keys=[wkey], args=[rec["window_start"], orjson.dumps(rec)], client=pipe)
+            else:
+                pipe.lpush(wkey, orjson.dumps(rec))
+                pipe.ltrim(wkey, 0, RECENT - 1)
             n += 1
         for alert in alerts:
             akey = f"{self.ns}:meter:{alert['meter_id']}:alerts"

@@ -6,8 +6,16 @@ field (``HSET`` — idempotent, a replay overwrites rather than adds) and
 reports its event-time frontier; a region-hour is final once every
 partition's frontier has passed its end. One Lua script picks the final
 windows and deletes them atomically, so exactly one worker emits each, once.
-A short-lived "done" marker makes a late replay of an already emitted window
-a no-op instead of a second, partial emission.
+A "done" marker (kept :data:`DONE_TTL_S`) makes a late replay of an already
+emitted window a no-op instead of a second, partial emission.
+
+Corrections: a late reading that still counts (within the allowed lateness)
+revises its partition's partial of an already emitted region-hour. The
+partials of every partition are kept after the emission (as long as the done
+marker), so the revised partial is merged with the others' and the window is
+emitted again, once every partition has passed its end, with the next
+``revision`` (a counter per window); the Prometheus counters get the
+difference from what was emitted before.
 """
 
 from __future__ import annotations
@@ -27,12 +35,13 @@ from stream.metrics import REDIS_LATENCY
 DONE_TTL_S = 7 * 86_400
 
 _SAVE = """
--- KEYS: pending zset, frontier hash; ARGV: prefix, partition, frontier, then triples (member, end, json)
+-- KEYS: pending zset, frontier hash; ARGV: prefix, partition, frontier, then quads (member, end, json, revised)
+-- A window already emitted takes only corrections (revised = 1): a replay of its first partial is a no-op.
 local prefix, partition = ARGV[1], ARGV[2]
 redis.call('HSET', KEYS[2], partition, ARGV[3])
-for i = 4, #ARGV, 3 do
+for i = 4, #ARGV, 4 do
   local member = ARGV[i]
-  if redis.call('EXISTS', prefix .. 'done:' .. member) == 0 then
+  if ARGV[i + 3] == '1' or redis.call('EXISTS', prefix .. 'done:' .. member) == 0 then
     redis.call('HSET', prefix .. 'part:' .. member, partition, ARGV[i + 2])
     redis.call('ZADD', KEYS[1], ARGV[i + 1], member)
   end
@@ -56,20 +65,26 @@ local ready = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', low)
 local out = {}
 for _, member in ipairs(ready) do
   if redis.call('SET', prefix .. 'claim:' .. member, ARGV[4], 'NX', 'PX', ARGV[3]) then
-    out[#out + 1] = {member, redis.call('HVALS', prefix .. 'part:' .. member)}
+    out[#out + 1] = {member, redis.call('HVALS', prefix .. 'part:' .. member),
+                     redis.call('GET', prefix .. 'rev:' .. member) or '0',
+                     redis.call('GET', prefix .. 'emitted:' .. member) or ''}
   end
 end
 return out
 """
 
 _CONFIRM = """
--- KEYS: pending zset; ARGV: prefix, done ttl s, members produced
+-- KEYS: pending zset; ARGV: prefix, done ttl s, then pairs (member produced, its emitted totals as JSON)
+-- The partials stay (with the done marker) so that a correction is merged with the other partitions'.
 local prefix = ARGV[1]
-for i = 3, #ARGV do
+for i = 3, #ARGV, 2 do
   local member = ARGV[i]
-  redis.call('DEL', prefix .. 'part:' .. member)
+  redis.call('EXPIRE', prefix .. 'part:' .. member, ARGV[2])
   redis.call('ZREM', KEYS[1], member)
   redis.call('SET', prefix .. 'done:' .. member, 1, 'EX', ARGV[2])
+  redis.call('INCR', prefix .. 'rev:' .. member)
+  redis.call('EXPIRE', prefix .. 'rev:' .. member, ARGV[2])
+  redis.call('SET', prefix .. 'emitted:' .. member, ARGV[i + 1], 'EX', ARGV[2])
   redis.call('DEL', prefix .. 'claim:' .. member)
 end
 return 1
@@ -100,7 +115,7 @@ class RegionalMerger:
                 continue
             for rec in cw.to_records():
                 member = f"{rec['key']}|{rec['window']}|{rec['window_start']}"
-                args += [member, _epoch(rec["window_end"]), orjson.dumps(rec)]
+                args += [member, _epoch(rec["window_end"]), orjson.dumps(rec), 1 if rec["revision"] else 0]
         started = time.perf_counter()
         await self._save(keys=[self.pending, self.frontiers], args=args)
         REDIS_LATENCY.labels("regional_save").observe(time.perf_counter() - started)
@@ -110,21 +125,29 @@ class RegionalMerger:
 
         Produce them, then :meth:`confirm`; unconfirmed claims expire after :data:`CLAIM_MS` and the
         windows are claimed again (at-least-once, same content), so a crash between the two loses nothing.
+        A record's ``revision`` counts its earlier emissions; ``previous`` (not part of the record sent)
+        holds the totals emitted before, for counters that must grow by the difference only.
         """
         started = time.perf_counter()
         rows = await self._claim(
             keys=[self.pending, self.frontiers], args=[self.prefix, self.partitions, CLAIM_MS, self.worker]
         )
         REDIS_LATENCY.labels("regional_emit").observe(time.perf_counter() - started)
-        return [
-            (m.decode() if isinstance(m, bytes) else m, merge_partials([orjson.loads(p) for p in parts]))
-            for m, parts in rows
-        ]
+        out = []
+        for m, parts, rev, emitted in rows:
+            rec = merge_partials([orjson.loads(p) for p in parts])
+            rec["revision"] = int(rev)
+            rec["previous"] = orjson.loads(emitted) if emitted else None
+            out.append((m.decode() if isinstance(m, bytes) else m, rec))
+        return out
 
-    async def confirm(self, members: list[str]) -> None:
+    async def confirm(self, claimed: list[tuple[str, dict[str, Any]]]) -> None:
         """The claimed windows were produced: retire them (a late replay of them is then a no-op)."""
-        if members:
-            await self._confirm(keys=[self.pending], args=[self.prefix, DONE_TTL_S, *members])
+        if claimed:
+            args: list[Any] = [self.prefix, DONE_TTL_S]
+            for member, rec in claimed:
+                args += [member, orjson.dumps({k: rec.get(k) or 0.0 for k in ("kwh_in", "kwh_out", "revenue")})]
+            await self._confirm(keys=[self.pending], args=args)
 
 
 def merge_partials(parts: list[dict[str, Any]]) -> dict[str, Any]:

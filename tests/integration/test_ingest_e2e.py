@@ -74,7 +74,7 @@ def fault_run(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str, se
     env = {
         # replayed history: let the event clock run fast once the stream is quiet, so the last windows close
         "METERSEG_INGEST__CLOCK_RATE": "3600",
-        "METERSEG_INGEST__WINDOWS__ALLOWED_LATENESS_S": "7200",
+        "METERSEG_INGEST__WINDOWS__CLOSE_AFTER_S": "7200",
     }
     with running_worker(settings, out, **env) as worker:
         # SIGKILL the worker part-way through: window state must come back from its checkpoint exactly
@@ -88,8 +88,13 @@ def fault_run(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str, se
         # the silence that follows the end of the data, then for window emission to stop
         wait_for(lambda: metric_value(worker.metrics(), "meterseg_meters_late") >= METERS * 0.9, 120, "end of data")
         counts: list[float] = []
-        wait_for(lambda: counts.append(metric_value(worker.metrics(), "meterseg_windows_emitted_total"))
-                 or (len(counts) > 6 and counts[-1] == counts[-6]), 120, "windows closed")  # fmt: skip
+
+        def with_readings() -> float:  # silent meters keep emitting gap windows as the clock runs on
+            text = worker.metrics()
+            return metric_value(text, "meterseg_windows_emitted_total") - metric_value(text, "meterseg_gap_windows_total")
+
+        wait_for(lambda: counts.append(with_readings()) or (len(counts) > 6 and counts[-1] == counts[-6]), 120,
+                 "windows closed")  # fmt: skip
         health = worker.health()
         metrics = worker.metrics()
     return {
@@ -184,7 +189,9 @@ def test_window_totals_equal_batch_sums(fault_run: dict[str, Any]) -> None:
         region_hour[(region_of[r.meter_id], hour)] += r.kwh_import
     daily: dict[tuple[str, str], float] = {}
     hourly: dict[tuple[str, str], float] = {}
-    for w in fault_run["windows"]:
+    for w in _final(fault_run["windows"]).values():
+        if not w["readings"]:
+            continue  # gap windows: checked in test_every_expected_window_is_emitted
         if w["kind"] == "meter" and w["window"] == "1d":
             daily[(w["key"], w["window_start"][:10])] = w["kwh_in"]
         elif w["kind"] == "region" and w["window"] == "1h":
@@ -195,6 +202,43 @@ def test_window_totals_equal_batch_sums(fault_run: dict[str, Any]) -> None:
     assert set(hourly) == set(region_hour)
     for key, total in region_hour.items():
         assert hourly[key] == pytest.approx(total, rel=1e-9, abs=1e-9), key
+
+
+def _final(windows: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+    """The highest revision of every window: what a consumer keeping the last revision holds."""
+    out: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for w in windows:
+        key = (w["kind"], w["key"], w["window"], w["window_start"])
+        if key not in out or w.get("revision", 0) >= out[key].get("revision", 0):
+            out[key] = w
+    return out
+
+
+def test_every_expected_window_is_emitted(fault_run: dict[str, Any]) -> None:
+    """Each meter's 15-minute windows from its first reading to the end: all there, dropouts as gaps."""
+    final = _final(fault_run["windows"])
+    quarters: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for (kind, key, size, start), w in final.items():
+        if kind == "meter" and size == "15m":
+            quarters[key][start] = w
+    end = fault_run["end"]
+    gaps = 0
+    for meter, got in quarters.items():
+        starts = sorted(_ts(s).timestamp() for s in got)
+        want = {int(t) for t in range(int(starts[0]), int(end), 900)}
+        assert want <= {int(t) for t in starts}, (meter, len(want - {int(t) for t in starts}))
+        gaps += sum(1 for s, w in got.items() if _ts(s).timestamp() < end and w["readings"] == 0)
+    dropouts = [f for f in fault_run["truth"]["faults"] if f["kind"] == "dropout"]
+    assert dropouts and gaps >= len(dropouts)
+    checked = 0
+    for f in dropouts:  # the first interval of a dropout is a gap window (readings 0, completeness 0)
+        start = _ts(f["start"]).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if start < min(quarters[f["meter_id"]]):
+            continue  # a meter's grid starts at its first reading: before it, the meter was not heard of yet
+        checked += 1
+        w = quarters[f["meter_id"]][start]
+        assert (w["readings"], w["completeness"], w["expected"]) == (0, 0.0, 1), (f, w)
+    assert checked >= len(dropouts) - 2
 
 
 def _score(fault_run: dict[str, Any], kind: str) -> tuple[float, float, int, int]:

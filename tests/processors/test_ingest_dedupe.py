@@ -54,6 +54,44 @@ def test_matches_set_model_and_survives_restart(batches: list[list[tuple[int, in
         assert out.duplicate_index.tolist() == sorted(set(range(len(keys))) - set(_first_index(keys, want, seen)))
 
 
+# Several words: slots drift forward over ~1000 slots, never more than 100 behind the newest (horizon 192).
+drifting = st.lists(
+    st.tuples(st.integers(0, 60), st.lists(st.tuples(st.integers(0, 4), st.integers(0, 100)), max_size=30)),
+    min_size=1, max_size=12,
+)  # fmt: skip
+
+
+@settings(max_examples=120, deadline=None)
+@given(drifting, st.integers(0, 12))
+def test_a_48_hour_horizon_matches_the_set_model(batches: list[tuple[int, list[tuple[int, int]]]], cut: int) -> None:
+    """The 48 h horizon (3 words of 64 slots) as the windows' default lateness needs: exact across word edges."""
+    seen: set[tuple[int, int]] = set()
+    d = Deduplicator(horizon_s=48 * 3600)
+    assert d.words == 3
+    base = 0
+    for k, (step, offsets) in enumerate(batches):
+        if k == cut:
+            d = Deduplicator.restore(orjson.loads(orjson.dumps(d.snapshot())))
+        base += step
+        keys = [(m, base + o) for m, o in offsets]
+        out = d.process(batch_of(keys))
+        want = [key for key in dict.fromkeys(keys) if key not in seen]
+        seen.update(want)
+        got = [
+            (int(m[1:]), (t - T0) // 900)
+            for m, t in zip(out.readings.meter_ids(), out.readings.interval_start.tolist(), strict=True)
+        ]
+        assert got == want and out.beyond_horizon == 0
+
+
+def test_a_wider_horizon_keeps_what_the_narrow_one_remembered() -> None:
+    d = Deduplicator()
+    d.process(batch_of([(0, 10), (0, 50), (1, 60)]))
+    wide = Deduplicator.restore(orjson.loads(orjson.dumps(d.snapshot()))).with_horizon(48 * 3600)
+    assert wide.words == 3
+    assert wide.process(batch_of([(0, 10), (0, 50), (1, 60), (0, 11)])).duplicates == 3
+
+
 def _first_index(keys: list[tuple[int, int]], want: list[tuple[int, int]], _seen: set[tuple[int, int]]) -> list[int]:
     idx, j = [], 0
     for i, key in enumerate(keys):

@@ -76,7 +76,7 @@ def _pipeline(d: Path) -> dict[str, Any]:
     hb = decoded_hb.heartbeats
     hb = hb.take(np.argsort(hb.ts, kind="stable"))
     dec, dedupe, health = ReadingDecoder(registry), Deduplicator(), HealthMonitor()
-    windows = ConsumptionWindows(WindowConfig(allowed_lateness_s=3600))
+    windows = ConsumptionWindows(WindowConfig(close_after_s=3600))
     counts: collections.Counter[str] = collections.Counter()
     alerts: list[HealthAlert] = []
     closed: list[ClosedWindows] = []
