@@ -113,13 +113,13 @@ class Deduplicator:
         dup[order[repeat]] = True
         # Move each meter's high-watermark first (clearing the bits of the slots it passes over), then judge
         # every reading against it: a block carrying a meter's newest and older intervals is judged as a whole.
-        touched = np.unique(rows)
-        old_hw = self._hw[touched]
+        known = self._hw[rows] != _NONE  # before this batch
+        before = self._hw[: len(self.rows)].copy()
         np.maximum.at(self._hw, rows[~dup], slot[~dup])
-        self._clear_passed(touched, old_hw, self._hw[touched])
+        moved = np.flatnonzero(self._hw[: len(self.rows)] != before)  # no sort: cheaper than np.unique
+        self._clear_passed(moved, before[moved], self._hw[moved])
         hw = self._hw[rows]
         age = hw - slot
-        known = old_hw[np.searchsorted(touched, rows)] != _NONE
         in_horizon = age < bits
         beyond = known & ~in_horizon & ~dup
         pos = slot % bits

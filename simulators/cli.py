@@ -249,6 +249,31 @@ def _register_import(subparsers: Any) -> None:
     common(q)
     q.set_defaults(func=run_import)
 
+    q = sub.add_parser("readings", help="interval readings, long (meter, start, kWh) or wide (meter, day, values)",
+                       description="Import interval readings as ReadingBlocks: --shape long (meter_id, "
+                                   "interval_start, kwh[, kwh_export]) or --shape wide (meter_id, date, then 24/48/96 "
+                                   "values of the local day, 25/50/100 columns to fit the 25-hour day). Local times "
+                                   "are in --timezone; daylight-saving days have 23 and 25 hours. Block ids come from "
+                                   "the content, so a re-import changes nothing. See simulators/importers/readings.py.")
+    q.add_argument("file", type=Path, help="the readings CSV (with header)")
+    q.add_argument("--shape", choices=("long", "wide"), default="long", help="long (a row per interval) or wide "
+                                                                             "(a row per meter and day)")
+    q.add_argument("--registry", type=Path, default=None,
+                   help="meters CSV (meter_id, customer_id, region, tariff[, interval_minutes, has_export, "
+                        "nominal_voltage, installed_on]): registers them and gives the readings their customer; "
+                        "without it the readings file needs a customer_id column")
+    q.add_argument("--timezone", default="UTC", help="time zone of local times (wide days, long starts without "
+                                                     "offset), e.g. Europe/Berlin")
+    q.add_argument("--interval", type=int, default=15, choices=(15, 30, 60), help="interval minutes (long shape)")
+    q.add_argument("--meter-col", default="meter_id", help="name of the meter id column")
+    q.add_argument("--time-col", default="interval_start", help="long: name of the interval start column")
+    q.add_argument("--date-col", default="date", help="wide: name of the day column")
+    q.add_argument("--kwh-col", default="kwh", help="long: name of the imported kWh column")
+    q.add_argument("--export-col", default="kwh_export", help="long: name of the exported kWh column (optional)")
+    q.add_argument("--delimiter", default=",", help="field delimiter: one character, '\\t' for tab")
+    common(q)
+    q.set_defaults(func=run_import)
+
 
 def run_import(args: argparse.Namespace) -> int:
     from simulators.importers.base import ImportRun
@@ -270,7 +295,8 @@ def run_import(args: argparse.Namespace) -> int:
         try:
             if isinstance(sink, KafkaSink):
                 t = settings.topics
-                await sink.ensure_topics([t.purchases, t.registry, t.bills, t.heartbeats, t.maintenance, t.feedback])
+                await sink.ensure_topics([t.purchases, t.registry, t.bills, t.heartbeats, t.maintenance, t.feedback,
+                                          t.readings])
             await coroutine_factory(run, settings)
         finally:
             await sink.stop()
@@ -301,6 +327,8 @@ def _import_job(args: argparse.Namespace) -> tuple[str, Any]:
                                           args.feedback)
         return args.directory.name or "monthly", lambda run, s: import_monthly(files, run, s.topics,
                                                                                args.date_format)
+    if args.format == "readings":
+        return _readings_job(args)
     from simulators.importers.transactions import TransactionSpec, import_transactions
 
     path = _existing(args.file)
@@ -312,6 +340,22 @@ def _import_job(args: argparse.Namespace) -> tuple[str, Any]:
                            quantity_col=args.quantity_col, columns=columns, date_format=args.date_format,
                            delimiter=delimiter, kind=args.kind, channel=args.channel)
     return path.name, lambda run, s: import_transactions(path, spec, run, s.topics)
+
+
+def _readings_job(args: argparse.Namespace) -> tuple[str, Any]:
+    from simulators.importers.readings import ReadingsSpec, import_readings, import_registry
+
+    path = _existing(args.file)
+    registry = _existing(args.registry) if args.registry is not None else None
+    spec = ReadingsSpec(shape=args.shape, meter_col=args.meter_col, time_col=args.time_col, date_col=args.date_col,
+                        kwh_col=args.kwh_col, export_col=args.export_col, interval_minutes=args.interval,
+                        timezone=args.timezone, delimiter="\t" if args.delimiter in ("\\t", "tab") else args.delimiter)
+
+    async def job(run: Any, s: Settings) -> None:
+        meters = await import_registry(registry, run, s.topics) if registry is not None else None
+        await import_readings(path, spec, run, s.topics, meters)
+
+    return path.name, job
 
 
 def _existing(path: Path) -> Path:

@@ -320,8 +320,15 @@ class MeterRevisions:
         step = np.maximum(interval, size)
         keep = (w * size) % step == 0
         if closed is not None and len(closed):
-            have = closed.extra["rows"].astype(np.int64) * _BIG + closed.start // size
-            keep &= ~np.isin(rows * _BIG + w, have)
+            c_rows, c_w = closed.extra["rows"].astype(np.int64), closed.start // size
+            base = int(min(lo.min(), c_w.min()))
+            span = int(max(hi, c_w.max() + 1)) - base
+            if n * span <= 8_000_000:  # the usual case (a few windows per close): a presence grid, no sort
+                present = np.zeros((n, span), np.bool_)
+                present[c_rows, c_w - base] = True
+                keep &= ~present[rows, w - base]
+            else:
+                keep &= ~np.isin(rows * _BIG + w, c_rows * _BIG + c_w)
         rows, w, interval = rows[keep], w[keep], interval[keep]
         if not len(rows):
             return None
