@@ -15,20 +15,28 @@ backfill and the stream compute the same memberships. It is the
 
 How the replay is cut and wired:
 
+* **Every shape the stream accepts.** A message is read as JSON once, as the
+  stream's decoders will read it: a single reading or heartbeat, a batch
+  envelope (``readings`` / ``heartbeats``) or a column block (``columns``).
+  Its *key* is what a producer keys it by on Kafka (the meter id; a block's
+  or an envelope's first meter; a purchase's or profile's customer id) and
+  its *event time* the latest time it carries (a block is sent once its last
+  interval is there). A message that is not JSON, or carries no time, travels
+  with its predecessor and is dead-lettered by the decoders as on the wire.
 * **Polls.** Each topic is read in its recorded (production) order and cut
   at event-time boundaries every ``step_s`` (default one simulated hour): a
   poll holds, per topic, the messages up to the first one whose event time
-  (``interval_start`` of a reading, ``ts`` of a heartbeat or purchase) is at or
-  after the boundary. Late and out-of-order messages therefore arrive late,
-  as they did on the wire; a line without a readable time (malformed JSON)
-  travels with its predecessor.
-* **Partitions.** Readings and heartbeats go to ingest partition
-  :func:`~processors.clustering.fleet.partition_of` ``(meter_id, n)`` (crc32, a
-  stable stand-in for Kafka's murmur2: only stability matters; an envelope
-  goes by its first reading's meter, so use one reading per message or
-  envelopes whose meters share a partition). Daily profiles, as the stream
-  keys them, and purchases go to segmentation partition
-  ``partition_of(customer_id, n)``. Each poll: ingest every partition, then
+  is at or after the boundary. Late and out-of-order messages therefore
+  arrive late, as they did on the wire.
+* **Partitions.** Messages go to the partition of their key under
+  ``BackfillConfig.partitioner`` (default :func:`~processors.clustering.fleet.partition_of`,
+  crc32, a stable stand-in). Give it Kafka's default partitioner (murmur2,
+  ``simulators.partition.partition_for``) and every partition sees exactly
+  the messages, in the same order, that the live worker's partition sees:
+  then the backfill's windows are the live worker's
+  (``tests/integration/test_backfill_equals_live.py``). Daily profiles, as the
+  stream keys them, and purchases go to the segmentation partition of their
+  customer id. Each poll: ingest every partition, then
   feed its daily profiles (serialised exactly as the stream publishes them)
   with the poll's purchases to segmentation, with the registry attributes
   (region, tariff, export) of the customers in the batch as ``static``.
@@ -81,18 +89,20 @@ Example (a tiny simulated fleet; the simulator writes the file sink):
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Protocol
+
+import orjson
 
 from processors.clustering.assign import DriftEvent
 from processors.clustering.fleet import partition_of
 from processors.clustering.model import ModelEvent, ModelOwner
 from processors.columns import MeterRegistry, RawMessage
 from processors.features import DailyProfile
-from processors.ingest import IngestConfig, PartitionIngest
+from processors.ingest import IngestConfig, IngestOutput, PartitionIngest
 from processors.rfm.processor import RfmSketches
 from processors.segmentation import PartitionSegmentation, SegmentationConfig, SegmentationOutput
 from processors.segments import SegmentChange
@@ -135,9 +145,9 @@ __all__ = [
     "registry_from_lines",
 ]
 
-_TIME_KEYS: dict[str, bytes] = {"readings": b'"interval_start":"', "heartbeats": b'"ts":"', "purchases": b'"ts":"'}
-_METER_KEY = b'"meter_id":"'
-_CUSTOMER_KEY = b'"customer_id":"'
+_RECORDS = {"readings": ("readings", "interval_start", "meter_id"), "heartbeats": ("heartbeats", "ts", "meter_id"),
+            "purchases": ("", "ts", "customer_id"), "profiles": ("", "day", "customer_id")}  # fmt: skip
+"""per stream: the list of an envelope, the time field, the key field"""
 
 
 # -- polls ----------------------------------------------------------------------------------------------
@@ -156,30 +166,54 @@ class Poll:
         return len(self.readings) + len(self.heartbeats) + len(self.purchases) + len(self.profiles)
 
 
-class _TimeParser:
-    """Event time (epoch s) of a raw value by a fixed key; ISO strings cached (they repeat a lot)."""
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """What the backfill needs of a raw message: its key (as a producer keys it) and its latest event time."""
 
-    def __init__(self, key: bytes) -> None:
-        self.key = key
-        self.cache: dict[bytes, float] = {}
+    key: str | None
+    time: float | None
 
-    def __call__(self, value: bytes) -> float | None:
-        i = value.find(self.key)
-        if i < 0:
+
+class _Router:
+    """Key and event time of raw values of one stream, whatever their shape; ISO strings cached (they repeat)."""
+
+    def __init__(self, stream: str) -> None:
+        self.envelope, self.time_field, self.key_field = _RECORDS[stream]
+        self.cache: dict[str, float | None] = {}
+
+    def _time(self, text: Any) -> float | None:
+        if not isinstance(text, str):
             return None
-        i += len(self.key)
-        j = value.find(b'"', i)
-        text = value[i:j]
-        t = self.cache.get(text)
-        if t is None:
+        t = self.cache.get(text, -1.0)
+        if t == -1.0:
             try:
-                t = datetime.fromisoformat(text.decode().replace("Z", "+00:00")).timestamp()
+                t = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
             except ValueError:
-                return None
+                t = None
             if len(self.cache) > 100_000:
                 self.cache.clear()
             self.cache[text] = t
         return t
+
+    def __call__(self, value: bytes) -> Routing:
+        try:
+            obj = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return Routing(None, None)
+        if not isinstance(obj, dict):
+            return Routing(None, None)
+        cols = obj.get("columns")
+        if self.key_field not in obj and isinstance(cols, dict):  # a column block
+            keys, times = cols.get(self.key_field), cols.get(self.time_field)
+        elif self.envelope and self.key_field not in obj and isinstance(obj.get(self.envelope), list):
+            records = [r for r in obj[self.envelope] if isinstance(r, dict)]
+            keys = [r.get(self.key_field) for r in records]
+            times = [r.get(self.time_field) for r in records]
+        else:
+            keys, times = [obj.get(self.key_field)], [obj.get(self.time_field)]
+        key = keys[0] if isinstance(keys, list) and keys and isinstance(keys[0], str) else None
+        parsed = [t for t in map(self._time, times if isinstance(times, list) else []) if t is not None]
+        return Routing(key, max(parsed) if parsed else None)
 
 
 def polls_from_streams(
@@ -203,8 +237,8 @@ def polls_from_streams(
     if unknown:
         raise ValueError(f"unknown stream(s) {sorted(unknown)}; expected readings, heartbeats, purchases")
     iters = {k: iter(v) for k, v in streams.items()}
-    parsers = {k: _TimeParser(_TIME_KEYS[k]) for k in iters}
-    heads: dict[str, tuple[float, bytes] | None] = {}
+    routers = {k: _Router(k) for k in iters}
+    heads: dict[str, tuple[float, bytes, str | None] | None] = {}
     last_time: dict[str, float] = {}
     offsets = dict.fromkeys(iters, 0)
 
@@ -213,12 +247,12 @@ def polls_from_streams(
             value = value.rstrip(b"\r\n")
             if not value:
                 continue
-            t = parsers[k](value)
-            if t is None:
+            route = routers[k](value)
+            if route.time is None:
                 t = last_time.get(k, float("-inf"))
             else:
-                last_time[k] = t
-            heads[k] = (t, value)
+                t = last_time[k] = route.time
+            heads[k] = (t, value, route.key)
             return
         heads[k] = None
 
@@ -235,7 +269,7 @@ def polls_from_streams(
             out: list[RawMessage] = getattr(poll, k)
             head = heads[k]
             while head is not None and head[0] < until:
-                out.append(RawMessage(head[1], topic_of[k], 0, offsets[k]))
+                out.append(RawMessage(head[1], topic_of[k], 0, offsets[k], key=head[2]))
                 offsets[k] += 1
                 advance(k)
                 head = heads[k]
@@ -302,6 +336,11 @@ class BackfillResult:
     changes: list[SegmentChange] = field(default_factory=list)
     drift: list[DriftEvent] = field(default_factory=list)
     model_events: list[ModelEvent] = field(default_factory=list)
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    """with ``keep_outputs``: every closed or corrected window, as ``consumption.windows`` records; regional
+    ones are each partition's partial (with its ``partition``), which the stream merges fleet-wide"""
+    deadletters: list[tuple[str, bytes]] = field(default_factory=list)
+    """with ``keep_outputs``: (reason, payload) of every dead letter"""
     messages: int = 0
     readings: int = 0
     profiles: int = 0
@@ -332,6 +371,11 @@ class BackfillConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
     owner_seed: int = 0
+    #: partition of a key among ``partitions``; Kafka's murmur2 (simulators.partition.partition_for) to match a
+    #: live worker exactly, the default crc32 is only stable
+    partitioner: Callable[[str, int], int] = partition_of
+    #: keep every closed window (records), dead letter and alert in the result (tests, comparisons)
+    keep_outputs: bool = False
 
 
 # -- the runner ----------------------------------------------------------------------------------------
@@ -360,6 +404,7 @@ class Backfill:
                 "region": info["region"], "tariff": info["tariff"], "has_export": info["has_export"],
             })
         self._day: date | None = None
+        self._routers: dict[str, _Router] = {}
 
     @classmethod
     def from_directory(cls, directory: Path | str, config: BackfillConfig | None = None,
@@ -385,9 +430,9 @@ class Backfill:
         readings: list[list[RawMessage]] = [[] for _ in range(n)]
         heartbeats: list[list[RawMessage]] = [[] for _ in range(n)]
         for msg in poll.readings:
-            readings[_route(msg.value, _METER_KEY, n)].append(msg)
+            readings[self._partition(msg, "readings")].append(msg)
         for msg in poll.heartbeats:
-            heartbeats[_route(msg.value, _METER_KEY, n)].append(msg)
+            heartbeats[self._partition(msg, "heartbeats")].append(msg)
         profiles: list[list[RawMessage]] = [[] for _ in range(n)]
         for p in range(n):
             if not readings[p] and not heartbeats[p]:
@@ -395,14 +440,15 @@ class Backfill:
             out = self.ingest[p].process((readings[p], heartbeats[p]), wall=wall)
             res.readings += out.accepted_readings
             res.rejects += len(out.rejects)
+            self._keep(out, p)
             self._route_profiles(out.profiles, profiles)
         for msg in poll.profiles:
-            profiles[_route(msg.value, _CUSTOMER_KEY, n)].append(msg)
+            profiles[self._partition(msg, "profiles")].append(msg)
         t1 = time.perf_counter()
         res.ingest_seconds += t1 - t0
         purchases: list[list[RawMessage]] = [[] for _ in range(n)]
         for msg in poll.purchases:
-            purchases[_route(msg.value, _CUSTOMER_KEY, n)].append(msg)
+            purchases[self._partition(msg, "purchases")].append(msg)
         self._segment(purchases, profiles, wall)
         self._exchange(wall)
         self._snapshot_days(poll.until)
@@ -411,8 +457,10 @@ class Backfill:
         """Close every open window, fold the last profiles, exchange, and take the final memberships."""
         n = self.config.partitions
         profiles: list[list[RawMessage]] = [[] for _ in range(n)]
-        for ing in self.ingest:
-            self._route_profiles(ing.flush().profiles, profiles)
+        for p, ing in enumerate(self.ingest):
+            out = ing.flush()
+            self._keep(out, p)
+            self._route_profiles(out.profiles, profiles)
         clocks = [c for s in self.segmentation if (c := s.clock.now(running=False)) is not None]
         wall = max(clocks) if clocks else 0.0
         self._segment([[] for _ in range(n)], profiles, wall)
@@ -421,10 +469,25 @@ class Backfill:
         return self.result
 
     # -- steps --------------------------------------------------------------------------------------
+    def _partition(self, msg: RawMessage, stream: str) -> int:
+        """Partition of a message by its key (read from the value when the poll did not carry it); 0 without one."""
+        n = self.config.partitions
+        if n == 1:
+            return 0
+        key = msg.key if msg.key is not None else self._routers.setdefault(stream, _Router(stream))(msg.value).key
+        return 0 if key is None else self.config.partitioner(key, n)
+
+    def _keep(self, out: IngestOutput, partition: int) -> None:
+        if self.config.keep_outputs:
+            self.result.windows += [r for c in out.closed if c.kind == "meter" for r in c.to_records()]
+            self.result.windows += [{**r, "partition": partition} for c in out.closed if c.kind == "region"
+                                    for r in c.to_records()]  # fmt: skip
+            self.result.deadletters += [(r.reason, r.payload) for r in out.rejects]
+
     def _route_profiles(self, found: list[DailyProfile], into: list[list[RawMessage]]) -> None:
         n = self.config.partitions
         for pr in found:
-            p = partition_of(pr.customer_id, n)
+            p = self.config.partitioner(pr.customer_id, n)
             into[p].append(RawMessage(pr.model_dump_json().encode(), "meterseg.profiles", p, len(into[p])))
 
     def _segment(self, purchases: list[list[RawMessage]], profiles: list[list[RawMessage]], wall: float) -> None:
@@ -485,28 +548,12 @@ class Backfill:
         return out
 
 
-def _field(value: bytes, key: bytes) -> str | None:
-    i = value.find(key)
-    if i < 0:
-        return None
-    i += len(key)
-    j = value.find(b'"', i)
-    return value[i:j].decode("utf-8", "replace") if j > i else None
-
-
-def _route(value: bytes, key: bytes, n: int) -> int:
-    """Partition of a raw message by the id under ``key`` (partition 0 when it has none)."""
-    if n == 1:
-        return 0
-    ident = _field(value, key)
-    return 0 if ident is None else partition_of(ident, n)
-
-
 def _customers(*lists: list[RawMessage]) -> set[str]:
     out: set[str] = set()
+    router = _Router("purchases")
     for msgs in lists:
         for m in msgs:
-            cid = _field(m.value, _CUSTOMER_KEY)
+            cid = m.key if m.key is not None else router(m.value).key
             if cid is not None:
                 out.add(cid)
     return out

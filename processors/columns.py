@@ -70,6 +70,7 @@ class RawMessage(NamedTuple):
 
     ``timestamp_ms`` is the broker append (or producer) time, ``-1`` if unknown;
     it serves the latency metrics and the ``in_future`` plausibility check.
+    ``key`` is the record key where a replay knows it (the backfill routes by it).
     """
 
     value: bytes
@@ -77,6 +78,7 @@ class RawMessage(NamedTuple):
     partition: int = -1
     offset: int = -1
     timestamp_ms: int = -1
+    key: str | None = None
 
 
 class MeterRegistry:
