@@ -14,8 +14,6 @@ from simulators.generator import SimConfig, Simulator
 from simulators.realprofiles import FAMILY_OF, ProfileLoad, RealProfileSpec
 from simulators.sinks import NullSink
 
-pytest.importorskip("demandlib", reason="bench/test extra demandlib is not installed")
-
 START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
 
 
