@@ -111,11 +111,11 @@ def create_app(api_url: str, prometheus_url: str) -> dash.Dash:
     server.add_url_rule("/export/<segment_id>.csv", "export", export_csv)
     app = dash.Dash(
         "console",
-        server=server,
+        server=server,  # type: ignore[arg-type]  # a Flask app is accepted (Dash's stub says bool | callable)
         title="meterseg console",
         serve_locally=True,  # dash and plotly.js come from the installed packages, never a CDN
         suppress_callback_exceptions=True,
-        update_title=None,
+        update_title=None,  # type: ignore[arg-type]  # None: keep the title while callbacks run
         assets_folder="assets-none",  # no local assets: styles are inline below
     )
     app.index_string = app.index_string.replace("{%css%}", "{%css%}<style>" + CSS + "</style>")

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 import flask
+from werkzeug.wrappers import Response
 
 from console.client import Api, ConsoleError
 
@@ -79,7 +80,7 @@ def install(server: flask.Flask, sessions: Sessions, api_url: str) -> None:
     """Add the login and logout routes and the session check to the console's Flask server."""
 
     @server.route("/login", methods=["GET", "POST"])
-    def login() -> flask.Response:
+    def login() -> Response:
         error = ""
         if flask.request.method == "POST":
             token = flask.request.form.get("token", "")
@@ -96,14 +97,14 @@ def install(server: flask.Flask, sessions: Sessions, api_url: str) -> None:
         return flask.Response(body, status=401 if error else 200, mimetype="text/html")
 
     @server.route("/logout")
-    def logout() -> flask.Response:
+    def logout() -> Response:
         sessions.close(flask.request.cookies.get(COOKIE))
         resp = flask.redirect("/login", code=303)
         resp.delete_cookie(COOKIE)
         return resp
 
     @server.before_request
-    def require_session() -> flask.Response | None:
+    def require_session() -> Response | None:
         path = flask.request.path
         if path.startswith(OPEN_PREFIXES) or path == "/logout":
             return None

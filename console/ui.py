@@ -26,11 +26,16 @@ class Filters:
     region: str | None
 
 
+def _id(id: str | None) -> dict[str, Any]:
+    """``id=`` only when given (a component with ``id=None`` would still carry the prop)."""
+    return {"id": id} if id else {}
+
+
 def section(title: str, *children: Any, id: str | None = None, note: str | None = None) -> html.Div:
     head: list[Any] = [html.H3(title)]
     if note:
         head.append(html.P(note, className="note"))
-    return html.Div([*head, *children], className="section", **({"id": id} if id else {}))
+    return html.Div([*head, *children], className="section", **_id(id))
 
 
 def card(title: str, value: Any, id: str, sub: str | None = None) -> html.Div:
@@ -67,10 +72,10 @@ def duration(seconds: float | None) -> str:
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], id: str | None = None, empty: str = "none") -> Any:
     body = [html.Tr([html.Td(c) for c in row]) for row in rows]
     if not body:
-        return html.P(empty, className="note", **({"id": id} if id else {}))
+        return html.P(empty, className="note", **_id(id))
     return html.Table(
         [html.Thead(html.Tr([html.Th(c) for c in columns])), html.Tbody(body)],
-        className="grid", **({"id": id} if id else {}),
+        className="grid", **_id(id),
     )  # fmt: skip
 
 
@@ -85,7 +90,7 @@ def figure(fig: go.Figure, id: str, height: int = 320) -> dcc.Graph:
 
 
 def error_box(message: str, id: str | None = None) -> html.Div:
-    return html.Div(message, className="error-box", **({"id": id} if id else {}))
+    return html.Div(message, className="error-box", **_id(id))
 
 
 def guarded(fn: Callable[[], T], fallback: Callable[[str], T]) -> T:
