@@ -17,6 +17,7 @@ from dash import html
 from console.client import Api, ConsoleError, Prometheus
 from console.ui import HEALTH_COLOURS, Filters, card, cards, duration, figure, link, num, section, table
 
+SHOWN = 25
 DELAY_QUERY = (
     'sum(rate(meterseg_processing_latency_seconds_sum{source="event_time"}[5m]))'
     ' / sum(rate(meterseg_processing_latency_seconds_count{source="event_time"}[5m]))'
@@ -62,11 +63,12 @@ def render(api: Api, prom: Prometheus, f: Filters, query: dict[str, str]) -> Any
     shares.update_layout(yaxis_tickformat=".0%", yaxis_title="share of meters")
     region_rows = [(link(r, "/health?" + urlencode({"region": r})), c["good"], c["fair"], c["poor"], c["late"],
                     c["faulty"]) for r, c in fleet["by_region"].items()]  # fmt: skip
-    items = fleet["items"]
+    faulty_items = [m for m in fleet["items"] if any(r != "silent" for r in m["reasons"])][:SHOWN]
     faulty = [(meter_link(m["meter_id"], m["region"]), m["region"], m["state"], ", ".join(m["reasons"]),
-               when(m["since"])) for m in items if any(r != "silent" for r in m["reasons"])]  # fmt: skip
+               when(m["since"])) for m in faulty_items]  # fmt: skip
+    late_page = api.get("/fleet/meters", region=region, reason="silent", limit=SHOWN)
     late = [(meter_link(m["meter_id"], m["region"]), m["region"], m["customer_id"], when(m["since"]))
-            for m in items if "silent" in m["reasons"]]  # fmt: skip
+            for m in late_page["items"]]  # fmt: skip
     where = region or "all regions"
     out: list[Any] = [
         cards(
@@ -85,13 +87,13 @@ def render(api: Api, prom: Prometheus, f: Filters, query: dict[str, str]) -> Any
     ]  # fmt: skip
     if query.get("meter"):
         out.append(alerts_panel(api, query["meter"]))
-    shown = f"first {len(items)} of {fleet['total']}" if fleet["total"] > len(items) else f"{fleet['total']}"
     out += [
         section(f"Faulty meters ({where})", table(("meter", "region", "state", "reasons", "since"), faulty,
                                                   id="faulty-meters", empty="no faulty meters"),
-                note="failing validation rules (stuck register, spikes, negative values, fault heartbeats...)"),
+                note=f"failing validation rules (stuck register, spikes, negative values, fault heartbeats...); "
+                f"{len(faulty)} listed"),
         section(f"Late meters ({where})", table(("meter", "region", "customer", "silent since"), late,
                                                 id="late-meters", empty="no late meters"),
-                note=f"{shown} meters in fair or poor health listed"),
+                note=f"{len(late)} of {late_page['total']} late meters listed"),
     ]  # fmt: skip
     return out

@@ -25,6 +25,14 @@ def _bar(rows: list[tuple[dict[str, str], float]], label: str, title: str) -> go
     rows = sorted(rows, key=lambda r: r[0].get(label, ""))
     fig = go.Figure(go.Bar(x=[r[0].get(label, "") for r in rows], y=[r[1] for r in rows]))
     fig.update_layout(yaxis_title=title)
+    return _empty_note(fig, [r[1] for r in rows])
+
+
+def _empty_note(fig: go.Figure, values: list[float]) -> go.Figure:
+    """Say so on the chart when every value is zero (nothing counted yet), rather than show bare axes."""
+    if not any(values):
+        fig.add_annotation(text="nothing counted yet", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
+                           font={"size": 14, "color": "#5a6872"})  # fmt: skip
     return fig
 
 
@@ -54,6 +62,7 @@ def render(api: Api, prom: Prometheus, f: Filters, query: dict[str, str]) -> Any
     issued, paid = amounts.get("issued", 0.0), amounts.get("paid", 0.0)
     bills = go.Figure(go.Bar(x=["issued", "paid", "outstanding"], y=[issued, paid, outstanding or 0.0],
                              marker={"color": ["#1f5f99", "#3a9e5f", "#b8403b"]}))  # fmt: skip
+    _empty_note(bills, [issued, paid, outstanding or 0.0])
     feedback = _bar(scores, "score", "feedback messages")
     return [
         cards(

@@ -219,7 +219,9 @@ def test_rule_builder_errors_as_you_type_then_the_apis_count(page: PageLog, cons
     editor = pg.locator("#rule-text")
     editor.fill("")
     editor.press_sequentially('region = "North"', delay=15)
-    pg.wait_for_selector("#rule-error")
+    # every keystroke is checked; wait for the answer to the whole text (the caret line repeats it)
+    pg.wait_for_function("""(document.querySelector('#rule-caret') || {innerText: ''}).innerText
+                             .startsWith('region = "North"\\n')""")
     error = pg.locator("#rule-error")
     assert error.get_attribute("data-line") == "1" and error.get_attribute("data-column") == "8"
     assert "column 8" in pg.inner_text("#rule-error-message")
