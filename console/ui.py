@@ -14,7 +14,7 @@ from console.client import ConsoleError
 
 T = TypeVar("T")
 PALETTE = ("#1f5f99", "#e07b39", "#3a9e5f", "#b8403b", "#7d5ba6", "#8c6d31", "#d06ba8", "#5f6b73")
-HEALTH_COLOURS = {"good": "#3a9e5f", "fair": "#e0b339", "poor": "#b8403b", "unknown": "#9aa5ad"}
+HEALTH_COLOURS = {"good": "#3a9e5f", "fair": "#e0b339", "poor": "#b8403b"}
 
 
 @dataclass(frozen=True)

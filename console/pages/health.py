@@ -56,7 +56,7 @@ def render(api: Api, prom: Prometheus, f: Filters, query: dict[str, str]) -> Any
         delay = prom.scalar(DELAY_QUERY)
     except ConsoleError:
         delay = None
-    states = ("good", "fair", "poor", "unknown")
+    states = ("good", "fair", "poor")
     shares = go.Figure(go.Bar(x=list(states), y=[st[s] / total for s in states],
                               marker={"color": [HEALTH_COLOURS[s] for s in states]},
                               text=[f"{100 * st[s] / total:.0f} %" for s in states]))  # fmt: skip

@@ -44,7 +44,7 @@ def render(api: Api, prom: Prometheus, f: Filters, query: dict[str, str]) -> Any
     revenue, revenue_note = revenue_total(prom, f.region)
     st = fleet["by_state"]
     late = st["late"]
-    active = fleet["meters"] - late - st["unknown"]
+    active = fleet["meters"] - late
     kwh = sum(d["kwh"] for d in daily["days"])
     where = f.region or "all regions"
     head = cards(
@@ -60,7 +60,7 @@ def render(api: Api, prom: Prometheus, f: Filters, query: dict[str, str]) -> Any
     by_day = go.Figure([go.Bar(name=r, x=days, y=[d["by_region"].get(r, {}).get("kwh", 0) for d in daily["days"]])
                         for r in regions])  # fmt: skip
     by_day.update_layout(barmode="stack", yaxis_title="kWh per day", xaxis={"type": "category"})
-    states = [s for s in ("good", "fair", "poor", "unknown") if st[s]]
+    states = [s for s in ("good", "fair", "poor") if st[s]]
     health_fig = go.Figure(go.Pie(labels=states, values=[st[s] for s in states], hole=0.45,
                                   marker={"colors": [HEALTH_COLOURS[s] for s in states]}))  # fmt: skip
     return [

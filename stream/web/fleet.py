@@ -11,7 +11,9 @@ utility's overview page shows with a date range and a region filter.
 * ``GET /fleet/meters`` lists meters with region, health state, reasons and
   since when (for a silent meter: the time it was last heard of plus the
   allowed gap), filtered by region, state and reason, with counts per state
-  and per region.
+  and per region. Health is written to Redis when it changes
+  (:class:`stream.state.health.HealthStore`), so a registered meter without a
+  record never had a finding: it counts as good.
 """
 
 from __future__ import annotations
@@ -106,12 +108,10 @@ async def meters(ctx: ApiContext, req: ApiRequest) -> Any:
     another reason) per region, and the meters that match the filters, sorted by id."""
     region = _region_filter(ctx, req.arg("region"))
     raw_states = req.arg("state")
-    states = tuple(raw_states.split(",")) if raw_states else (*HEALTH_STATES, "unknown")
-    bad = [s for s in states if s not in (*HEALTH_STATES, "unknown")]
+    states = tuple(raw_states.split(",")) if raw_states else HEALTH_STATES
+    bad = [s for s in states if s not in HEALTH_STATES]
     if bad:
-        raise bad_request(
-            f"unknown states {bad}; known: {', '.join(HEALTH_STATES)}, unknown", error="invalid_parameter"
-        )
+        raise bad_request(f"unknown states {bad}; known: {', '.join(HEALTH_STATES)}", error="invalid_parameter")
     reason = req.arg("reason")
     page = parse_page(req.query)
     where = meter_regions(ctx)
@@ -126,7 +126,7 @@ async def meters(ctx: ApiContext, req: ApiRequest) -> Any:
     if region is not None:
         ids = [m for m in ids if where.get(m) == region]
     # reasons and since only for meters not in good health (one HMGET each), so a healthy fleet reads little
-    flagged = [m for m in ids if state_of.get(m, "unknown") not in ("good", "unknown")]
+    flagged = [m for m in ids if state_of.get(m, "good") != "good"]
     pipe = ctx.redis.pipeline(transaction=False)
     for m in flagged:
         pipe.hmget(health.key(m), "reasons", "since")
@@ -138,7 +138,7 @@ async def meters(ctx: ApiContext, req: ApiRequest) -> Any:
     by_region: dict[str, Counter[str]] = {}
     matching: list[str] = []
     for m in ids:
-        s = state_of.get(m, "unknown")
+        s = state_of.get(m, "good")
         reasons = detail.get(m, ([], None))[0]
         counts = by_region.setdefault(where.get(m, "unknown"), Counter())
         for c in (by_state, counts):
@@ -154,8 +154,8 @@ async def meters(ctx: ApiContext, req: ApiRequest) -> Any:
     for m in chunk:
         reasons, since = detail.get(m, ([], None))
         items.append({"meter_id": m, "customer_id": ctx.directory.customer_of(m), "region": where.get(m),
-                      "state": state_of.get(m, "unknown"), "reasons": reasons, "since": since})  # fmt: skip
-    keys = (*HEALTH_STATES, "unknown", "late", "faulty")
+                      "state": state_of.get(m, "good"), "reasons": reasons, "since": since})  # fmt: skip
+    keys = (*HEALTH_STATES, "late", "faulty")
     return {
         "region": region,
         "meters": len(ids),

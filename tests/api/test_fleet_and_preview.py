@@ -5,7 +5,9 @@ and Redis read at about the same moment."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.error import HTTPError
 from urllib.parse import urlencode
@@ -34,12 +36,28 @@ def ok(engine: RunningEngine, path: str, method: str = "GET", body: Any = None) 
     return payload
 
 
+def eventually(check: Callable[[], Any], tries: int = 6, pause_s: float = 1.0) -> Any:
+    """``check()``'s result once it passes: the engine keeps running (windows close, customers age), so two
+    reads a moment apart may differ; a comparison that keeps failing fails the test."""
+    for _ in range(tries - 1):
+        try:
+            return check()
+        except AssertionError:
+            time.sleep(pause_s)
+    return check()
+
+
 def test_daily_consumption_is_the_sum_of_the_meters_daily_windows(running_engine: RunningEngine) -> None:
-    daily = ok(running_engine, "/fleet/daily")
-    days = [d for d in daily["days"] if d["meters"]]
-    assert days and daily["regions"]
-    top = ok(running_engine, "/meters/top?" + urlencode({"from": days[0]["day"], "to": days[-1]["day"], "limit": 1000}))
-    assert sum(d["kwh"] for d in days) == pytest.approx(sum(t["kwh"] for t in top["items"]), rel=1e-6)
+    def same_total() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        daily = ok(running_engine, "/fleet/daily")
+        days = [d for d in daily["days"] if d["meters"]]
+        assert days and daily["regions"]
+        span = {"from": days[0]["day"], "to": days[-1]["day"], "limit": 1000}
+        top = ok(running_engine, "/meters/top?" + urlencode(span))
+        assert sum(d["kwh"] for d in days) == pytest.approx(sum(t["kwh"] for t in top["items"]), rel=1e-6)
+        return daily, days
+
+    daily, days = eventually(same_total)
     for d in days:
         assert d["kwh"] == pytest.approx(sum(r["kwh"] for r in d["by_region"].values()), abs=1e-2)
         assert d["meters"] == sum(r["meters"] for r in d["by_region"].values())
@@ -59,16 +77,14 @@ def test_daily_consumption_is_the_sum_of_the_meters_daily_windows(running_engine
 def test_fleet_meters_counts_agree_with_the_faulty_meters_view(running_engine: RunningEngine) -> None:
     fleet = ok(running_engine, "/fleet/meters?limit=1000")
     by_state = fleet["by_state"]
-    assert fleet["meters"] == sum(by_state[s] for s in ("good", "fair", "poor", "unknown")) == len(fleet["items"]) > 0
+    assert fleet["meters"] == sum(by_state[s] for s in ("good", "fair", "poor")) == len(fleet["items"]) > 0
     assert by_state["poor"] == ok(running_engine, "/meters/faulty?state=poor&limit=1")["total"]
     assert sum(c["poor"] for c in fleet["by_region"].values()) == by_state["poor"]
     late = ok(running_engine, "/fleet/meters?reason=silent&limit=1000")
     assert late["total"] == by_state["late"] and all("silent" in m["reasons"] for m in late["items"])
     region = sorted(fleet["by_region"])[0]
     mine = ok(running_engine, "/fleet/meters?" + urlencode({"region": region, "limit": 1000}))
-    assert mine["meters"] == sum(
-        v for k, v in fleet["by_region"][region].items() if k in ("good", "fair", "poor", "unknown")
-    )
+    assert mine["meters"] == sum(v for k, v in fleet["by_region"][region].items() if k in ("good", "fair", "poor"))
     assert {m["region"] for m in mine["items"]} == {region}
     status, payload = call(running_engine, "GET", "/fleet/meters?state=broken")
     assert status == 400 and payload["error"] == "invalid_parameter"
@@ -105,8 +121,12 @@ def test_rfm_grid_and_segment_shape(running_engine: RunningEngine) -> None:
     grid = ok(running_engine, "/insights/rfm-grid")
     assert grid["scored"] == sum(c["customers"] for c in grid["cells"]) > 0
     assert all(1 <= c["r"] <= 5 and 1 <= c["f"] <= 5 for c in grid["cells"])
-    champions = [c for c in grid["cells"] if c["r"] == 5 and c["f"] >= 4]
-    assert all(c["segment"] == "Champions" for c in champions)  # the RFM map's cell, by majority
+
+    def champions_cells() -> None:  # the RFM map's cells, by majority (scores and segment are re-read together)
+        cells = ok(running_engine, "/insights/rfm-grid")["cells"]
+        assert all(c["segment"] == "Champions" for c in cells if c["r"] == 5 and c["f"] >= 4), cells
+
+    eventually(champions_cells)
     segments = ok(running_engine, "/segments?family=behaviour")["segments"]
     seg = max(segments, key=lambda s: s["size"])
     shape = ok(running_engine, f"/segments/{seg['id']}/shape")
