@@ -88,6 +88,11 @@ def render(pathname: str | None, search: str | None, start: str | None, end: str
         return error_box(str(exc), id="page-error")
 
 
+def active_nav(pathname: str | None) -> list[str]:
+    """Underline the navigation link of the page shown."""
+    return ["active" if path == (pathname or "/") else "" for path, _, _ in PAGES]
+
+
 def export_csv(segment_id: str) -> flask.Response:
     """The API's streamed CSV export passed through with the session's token (no token in the URL)."""
     try:
@@ -128,6 +133,9 @@ def create_app(api_url: str, prometheus_url: str) -> dash.Dash:
         Input("f-dates", "end_date"),
         Input("f-region", "value"),
     )(render)
+    app.callback(
+        [Output(f"nav-{path.strip('/') or 'overview'}", "className") for path, _, _ in PAGES], Input("url", "pathname")
+    )(active_nav)
     for module in (segments, builder, customer):
         module.register(app)
     return app

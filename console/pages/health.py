@@ -88,7 +88,7 @@ def render(api: Api, prom: Prometheus, f: Filters, query: dict[str, str]) -> Any
     if query.get("meter"):
         out.append(alerts_panel(api, query["meter"]))
     out += [
-        section(f"Faulty meters ({where})", table(("meter", "region", "state", "reasons", "since"), faulty,
+        section(f"Meters failing validation ({where})", table(("meter", "region", "state", "reasons", "since"), faulty,
                                                   id="faulty-meters", empty="no faulty meters"),
                 note=f"failing validation rules (stuck register, spikes, negative values, fault heartbeats...); "
                 f"{len(faulty)} listed"),
