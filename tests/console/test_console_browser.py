@@ -57,8 +57,10 @@ def open_page(pg: Any, console: Console, path: str, ready: str) -> None:
     pg.wait_for_selector(ready, timeout=30_000)
 
 
-def charts(pg: Any) -> int:
-    pg.wait_for_selector(".js-plotly-plot .main-svg", timeout=20_000)
+def charts(pg: Any, at_least: int = 1) -> int:
+    """Plotly charts drawn on the page, once at least ``at_least`` are (dcc.Graph loads plotly lazily)."""
+    pg.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {at_least}",
+                         timeout=30_000)  # fmt: skip
     return int(pg.locator(".js-plotly-plot").count())
 
 
@@ -91,7 +93,7 @@ def test_login_keeps_the_token_on_the_server(browser: Any, console: Console) -> 
 def test_overview_shows_the_fleet_and_follows_the_filters(page: PageLog, console: Console) -> None:
     pg, _ = page
     open_page(pg, console, "/", "#kpi-customers")
-    assert charts(pg) == 2
+    assert charts(pg, 2) == 2
     assert number(pg.inner_text("#kpi-customers")) == api(console, "GET", "/customers?limit=1")["total"]
     fleet = api(console, "GET", "/fleet/meters?limit=1")
     assert number(pg.inner_text("#kpi-inactive")) == fleet["by_state"]["late"]
@@ -126,7 +128,7 @@ def test_overview_shows_the_fleet_and_follows_the_filters(page: PageLog, console
 def test_consumption_top_consumers_and_a_load_curve(page: PageLog, console: Console) -> None:
     pg, _ = page
     open_page(pg, console, "/consumption", "#top-consumers")
-    assert charts(pg) == 4  # by region, daily, monthly, the meter's curve
+    assert charts(pg, 4) == 4  # by region, daily, monthly, the meter's curve
     daily = api(console, "GET", "/fleet/daily")
     top = api(console, "GET", f"/meters/top?from={daily['from']}&to={daily['to']}&limit=15")["items"]
     rows = pg.locator("#top-consumers tbody tr")
@@ -145,7 +147,7 @@ def test_consumption_top_consumers_and_a_load_curve(page: PageLog, console: Cons
 def test_meter_health_drill_down_region_meter_alerts(page: PageLog, console: Console) -> None:
     pg, _ = page
     open_page(pg, console, "/health", "#health-regions")
-    assert charts(pg) == 1
+    assert charts(pg, 1) == 1
     fleet = api(console, "GET", "/fleet/meters?limit=1")
     assert pg.locator("#health-regions tbody tr").count() == len(fleet["by_region"])
     assert pg.inner_text("#health-late").replace(",", "") == str(fleet["by_state"]["late"])
@@ -167,7 +169,7 @@ def test_meter_health_drill_down_region_meter_alerts(page: PageLog, console: Con
 def test_revenue_and_operations(page: PageLog, console: Console) -> None:
     pg, _ = page
     open_page(pg, console, "/revenue", "#rev-purchases")
-    assert charts(pg) == 6
+    assert charts(pg, 6) == 6
     purchases = prometheus(console, "sum(meterseg_purchase_revenue_total)")
     assert purchases > 0 and number(pg.inner_text("#rev-purchases")) == pytest.approx(purchases, abs=0.01)
     shoot(pg, console, "revenue")
@@ -179,7 +181,7 @@ def test_segments_page_and_client_view_from_a_member(page: PageLog, console: Con
     seg = max((s for s in listing if s["family"] == "rfm"), key=lambda s: s["size"])
     open_page(pg, console, "/segments?" + urlencode({"id": seg["id"]}), "#segment-detail")
     assert pg.locator("#segment-list tbody tr").count() == len(listing)
-    assert charts(pg) >= 4  # R × F grid, size over time, typical day, overlap
+    assert charts(pg, 4) >= 4  # R × F grid, size over time, typical day, overlap
     assert f"{seg['size']} members" in pg.inner_text("#segment-detail")
     grid = api(console, "GET", "/insights/rfm-grid")
     assert grid["scored"] > 0 and pg.locator("#rfm-grid .js-plotly-plot").count() == 1
