@@ -6,6 +6,7 @@ COPY meterseg ./meterseg
 COPY stream ./stream
 COPY processors ./processors
 COPY simulators ./simulators
+COPY console ./console
 COPY prometheus ./prometheus
 RUN pip install --no-cache-dir .
 ENV METERSEG_KAFKA_BOOTSTRAP=kafka:9092 \

@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "simulators.cli",
     "stream.cli",
     "stream.web.cli",
+    "console.cli",
 )
 
 

@@ -167,6 +167,12 @@ def _run(
     else:
         print(f"error: the worker did not become healthy; see {log_dir / 'worker.log'}", file=sys.stderr)
         return 1
+    console_port = int(os.environ.get("METERSEG_CONSOLE_PORT", "8050"))
+    if not args.exit_when_done:  # the web console, beside the worker's API (console/)
+        console_log = (log_dir / "console.log").open("wb")
+        procs.procs["console"] = subprocess.Popen(
+            [*cli, "console", "--port", str(console_port)], env=env, stdout=console_log, stderr=subprocess.STDOUT
+        )
     sim_log = (log_dir / "simulator.log").open("wb")
     sim_args = [
         "simulate", "--meters", str(args.meters), "--days", str(args.days), "--speed", str(args.speed),
@@ -217,8 +223,10 @@ def _run(
     print("\n")
     _summary(settings, stack, log_dir, _metrics(settings.metrics_port))
     if args.exit_when_done:
+        print(f"\nweb console: `meterseg console`, then http://127.0.0.1:{console_port}/ (sign in with METERSEG_API_TOKEN)")
         return 0
     print("\nThe worker keeps running; Ctrl-C stops it (the stack stays up: `meterseg stack down`).", flush=True)
+    print(f"web console  http://127.0.0.1:{console_port}/  (sign in with the API token, METERSEG_API_TOKEN)", flush=True)
     while procs.procs["worker"].poll() is None:
         time.sleep(1.0)
     return 1

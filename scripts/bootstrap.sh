@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine for meterseg: a virtualenv with the package, and the
-# Debian packages the local stack runs (redis-server, prometheus, kcat).
+# Debian packages the local stack runs (redis-server, prometheus, kcat), and
+# chromium with a font for the web console's browser tests (Playwright drives it).
 # Kafka's jars are fetched by `meterseg stack up` itself (Maven, cached).
 # Idempotent and quick when everything is already there.
 set -euo pipefail
@@ -12,6 +13,8 @@ command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -d /usr/share/fonts/truetype/dejavu ] || need_apt+=(fonts-dejavu-core)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "bootstrap: installing ${need_apt[*]} (apt-get)" >&2

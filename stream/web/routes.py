@@ -128,7 +128,7 @@ def route(
 
 def all_routes() -> list[Route]:
     """Every declared route, in declaration order (imports the resource modules)."""
-    from stream.web import customers, insights, meters, openapi, score, segments  # noqa: F401  (declare routes)
+    from stream.web import customers, fleet, insights, meters, openapi, preview, score, segments  # noqa: F401  (declare routes)
 
     return list(_ROUTES)
 

@@ -1,15 +1,12 @@
 """A worker end to end on a real Redis Cluster (``METERSEG_REDIS_CLUSTER=true``): ingest, segments, the API.
 
-Runs once every component names its Redis keys by ``settings.redis_namespace``
-(the hash tag ``{app}`` on a cluster). Until the pipelines in
-``stream/pipelines/`` (and the operations agents) do, their keys spread over
-the cluster's slots and the regional-window script is refused (CROSSSLOT):
-the test is skipped with that reason, see docs/scaling.md "Redis Cluster".
+Every component names its shared Redis keys by ``settings.redis_namespace`` (the hash tag ``{app}`` on a
+cluster), so the multi-key scripts (regional windows, memberships) run in one slot; see docs/scaling.md
+"Redis Cluster".
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import uuid
 from pathlib import Path
@@ -18,9 +15,6 @@ from urllib.request import Request, urlopen
 
 import pytest
 
-import stream.agents.operations
-import stream.pipelines.ingest
-import stream.pipelines.segmentation
 from meterseg.settings import Settings, TopicNames
 from stream.clients.redis_client import sync_redis
 from tests.cluster.conftest import RedisCluster
@@ -29,14 +23,7 @@ from tests.integration.harness import running_worker, simulate, wait_for
 
 pytestmark = pytest.mark.integration
 
-_NOT_YET = [
-    module.__name__
-    for module in (stream.pipelines.ingest, stream.pipelines.segmentation, stream.agents.operations)
-    if "settings.app_id" in inspect.getsource(module)
-]
 
-
-@pytest.mark.skipif(bool(_NOT_YET), reason=f"{', '.join(_NOT_YET)} still name Redis keys by settings.app_id")
 def test_worker_runs_on_a_redis_cluster(redis_cluster: RedisCluster, kafka_bootstrap: str, tmp_path: Path) -> None:
     unique = uuid.uuid4().hex[:8]
     settings = Settings(
