@@ -517,7 +517,6 @@ class EventTimeWindows:
             known = batch.append_ms > 0  # 0 or -1: no broker time (1970 is none either)
             future = known & (t > batch.append_ms // 1000 + self.config.max_future_s)
             ok &= ~future
-        self._observe(batch, np.flatnonzero(ok))
         late = np.zeros(len(batch), np.bool_)
         correct = np.zeros(0, np.int64)
         rejects: list[Reject] = []
@@ -536,6 +535,9 @@ class EventTimeWindows:
                 batch, np.flatnonzero(future).tolist(), "in_future",
                 f"interval starts more than {self.config.max_future_s}s after the broker timestamp",
             )  # fmt: skip
+        # a meter's newest reading moves only now: a late reading is judged against what its meter had sent
+        # before this batch (as on the wire), not against readings that came after it in the same poll
+        self._observe(batch, np.flatnonzero(~future))
         closed: list[ClosedWindows] = self._correct(batch, correct) if len(correct) else []
         idx = np.flatnonzero(ok)
         if len(idx):

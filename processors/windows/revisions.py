@@ -8,7 +8,8 @@ one-hour lateness, such uploads were dead-lettered and their days stayed at
 
 * **lateness is judged per meter**: a reading whose window already closed
   still counts while its interval starts less than ``allowed_lateness_s``
-  (48 h by default) before its own meter's newest interval, and its window
+  (48 h by default) before the newest interval its own meter had sent before
+  (earlier polls: a backlog read in one poll is judged as it arrived), and its window
   closed less than that ago (the second bound caps what must be kept: a
   window closed longer ago is final). A meter whose clock runs ahead, or a
   busy neighbour, does not make anybody else's readings late;
@@ -230,10 +231,12 @@ class MeterRevisions:
         if lateness <= 0:
             return np.ones(len(index), np.bool_), why
         rows = self.meters.rows_of(batch.registry, batch.meter[index])
+        self.ledger.ensure(len(self.meters))
         t = batch.interval_start[index]
         small = self.config.smallest_s
         end = (t // small + 1) * small
-        too_late = (self.ledger.newest[rows] - t >= lateness) | (self.frontier - end >= lateness)
+        newest = self.ledger.newest[rows]  # before this batch; NONE (a meter not heard of yet) is never behind
+        too_late = ((newest != NONE) & (newest - t >= lateness)) | (self.frontier - end >= lateness)
         return too_late, why
 
     def _correct(self, batch: ReadingColumns, index: I64) -> list[ClosedWindows]:
@@ -393,12 +396,13 @@ class MeterRevisions:
             else:
                 self.store.entries.pop(key, None)  # complete: nothing can change it any more
             out[i] = new
-        cnt = out[:, _COUNT].astype(np.int64)
+        out = np.ascontiguousarray(out.T)  # one contiguous row per field: columns serialise straight from them
+        cnt = out[_COUNT].astype(np.int64)
         return ClosedWindows(
             kind, size, [names[i] for i in g_rows], start=np.asarray(g_start, np.int64), count=cnt,
-            expected=out[:, _EXPECTED].astype(np.int64), kwh_in=out[:, _KWH_IN], kwh_out=out[:, _KWH_OUT],
-            kw_min=out[:, _KW_MIN], kw_max=out[:, _KW_MAX], kw_mean=out[:, _KW_SUM] / np.maximum(cnt, 1),
-            revenue=out[:, _REVENUE], revision=out[:, _REVISION].astype(np.int64),
+            expected=out[_EXPECTED].astype(np.int64), kwh_in=out[_KWH_IN], kwh_out=out[_KWH_OUT],
+            kw_min=out[_KW_MIN], kw_max=out[_KW_MAX], kw_mean=out[_KW_SUM] / np.maximum(cnt, 1),
+            revenue=out[_REVENUE], revision=out[_REVISION].astype(np.int64),
             extra={"rows": np.asarray(g_rows, np.int64)},
         )  # fmt: skip
 

@@ -243,6 +243,8 @@ def test_a_block_uploaded_six_hours_late_corrects_its_windows() -> None:
         }
         for (m, s), v in want.items():
             assert close_enough(got[(m, _iso(s))]["kwh_in"], v[0])
+    for c in late.closed:  # corrections serialise as WindowBatch columns, like every closing
+        orjson.dumps(c.to_columns(), option=orjson.OPT_SERIALIZE_NUMPY)
     quarter = {(r["key"], r["window_start"], r["revision"]) for c in closed if c.size_s == 900 for r in c.to_records()}
     # the held quarter hours were emitted as gaps first (revision 0), then corrected (revision 1)
     assert (("M0000001", _iso(T0 + 6 * 3600), 0) in quarter) and (("M0000001", _iso(T0 + 6 * 3600), 1) in quarter)
