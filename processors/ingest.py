@@ -502,9 +502,10 @@ class PartitionIngest:
 
     @classmethod
     def restore(cls, state: dict[str, Any], registry: MeterRegistry | None = None) -> Self:
-        ingest = cls(
-            registry if registry is not None else MeterRegistry(), IngestConfig.model_validate(state["config"])
-        )
+        config = dict(state["config"])
+        if isinstance(config.get("windows"), dict):  # a checkpoint from before corrections: see from_checkpoint
+            config["windows"] = WindowConfig.from_checkpoint(config["windows"])
+        ingest = cls(registry if registry is not None else MeterRegistry(), IngestConfig.model_validate(config))
         ingest.dedupe = Deduplicator.restore(state["dedupe"]).with_horizon(ingest._dedupe_horizon())
         ingest.windows = ConsumptionWindows.restore(state["windows"])
         ingest.health = HealthMonitor.restore(state["health"])

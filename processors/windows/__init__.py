@@ -117,7 +117,7 @@ class ConsumptionWindows(MeterRevisions, EventTimeWindows):
     @classmethod
     def restore(cls, state: dict[str, Any]) -> Self:
         """Rebuild from :meth:`snapshot` output."""
-        w = cls(WindowConfig.model_validate(state["config"]))
+        w = cls(WindowConfig.from_checkpoint(state["config"]))
         w.meters = MeterRows(state["meters"])
         w.regions = RegionRows(state["regions"])
         w._base_restore(state, {"meter": len(w.meters), "region": len(w.regions)})

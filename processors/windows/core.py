@@ -112,6 +112,15 @@ class WindowConfig(BaseModel):
             raise ValueError("every window size must be a multiple of the smallest one")
         return self
 
+    @classmethod
+    def from_checkpoint(cls, data: dict[str, Any]) -> WindowConfig:
+        """The configuration a checkpoint saved; one written before corrections (no ``close_after_s``) meant
+        by ``allowed_lateness_s`` what is now ``close_after_s``, and gets the default lateness."""
+        if "close_after_s" not in data and "allowed_lateness_s" in data:
+            data = {**{k: v for k, v in data.items() if k != "allowed_lateness_s"},
+                    "close_after_s": data["allowed_lateness_s"]}  # fmt: skip
+        return cls.model_validate(data)
+
     @property
     def smallest_s(self) -> int:
         return min([*self.meter_sizes_s, *([self.region_size_s] if self.region_size_s else [])])

@@ -118,3 +118,19 @@ def test_redelivered_envelope_and_single_messages_are_dropped() -> None:
     assert again.duplicates == 20 and len(again.readings) == 0
     singles = d.process(dec.process(single_payloads(rows[:7])).readings)
     assert singles.duplicates == 7
+
+
+def test_a_checkpoint_of_the_old_mask_layout_is_converted() -> None:
+    """Before the ring, bit i of the mask meant slot hw - i."""
+    import numpy as np
+
+    from processors.columns import pack_array
+
+    d = Deduplicator()
+    d.process(batch_of([(0, 1)]))
+    state = orjson.loads(orjson.dumps(d.snapshot()))
+    del state["words"]
+    state["hw"] = pack_array(np.array([T0 // 900 + 100], np.int64))
+    state["mask"] = pack_array(np.array([0b101], np.uint64))  # slots 100 and 98 seen
+    old = Deduplicator.restore(state)
+    assert old.process(batch_of([(0, 100), (0, 98), (0, 99)])).duplicates == 2

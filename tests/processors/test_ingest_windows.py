@@ -323,3 +323,17 @@ def _iso(epoch: int) -> str:
     from test_ingest_support import iso
 
     return iso(epoch)
+
+
+def test_a_checkpoint_from_before_corrections_restores_with_its_closing_delay() -> None:
+    w = ConsumptionWindows(WindowConfig(close_after_s=900))
+    w.process(ReadingColumns.from_rows(REG, _rows([0, 1], range(0, 3))))
+    state = orjson.loads(orjson.dumps(w.snapshot()))
+    cfg = state["config"]
+    cfg["allowed_lateness_s"] = cfg.pop("close_after_s")  # what the field meant then
+    for key in ("ledger", "store", "swept"):
+        del state[key]
+    old = ConsumptionWindows.restore(state)
+    assert (old.config.close_after_s, old.config.allowed_lateness_s) == (900, 172_800)
+    late = old.process(ReadingColumns.from_rows(REG, _rows([0], range(0, 1))[:1]))  # a repeat: no ledger yet
+    assert late.too_late == 0 and old.ledger.since[old.meters.row("M0000000")] != -(2**63)
