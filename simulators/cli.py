@@ -206,7 +206,7 @@ def run_simulate(args: argparse.Namespace) -> int:
 def _register_import(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "import",
-        help="import recorded CSV data (purchases, monthly meter data, transactions)",
+        help="import recorded CSV data (purchases, monthly meter data, transactions, interval readings)",
         description="Import recorded CSV data as meterseg events. Every row is validated; rejected rows are "
                     "written with line number and reason to a report and the import carries on. "
                     "Event ids are derived from file name and line, so re-importing a file is idempotent "
