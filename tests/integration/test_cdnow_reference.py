@@ -15,8 +15,8 @@ Then the defects of issue 14, each on the same live engine:
 - every record on ``segment.changes`` has its own id;
 - a customer silent for longer than the horizon (90 days) is in no active RFM segment.
 
-Runs the full file (import and processing take well under a minute here); ``bench/realdata_customers.py``
-prints the same figures.
+Runs the full file: the import and its processing take well under a minute here, reading 23 570
+customers through the API about as long again (more on a loaded machine). ``pytest -s`` prints the figures.
 """
 
 from __future__ import annotations
