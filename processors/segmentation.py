@@ -194,6 +194,7 @@ class SegmentationOutput:
 
     messages: int = 0
     purchases: dict[str, int] = field(default_factory=dict)  # event type -> applied
+    duplicates: int = 0  # purchases whose event id was applied before (re-delivery, re-import)
     revenue: dict[str, float] = field(default_factory=dict)  # channel -> amount PURCHASED
     profiles: int = 0
     rejects: list[Reject] = field(default_factory=list)
@@ -247,6 +248,7 @@ class PartitionSegmentation:
             for p in purchases:
                 known = self.rfm.customers.get(p.customer_id)
                 if (known is not None and p.event_id in known.seen) or (p.customer_id, p.event_id) in fresh:
+                    out.duplicates += 1
                     continue
                 fresh.add((p.customer_id, p.event_id))
                 out.purchases[p.event_type] = out.purchases.get(p.event_type, 0) + 1

@@ -98,7 +98,7 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
             settings.redis_namespace,
             lambda: ModelOwner(**self.config.owner_kwargs()),
         )  # fmt: skip
-        self.totals = {"messages": 0, "deadletter": 0, "changes": 0}
+        self.totals = {"messages": 0, "deadletter": 0, "duplicates": 0, "changes": 0}
         self._last_exchange = 0.0
         self._size_labels: set[tuple[str, str]] = set()
         self._clocks: dict[int, float | None] = {}
@@ -237,6 +237,9 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
         for out in outputs:
             self.totals["messages"] += out.messages
             self.totals["deadletter"] += len(out.rejects)
+            self.totals["duplicates"] += out.duplicates
+            if out.duplicates:
+                m.DUPLICATES.labels(self.topics.purchases).inc(out.duplicates)
             self.totals["changes"] += len(out.changes)
             for event_type, n in out.purchases.items():
                 m.PURCHASES_APPLIED.labels(event_type).inc(n)
