@@ -3,7 +3,7 @@
 Each record is one customer entering or leaving one segment (see
 ``contracts/schemas/segment.changes.json``)::
 
-    {"change_id": "C00042:rfm:champions:entered:2026-01-05T10:00:00Z", "customer_id": "C00042",
+    {"change_id": "C00042:rfm:champions:entered:loyal>champions:2026-01-05T10:00:00Z#17", "customer_id": "C00042",
      "family": "rfm", "segment_id": "champions", "segment_name": "Champions", "action": "entered",
      "from_segment": "loyal", "to_segment": "champions", "ts": "...", "reason": "score_change", ...}
 

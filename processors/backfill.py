@@ -515,8 +515,11 @@ class Backfill:
     def _exchange(self, wall: float) -> None:
         """Re-score, then population and model exchange (the stream's timer, once per poll)."""
         t = time.perf_counter()
+        # one observation time for every partition, as the stream's fleet clock (stream/state/fleet_clock.py)
+        clocks = [c for c in (seg.clock.now(running=False) for seg in self.segmentation) if c is not None]
+        fleet_now = max(clocks) if clocks else None
         for seg in self.segmentation:
-            self._absorb(seg.rescore(wall, caught_up=False))
+            self._absorb(seg.rescore(wall, caught_up=False, now=fleet_now))
         sketches = [seg.local_sketches() for seg in self.segmentation]
         for p, seg in enumerate(self.segmentation):
             others = [s for q, s in enumerate(sketches) if q != p]

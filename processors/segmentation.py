@@ -86,7 +86,25 @@ class SegmentationConfig(BaseModel):
         "with 1 day 20-40 % moved on every weekend; real shifts still show within two weekdays through "
         "the features' shift rule, which restarts the means; measured in bench/segmentation.py)",
     )
-    lost_after_days: float | None = Field(default=None, description="R = 1 after this many days without a purchase")
+    lost_after_days: float | None = Field(
+        default=90.0,
+        gt=0.0,
+        description="absolute silence horizon: a customer without a purchase for longer gets R = 1, so never an "
+        "active RFM segment whatever the population does (None: R is relative to the population only). 90 days: "
+        "three missed monthly bill payments, or months without a prepaid top-up (most top up every 1-4 weeks)",
+    )
+    max_future_s: float | None = Field(
+        default=7 * 86_400.0,
+        ge=0.0,
+        description="purchases dated more than this after their broker timestamp are dead-lettered (in_future) and "
+        "move no clock (a purchase dated 2099 would otherwise age every customer of its partition by decades)",
+    )
+    max_past_s: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="purchases dated more than this before their broker timestamp are dead-lettered (too_late); "
+        "None: any age (historical imports, e.g. CDNOW's 1997 purchases, are decades old)",
+    )
     rfm_map_file: str | None = Field(default=None, description="YAML (R, F) → segment map; None: the shipped map")
     rules_file: str | None = Field(default=None, description="YAML rule-segment definitions loaded at start")
     rules_text: str | None = Field(default=None, description="inline rule definitions (tests)")
@@ -176,6 +194,7 @@ class SegmentationOutput:
 
     messages: int = 0
     purchases: dict[str, int] = field(default_factory=dict)  # event type -> applied
+    duplicates: int = 0  # purchases whose event id was applied before (re-delivery, re-import)
     revenue: dict[str, float] = field(default_factory=dict)  # channel -> amount PURCHASED
     profiles: int = 0
     rejects: list[Reject] = field(default_factory=list)
@@ -221,10 +240,17 @@ class PartitionSegmentation:
         purchase_msgs, profile_msgs = batch
         out = SegmentationOutput(messages=len(purchase_msgs) + len(profile_msgs))
         touched: set[str] = set()
-        purchases = _decode(Purchase, purchase_msgs, out.rejects)
+        purchases = self._plausible(purchase_msgs, out.rejects)
         if purchases:
             self.clock.observe(max(p.ts.timestamp() for p in purchases), wall)
+            # purchase and revenue metrics count each event id once, as RFM does (a re-import changes none)
+            fresh: set[tuple[str, str]] = set()
             for p in purchases:
+                known = self.rfm.customers.get(p.customer_id)
+                if (known is not None and p.event_id in known.seen) or (p.customer_id, p.event_id) in fresh:
+                    out.duplicates += 1
+                    continue
+                fresh.add((p.customer_id, p.event_id))
                 out.purchases[p.event_type] = out.purchases.get(p.event_type, 0) + 1
                 if p.event_type == "PURCHASED":
                     out.revenue[p.channel] = out.revenue.get(p.channel, 0.0) + p.amount
@@ -249,12 +275,39 @@ class PartitionSegmentation:
         self._rules(touched, out)
         return out
 
-    def rescore(self, wall: float | None = None, *, caught_up: bool = True) -> SegmentationOutput:
-        """Re-score RFM against the population at the event clock's now (customers age into At Risk, Lost)."""
+    def _plausible(self, msgs: list[RawMessage], rejects: list[Reject]) -> list[Purchase]:
+        """Decoded purchases, less those dated beyond the configured skew from their broker timestamp."""
+        out: list[Purchase] = []
+        future, past = self.config.max_future_s, self.config.max_past_s
+        for msg, p in zip(*_decode_with_messages(Purchase, msgs, rejects), strict=True):
+            if msg.timestamp_ms >= 0:
+                skew = p.ts.timestamp() - msg.timestamp_ms / 1000.0
+                if future is not None and skew > future:
+                    rejects.append(Reject("in_future", f"purchase time {p.ts.isoformat()} is more than {future:g} s "
+                                          "after the broker timestamp", msg.value, msg.topic, msg.partition,
+                                          msg.offset))  # fmt: skip
+                    continue
+                if past is not None and -skew > past:
+                    rejects.append(Reject("too_late", f"purchase time {p.ts.isoformat()} is more than {past:g} s "
+                                          "before the broker timestamp", msg.value, msg.topic, msg.partition,
+                                          msg.offset))  # fmt: skip
+                    continue
+            out.append(p)
+        return out
+
+    def rescore(
+        self, wall: float | None = None, *, caught_up: bool = True, now: float | None = None
+    ) -> SegmentationOutput:
+        """Re-score RFM against the population at the event clock's now (customers age into At Risk, Lost).
+
+        ``now`` is the fleet's observation time (the partitions' clocks merged); the later of it and this
+        partition's own clock is used, so every partition ages its customers alike.
+        """
         out = SegmentationOutput()
-        now = self.clock.now(wall, running=caught_up)
-        if now is None:
+        own = self.clock.now(wall, running=caught_up)
+        if own is None and now is None:
             return out
+        now = max(t for t in (own, now) if t is not None)
         touched: set[str] = set()
         for a in self.rfm.rescore(datetime.fromtimestamp(now, UTC)):
             self._absorb_rfm(a, out, touched)
@@ -359,13 +412,22 @@ class PartitionSegmentation:
 
 
 def _decode(model: type[M], msgs: list[RawMessage], rejects: list[Reject]) -> list[M]:
+    return _decode_with_messages(model, msgs, rejects)[1]
+
+
+def _decode_with_messages(
+    model: type[M], msgs: list[RawMessage], rejects: list[Reject]
+) -> tuple[list[RawMessage], list[M]]:
+    """(messages that decoded, their models); the others become ``rejects``."""
+    kept: list[RawMessage] = []
     out: list[M] = []
     for msg in msgs:
         try:
             out.append(model.model_validate_json(msg.value))
+            kept.append(msg)
         except ValidationError as exc:
             reason: RejectReason = (
                 "invalid_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "schema"
             )
             rejects.append(Reject(reason, str(exc).splitlines()[0][:500], msg.value, msg.topic, msg.partition, msg.offset))
-    return out
+    return kept, out

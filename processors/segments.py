@@ -11,7 +11,13 @@ have only the segment concerned on one side.
 
 :class:`MembershipBook` is the in-memory reference of what the stream keeps in
 Redis (a set per segment, the current segments per customer) plus the
-entry/exit counters behind the volatility metric.
+entry/exit counters behind the volatility metric. It also numbers the
+effective changes of its partition (``seq``, 1, 2, 3 ...; checkpointed with
+the book): the ``change_id`` on ``segment.changes`` includes it, so two
+distinct changes never share an id - even the same transition of the same
+customer twice within one second, which the event time alone could not tell
+apart - and a replay of the same input from a checkpoint numbers its changes
+exactly as the first run did.
 
 Examples:
     >>> from datetime import UTC, datetime
@@ -66,6 +72,7 @@ class SegmentChange(BaseModel):
     at: datetime
     reason: ChangeReason
     model_version: int | None = None
+    seq: int | None = None  # position in the partition's sequence of effective changes (MembershipBook)
 
     @property
     def key(self) -> str:
@@ -160,6 +167,7 @@ class MembershipBook:
         self.sizes: dict[tuple[str, str], int] = defaultdict(int)  # (family, segment) -> members
         self.names: dict[tuple[str, str], str] = {}
         self.counts: dict[tuple[str, str, str], list[int]] = {}  # (family, segment, day) -> [entries, exits]
+        self.sequence = 0  # effective changes so far (the last one's seq)
 
     def process(self, batch: Sequence[SegmentChange]) -> list[SegmentChange]:
         """Apply change records; returns the ones that were effective."""
@@ -179,7 +187,8 @@ class MembershipBook:
                 continue
             self.names[seg] = c.segment_name
             self.counts.setdefault((c.family, c.segment_id, c.at.date().isoformat()), [0, 0])[idx] += 1
-            out.append(c)
+            self.sequence += 1
+            out.append(c.model_copy(update={"seq": self.sequence}))
         return out
 
     def segments_of(self, customer_id: str, family: Family) -> dict[str, str]:
@@ -208,6 +217,7 @@ class MembershipBook:
             "members": [[c, f, segs] for (c, f), segs in sorted(self.members.items()) if segs],
             "counts": [[f, s, d, v] for (f, s, d), v in sorted(self.counts.items())],
             "names": [[f, s, n] for (f, s), n in sorted(self.names.items())],
+            "sequence": self.sequence,
         }
 
     @classmethod
@@ -220,4 +230,5 @@ class MembershipBook:
                 b.sizes[(f, s)] += 1
         b.counts = {(f, s, d): list(v) for f, s, d, v in state["counts"]}
         b.names = {(f, s): n for f, s, n in state["names"]}
+        b.sequence = int(state.get("sequence", 0))
         return b

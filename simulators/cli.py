@@ -209,8 +209,10 @@ def _register_import(subparsers: Any) -> None:
         help="import recorded CSV data (purchases, monthly meter data, transactions, interval readings)",
         description="Import recorded CSV data as meterseg events. Every row is validated; rejected rows are "
                     "written with line number and reason to a report and the import carries on. "
-                    "Event ids are derived from file name and line, so re-importing a file is idempotent "
-                    "downstream. Exit code 1 when rows were rejected, 2 on unusable input.",
+                    "Event ids are derived from what a row says (its content, the source's transaction id "
+                    "if any, and which occurrence of identical rows in the file it is), never from the file "
+                    "name or line: re-importing the same rows under any name changes nothing downstream, and "
+                    "identical rows of one file stay separate events. Exit code 1 when rows were rejected, 2 on unusable input.",
     )
     sub = p.add_subparsers(dest="format", metavar="FORMAT")
     sub.required = True
@@ -258,6 +260,8 @@ def _register_import(subparsers: Any) -> None:
                                                        "(default: ISO such as 1997-01-01)")
     q.add_argument("--delimiter", default=",",
                    help="field delimiter: one character, '\\t' for tab, or 'whitespace' for runs of blanks")
+    q.add_argument("--id-col", default=None,
+                   help="name of the source's own transaction id column (part of each row's identity)")
     q.add_argument("--kind", default="product", choices=("topup", "bill_payment", "product", "plan"),
                    help="purchase kind of every row")
     q.add_argument("--channel", default="web", choices=("web", "app", "store", "agent"),
@@ -354,7 +358,7 @@ def _import_job(args: argparse.Namespace) -> tuple[str, Any]:
     columns = tuple(c.strip() for c in args.columns.split(",")) if args.columns else None
     spec = TransactionSpec(customer_col=args.customer_col, date_col=args.date_col, amount_col=args.amount_col,
                            quantity_col=args.quantity_col, columns=columns, date_format=args.date_format,
-                           delimiter=delimiter, kind=args.kind, channel=args.channel)
+                           delimiter=delimiter, kind=args.kind, channel=args.channel, id_col=args.id_col)
     return path.name, lambda run, s: import_transactions(path, spec, run, s.topics)
 
 

@@ -450,7 +450,11 @@ class SegmentChange(Event):
     current one. Delivery is at-least-once; the replace rule absorbs replays.
     """
 
-    change_id: str
+    change_id: str = Field(
+        description="unique id of this change, the same when a replay re-sends it: "
+        "customer:family:segment:action:from>to:ts followed by #seq (the partition's change sequence number) "
+        "or, for a change an API call made, @ and the exact time"
+    )
     customer_id: CustomerId
     family: Literal["rfm", "behaviour", "rule"]
     segment_id: str

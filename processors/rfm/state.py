@@ -19,7 +19,13 @@ Definitions follow lifetimes' ``summary_data_from_transaction_data`` with a
 daily period: ``frequency`` = number of distinct purchase days after the first
 (repeat purchase periods), ``recency`` = days between the first and the last
 purchase day (age at last purchase), ``T`` = days between the first purchase
-day and ``now`` (age now). Only ``PURCHASED`` events count as purchases;
+day and ``now`` (age now), ``monetary_value`` = mean spend of the repeat
+purchase days (lifetimes sums a day's purchases into one and leaves the first
+day out: the Gamma-Gamma input; 0 without repeats). That needs one more
+order-independent field: the spend on the earliest purchase day. ``T`` and
+``days_since_last`` depend on ``now``: the stored summary says them at the
+time it was written, and readers recompute them for one fleet-wide
+observation time with :func:`observed_at`. Only ``PURCHASED`` events count as purchases;
 ``VIEWED`` and ``PROCESSED`` are kept as engagement counts.
 
 Examples:
@@ -35,8 +41,8 @@ Examples:
     >>> s = state.record.summary(now=datetime(2026, 1, 11, tzinfo=UTC))
     >>> (s.n_purchases, s.n_purchase_days, s.frequency, s.recency_days, s.T_days)
     (3, 2, 1, 3, 10)
-    >>> (s.total_spend, s.monetary_mean, s.n_viewed)
-    (45.0, 15.0, 1)
+    >>> (s.total_spend, s.monetary_mean, s.first_day_spend, s.monetary_value, s.n_viewed)
+    (45.0, 15.0, 15.0, 30.0, 1)
     >>> recompute(events)["C1"] == state.record
     True
 
@@ -53,7 +59,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -118,8 +124,10 @@ class RfmEvent:
 class RfmSummary(BaseModel):
     """Readable RFM summary of one customer at time ``now`` (what Redis/API expose).
 
-    ``frequency``, ``recency_days`` and ``T_days`` are lifetimes-style with a
-    daily period; ``days_since_last`` is what the R score is about.
+    ``frequency``, ``recency_days``, ``T_days`` and ``monetary_value`` are
+    lifetimes-style with a daily period; ``monetary_mean`` is the mean spend
+    per purchase (first included); ``days_since_last`` is what the R score is
+    about. ``T_days`` and ``days_since_last`` are as of ``now``.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -137,6 +145,8 @@ class RfmSummary(BaseModel):
     days_since_last: float | None
     n_viewed: int
     n_processed: int
+    first_day_spend: float = 0.0
+    monetary_value: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +155,8 @@ class RfmRecord:
 
     ``first_ts``/``last_ts`` are epoch seconds of the first/last purchase
     (``None`` before the first purchase); ``n_purchase_days`` counts distinct
-    UTC purchase days; ``total_micros`` is spend in micro-units.
+    UTC purchase days; ``total_micros`` is spend in micro-units and
+    ``first_day_micros`` the spend on the first purchase day.
     """
 
     customer_id: str
@@ -156,6 +167,7 @@ class RfmRecord:
     total_micros: int = 0
     n_viewed: int = 0
     n_processed: int = 0
+    first_day_micros: int = 0
 
     @property
     def has_purchases(self) -> bool:
@@ -171,6 +183,12 @@ class RfmRecord:
     def monetary_mean(self) -> float:
         """Mean spend per purchase (0 before the first purchase)."""
         return self.total_micros / MICROS / self.n_purchases if self.n_purchases else 0.0
+
+    @property
+    def monetary_value(self) -> float:
+        """lifetimes' ``monetary_value``: mean spend of the repeat purchase days (0 without repeats)."""
+        f = self.frequency
+        return (self.total_micros - self.first_day_micros) / MICROS / f if f else 0.0
 
     @property
     def total_spend(self) -> float:
@@ -210,7 +228,38 @@ class RfmRecord:
             days_since_last=None if self.last_ts is None else (now.timestamp() - self.last_ts) / DAY_S,
             n_viewed=self.n_viewed,
             n_processed=self.n_processed,
+            first_day_spend=self.first_day_micros / MICROS,
+            monetary_value=self.monetary_value,
         )
+
+
+def observed_at(rfm: dict[str, Any], now: float) -> dict[str, Any]:
+    """An ``rfm`` object (as stored and served) with ``T_days`` and ``days_since_last`` at ``now`` (epoch s).
+
+    Every reader uses one observation time for every customer (the fleet's
+    event clock, or an explicit ``as_of``), so customers written at different
+    times, by partitions whose clocks differ, are comparable. A ``now`` before
+    the last purchase is taken as the last purchase (the state already holds it).
+
+    Examples:
+        >>> r = {"first_purchase": "2026-01-01T12:00:00Z", "last_purchase": "2026-01-04T00:00:00Z",
+        ...      "recency_days": 3, "T_days": 3, "days_since_last": 0.0}
+        >>> now = datetime(2026, 1, 11, 6, tzinfo=UTC).timestamp()
+        >>> out = observed_at(r, now)
+        >>> out["T_days"], out["days_since_last"], out["as_of"]
+        (10, 7.25, '2026-01-11T06:00:00Z')
+    """
+    first, last = rfm.get("first_purchase"), rfm.get("last_purchase")
+    out = dict(rfm)
+    out["as_of"] = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if not first or not last:
+        return out
+    first_ts = datetime.fromisoformat(first).timestamp()
+    last_ts = datetime.fromisoformat(last).timestamp()
+    at = max(now, last_ts)
+    out["T_days"] = epoch_day(at) - epoch_day(first_ts)
+    out["days_since_last"] = (at - last_ts) / DAY_S
+    return out
 
 
 def apply_event(record: RfmRecord, event: RfmEvent, *, new_event: bool, new_day: bool) -> RfmRecord:
@@ -236,6 +285,14 @@ def apply_event(record: RfmRecord, event: RfmEvent, *, new_event: bool, new_day:
         return replace(record, n_viewed=record.n_viewed + 1)
     if event.event_type == "PROCESSED":
         return replace(record, n_processed=record.n_processed + 1)
+    day = event.day
+    first_day = None if record.first_ts is None else epoch_day(record.first_ts)
+    if first_day is None or day < first_day:
+        first_day_micros = event.amount_micros
+    elif day == first_day:
+        first_day_micros = record.first_day_micros + event.amount_micros
+    else:
+        first_day_micros = record.first_day_micros
     return replace(
         record,
         first_ts=event.ts if record.first_ts is None else min(record.first_ts, event.ts),
@@ -243,6 +300,7 @@ def apply_event(record: RfmRecord, event: RfmEvent, *, new_event: bool, new_day:
         n_purchases=record.n_purchases + 1,
         n_purchase_days=record.n_purchase_days + (1 if new_day else 0),
         total_micros=record.total_micros + event.amount_micros,
+        first_day_micros=first_day_micros,
     )
 
 
@@ -280,7 +338,7 @@ class CustomerRfm:
         r = self.record
         return {
             "record": [r.first_ts, r.last_ts, r.n_purchases, r.n_purchase_days, r.total_micros,
-                       r.n_viewed, r.n_processed],
+                       r.n_viewed, r.n_processed, r.first_day_micros],
             "seen": sorted(self.seen),
             "days": sorted(self.days),
         }
@@ -293,7 +351,10 @@ class CustomerRfm:
         seen = data["seen"]
         days = data["days"]
         assert isinstance(seen, list) and isinstance(days, list)
-        record = RfmRecord(customer_id, f[0], f[1], int(f[2]), int(f[3]), int(f[4]), int(f[5]), int(f[6]))
+        # snapshots written before first_day_micros existed restore it as 0 (monetary_value then counts the
+        # first day too until the customer's state is rebuilt, e.g. by re-importing their history)
+        first_day = int(f[7]) if len(f) > 7 else 0
+        record = RfmRecord(customer_id, f[0], f[1], int(f[2]), int(f[3]), int(f[4]), int(f[5]), int(f[6]), first_day)
         return cls(record, {str(s) for s in seen}, {int(d) for d in days})
 
 
@@ -309,6 +370,10 @@ if kind == 'VIEWED' then redis.call('HINCRBY', KEYS[1], 'n_viewed', 1) return 1 
 if kind == 'PROCESSED' then redis.call('HINCRBY', KEYS[1], 'n_processed', 1) return 1 end
 local ts = tonumber(ARGV[3])
 local first = tonumber(redis.call('HGET', KEYS[1], 'first_ts'))
+local first_day = first and math.floor(first / 86400)
+local day = tonumber(ARGV[4])
+if first_day == nil or day < first_day then redis.call('HSET', KEYS[1], 'first_day_micros', ARGV[5])
+elseif day == first_day then redis.call('HINCRBY', KEYS[1], 'first_day_micros', ARGV[5]) end
 local last = tonumber(redis.call('HGET', KEYS[1], 'last_ts'))
 if first == nil or ts < first then redis.call('HSET', KEYS[1], 'first_ts', ARGV[3]) end
 if last == nil or ts > last then redis.call('HSET', KEYS[1], 'last_ts', ARGV[3]) end
@@ -356,6 +421,7 @@ def record_from_hash(customer_id: str, fields: dict[str, str] | dict[bytes, byte
         total_micros=num("total_micros"),
         n_viewed=num("n_viewed"),
         n_processed=num("n_processed"),
+        first_day_micros=num("first_day_micros"),
     )
 
 
@@ -376,6 +442,7 @@ def recompute(events: Iterable[Purchase | RfmEvent]) -> dict[str, RfmRecord]:
     out: dict[str, RfmRecord] = {}
     for cid, evs in by_customer.items():
         bought = [e for e in evs if e.event_type == "PURCHASED"]
+        first_day = min((e.day for e in bought), default=None)
         out[cid] = RfmRecord(
             customer_id=cid,
             first_ts=min((e.ts for e in bought), default=None),
@@ -385,5 +452,6 @@ def recompute(events: Iterable[Purchase | RfmEvent]) -> dict[str, RfmRecord]:
             total_micros=sum(e.amount_micros for e in bought),
             n_viewed=sum(1 for e in evs if e.event_type == "VIEWED"),
             n_processed=sum(1 for e in evs if e.event_type == "PROCESSED"),
+            first_day_micros=sum(e.amount_micros for e in bought if e.day == first_day),
         )
     return out

@@ -47,6 +47,7 @@ from meterseg.settings import TopicNames
 from simulators.importers.base import (
     ImportRun,
     RowError,
+    RowIdentity,
     checked,
     iso,
     parse_date,
@@ -54,7 +55,6 @@ from simulators.importers.base import (
     parse_int,
     parse_number,
     read_rows,
-    row_event_id,
 )
 from stream.schemas import Bill, Feedback, Heartbeat, MaintenanceRequest, MeterInfo, Purchase
 
@@ -123,6 +123,7 @@ async def import_monthly(files: MonthlyFiles, run: ImportRun, topics: TopicNames
                          date_format: str | None = None) -> None:
     """Import the four files (customers first: they define which customers exist)."""
     customers: set[str] = set()
+    monthly_ids, maintenance_ids, feedback_ids = RowIdentity("mo"), RowIdentity("mr"), RowIdentity("fb")
 
     async def customer(line: int, row: dict[str, str]) -> None:
         cid = parse_id(row.get("CustomerID"), "CustomerID")
@@ -149,13 +150,15 @@ async def import_monthly(files: MonthlyFiles, run: ImportRun, topics: TopicNames
             raise RowError(f"MeterStatus: {raw_status!r} is not one of Good, Fair, Poor")
         status, codes = STATUS[raw_status.lower()]
         stamp = iso(ts)
-        bill = checked(Bill, {"bill_id": row_event_id(files.monthly or "", line, "b"), "customer_id": cid,
+        row_id = monthly_ids.digest({"customer_id": cid, "ts": stamp, "kwh": kwh, "revenue": revenue,
+                                     "status": status})
+        bill = checked(Bill, {"bill_id": f"imp-b-{row_id}", "customer_id": cid,
                               "issued_at": stamp, "amount": round(revenue, 2), "kwh": kwh, "paid_at": stamp})
         beat = checked(Heartbeat, {"meter_id": meter_of(cid), "customer_id": cid, "ts": stamp, "status": status,
                                    "error_codes": codes})
         payment = None
         if revenue > 0:
-            payment = checked(Purchase, {"event_id": row_event_id(files.monthly or "", line, "p"),
+            payment = checked(Purchase, {"event_id": f"imp-p-{row_id}",
                                          "customer_id": cid, "ts": stamp, "event_type": "PURCHASED",
                                          "kind": "bill_payment", "amount": round(revenue, 2), "quantity": 1})
         await run.add(topics.bills, cid, bill)
@@ -172,8 +175,10 @@ async def import_monthly(files: MonthlyFiles, run: ImportRun, topics: TopicNames
             if resolved < requested:
                 raise RowError("ResolutionDate: before RequestDate")
         tech = (row.get("TechnicianID") or "").strip() or None
+        request = {"customer_id": cid, "requested_at": iso(requested), "resolved_at": iso(resolved) if resolved
+                   else None, "technician_id": tech}
         value = checked(MaintenanceRequest, {
-            "request_id": row_event_id(files.maintenance or "", line, "mr"), "customer_id": cid,
+            "request_id": maintenance_ids.event_id(request), "customer_id": cid,
             "meter_id": meter_of(cid), "requested_at": iso(requested),
             "resolved_at": iso(resolved) if resolved else None, "technician_id": tech,
         })
@@ -183,7 +188,8 @@ async def import_monthly(files: MonthlyFiles, run: ImportRun, topics: TopicNames
         cid = _known(row, customers)
         ts = parse_date(row.get("FeedbackDate"), "FeedbackDate", date_format)
         score = parse_int(row.get("SatisfactionScore"), "SatisfactionScore", minimum=1, maximum=5)
-        value = checked(Feedback, {"feedback_id": row_event_id(files.feedback or "", line, "fb"),
+        value = checked(Feedback, {"feedback_id": feedback_ids.event_id({"customer_id": cid, "ts": iso(ts),
+                                                                         "score": score}),
                                    "customer_id": cid, "ts": iso(ts), "score": score})
         await run.add(topics.feedback, cid, value)
 

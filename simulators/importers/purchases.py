@@ -13,7 +13,8 @@ UTC; a date without zone is refused rather than guessed); ``ChannelType`` ->
 store/in-store/retail/shop/offline -> store, agent/call centre/phone/sales ->
 agent); ``ProductCode`` -> ``product_code``; ``kind`` is ``product``
 (``plan`` when the product code or name starts with "plan", ``topup`` when it
-mentions top-up). Personal columns (Username, Address, ...) are not published.
+mentions top-up). An optional ``TransactionID`` column, when the file has
+one, is part of each row's identity (``simulators.importers.base``). Personal columns (Username, Address, ...) are not published.
 
 Examples:
     >>> channel_of("Mobile App"), channel_of("In-Store"), channel_of("Call Center")
@@ -32,13 +33,13 @@ from meterseg.settings import TopicNames
 from simulators.importers.base import (
     ImportRun,
     RowError,
+    RowIdentity,
     checked,
     iso,
     parse_id,
     parse_int,
     parse_number,
     read_rows,
-    row_event_id,
 )
 from stream.schemas import Purchase
 
@@ -47,6 +48,8 @@ COLUMNS: tuple[str, ...] = (
     "Username", "ChannelType", "Address", "City", "State", "Country", "Date",
 )
 REQUIRED: tuple[str, ...] = ("EventName", "UnitPrice", "Quantity", "CustomerID", "ChannelType", "Date")
+ID_COLUMN = "TransactionID"
+"""Optional column: the source's own transaction id, part of each row's identity when present."""
 EVENT_NAMES = frozenset({"VIEWED", "PROCESSED", "PURCHASED"})
 
 _CHANNELS: dict[str, str] = {
@@ -97,7 +100,7 @@ def _kind(code: str, name: str) -> str:
     return "product"
 
 
-def row_to_purchase(path: Path, line: int, row: dict[str, str]) -> tuple[str, bytes]:
+def row_to_purchase(ids: RowIdentity, row: dict[str, str]) -> tuple[str, bytes]:
     """(customer id, serialised Purchase) of one row, or :class:`RowError`."""
     name = (row.get("EventName") or "").strip().upper()
     if not name:
@@ -110,8 +113,8 @@ def row_to_purchase(path: Path, line: int, row: dict[str, str]) -> tuple[str, by
     channel = channel_of(row.get("ChannelType"))
     ts = parse_rfc2822(row.get("Date"))
     code = (row.get("ProductCode") or "").strip() or None
-    value = checked(Purchase, {
-        "event_id": row_event_id(path, line, "p"),
+    source_id = parse_id(row.get(ID_COLUMN), ID_COLUMN) if ID_COLUMN in row else None
+    content = {
         "customer_id": customer,
         "ts": iso(ts),
         "event_type": name,
@@ -120,13 +123,14 @@ def row_to_purchase(path: Path, line: int, row: dict[str, str]) -> tuple[str, by
         "amount": round(price * quantity, 2),
         "quantity": quantity,
         "channel": channel,
-    })
-    return customer, value
+    }
+    return customer, checked(Purchase, {"event_id": ids.event_id(content, source_id), **content})
 
 
 async def import_purchases(path: Path, run: ImportRun, topics: TopicNames) -> None:
     """Import one purchase-events CSV into ``topics.purchases`` (keyed by customer id)."""
     bar = run.bar(path)
+    ids = RowIdentity("p")
     try:
         for line, row, problem in read_rows(path, required=REQUIRED):
             run.result.read += 1
@@ -134,7 +138,7 @@ async def import_purchases(path: Path, run: ImportRun, topics: TopicNames) -> No
             try:
                 if problem:
                     raise RowError(problem)
-                customer, value = row_to_purchase(path, line, row)
+                customer, value = row_to_purchase(ids, row)
             except RowError as exc:
                 run.reject(path, line, str(exc), row)
                 continue

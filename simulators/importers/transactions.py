@@ -14,12 +14,13 @@ Each valid line becomes one ``Purchase`` with ``event_type`` PURCHASED,
 ``kind`` as given (default ``product``), ``ts`` the date at 00:00 UTC (or the
 time, if the format has one), ``amount`` the amount column (negative amounts -
 returns - are rejected) and ``quantity`` the quantity column if given
-(default 1).
+(default 1). With ``--id-col`` the source's own transaction id is part of
+each row's identity (see ``simulators.importers.base``).
 
 Examples:
     >>> spec = TransactionSpec(customer_col="customer", date_col="date", amount_col="amount",
     ...                        date_format="%Y%m%d")
-    >>> cid, value = row_to_purchase(spec, Path("cdnow.txt"), 1,
+    >>> cid, value = row_to_purchase(spec, RowIdentity("t"),
     ...                              {"customer": "00001", "date": "19970101", "amount": "11.77"})
     >>> cid, b'"amount":11.77' in value, b'"ts":"1997-01-01T00:00:00Z"' in value
     ('00001', True, True)
@@ -34,6 +35,7 @@ from meterseg.settings import TopicNames
 from simulators.importers.base import (
     ImportRun,
     RowError,
+    RowIdentity,
     checked,
     iso,
     parse_date,
@@ -41,7 +43,6 @@ from simulators.importers.base import (
     parse_int,
     parse_number,
     read_rows,
-    row_event_id,
 )
 from stream.schemas import Purchase
 
@@ -59,6 +60,7 @@ class TransactionSpec:
     delimiter: str = ","
     kind: str = "product"
     channel: str = "web"
+    id_col: str | None = None  # the source's own transaction id, part of each row's identity
 
     def __post_init__(self) -> None:
         if self.delimiter != "whitespace" and len(self.delimiter) != 1:
@@ -68,7 +70,8 @@ class TransactionSpec:
         if self.channel not in ("web", "app", "store", "agent"):
             raise ValueError("channel must be one of web, app, store, agent")
         needed = [self.customer_col, self.date_col, self.amount_col] + ([self.quantity_col] if self.quantity_col
-                                                                        else [])
+                                                                        else []) + ([self.id_col] if self.id_col
+                                                                                    else [])
         if self.columns is not None:
             missing = [c for c in needed if c not in self.columns]
             if missing:
@@ -77,27 +80,30 @@ class TransactionSpec:
     @property
     def required(self) -> tuple[str, ...]:
         cols = (self.customer_col, self.date_col, self.amount_col)
-        return (*cols, self.quantity_col) if self.quantity_col else cols
+        return cols + tuple(c for c in (self.quantity_col, self.id_col) if c)
 
 
-def row_to_purchase(spec: TransactionSpec, path: Path, line: int, row: dict[str, str]) -> tuple[str, bytes]:
+def row_to_purchase(spec: TransactionSpec, ids: RowIdentity, row: dict[str, str]) -> tuple[str, bytes]:
+    """(customer id, serialised Purchase) of one row, or :class:`RowError`; the id comes from ``ids``."""
     customer = parse_id(row.get(spec.customer_col), spec.customer_col)
     ts = parse_date(row.get(spec.date_col), spec.date_col, spec.date_format)
     amount = parse_number(row.get(spec.amount_col), spec.amount_col)
     quantity = 1
     if spec.quantity_col:
         quantity = parse_int(row.get(spec.quantity_col), spec.quantity_col, minimum=1, maximum=1_000_000)
-    value = checked(Purchase, {
-        "event_id": row_event_id(path, line, "t"), "customer_id": customer, "ts": iso(ts),
-        "event_type": "PURCHASED", "kind": spec.kind, "amount": round(amount, 2), "quantity": quantity,
-        "channel": spec.channel,
-    })
+    source_id = parse_id(row.get(spec.id_col), spec.id_col) if spec.id_col else None
+    content = {
+        "customer_id": customer, "ts": iso(ts), "event_type": "PURCHASED", "kind": spec.kind,
+        "amount": round(amount, 2), "quantity": quantity, "channel": spec.channel,
+    }  # fmt: skip
+    value = checked(Purchase, {"event_id": ids.event_id(content, source_id), **content})
     return customer, value
 
 
 async def import_transactions(path: Path, spec: TransactionSpec, run: ImportRun, topics: TopicNames) -> None:
     """Import one transaction file into ``topics.purchases`` (keyed by customer id)."""
     bar = run.bar(path)
+    ids = RowIdentity("t")
     try:
         for line, row, problem in read_rows(path, delimiter=spec.delimiter, fieldnames=spec.columns,
                                             required=spec.required):
@@ -106,7 +112,7 @@ async def import_transactions(path: Path, spec: TransactionSpec, run: ImportRun,
             try:
                 if problem:
                     raise RowError(problem)
-                customer, value = row_to_purchase(spec, path, line, row)
+                customer, value = row_to_purchase(spec, ids, row)
             except RowError as exc:
                 run.reject(path, line, str(exc), row)
                 continue

@@ -10,7 +10,11 @@ against the whole population) and the behaviour model through
 Every membership change goes to ``segment.changes`` (entered/exited, with
 family, segment, from/to, reason and model version) and into the Redis
 projection the API reads. Checkpoints make state exact across restarts;
-changes replayed after a crash carry the same ``change_id``.
+changes replayed after a crash carry the same ``change_id``. The partitions'
+event clocks are published to Redis and merged into one fleet-wide
+observation time (:mod:`stream.state.fleet_clock`), which the RFM rescoring
+here and the API's ageing of customers (T, days since last purchase, CLV)
+share.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from stream import metrics as m
 from stream.clients.producer import BatchProducer, KeyValue
 from stream.pipelines.base import PartitionedHandler
 from stream.state.checkpoints import CheckpointStore
+from stream.state.fleet_clock import fleet_now, publish_clocks
 from stream.state.model import ModelExchange
 from stream.state.segments import MembershipStore
 
@@ -47,11 +52,14 @@ def change_payload(c: SegmentChange) -> dict[str, Any]:
     """The ``segment.changes`` wire record of a processor change (see ``stream.schemas.SegmentChange``)."""
     action = "entered" if c.change == "entry" else "exited"
     ts = c.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # unique: the partition's change sequence number (checkpointed, so a replay of the same input numbers
+    # its changes alike) or, for changes the API makes (static rule segments), the exact time; and a replay
+    # after a crash may re-score against another population: the id also names the whole transition (from,
+    # to), so records with one id always say the same thing
+    tail = f"#{c.seq}" if c.seq is not None else "@" + c.at.astimezone(UTC).isoformat()
     return {
         "schema_version": 1,
-        # a replay after a crash may re-score against another population: the id names the whole
-        # transition (from, to), so records with one id always say the same thing
-        "change_id": f"{c.customer_id}:{c.family}:{c.segment_id}:{action}:{c.from_segment}>{c.to_segment}:{ts}",
+        "change_id": f"{c.customer_id}:{c.family}:{c.segment_id}:{action}:{c.from_segment}>{c.to_segment}:{ts}{tail}",
         "customer_id": c.customer_id,
         "family": c.family,
         "segment_id": c.segment_id,
@@ -90,9 +98,11 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
             settings.redis_namespace,
             lambda: ModelOwner(**self.config.owner_kwargs()),
         )  # fmt: skip
-        self.totals = {"messages": 0, "deadletter": 0, "changes": 0}
+        self.totals = {"messages": 0, "deadletter": 0, "duplicates": 0, "changes": 0}
         self._last_exchange = 0.0
         self._size_labels: set[tuple[str, str]] = set()
+        self._clocks: dict[int, float | None] = {}
+        self.fleet_now: float | None = None
 
     def drift_signals(self) -> list[str]:
         """Names of the drift detectors (a low-cardinality metric label)."""
@@ -138,8 +148,12 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
     async def on_timer(self, wall: float | None = None, lagging: set[int] | None = None) -> None:
         """Re-score RFM (customers age without events), exchange population and model, publish gauges."""
         lagging = lagging or set()
+        self._clocks = {
+            p: part.processor.clock.now(wall, running=p not in lagging) for p, part in self.partitions.items()
+        }
         outputs = [
-            part.processor.rescore(wall, caught_up=p not in lagging) for p, part in self.partitions.items()
+            part.processor.rescore(wall, caught_up=p not in lagging, now=self.fleet_now)
+            for p, part in self.partitions.items()
         ]
         await self._emit(outputs)
         now = time.monotonic()
@@ -155,6 +169,9 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
         for p, part in self.partitions.items():
             pipe.set(f"{ns}:rfm:sketch:{p}", orjson.dumps(part.processor.local_sketches().snapshot()))
         await pipe.execute()
+        # one observation time for the fleet: ours published, everyone's merged
+        await publish_clocks(client, ns, {p: t for p, t in self._clocks.items() if p in self.partitions})
+        self.fleet_now = await fleet_now(client, ns)
         raw = await client.mget([f"{ns}:rfm:sketch:{p}" for p in range(self.settings.partitions)])
         sketches = {p: RfmSketches.restore(orjson.loads(r)) for p, r in enumerate(raw) if r}
         for p, part in self.partitions.items():
@@ -220,6 +237,9 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
         for out in outputs:
             self.totals["messages"] += out.messages
             self.totals["deadletter"] += len(out.rejects)
+            self.totals["duplicates"] += out.duplicates
+            if out.duplicates:
+                m.DUPLICATES.labels(self.topics.purchases).inc(out.duplicates)
             self.totals["changes"] += len(out.changes)
             for event_type, n in out.purchases.items():
                 m.PURCHASES_APPLIED.labels(event_type).inc(n)

@@ -39,6 +39,12 @@ svar                  total spend in micro-units (``total_spend`` × 10⁶)
 rest                  ``segment`` id, UTF-8 (bit 4)
 ====================  ===========================================================
 
+Version 2 (``0x02``, written now) is version 1 with one more ``svar`` after
+the total spend: the spend on the first purchase day in micro-units
+(``first_day_spend`` × 10⁶), from which ``monetary_value`` (lifetimes' mean of
+the repeat purchase days) is derived. Version-1 values (and values without
+``first_day_spend``, e.g. version 0 re-encoded) have neither key.
+
 Derived on decode, not stored: ``customer_id`` (from the key),
 ``total_spend`` (micro-units / 10⁶), ``monetary_mean`` (``total_spend /
 n_purchases``, 0 without purchases), ``frequency`` (``max(n_purchase_days - 1,
@@ -78,6 +84,7 @@ import orjson
 from processors.features import LOAD_SHAPE_FEATURES, RFM_FEATURES
 
 V1 = 0x01
+V2 = 0x02
 #: field names in the customer hash
 RFM_FIELD = "rfm"
 FEATURES_FIELD = "features"
@@ -171,8 +178,8 @@ def _is_int(v: Any) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------- rfm
-def _encode_rfm_v1(value: Mapping[str, Any]) -> bytes:
-    out = bytearray((V1, 0))
+def _encode_rfm_v1(value: Mapping[str, Any], version: int = V2) -> bytes:
+    out = bytearray((version, 0))
     flags = 0
     first, last = value.get("first_purchase"), value.get("last_purchase")
     if first is not None:
@@ -199,6 +206,11 @@ def _encode_rfm_v1(value: Mapping[str, Any]) -> bytes:
     if not isinstance(spend, float | int) or isinstance(spend, bool) or not math.isfinite(spend):
         raise _Unsupported("total_spend")
     _svar(out, round(spend * MICROS))
+    if version == V2:
+        first_day = value.get("first_day_spend")
+        if not isinstance(first_day, float | int) or isinstance(first_day, bool) or not math.isfinite(first_day):
+            raise _Unsupported("first_day_spend")
+        _svar(out, round(first_day * MICROS))
     scores: list[Any] = [value.get(s) for s in _SCORES]
     if all(_is_int(s) and 0 <= s <= 255 for s in scores):
         flags |= _SCORED
@@ -233,13 +245,20 @@ def _decode_rfm_v1(buf: bytes, customer_id: str, segment_names: Mapping[str, Any
         counts.append(n)
     t_days, recency_days, n_purchases, n_purchase_days, n_viewed, n_processed = counts
     micros, pos = _read_svar(buf, pos)
+    first_day_spend = monetary_value = None
+    v2 = buf[0] == V2
+    if v2:
+        first_micros, pos = _read_svar(buf, pos)
+        first_day_spend = first_micros / MICROS
+        frequency = max(n_purchase_days - 1, 0)
+        monetary_value = (micros - first_micros) / MICROS / frequency if frequency else 0.0
     scores: list[int | None] = [None, None, None]
     if flags & _SCORED:
         scores = list(buf[pos : pos + 3])
         pos += 3
     segment = buf[pos:].decode() if flags & _SEGMENT else None
     total_spend = micros / MICROS
-    return {
+    out: dict[str, Any] = {
         "customer_id": customer_id,
         "first_purchase": None if first_us is None else _iso(first_us),
         "last_purchase": None if last_us is None else _iso(last_us),
@@ -253,12 +272,17 @@ def _decode_rfm_v1(buf: bytes, customer_id: str, segment_names: Mapping[str, Any
         "days_since_last": dsl,
         "n_viewed": n_viewed,
         "n_processed": n_processed,
+        "first_day_spend": first_day_spend,
+        "monetary_value": monetary_value,
         "r_score": scores[0],
         "f_score": scores[1],
         "m_score": scores[2],
         "segment": segment,
         "segment_name": None if segment is None else segment_names.get(segment),
     }
+    if not v2:
+        del out["first_day_spend"], out["monetary_value"]
+    return out
 
 
 def encode_rfm(value: Mapping[str, Any]) -> bytes:
@@ -272,18 +296,18 @@ def encode_rfm(value: Mapping[str, Any]) -> bytes:
         ...      "last_purchase": "2025-12-29T10:00:00.250000Z", "n_purchases": 3, "n_purchase_days": 2,
         ...      "total_spend": 350.5, "monetary_mean": 350.5 / 3, "frequency": 1, "recency_days": 2,
         ...      "T_days": 5, "days_since_last": 3.5, "n_viewed": 1, "n_processed": 2,
-        ...      "r_score": 4, "f_score": 2, "m_score": 5, "segment": "need_attention",
+        ...      "first_day_spend": 100.5, "monetary_value": 250.0, "r_score": 4, "f_score": 2, "m_score": 5, "segment": "need_attention",
         ...      "segment_name": "Need Attention"}
         >>> raw = encode_rfm(v)
         >>> raw[0], len(raw)
-        (1, 52)
+        (2, 56)
         >>> decode_rfm(raw, "C1", {"need_attention": "Need Attention"}) == v
         True
         >>> encode_rfm({**v, "monetary_mean": 1.0})[:1]  # derived field disagrees: stored as JSON
         b'{'
     """
     try:
-        raw = _encode_rfm_v1(value)
+        raw = _encode_rfm_v1(value, V2 if "first_day_spend" in value else V1)
         back = _decode_rfm_v1(raw, str(value.get("customer_id")), {})
         if back == {**value, "segment_name": None}:
             return raw  # (a segment id over ~15 characters makes it longer than MAX_VALUE: exact, still small)
@@ -309,7 +333,7 @@ def decode_rfm(raw: bytes | str | None, customer_id: str, segment_names: Mapping
     buf = _as_bytes(raw)
     if not buf:
         return None
-    if buf[0] == V1:
+    if buf[0] in (V1, V2):
         return _decode_rfm_v1(buf, customer_id, segment_names)
     if buf[:1] == b"{":
         out: dict[str, Any] = orjson.loads(buf)

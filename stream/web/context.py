@@ -9,7 +9,12 @@ as columns, read from the Redis projection the segmentation pipeline writes
 (``{ns}:cust:{id}`` ``rfm``/``features``/``seg:*`` fields, decoded by
 :mod:`stream.state.customer_codec`) and the meter registry (region, tariff,
 export, meters, worst meter health), with the CLV and churn risk of
-:mod:`processors.clv` added. It is what static rule
+:mod:`processors.clv` added. Every customer is aged against one observation
+time, :meth:`ApiContext.observation_time` (an explicit ``as_of``, else the
+fleet's merged event clock, :mod:`stream.state.fleet_clock`): ``T_days`` and
+``days_since_last`` are recomputed at read time
+(:func:`processors.rfm.state.observed_at`), never taken as frozen when the
+customer's record was last written. It is what static rule
 segments activate over, what insights and lookalikes compare, and it uses
 exactly the attribute names of the rule language
 (``processors.rules.attributes``). It is cached for :attr:`ApiContext.population_ttl_s`
@@ -37,18 +42,21 @@ from processors.columns import TARIFFS, MeterRegistry
 from processors.features import LOAD_SHAPE_FEATURES
 from processors.health import HEALTH_STATES
 from processors.insights import Population
+from processors.rfm.state import observed_at
 from stream.state.customer_codec import FEATURES_FIELDS, RFM_FIELD, decode_features, decode_rfm, rfm_segment_names
+from stream.state.fleet_clock import fleet_now
 from stream.state.segments import MembershipStore
 
 RFM_NUMERIC: tuple[str, ...] = (
     "n_purchases", "n_purchase_days", "frequency", "recency_days", "T_days", "days_since_last",
-    "total_spend", "monetary_mean", "n_viewed", "n_processed", "r_score", "f_score", "m_score",
+    "total_spend", "monetary_mean", "monetary_value", "n_viewed", "n_processed", "r_score", "f_score", "m_score",
 )  # fmt: skip
 RFM_CATEGORICAL: tuple[str, ...] = ("segment", "segment_name")
 CHUNK = 5_000
 CLV_REFIT_S = 3_600.0
 CLV_MIN_CUSTOMERS = 20
-CLV_HORIZON_DAYS = 365.0
+CLV_HORIZON_DAYS = 360.0  # 12 periods of 30 days: lifetimes' customer_lifetime_value(time=12, freq="D")
+CLV_REFIT_CHANGE = 0.01  # refit before CLV_REFIT_S when the population changed by more than this share
 CLV_DISCOUNT = 0.01
 
 
@@ -154,16 +162,28 @@ class ApiContext:
         raw: dict[Any, Any] = await self.redis.hgetall(f"{self.ns}:rules")
         return {text(k): orjson.loads(v) for k, v in raw.items()}
 
+    # -- observation time ---------------------------------------------------------------------------
+    async def observation_time(self, as_of: float | None = None) -> float | None:
+        """``as_of`` if given, else the fleet's event clock (None before any purchase or profile)."""
+        return as_of if as_of is not None else await fleet_now(self.redis, self.ns)
+
     # -- CLV --------------------------------------------------------------------------------------
     async def clv(self, pop_rfm: Mapping[str, np.ndarray] | None = None) -> clv_model.ClvModel | None:
-        """The fitted CLV model: Redis ``{ns}:clv:model`` if fresh, else refitted on ``pop_rfm`` and stored."""
+        """The fitted CLV model: Redis ``{ns}:clv:model`` if fresh, else refitted on ``pop_rfm`` and stored.
+
+        Fresh means fitted within :data:`CLV_REFIT_S` on a population whose
+        size differs by at most :data:`CLV_REFIT_CHANGE` from ``pop_rfm``'s (so
+        an import is reflected as soon as the population is read again).
+        """
         now = time.time()
-        if self._clv is not None and now - self._clv[0] < 60.0:
+        eligible = int(clv_rows(pop_rfm).sum()) if pop_rfm is not None else None
+        if self._clv is not None and now - self._clv[0] < 60.0 and _same_population(self._clv[1], eligible):
             return self._clv[1]
         raw = await self.redis.get(f"{self.ns}:clv:model")
         if raw is not None:
             stored = orjson.loads(raw)
-            if now - float(stored["fitted_at"]) < CLV_REFIT_S or pop_rfm is None:
+            fresh = now - float(stored["fitted_at"]) < CLV_REFIT_S
+            if pop_rfm is None or (fresh and _same_population(clv_model.ClvModel.from_json(stored["model"]), eligible)):
                 restored = clv_model.ClvModel.from_json(stored["model"])
                 self._clv = (now, restored)
                 return restored
@@ -182,11 +202,29 @@ async def stored_clv_model(redis: aioredis.Redis, ns: str) -> clv_model.ClvModel
     return None if raw is None else clv_model.ClvModel.from_json(orjson.loads(raw)["model"])
 
 
-def fit_clv(cols: Mapping[str, np.ndarray]) -> clv_model.ClvModel | None:
-    """BG/NBD + Gamma-Gamma on the population's RFM columns; None when there are too few customers."""
-    x, tx, t_, m = (cols[f"rfm.{k}"] for k in ("frequency", "recency_days", "T_days", "monetary_mean"))
+def _same_population(model: clv_model.ClvModel | None, eligible: int | None) -> bool:
+    if model is None or eligible is None:
+        return eligible is None
+    return abs(eligible - model.n_customers) <= CLV_REFIT_CHANGE * max(model.n_customers, 1)
+
+
+CLV_INPUTS: tuple[str, ...] = ("frequency", "recency_days", "T_days", "monetary_value")
+"""The RFM columns CLV is fitted on and applied to (lifetimes' frequency, recency, T, monetary_value)."""
+
+
+def clv_rows(cols: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Rows a CLV fit can use: all four inputs known, 0 < T, recency <= T, recency > 0 for repeaters."""
+    x, tx, t_, m = (cols[f"rfm.{k}"] for k in CLV_INPUTS)
     ok = ~(np.isnan(x) | np.isnan(tx) | np.isnan(t_) | np.isnan(m)) & (t_ > 0) & (tx <= t_)
     ok &= (x == 0) | (tx > 0)
+    out: np.ndarray = ok
+    return out
+
+
+def fit_clv(cols: Mapping[str, np.ndarray]) -> clv_model.ClvModel | None:
+    """BG/NBD + Gamma-Gamma on the population's RFM columns; None when there are too few customers."""
+    x, tx, t_, m = (cols[f"rfm.{k}"] for k in CLV_INPUTS)
+    ok = clv_rows(cols)
     if ok.sum() < CLV_MIN_CUSTOMERS:
         return None
     try:
@@ -201,7 +239,7 @@ def value_columns(model: clv_model.ClvModel | None, cols: Mapping[str, np.ndarra
     out = {"clv": np.full(n, np.nan), "churn.probability": np.full(n, np.nan)}
     if model is None:
         return out
-    x, tx, t_, m = (cols[f"rfm.{k}"] for k in ("frequency", "recency_days", "T_days", "monetary_mean"))
+    x, tx, t_, m = (cols[f"rfm.{k}"] for k in CLV_INPUTS)
     ok = ~(np.isnan(x) | np.isnan(tx) | np.isnan(t_) | np.isnan(m))
     if ok.any():
         out["clv"][ok] = clv_model.clv(model, x[ok], tx[ok], t_[ok], m[ok], CLV_HORIZON_DAYS, CLV_DISCOUNT)
@@ -281,7 +319,7 @@ def _floats(values: list[Any]) -> np.ndarray:
 
 
 async def load_population(ctx: ApiContext, fresh: bool = False) -> Population:
-    """The cached population (see module doc); ``fresh`` forces a re-read."""
+    """The cached population (see module doc), aged at the fleet's event clock; ``fresh`` forces a re-read."""
     async with ctx._population_lock:
         now = time.monotonic()
         if not fresh and ctx._population is not None and now - ctx._population[0] < ctx.population_ttl_s:
@@ -298,7 +336,8 @@ async def _read_population(ctx: ApiContext) -> Population:
     rows = await read_customers(ctx.redis, ctx.ns, ids, (RFM_FIELD, *FEATURES_FIELDS, "seg:behaviour"))
     states = await meter_health(ctx.redis, ctx.ns)
     meta = ctx.directory.customers()
-    cols = await asyncio.to_thread(_build_columns, ids, rows, catalogue, meta, states)
+    now = await ctx.observation_time()
+    cols = await asyncio.to_thread(_build_columns, ids, rows, catalogue, meta, states, now)
     model = await ctx.clv(cols)
     cols.update(await asyncio.to_thread(value_columns, model, cols))
     return Population(ids, cols)
@@ -310,10 +349,13 @@ def _build_columns(
     catalogue: Mapping[str, Mapping[str, Any]],
     meta: Mapping[str, CustomerMeta],
     states: Mapping[str, str],
+    now: float | None = None,
 ) -> dict[str, np.ndarray]:
     empty: dict[str, Any] = {}
     segment_names = rfm_segment_names(catalogue)
     rfms = [decode_rfm(r[0], cid, segment_names) or empty for cid, r in zip(ids, rows, strict=True)]
+    if now is not None:
+        rfms = [observed_at(r, now) if r else r for r in rfms]
     feats = [decode_features(r[1], r[2]) or empty for r in rows]
     cols: dict[str, np.ndarray] = {}
     cols.update(_columns(rfms, RFM_NUMERIC, "rfm."))

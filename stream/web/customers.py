@@ -4,18 +4,25 @@ The customer view joins what the pipeline keeps in Redis (RFM values and
 scores, features, current segments, the last 50 membership changes), the meter
 registry (region, tariff, meters) with each meter's health, and the CLV and
 churn risk of :mod:`processors.clv` computed from the RFM summary with the
-fleet's fitted parameters.
+fleet's fitted parameters. ``T_days``, ``days_since_last`` and everything
+derived from them (CLV, churn risk, expected purchases) are computed at read
+time for one observation time: ``as_of`` if given, else the fleet's merged
+event clock (the same for every customer); the ``rfm`` object says which in
+``as_of``.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import orjson
 
 from processors import clv as clv_model
+from processors.rfm.state import observed_at
 from stream.state.customer_codec import FEATURES_FIELDS, RFM_FIELD, decode_features, decode_rfm, rfm_segment_names
 from stream.state.health import HealthStore
 from stream.web.context import CLV_DISCOUNT, CLV_HORIZON_DAYS, ApiContext, load_population, text
@@ -62,6 +69,28 @@ def current_segments(
     return sorted(out, key=lambda s: (order.get(s["family"], 3), s["segment_id"]))
 
 
+def parse_as_of(raw: str | None) -> float | None:
+    """``as_of`` (epoch seconds or ISO 8601; naive = UTC) as epoch seconds, or a 400.
+
+    >>> parse_as_of("1998-06-30"), parse_as_of("899164800")
+    (899164800.0, 899164800.0)
+    """
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        try:
+            dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise bad_request(f"as_of must be epoch seconds or ISO 8601, got {raw!r}",
+                              error="invalid_parameter") from None  # fmt: skip
+        value = (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+    if not math.isfinite(value) or not 0 <= value < 4_102_444_800:  # 2100-01-01
+        raise bad_request("as_of must be a time between 1970 and 2100", error="invalid_parameter")
+    return value
+
+
 def customer_value(model: clv_model.ClvModel | None, rfm: dict[str, Any] | None) -> dict[str, Any] | None:
     if model is None or not rfm:
         return None
@@ -89,10 +118,13 @@ CUSTOMER_SCHEMA: dict[str, Any] = {
 
 
 @route("GET", "/customers/{id}", summary="One customer: RFM, features, segments with reasons, history, meters, CLV",
-       tag="customers", response=CUSTOMER_SCHEMA, errors=(404,))  # fmt: skip
+       tag="customers", response=CUSTOMER_SCHEMA, errors=(400, 404),
+       params=(Param("as_of", "observation time for T, days since last purchase, CLV and churn (epoch seconds or "
+                              "ISO 8601); default: the fleet's event clock"),))  # fmt: skip
 async def get_customer(ctx: ApiContext, req: ApiRequest) -> Any:
     """RFM values and scores, features, current segments with the reason for each, history, meters, CLV and churn."""
     cid = req.path["id"]
+    as_of = parse_as_of(req.arg("as_of"))
     pipe = ctx.redis.pipeline(transaction=False)
     pipe.hgetall(f"{ctx.ns}:cust:{cid}")
     pipe.lrange(f"{ctx.ns}:cust:{cid}:hist", 0, HIST_LIMIT - 1)
@@ -103,6 +135,9 @@ async def get_customer(ctx: ApiContext, req: ApiRequest) -> Any:
     fields = {text(k): v for k, v in raw.items()}
     catalogue = await ctx.catalogue()
     rfm = decode_rfm(fields.get(RFM_FIELD), cid, rfm_segment_names(catalogue))
+    now = await ctx.observation_time(as_of)
+    if rfm is not None and now is not None:
+        rfm = observed_at(rfm, now)
     features = decode_features(*(fields.get(f) for f in FEATURES_FIELDS))
     history = [orjson.loads(h) for h in raw_hist]
     health = HealthStore(ctx.redis, ctx.ns)

@@ -28,12 +28,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from processors.clustering.model import FeatureSpec
 from processors.features import LOAD_SHAPE_FEATURES
 from processors.insights import Population, lookalikes
+from processors.rfm.state import observed_at
 from processors.rules import KNOWN_ATTRIBUTES, compile_rule
 from stream.state.customer_codec import RFM_FIELD, decode_rfm, rfm_segment_names
 from stream.state.segments import MembershipStore
 from stream.state.segments import members_key as store_members_key
 from stream.web import history as hist
 from stream.web.context import (
+    CLV_INPUTS,
     ApiContext,
     CustomerMeta,
     load_population,
@@ -54,8 +56,8 @@ ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 SEGMENT_PARAM = "segment id as family:id, e.g. rfm:champions, behaviour:B1, rule:north_big"
 EXPORT_COLUMNS: tuple[str, ...] = (
     "customer_id", "region", "tariff", "rfm_segment", "behaviour_segment", "r_score", "f_score", "m_score",
-    "frequency", "recency_days", "T_days", "days_since_last", "monetary_mean", "total_spend", "clv",
-    "churn_probability",
+    "frequency", "recency_days", "T_days", "days_since_last", "monetary_mean", "monetary_value", "total_spend",
+    "clv", "churn_probability",
 )  # fmt: skip
 EXPORT_CHUNK = 5_000
 
@@ -242,6 +244,7 @@ async def _stream_rows(
     cursor = 0
     seen: set[str] = set()
     segment_names = rfm_segment_names(await ctx.catalogue())
+    now = await ctx.observation_time()
     while True:
         cursor, chunk = await ctx.redis.sscan(key, cursor, count=EXPORT_CHUNK)
         ids = [c for c in (text(m) for m in chunk) if c not in seen]
@@ -249,8 +252,10 @@ async def _stream_rows(
         if ids:
             rows = await read_customers(ctx.redis, ctx.ns, ids, (RFM_FIELD, "seg:behaviour"))
             rfms = [decode_rfm(r[0], cid, segment_names) or {} for cid, r in zip(ids, rows, strict=True)]
+            if now is not None:
+                rfms = [observed_at(r, now) if r else r for r in rfms]
             cols = {f"rfm.{k}": np.array([float(r.get(k, np.nan) if r.get(k) is not None else np.nan) for r in rfms])
-                    for k in ("frequency", "recency_days", "T_days", "monetary_mean")}  # fmt: skip
+                    for k in CLV_INPUTS}  # fmt: skip
             values = value_columns(model, cols)
             for i, (cid, rfm, row) in enumerate(zip(ids, rfms, rows, strict=True)):
                 m: CustomerMeta | None = meta.get(cid)
@@ -259,7 +264,7 @@ async def _stream_rows(
                     text(row[1]) if row[1] else "", _num(rfm.get("r_score")), _num(rfm.get("f_score")),
                     _num(rfm.get("m_score")), _num(rfm.get("frequency")), _num(rfm.get("recency_days")),
                     _num(rfm.get("T_days")), _num(rfm.get("days_since_last")), _num(rfm.get("monetary_mean")),
-                    _num(rfm.get("total_spend")), _num(float(values["clv"][i])),
+                    _num(rfm.get("monetary_value")), _num(rfm.get("total_spend")), _num(float(values["clv"][i])),
                     _num(float(values["churn.probability"][i])),
                 ])  # fmt: skip
             await resp.write(buf.getvalue().encode())

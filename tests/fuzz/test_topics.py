@@ -207,12 +207,19 @@ def test_segmentation_accounts_for_every_purchase_and_profile(
     for _ in range(deliveries):
         out = seg.process((p_msgs, pr_msgs), static=static, wall=WALL)
         outputs.append(out)
-        assert sum(out.purchases.values()) + len(bad_purchases) == len(p_msgs)
+        # every purchase is applied, a duplicate of an applied event id, or dead-lettered: invalid, or dated
+        # beyond the configured skew after its broker timestamp (in_future)
+        rejected = {r.offset for r in out.rejects if r.topic == "customer.purchases"}
+        assert sum(out.purchases.values()) + out.duplicates + len(rejected) == len(p_msgs)
         assert out.profiles + len(bad_profiles) == len(pr_msgs)
-        assert {r.offset for r in out.rejects if r.topic == "customer.purchases"} == bad_purchases
+        assert bad_purchases <= rejected
+        assert {r.offset for r in out.rejects if r.topic == "customer.purchases" and r.reason == "in_future"} == {
+            m.offset for m in p_msgs if m.offset not in bad_purchases
+            and Purchase.model_validate_json(m.value).ts.timestamp() > m.timestamp_ms / 1000 + 7 * 86_400
+        }  # fmt: skip
         assert {r.offset for r in out.rejects if r.topic == "meterseg.profiles"} == bad_profiles
         for rej in out.rejects:
-            assert rej.reason in {"invalid_json", "schema"}
+            assert rej.reason in {"invalid_json", "schema", "in_future"}
             check_reject(rej, sources)
             event(f"reject: {rej.reason}")
         if out.purchases or out.profiles:

@@ -24,6 +24,7 @@ from stream.state.customer_codec import (
     MAX_VALUE,
     RFM_FIELD,
     V1,
+    V2,
     decode_features,
     decode_rfm,
     encode_features,
@@ -69,7 +70,7 @@ def test_engine_rfm_is_stored_compact_and_read_back_exactly(spec: list[tuple[int
     for a in assignments(spec):
         value = rfm_object(a)
         raw = encode_rfm(value)
-        assert raw[0] == V1, value
+        assert raw[0] == V2, value
         assert len(raw) <= MAX_VALUE  # the default segment ids are at most 18 characters
         names = {a.segment_id: a.segment_name} if a.segment_id else {}
         assert decode_rfm(raw, a.customer_id, names) == value
@@ -118,7 +119,7 @@ def test_what_version_1_cannot_carry_exactly_is_stored_as_version_0() -> None:
     for value in bad_rfm:
         raw = encode_rfm(value)
         assert raw[:1] == b"{" and raw == orjson.dumps(value)  # exactly what version 0 wrote
-    assert encode_rfm(_valid_rfm())[0] == V1
+    assert encode_rfm(_valid_rfm())[0] == V2
     for values in ({"mood": 1.0}, {"share_night": math.nan}, {"share_night": "high"}):
         stored = encode_features("2026-01-01", values)  # type: ignore[arg-type]
         assert stored["features"][:1] == b"{" and stored["features2"] == b""
@@ -131,7 +132,8 @@ def _valid_rfm() -> dict[str, Any]:
     return {"customer_id": "C1", "first_purchase": "2025-12-27T06:18:03.000500Z",
             "last_purchase": "2026-01-02T00:00:00Z", "n_purchases": 2, "n_purchase_days": 2, "total_spend": 10.5,
             "monetary_mean": 5.25, "frequency": 1, "recency_days": 6, "T_days": 9, "days_since_last": 3.25,
-            "n_viewed": 0, "n_processed": 0, "r_score": 3, "f_score": 2, "m_score": 1, "segment": "promising",
+            "n_viewed": 0, "n_processed": 0, "first_day_spend": 2.5, "monetary_value": 8.0, "r_score": 3,
+            "f_score": 2, "m_score": 1, "segment": "promising",
             "segment_name": "Promising"}  # fmt: skip
 
 
@@ -192,7 +194,7 @@ def test_written_hash_is_a_listpack_and_the_api_reads_both_versions_alike(redis_
         counts = compact_customer_hashes(sync, ns)
         assert counts == {"scanned": len(rfm) + 1, "rewritten": 1, "still_hashtable": 0, "skipped": 0}
         after = sync.hgetall(old_key)
-        assert sync.object("encoding", old_key) == b"listpack" and after[b"rfm"][0] == V1
+        assert sync.object("encoding", old_key) == b"listpack" and after[b"rfm"][0] == V2
         names = {a.segment_id: a.segment_name for a in rfm if a.segment_id}
         assert decode_rfm(after[b"rfm"], "C9999999", names) == old_view["rfm"]
         assert decode_features(after[b"features"], after[b"features2"]) == old_view["features"]
