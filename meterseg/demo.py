@@ -130,7 +130,9 @@ def run(args: argparse.Namespace) -> int:
         _reset(settings)
     log_dir = args.log_dir or Path(settings.stack.state_dir) / "demo"
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "METERSEG_INGEST__CLOCK_RATE": str(args.speed)}
+    token = demo_api_token(settings, Path(settings.stack.state_dir) / "demo")
+    settings = settings.model_copy(update={"api_token": token})
+    env = {**os.environ, "METERSEG_INGEST__CLOCK_RATE": str(args.speed), "METERSEG_API_TOKEN": token}
     cli = [sys.executable, "-m", "meterseg.cli"]
     with _processes() as procs:
         try:
@@ -138,6 +140,29 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("\nstopping the worker and the simulator ...", flush=True)
             return 130
+
+
+def demo_api_token(settings: Settings, demo_dir: Path) -> str:
+    """The API token of the demo's worker: ``METERSEG_API_TOKEN`` when set to a secret, else a generated one.
+
+    A generated token is kept in ``<state>/demo/api-token`` (mode 0600) and reused by the next demo run, so the
+    README's ``export METERSEG_API_TOKEN=$(cat .state/demo/api-token)`` works as pasted.
+    """
+    import secrets
+
+    from meterseg.settings import DEFAULT_API_TOKEN
+
+    if settings.api_token.strip() and settings.api_token != DEFAULT_API_TOKEN:
+        return settings.api_token
+    path = demo_dir / "api-token"
+    if path.exists() and path.read_text().strip():
+        return path.read_text().strip()
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    return token
 
 
 def _run(
@@ -167,6 +192,11 @@ def _run(
     else:
         print(f"error: the worker did not become healthy; see {log_dir / 'worker.log'}", file=sys.stderr)
         return 1
+    print(
+        f"API on http://127.0.0.1:{settings.web_port} with token {settings.api_token} "
+        f"(metrics on http://127.0.0.1:{settings.metrics_port}/metrics)",
+        flush=True,
+    )
     sim_log = (log_dir / "simulator.log").open("wb")
     sim_args = [
         "simulate", "--meters", str(args.meters), "--days", str(args.days), "--speed", str(args.speed),
@@ -331,6 +361,14 @@ def _summary(settings: Settings, stack: LocalStack, log_dir: Path, samples: dict
     print(f"  metrics      http://127.0.0.1:{settings.metrics_port}/metrics")
     if stack.prometheus is not None:
         print(f"  Prometheus   {stack.prometheus.url}  (alerts: {stack.prometheus.url}/alerts)")
-    print(f"  API / health http://127.0.0.1:{settings.web_port}/health")
+    api = f"http://127.0.0.1:{settings.web_port}"
+    token_file = Path(settings.stack.state_dir) / "demo" / "api-token"
+    print(f"  API          {api}  (token: {settings.api_token})")
+    if token_file.exists() and token_file.read_text().strip() == settings.api_token:
+        print(f"               export METERSEG_API_TOKEN=$(cat {token_file})")
+    else:
+        print("               the token is your METERSEG_API_TOKEN")
+    print(f'               curl -s -H "Authorization: Bearer $METERSEG_API_TOKEN" {api}/segments')
+    print(f"  health       {api}/health")
     print(f"  Kafka        {settings.kafka_bootstrap}  (e.g. kcat -C -b {settings.kafka_bootstrap} -t {settings.topics.alerts})")
     print(f"  logs         {log_dir}")

@@ -25,6 +25,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from processors.ingest import IngestConfig
 from processors.segmentation import SegmentationConfig
 
+#: the published placeholder token: a worker refuses to serve the API with it unless ``api_allow_default_token``
+DEFAULT_API_TOKEN = "change-me"
+
 
 class TopicNames(BaseModel):
     """Names of every Kafka topic meterseg reads or writes."""
@@ -125,7 +128,11 @@ class Settings(BaseSettings):
     partitions: int = Field(default=4, ge=1, description="partitions of every topic; equals Faust topic_partitions")
     metrics_port: int = Field(default=9108, ge=1, le=65535)
     web_port: int = Field(default=6066, ge=1, le=65535)
-    api_token: str = Field(default="change-me", description="bearer token of the HTTP API")
+    api_token: str = Field(default=DEFAULT_API_TOKEN, description="bearer token of the HTTP API")
+    api_allow_default_token: bool = Field(
+        default=False,
+        description="development only: let a worker serve the API with the published default token",
+    )
     log_level: str = "INFO"
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)

@@ -46,8 +46,16 @@ def run(args: argparse.Namespace) -> int:
         overrides["web_port"] = args.web_port
     settings = Settings(**overrides)
     import asyncio
+    import sys
 
     from stream.topics import ensure_topics
+    from stream.web.auth import InsecureApiToken, require_secret_token
+
+    try:
+        require_secret_token(settings)
+    except InsecureApiToken as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     # topics first: Faust subscribes its agents before the engine service starts
     asyncio.run(ensure_topics(settings))

@@ -203,6 +203,7 @@ def isolated_settings(kafka_bootstrap: str, redis_db_url: str, unique: str) -> S
         redis_url=redis_db_url,
         topics=topics,
         stack=local_test_settings().stack,
+        api_token=f"test-token-{unique}",
     )
 
 
@@ -239,6 +240,7 @@ def running_engine(services: Services, tmp_path_factory: pytest.TempPathFactory)
         redis_url=services.redis_url.rsplit("/", 1)[0] + "/11",
         topics=TopicNames(**{k: f"{v}.{unique}" for k, v in TopicNames().model_dump().items()}),
         stack=local_test_settings().stack,
+        api_token=f"test-token-{unique}",
     )
     simulate(settings, out, "--meters", "400", "--days", "3", "--seed", "3", "--history-days", "60")
     env = {"METERSEG_INGEST__CLOCK_RATE": "3600", "METERSEG_SEGMENTATION__EXCHANGE_INTERVAL_S": "1"}

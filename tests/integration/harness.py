@@ -18,7 +18,7 @@ from urllib.request import urlopen
 import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from meterseg.settings import Settings
+from meterseg.settings import DEFAULT_API_TOKEN, Settings
 from meterseg.stack.ports import free_port
 from stream.clients.consumer import stop_consumer
 from stream.state.customer_codec import RFM_FIELD, decode_rfm, rfm_segment_names
@@ -33,7 +33,10 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
         "METERSEG_APP_ID": settings.app_id,
         "METERSEG_PARTITIONS": str(settings.partitions),
         "METERSEG_STACK__STATE_DIR": str(settings.stack.state_dir),
+        "METERSEG_API_TOKEN": settings.api_token,
     }
+    if settings.api_token == DEFAULT_API_TOKEN:  # tests that never call the API: development mode, said explicitly
+        env["METERSEG_API_ALLOW_DEFAULT_TOKEN"] = "true"
     for name, value in settings.topics.model_dump().items():
         env[f"METERSEG_TOPICS__{name.upper()}"] = value
     env.update(extra)
