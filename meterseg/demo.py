@@ -26,6 +26,13 @@ from urllib.request import urlopen
 from meterseg.settings import Settings
 from meterseg.stack import LocalStack, StackError
 
+#: development values of the demo (one local broker); an explicit environment variable wins
+DEMO_ENV = {
+    "METERSEG_TOPIC_REPLICATION_FACTOR": "1",
+    "METERSEG_TOPIC_MIN_INSYNC_REPLICAS": "1",
+    "METERSEG_WEB_BIND": "127.0.0.1",
+}
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
@@ -115,6 +122,10 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # the local stack is one broker on this machine: development values, said explicitly (production
+    # defaults: replication 3, min.insync.replicas 2, API on every interface)
+    for name, value in DEMO_ENV.items():
+        os.environ.setdefault(name, value)
     settings = Settings()
     stack = LocalStack.from_settings(settings)
     print("meterseg demo: starting the local stack (the first run fetches Kafka's jars with Maven) ...", flush=True)

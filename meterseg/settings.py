@@ -126,8 +126,25 @@ class Settings(BaseSettings):
     redis_cluster: bool = False
     topics: TopicNames = Field(default_factory=TopicNames)
     partitions: int = Field(default=4, ge=1, description="partitions of every topic; equals Faust topic_partitions")
+    topic_replication_factor: int = Field(
+        default=3, ge=1, description="replicas of every topic meterseg creates (capped, with a warning, at the brokers)"
+    )
+    topic_min_insync_replicas: int = Field(
+        default=2, ge=1, description="min.insync.replicas of the topics meterseg creates: acks=all waits for this many"
+    )
+    producer_acks: Literal["all", "1", "0"] = Field(
+        default="all", description="acks of the engine's producer: 'all' waits for min.insync.replicas copies"
+    )
     metrics_port: int = Field(default=9108, ge=1, le=65535)
     web_port: int = Field(default=6066, ge=1, le=65535)
+    web_bind: str = Field(
+        default="0.0.0.0",  # every interface: the API needs a secret token; container port mappings reach it
+        description="address the HTTP API listens on (127.0.0.1: this machine only)",
+    )
+    redis_socket_timeout_s: float = Field(
+        default=30.0, gt=0.0, description="a Redis command with no answer for this long fails (and is retried)"
+    )
+    redis_connect_timeout_s: float = Field(default=5.0, gt=0.0, description="a Redis connection attempt gives up after")
     api_token: str = Field(default=DEFAULT_API_TOKEN, description="bearer token of the HTTP API")
     api_allow_default_token: bool = Field(
         default=False,

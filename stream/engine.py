@@ -46,7 +46,7 @@ class Engine(Service):
         s = self.settings
         self.redis = async_redis(s)  # one server, or a Redis Cluster (METERSEG_REDIS_CLUSTER)
         kafka_options = kafka_client_options(s)
-        self.producer = BatchProducer(s.kafka_bootstrap, **kafka_options)
+        self.producer = BatchProducer(s.kafka_bootstrap, acks=s.producer_acks, **kafka_options)
         self.registry_follower = RegistryFollower(
             s.kafka_bootstrap, s.topics.registry, on_invalid=self._invalid_registration, **kafka_options
         )

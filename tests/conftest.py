@@ -34,6 +34,15 @@ from meterseg.stack.ports import free_port
 from meterseg.stack.process import port_open
 
 REPO = Path(__file__).resolve().parents[1]
+#: the test stack is one broker on this machine: development values for every Settings() of the tests and
+#: every worker they start (the production defaults are replication 3, min.insync 2, API on 0.0.0.0)
+DEV_ENV = {
+    "METERSEG_TOPIC_REPLICATION_FACTOR": "1",
+    "METERSEG_TOPIC_MIN_INSYNC_REPLICAS": "1",
+    "METERSEG_WEB_BIND": "127.0.0.1",
+}
+for _name, _value in DEV_ENV.items():
+    os.environ.setdefault(_name, _value)
 PORT_NAMES = ("kafka_port", "kafka_controller_port", "redis_port", "prometheus_port")
 #: the fixed test ports that ``METERSEG_TEST_PORT_OFFSET=N`` adds N to
 FIXED_TEST_PORTS = {"kafka_port": 29092, "kafka_controller_port": 29093, "redis_port": 26379, "prometheus_port": 29090}

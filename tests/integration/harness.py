@@ -34,6 +34,10 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
         "METERSEG_PARTITIONS": str(settings.partitions),
         "METERSEG_STACK__STATE_DIR": str(settings.stack.state_dir),
         "METERSEG_API_TOKEN": settings.api_token,
+        # the test stack is one broker: development values, said explicitly (production defaults: 3 / 2 / 0.0.0.0)
+        "METERSEG_TOPIC_REPLICATION_FACTOR": str(settings.topic_replication_factor),
+        "METERSEG_TOPIC_MIN_INSYNC_REPLICAS": str(settings.topic_min_insync_replicas),
+        "METERSEG_WEB_BIND": settings.web_bind,
     }
     if settings.api_token == DEFAULT_API_TOKEN:  # tests that never call the API: development mode, said explicitly
         env["METERSEG_API_ALLOW_DEFAULT_TOKEN"] = "true"
