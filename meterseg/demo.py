@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.request import urlopen
@@ -59,8 +59,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 @dataclass
 class DemoProcesses:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    on_stop: list[Callable[[], object]] = field(default_factory=list)
 
     def stop(self) -> None:
+        for hook in self.on_stop:
+            with contextlib.suppress(Exception):
+                hook()
         for proc in reversed(list(self.procs.values())):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -139,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"stack ready in {time.monotonic() - started:.1f} s", flush=True)
     if not args.keep:
         _reset(settings)
+    set_clock_frozen(settings, False)  # a new simulation: the engine's clocks follow it again
     log_dir = args.log_dir or Path(settings.stack.state_dir) / "demo"
     log_dir.mkdir(parents=True, exist_ok=True)
     token = demo_api_token(settings, Path(settings.stack.state_dir) / "demo")
@@ -151,6 +156,21 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("\nstopping the worker and the simulator ...", flush=True)
             return 130
+
+
+def set_clock_frozen(settings: Settings, frozen: bool) -> None:
+    """Tell the engine its source has finished (``{app}:clock:frozen``: clocks stop at the last event) or not."""
+    from stream.clients.redis_client import sync_redis
+
+    client = sync_redis(settings)
+    try:
+        key = f"{settings.redis_namespace}:clock:frozen"
+        if frozen:
+            client.set(key, "1")
+        else:
+            client.delete(key)
+    finally:
+        client.close()
 
 
 def demo_api_token(settings: Settings, demo_dir: Path) -> str:
@@ -190,6 +210,9 @@ def _run(
         [*cli, "worker", "--loglevel", "warn"], env=env, stdout=worker_log, stderr=subprocess.STDOUT
     )
     print(f"worker starting (log: {log_dir / 'worker.log'}) ...", flush=True)
+    if stack.prometheus is not None:  # Prometheus scrapes the workers that exist: this one, while it runs
+        stack.prometheus.register_target("demo-worker", f"127.0.0.1:{settings.metrics_port}")
+        procs.on_stop.append(lambda: stack.prometheus.unregister_target("demo-worker") if stack.prometheus else None)
     health_url = f"http://127.0.0.1:{settings.web_port}/health"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -255,6 +278,9 @@ def _run(
             if now - sim_done_at > 180:
                 print("\nthe worker is still catching up; summarising what it has processed so far", flush=True)
                 break
+    # the fleet has sent everything: stop the engine's clocks at the last event, or the ingest clock would run
+    # on at the simulation's speed with nothing arriving and every meter would turn late within a minute
+    set_clock_frozen(settings, True)
     print("\n")
     _summary(settings, stack, log_dir, _metrics(settings.metrics_port))
     if args.exit_when_done:
