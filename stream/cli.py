@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     metrics.serve(settings.metrics_port)
+    metrics.init_known_labels([], [])  # the known label values at 0 from the first scrape, before any event
     logging.getLogger(__name__).info("metrics on http://0.0.0.0:%d/metrics", settings.metrics_port)
     app, _ = build_app(settings)
     worker = Worker(app, loglevel=args.loglevel)

@@ -225,6 +225,7 @@ class RunningEngine:
     metrics_url: str
     prometheus_url: str
     out_dir: Path
+    started_at: float  # epoch seconds when Prometheus started scraping the worker
 
 
 @pytest.fixture(scope="session")
@@ -253,18 +254,21 @@ def running_engine(services: Services, tmp_path_factory: pytest.TempPathFactory)
     )
     simulate(settings, out, "--meters", "400", "--days", "3", "--seed", "3", "--history-days", "60")
     env = {"METERSEG_INGEST__CLOCK_RATE": "3600", "METERSEG_SEGMENTATION__EXCHANGE_INTERVAL_S": "1"}
-    with running_worker(settings, out, **env) as worker:
-        prom_port = free_port()
-        config = out / "prometheus.yml"
-        config.write_text(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-            f"rule_files:\n  - {REPO / 'prometheus' / 'rules'}/*.yml\n"
-            "scrape_configs:\n  - job_name: meterseg\n    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{worker.metrics_port}']\n"
-        )
-        prometheus = PrometheusNode(state_dir=out / "prom", port=prom_port, config=config)
-        prometheus.up(timeout_s=60)
-        try:
+    # Prometheus first, scraping the worker's port from its first second: counters then start at a scraped 0,
+    # so increase() over the range counts the backlog the worker consumes in its first seconds
+    metrics_port, prom_port = free_port(), free_port()
+    config = out / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        f"rule_files:\n  - {REPO / 'prometheus' / 'rules'}/*.yml\n"
+        "scrape_configs:\n  - job_name: meterseg\n    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{metrics_port}']\n"
+    )
+    prometheus = PrometheusNode(state_dir=out / "prom", port=prom_port, config=config)
+    prometheus.up(timeout_s=60)
+    started_at = time.time()
+    try:
+        with running_worker(settings, out, metrics_port=metrics_port, **env) as worker:
             wait_for(lambda: worker.health().get("segmentation", {}).get("changes", 0) > 0, 180, "segment changes")
             wait_for(lambda: worker.health().get("seconds_since_progress", 0) > 3, 120, "engine caught up")
 
@@ -280,6 +284,7 @@ def running_engine(services: Services, tmp_path_factory: pytest.TempPathFactory)
                 metrics_url=f"http://127.0.0.1:{worker.metrics_port}/metrics",
                 prometheus_url=prometheus.url,
                 out_dir=out,
+                started_at=started_at,
             )
-        finally:
-            prometheus.down()
+    finally:
+        prometheus.down()

@@ -93,9 +93,14 @@ class Worker:
 
 
 @contextlib.contextmanager
-def running_worker(settings: Settings, log_dir: Path, **env: str) -> Iterator[Worker]:
-    """A ``meterseg worker`` subprocess; stopped (SIGTERM, then SIGKILL) on exit."""
-    web, metrics = free_port(), free_port()
+def running_worker(
+    settings: Settings, log_dir: Path, *, metrics_port: int | None = None, **env: str
+) -> Iterator[Worker]:
+    """A ``meterseg worker`` subprocess; stopped (SIGTERM, then SIGKILL) on exit.
+
+    ``metrics_port``: chosen by the caller, e.g. so Prometheus scrapes the worker from its first second.
+    """
+    web, metrics = free_port(), metrics_port or free_port()
     log_path = log_dir / f"worker-{web}.log"
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
