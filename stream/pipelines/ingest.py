@@ -146,7 +146,15 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
             if part.processor.held():  # held back for the other topic: released once it has nothing to read
                 outputs.append((p, part.processor.process(([], []), wall, pending=self._pending(p))))
             outputs.append((p, part.processor.on_timer(wall, caught_up=p not in lagging)))
+        # a caught-up partition that never had a reading has no frontier: it moves with the fleet's, or no
+        # regional window would ever be final (issue: regional totals stalled by one idle partition)
+        await self.regional.advance_idle(
+            p for p, part in self.partitions.items() if p not in lagging and part.processor.windows.frontier == NONE
+        )
         await self._emit(outputs)
+        spread, missing = await self.regional.frontier_spread()
+        m.REGION_FRONTIER_SPREAD.set(spread)
+        m.REGION_FRONTIER_MISSING.set(missing)
         self._update_gauges()
 
     async def _emit(self, outputs: list[tuple[int, IngestOutput]]) -> None:
