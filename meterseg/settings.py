@@ -169,6 +169,17 @@ class Settings(BaseSettings):
         le=100_000,
         description="closed meter windows per consumption.windows message (WindowBatch); 1 = one window per message",
     )
+    bills_paid_retention_s: int = Field(
+        default=7 * 86_400, ge=60,
+        description="a paid bill's marker stays this long in Redis, so a replayed bill event is not counted again",
+    )
+    meter_ranking_days: int = Field(
+        default=400, ge=1, le=3660,
+        description="days of per-meter daily kWh rankings kept in Redis (GET /meters/top), about 40 B per meter-day",
+    )
+    max_technician_labels: int = Field(
+        default=200, ge=0, description="technician ids with their own metric label; others count as 'other'"
+    )
     stack: StackSettings = Field(default_factory=StackSettings)
 
     @property

@@ -88,11 +88,21 @@ def members_key(namespace: str, family: str, segment_id: str) -> str:
     return f"{namespace}:seg:{family}:{segment_id}"
 
 
+_HISTORY = """
+-- KEYS: a customer's history list; ARGV: change JSON, length kept
+if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+return 1
+"""
+
+
 class MembershipStore:
     def __init__(self, client: aioredis.Redis, namespace: str):
         self.client = client
         self.ns = namespace
         self._single = client.register_script(_SINGLE)
+        self._history = client.register_script(_HISTORY)
 
     def members_key(self, family: str, segment_id: str) -> str:
         return members_key(self.ns, family, segment_id)
@@ -131,8 +141,8 @@ class MembershipStore:
                     orjson.dumps({"family": c.family, "id": c.segment_id, "name": c.segment_name}),
                 )
             hist = self.customer_key(c.customer_id) + ":hist"
-            pipe.lpush(hist, c.model_dump_json())
-            pipe.ltrim(hist, 0, HISTORY - 1)
+            # a replay after a crash re-emits the same change (same customer, segment, time, reason): kept once
+            await self._history(keys=[hist], args=[c.model_dump_json(), HISTORY], client=pipe)  # queued
         for a in rfm:
             n += 1
             pipe.hset(
