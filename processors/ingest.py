@@ -52,6 +52,7 @@ from processors.columns import (
     Reject,
     concat_heartbeats,
 )
+from processors.config_change import check_followable
 from processors.decode import HeartbeatDecoder, ReadingDecoder
 from processors.dedupe import Deduplicator
 from processors.features import DailyProfile
@@ -66,6 +67,11 @@ IngestBatch = tuple[list[RawMessage], list[RawMessage]]
 _LATENCY_SAMPLE = 256
 _SILENT_BIT = bit("silent")
 
+
+#: settings that shape the checkpointed state (open windows' sizes and span, the spike history's length)
+STATE_SHAPING_SETTINGS = (
+    "windows.meter_sizes_s", "windows.region_size_s", "windows.allowed_lateness_s", "health.spike_window",
+)
 
 class IngestConfig(BaseModel):
     """Windows, health thresholds and the event clock of the ingestion pipeline."""
@@ -178,6 +184,7 @@ class PartitionIngest:
     def __init__(self, registry: MeterRegistry, config: IngestConfig | None = None) -> None:
         self.registry = registry
         self.config = config or IngestConfig()
+        self.config_changes: list[str] = []  # settings that differ from the restored checkpoint's (restore)
         self.readings = ReadingDecoder(registry)
         self.heartbeats = HeartbeatDecoder(registry)
         self.dedupe = Deduplicator(granularity_s=900)
@@ -486,16 +493,27 @@ class PartitionIngest:
         }
 
     @classmethod
-    def restore(cls, state: dict[str, Any], registry: MeterRegistry | None = None) -> Self:
-        ingest = cls(
-            registry if registry is not None else MeterRegistry(), IngestConfig.model_validate(state["config"])
-        )
+    def restore(
+        cls, state: dict[str, Any], registry: MeterRegistry | None = None, config: IngestConfig | None = None
+    ) -> Self:
+        """The checkpointed state with ``config`` (the current settings; default: the checkpoint's own).
+
+        Thresholds, rates and limits follow the new config (``config_changes`` lists them); a change the
+        state cannot follow (:data:`STATE_SHAPING_SETTINGS`) raises :class:`ConfigChangeError` naming it.
+        """
+        stored = state["config"]
+        current = IngestConfig.model_validate(stored) if config is None else config
+        changes = check_followable(stored, current.model_dump(mode="json"), STATE_SHAPING_SETTINGS, "METERSEG_INGEST__")
+        ingest = cls(registry if registry is not None else MeterRegistry(), current)
+        ingest.config_changes = changes
         ingest.dedupe = Deduplicator.restore(state["dedupe"])
-        ingest.windows = ConsumptionWindows.restore(state["windows"])
-        ingest.health = HealthMonitor.restore(state["health"])
+        ingest.windows = ConsumptionWindows.restore({**state["windows"], "config": current.windows.model_dump(mode="json")})
+        ingest.health = HealthMonitor.restore({**state["health"], "config": current.health.model_dump(mode="json")})
         ingest.profiles = DailyProfileBuilder.restore(state["profiles"])
         ingest.reading_clock = EventClock.restore(state["reading_clock"])
         if "heartbeat_clock" in state:  # checkpoints before it had one shared "clock": start the heartbeats' afresh
             ingest.heartbeat_clock = EventClock.restore(state["heartbeat_clock"])
+        for clock in (ingest.reading_clock, ingest.heartbeat_clock):  # the rate is a setting, not state
+            clock.rate, clock.idle_after_s = current.clock_rate, current.clock_idle_s
         ingest.totals = {**ingest.totals, **state.get("totals", {})}
         return ingest

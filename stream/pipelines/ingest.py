@@ -28,6 +28,7 @@ from aiokafka import TopicPartition
 
 from meterseg.settings import Settings
 from processors.columns import MeterRegistry, RawMessage
+from processors.config_change import ConfigChangeError
 from processors.health import HealthAlert, MeterHealth
 from processors.ingest import IngestConfig, IngestOutput, PartitionIngest
 from processors.windows import NONE, ClosedWindows, size_label
@@ -76,7 +77,15 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
         return PartitionIngest(self.registry, self.config)
 
     def restore_processor(self, partition: int, state: Any) -> PartitionIngest:
-        return PartitionIngest.restore(state, self.registry)
+        # state from the checkpoint, configuration from the settings (ConfigChangeError: one it cannot follow)
+        try:
+            proc = PartitionIngest.restore(state, self.registry, self.config)
+        except ConfigChangeError as exc:
+            log.critical("ingest partition %d cannot be restored: %s", partition, exc)
+            raise
+        if proc.config_changes:
+            log.info("ingest partition %d restored with changed settings: %s", partition, ", ".join(proc.config_changes))
+        return proc
 
     def snapshot(self, processor: PartitionIngest) -> Any:
         return processor.snapshot()
