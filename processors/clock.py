@@ -35,7 +35,7 @@ applies it from Redis (``{app}:clock:frozen``) to every clock it owns, at every 
 
     >>> clock.freeze(True); clock.now(wall=100.0)
     1000.0
-    >>> clock.freeze(False); clock.now(wall=13.0)
+    >>> clock.freeze(False); clock.now(wall=15.0)
     1060.0
 """
 
