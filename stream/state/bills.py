@@ -89,7 +89,7 @@ class BillStore:
         values = await self.client.hgetall(self.outstanding)
         paid = [k for k, v in values.items() if orjson.loads(v)[1]]
         unpaid = [orjson.loads(v)[0] for k, v in values.items() if not orjson.loads(v)[1]]
-        pipe = self.client.pipeline(transaction=True)
+        pipe = self.client.pipeline(transaction=False)  # one-time and idempotent; cluster pipelines have no MULTI
         for k in paid:
             key = k.decode() if isinstance(k, bytes) else k
             pipe.set(self.paid_key(key), 1, ex=self.paid_retention_s)

@@ -102,7 +102,6 @@ class MembershipStore:
         self.client = client
         self.ns = namespace
         self._single = client.register_script(_SINGLE)
-        self._history = client.register_script(_HISTORY)
 
     def members_key(self, family: str, segment_id: str) -> str:
         return members_key(self.ns, family, segment_id)
@@ -142,7 +141,8 @@ class MembershipStore:
                 )
             hist = self.customer_key(c.customer_id) + ":hist"
             # a replay after a crash re-emits the same change (same customer, segment, time, reason): kept once
-            await self._history(keys=[hist], args=[c.model_dump_json(), HISTORY], client=pipe)  # queued
+            # EVAL, not EVALSHA: a Redis Cluster pipeline does not load scripts on the node first
+            pipe.eval(_HISTORY, 1, hist, c.model_dump_json(), HISTORY)
         for a in rfm:
             n += 1
             pipe.hset(
