@@ -213,6 +213,9 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
         "METERSEG_APP_ID": settings.app_id,
         "METERSEG_PARTITIONS": str(settings.partitions),
         "METERSEG_STACK__STATE_DIR": str(settings.stack.state_dir),
+        "METERSEG_API_TOKEN": settings.api_token,
+        # benchmark workers serve no one: development mode, said explicitly
+        "METERSEG_API_ALLOW_DEFAULT_TOKEN": "true",
     }
     for name, value in settings.topics.model_dump().items():
         env[f"METERSEG_TOPICS__{name.upper()}"] = value

@@ -61,24 +61,28 @@ def drill1() -> str:
     from tests.integration.harness import running_worker, wait_for
 
     stack = LocalStack.from_settings(local_test_settings(), with_prometheus=False, appendonly=False)
-    stack.up(timeout_s=120)
-    out = Path(tempfile.mkdtemp(prefix="recovery-drill1-"))
-    settings = drill_settings(stack.kafka.bootstrap, stack.redis.url.rsplit("/", 1)[0] + "/12", "drill1")
-    fleet = Fleet.simulate(settings, out)
-    with running_worker(settings, out, **WORKER_ENV) as worker:
-        wait_for(lambda: consumed([worker]) >= fleet.expected_in // 4, 120, "a quarter of the stream", 0.2)
-        baseline = consumed([worker])
-        worker.proc.send_signal(signal.SIGKILL)
-        killed = time.monotonic()
-        worker.proc.wait()
-    with running_worker(settings, out, **WORKER_ENV) as worker:
-        started = time.monotonic() - killed
-        recovery = recovery_time([worker], baseline, killed)
-        counters = finish([worker], fleet)
-    ok = counters["messages"] == fleet.expected_in
-    return (f"[chaos] drill 1 kill -9 the only worker, restart: recovery {recovery:.1f} s, measured_from kill, "
-            f"worker_restart_s {started:.1f}, state_at_kill {baseline:.0f}/{fleet.expected_in}, "
-            f"conservation {'ok' if ok else counters}")  # fmt: skip
+    started_here = stack.up(timeout_s=120)["kafka"] == "started"
+    try:
+        out = Path(tempfile.mkdtemp(prefix="recovery-drill1-"))
+        settings = drill_settings(stack.kafka.bootstrap, stack.redis.url.rsplit("/", 1)[0] + "/12", "drill1")
+        fleet = Fleet.simulate(settings, out)
+        with running_worker(settings, out, **WORKER_ENV) as worker:
+            wait_for(lambda: consumed([worker]) >= fleet.expected_in // 4, 120, "a quarter of the stream", 0.2)
+            baseline = consumed([worker])
+            worker.proc.send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            worker.proc.wait()
+        with running_worker(settings, out, **WORKER_ENV) as worker:
+            started = time.monotonic() - killed
+            recovery = recovery_time([worker], baseline, killed)
+            counters = finish([worker], fleet)
+        ok = counters["messages"] == fleet.expected_in
+        return (f"[chaos] drill 1 kill -9 the only worker, restart: recovery {recovery:.1f} s, measured_from kill, "
+                f"worker_restart_s {started:.1f}, state_at_kill {baseline:.0f}/{fleet.expected_in}, "
+                f"conservation {'ok' if ok else counters}")  # fmt: skip
+    finally:
+        if started_here:
+            stack.down()
 
 
 def drills_2_to_5() -> list[str]:

@@ -18,13 +18,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.request import urlopen
 
 from meterseg.settings import Settings
 from meterseg.stack import LocalStack, StackError
+
+#: development values of the demo (one local broker); an explicit environment variable wins
+DEMO_ENV = {
+    "METERSEG_TOPIC_REPLICATION_FACTOR": "1",
+    "METERSEG_TOPIC_MIN_INSYNC_REPLICAS": "1",
+    "METERSEG_WEB_BIND": "127.0.0.1",
+}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,8 +59,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 @dataclass
 class DemoProcesses:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    on_stop: list[Callable[[], object]] = field(default_factory=list)
 
     def stop(self) -> None:
+        for hook in self.on_stop:
+            with contextlib.suppress(Exception):
+                hook()
         for proc in reversed(list(self.procs.values())):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -115,6 +126,10 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # the local stack is one broker on this machine: development values, said explicitly (production
+    # defaults: replication 3, min.insync.replicas 2, API on every interface)
+    for name, value in DEMO_ENV.items():
+        os.environ.setdefault(name, value)
     settings = Settings()
     stack = LocalStack.from_settings(settings)
     print("meterseg demo: starting the local stack (the first run fetches Kafka's jars with Maven) ...", flush=True)
@@ -128,9 +143,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"stack ready in {time.monotonic() - started:.1f} s", flush=True)
     if not args.keep:
         _reset(settings)
+    set_clock_frozen(settings, False)  # a new simulation: the engine's clocks follow it again
     log_dir = args.log_dir or Path(settings.stack.state_dir) / "demo"
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "METERSEG_INGEST__CLOCK_RATE": str(args.speed)}
+    token = demo_api_token(settings, Path(settings.stack.state_dir) / "demo")
+    settings = settings.model_copy(update={"api_token": token})
+    env = {**os.environ, "METERSEG_INGEST__CLOCK_RATE": str(args.speed), "METERSEG_API_TOKEN": token}
     cli = [sys.executable, "-m", "meterseg.cli"]
     with _processes() as procs:
         try:
@@ -138,6 +156,44 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("\nstopping the worker and the simulator ...", flush=True)
             return 130
+
+
+def set_clock_frozen(settings: Settings, frozen: bool) -> None:
+    """Tell the engine its source has finished (``{app}:clock:frozen``: clocks stop at the last event) or not."""
+    from stream.clients.redis_client import sync_redis
+
+    client = sync_redis(settings)
+    try:
+        key = f"{settings.redis_namespace}:clock:frozen"
+        if frozen:
+            client.set(key, "1")
+        else:
+            client.delete(key)
+    finally:
+        client.close()
+
+
+def demo_api_token(settings: Settings, demo_dir: Path) -> str:
+    """The API token of the demo's worker: ``METERSEG_API_TOKEN`` when set to a secret, else a generated one.
+
+    A generated token is kept in ``<state>/demo/api-token`` (mode 0600) and reused by the next demo run, so the
+    README's ``export METERSEG_API_TOKEN=$(cat .state/demo/api-token)`` works as pasted.
+    """
+    import secrets
+
+    from meterseg.settings import DEFAULT_API_TOKEN
+
+    if settings.api_token.strip() and settings.api_token != DEFAULT_API_TOKEN:
+        return settings.api_token
+    path = demo_dir / "api-token"
+    if path.exists() and path.read_text().strip():
+        return path.read_text().strip()
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    return token
 
 
 def _run(
@@ -154,6 +210,9 @@ def _run(
         [*cli, "worker", "--loglevel", "warn"], env=env, stdout=worker_log, stderr=subprocess.STDOUT
     )
     print(f"worker starting (log: {log_dir / 'worker.log'}) ...", flush=True)
+    if stack.prometheus is not None:  # Prometheus scrapes the workers that exist: this one, while it runs
+        stack.prometheus.register_target("demo-worker", f"127.0.0.1:{settings.metrics_port}")
+        procs.on_stop.append(lambda: stack.prometheus.unregister_target("demo-worker") if stack.prometheus else None)
     health_url = f"http://127.0.0.1:{settings.web_port}/health"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -173,6 +232,11 @@ def _run(
         procs.procs["console"] = subprocess.Popen(
             [*cli, "console", "--port", str(console_port)], env=env, stdout=console_log, stderr=subprocess.STDOUT
         )
+    print(
+        f"API on http://127.0.0.1:{settings.web_port} with token {settings.api_token} "
+        f"(metrics on http://127.0.0.1:{settings.metrics_port}/metrics)",
+        flush=True,
+    )
     sim_log = (log_dir / "simulator.log").open("wb")
     sim_args = [
         "simulate", "--meters", str(args.meters), "--days", str(args.days), "--speed", str(args.speed),
@@ -220,6 +284,9 @@ def _run(
             if now - sim_done_at > 180:
                 print("\nthe worker is still catching up; summarising what it has processed so far", flush=True)
                 break
+    # the fleet has sent everything: stop the engine's clocks at the last event, or the ingest clock would run
+    # on at the simulation's speed with nothing arriving and every meter would turn late within a minute
+    set_clock_frozen(settings, True)
     print("\n")
     _summary(settings, stack, log_dir, _metrics(settings.metrics_port))
     if args.exit_when_done:
@@ -339,6 +406,14 @@ def _summary(settings: Settings, stack: LocalStack, log_dir: Path, samples: dict
     print(f"  metrics      http://127.0.0.1:{settings.metrics_port}/metrics")
     if stack.prometheus is not None:
         print(f"  Prometheus   {stack.prometheus.url}  (alerts: {stack.prometheus.url}/alerts)")
-    print(f"  API / health http://127.0.0.1:{settings.web_port}/health")
+    api = f"http://127.0.0.1:{settings.web_port}"
+    token_file = Path(settings.stack.state_dir) / "demo" / "api-token"
+    print(f"  API          {api}  (token: {settings.api_token})")
+    if token_file.exists() and token_file.read_text().strip() == settings.api_token:
+        print(f"               export METERSEG_API_TOKEN=$(cat {token_file})")
+    else:
+        print("               the token is your METERSEG_API_TOKEN")
+    print(f'               curl -s -H "Authorization: Bearer $METERSEG_API_TOKEN" {api}/segments')
+    print(f"  health       {api}/health")
     print(f"  Kafka        {settings.kafka_bootstrap}  (e.g. kcat -C -b {settings.kafka_bootstrap} -t {settings.topics.alerts})")
     print(f"  logs         {log_dir}")

@@ -25,6 +25,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from processors.ingest import IngestConfig
 from processors.segmentation import SegmentationConfig
 
+#: the published placeholder token: a worker refuses to serve the API with it unless ``api_allow_default_token``
+DEFAULT_API_TOKEN = "change-me"
+
 
 class TopicNames(BaseModel):
     """Names of every Kafka topic meterseg reads or writes."""
@@ -123,9 +126,30 @@ class Settings(BaseSettings):
     redis_cluster: bool = False
     topics: TopicNames = Field(default_factory=TopicNames)
     partitions: int = Field(default=4, ge=1, description="partitions of every topic; equals Faust topic_partitions")
+    topic_replication_factor: int = Field(
+        default=3, ge=1, description="replicas of every topic meterseg creates (capped, with a warning, at the brokers)"
+    )
+    topic_min_insync_replicas: int = Field(
+        default=2, ge=1, description="min.insync.replicas of the topics meterseg creates: acks=all waits for this many"
+    )
+    producer_acks: Literal["all", "1", "0"] = Field(
+        default="all", description="acks of the engine's producer: 'all' waits for min.insync.replicas copies"
+    )
     metrics_port: int = Field(default=9108, ge=1, le=65535)
     web_port: int = Field(default=6066, ge=1, le=65535)
-    api_token: str = Field(default="change-me", description="bearer token of the HTTP API")
+    web_bind: str = Field(
+        default="0.0.0.0",  # every interface: the API needs a secret token; container port mappings reach it
+        description="address the HTTP API listens on (127.0.0.1: this machine only)",
+    )
+    redis_socket_timeout_s: float = Field(
+        default=30.0, gt=0.0, description="a Redis command with no answer for this long fails (and is retried)"
+    )
+    redis_connect_timeout_s: float = Field(default=5.0, gt=0.0, description="a Redis connection attempt gives up after")
+    api_token: str = Field(default=DEFAULT_API_TOKEN, description="bearer token of the HTTP API")
+    api_allow_default_token: bool = Field(
+        default=False,
+        description="development only: let a worker serve the API with the published default token",
+    )
     log_level: str = "INFO"
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
@@ -144,6 +168,17 @@ class Settings(BaseSettings):
         ge=1,
         le=100_000,
         description="closed meter windows per consumption.windows message (WindowBatch); 1 = one window per message",
+    )
+    bills_paid_retention_s: int = Field(
+        default=7 * 86_400, ge=60,
+        description="a paid bill's marker stays this long in Redis, so a replayed bill event is not counted again",
+    )
+    meter_ranking_days: int = Field(
+        default=400, ge=1, le=3660,
+        description="days of per-meter daily kWh rankings kept in Redis (GET /meters/top), about 40 B per meter-day",
+    )
+    max_technician_labels: int = Field(
+        default=200, ge=0, description="technician ids with their own metric label; others count as 'other'"
     )
     stack: StackSettings = Field(default_factory=StackSettings)
 

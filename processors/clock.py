@@ -27,6 +27,16 @@ Examples:
 
 Only events move the largest event time, never the running-on, so a busy
 consumer that stalls for a while cannot push windows shut ahead of its data.
+
+A source that has *finished* (a simulation or a replay that has sent everything) is not quiet but over:
+:meth:`EventClock.freeze` stops the running-on at the largest event time seen, so the fleet does not turn
+silent (and late) in a simulated future nobody sends. The freeze is not part of the snapshot: the engine
+applies it from Redis (``{app}:clock:frozen``) to every clock it owns, at every tick.
+
+    >>> clock.freeze(True); clock.now(wall=100.0)
+    1000.0
+    >>> clock.freeze(False); clock.now(wall=15.0)
+    1060.0
 """
 
 from __future__ import annotations
@@ -52,6 +62,7 @@ class EventClock:
         self.idle_after_s = idle_after_s
         self._event: float | None = None
         self._wall = 0.0
+        self.frozen = False
 
     def observe(self, max_event_s: float, wall: float | None = None) -> None:
         """Record the largest event time (epoch seconds) of a batch just processed."""
@@ -71,10 +82,14 @@ class EventClock:
         """
         if self._event is None:
             return None
-        if not running:
+        if not running or self.frozen:
             return self._event
         wall = time.time() if wall is None else wall
         return self._event + max(0.0, wall - self._wall - self.idle_after_s) * self.rate
+
+    def freeze(self, frozen: bool) -> None:
+        """Stop (or resume) running on past the largest event time: the source has finished sending."""
+        self.frozen = frozen
 
     def snapshot(self) -> dict[str, Any]:
         return {"rate": self.rate, "idle_after_s": self.idle_after_s, "event": self._event, "wall": self._wall}

@@ -55,6 +55,7 @@ from processors.columns import (
     Reject,
     concat_heartbeats,
 )
+from processors.config_change import check_followable
 from processors.decode import HeartbeatDecoder, ReadingDecoder
 from processors.dedupe import Deduplicator
 from processors.features import DailyProfile
@@ -69,6 +70,11 @@ IngestBatch = tuple[list[RawMessage], list[RawMessage]]
 _LATENCY_SAMPLE = 256
 _SILENT_BIT = bit("silent")
 
+
+#: settings that shape the checkpointed state (open windows' sizes and span, the spike history's length)
+STATE_SHAPING_SETTINGS = (
+    "windows.meter_sizes_s", "windows.region_size_s", "windows.close_after_s", "health.spike_window",
+)
 
 class IngestConfig(BaseModel):
     """Windows, health thresholds and the event clock of the ingestion pipeline."""
@@ -184,6 +190,7 @@ class PartitionIngest:
     def __init__(self, registry: MeterRegistry, config: IngestConfig | None = None) -> None:
         self.registry = registry
         self.config = config or IngestConfig()
+        self.config_changes: list[str] = []  # settings that differ from the restored checkpoint's (restore)
         self.readings = ReadingDecoder(registry)
         self.heartbeats = HeartbeatDecoder(registry)
         self.dedupe = Deduplicator(granularity_s=900, horizon_s=self._dedupe_horizon())
@@ -501,17 +508,30 @@ class PartitionIngest:
         }
 
     @classmethod
-    def restore(cls, state: dict[str, Any], registry: MeterRegistry | None = None) -> Self:
-        config = dict(state["config"])
-        if isinstance(config.get("windows"), dict):  # a checkpoint from before corrections: see from_checkpoint
-            config["windows"] = WindowConfig.from_checkpoint(config["windows"])
-        ingest = cls(registry if registry is not None else MeterRegistry(), IngestConfig.model_validate(config))
+    def restore(
+        cls, state: dict[str, Any], registry: MeterRegistry | None = None, config: IngestConfig | None = None
+    ) -> Self:
+        """The checkpointed state with ``config`` (the current settings; default: the checkpoint's own).
+
+        Thresholds, rates and limits follow the new config (``config_changes`` lists them); a change the
+        state cannot follow (:data:`STATE_SHAPING_SETTINGS`) raises :class:`ConfigChangeError` naming it.
+        A checkpoint from before late corrections is read with :meth:`WindowConfig.from_checkpoint`.
+        """
+        stored = dict(state["config"])
+        if isinstance(stored.get("windows"), dict):  # a checkpoint from before corrections: see from_checkpoint
+            stored["windows"] = WindowConfig.from_checkpoint(stored["windows"]).model_dump(mode="json")
+        current = IngestConfig.model_validate(stored) if config is None else config
+        changes = check_followable(stored, current.model_dump(mode="json"), STATE_SHAPING_SETTINGS, "METERSEG_INGEST__")
+        ingest = cls(registry if registry is not None else MeterRegistry(), current)
+        ingest.config_changes = changes
         ingest.dedupe = Deduplicator.restore(state["dedupe"]).with_horizon(ingest._dedupe_horizon())
-        ingest.windows = ConsumptionWindows.restore(state["windows"])
-        ingest.health = HealthMonitor.restore(state["health"])
+        ingest.windows = ConsumptionWindows.restore({**state["windows"], "config": current.windows.model_dump(mode="json")})
+        ingest.health = HealthMonitor.restore({**state["health"], "config": current.health.model_dump(mode="json")})
         ingest.profiles = DailyProfileBuilder.restore(state["profiles"])
         ingest.reading_clock = EventClock.restore(state["reading_clock"])
         if "heartbeat_clock" in state:  # checkpoints before it had one shared "clock": start the heartbeats' afresh
             ingest.heartbeat_clock = EventClock.restore(state["heartbeat_clock"])
+        for clock in (ingest.reading_clock, ingest.heartbeat_clock):  # the rate is a setting, not state
+            clock.rate, clock.idle_after_s = current.clock_rate, current.clock_idle_s
         ingest.totals = {**ingest.totals, **state.get("totals", {})}
         return ingest

@@ -55,6 +55,8 @@ BOOL = npt.NDArray[np.bool_]
 F64 = npt.NDArray[np.float64]
 
 BANDS: tuple[tuple[str, float], ...] = (("very similar", 0.85), ("similar", 0.7), ("somewhat similar", 0.55))
+#: band of a lookalike scored below the lowest band (only found when asked for with ``min_score`` < 0.55)
+LESS_SIMILAR = "less similar"
 """Similarity bands of :func:`lookalikes`, highest first."""
 
 
@@ -469,7 +471,13 @@ def lookalikes(
     """Customers outside ``seed`` (within ``candidates`` if given) most like the seed's centroid.
 
     Returns ``{"results": [{"customer_id", "score", "band"}...], "bands": {band: count}, "cap": n, ...}``,
-    best first, at most ``max_share`` × population and scores ≥ ``min_score``.
+    best first, at most ``max_share`` × population and scores ≥ ``min_score``. A ``min_score`` below the
+    lowest band (0.55) is allowed: those customers are in the band ``"less similar"`` (counted only then).
+
+    >>> pop = columns_from_records({"a": {"x": 0.0}, "b": {"x": 0.1}, "c": {"x": 9.0}})
+    >>> found = lookalikes(pop, np.array([True, False, False]), ["x"], max_share=1.0, min_score=0.0)
+    >>> [(r["customer_id"], r["band"]) for r in found["results"]], found["bands"]["less similar"]
+    ([('b', 'very similar'), ('c', 'less similar')], 1)
     """
     if not 0 < max_share <= 1:
         raise ValueError("max_share must be in (0, 1]")
@@ -489,9 +497,10 @@ def lookalikes(
     order = np.lexsort((idx, -scores))
     results = []
     counts = {name: 0 for name, _ in BANDS}
+    if min_score < BANDS[-1][1]:
+        counts[LESS_SIMILAR] = 0
     for i, s in zip(idx[order].tolist(), scores[order].tolist(), strict=True):
-        b = band(s)
-        assert b is not None
+        b = band(s) or LESS_SIMILAR
         counts[b] += 1
         results.append({"customer_id": pop.ids[i], "score": round(s, 4), "band": b})
     return {

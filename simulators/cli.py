@@ -159,6 +159,8 @@ def _sink(args: argparse.Namespace, settings: Settings) -> Any:
         settings.partitions,
         compacted=[settings.topics.registry],
         client_options=kafka_client_options(settings),
+        replication_factor=settings.topic_replication_factor,
+        min_insync_replicas=settings.topic_min_insync_replicas,
     )
 
 

@@ -139,13 +139,17 @@ class KafkaSink(Sink):
         acks: int | str = 1,
         client_id: str = "meterseg-simulator",
         client_options: dict[str, Any] | None = None,
+        replication_factor: int = 1,
+        min_insync_replicas: int = 1,
     ) -> None:
-        """``client_options``: extra aiokafka keyword arguments for the producer and admin client (SASL, TLS)."""
+        """``client_options``: extra aiokafka keyword arguments for the producer and admin client (SASL, TLS);
+        ``replication_factor`` / ``min_insync_replicas``: of the topics it creates (capped at the brokers)."""
         super().__init__()
         self.client_options = dict(client_options or {})
         self.bootstrap = bootstrap
         self.partitions = partitions
         self.compacted = set(compacted)
+        self.replication = (replication_factor, min_insync_replicas)
         self.batch_bytes = batch_bytes
         self.max_inflight = max_inflight
         self.acks = acks
@@ -179,16 +183,20 @@ class KafkaSink(Sink):
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
         from aiokafka.errors import TopicAlreadyExistsError
 
+        from stream.topics import replication_plan
+
         admin = AIOKafkaAdminClient(
             bootstrap_servers=self.bootstrap, client_id=self.client_id + "-admin", **self.client_options
         )
         await admin.start()
         try:
             existing = set(await admin.list_topics())
+            missing = sorted(set(topics) - existing)
+            rf, isr = await replication_plan(admin, *self.replication) if missing else (1, 1)
             new = [
-                NewTopic(t, self.partitions, 1, topic_configs={"cleanup.policy": "compact"} if t in self.compacted
-                         else {})
-                for t in sorted(set(topics)) if t not in existing
+                NewTopic(t, self.partitions, rf, topic_configs={
+                    "min.insync.replicas": str(isr), **({"cleanup.policy": "compact"} if t in self.compacted else {})})
+                for t in missing
             ]
             if new:
                 with contextlib.suppress(TopicAlreadyExistsError):

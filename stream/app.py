@@ -32,7 +32,8 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         "broker_credentials": faust_credentials(settings),  # SASL / TLS from settings.kafka_security
         "store": "memory://",
         "topic_partitions": settings.partitions,
-        "topic_replication_factor": 1,
+        # Faust's own topics (none in normal operation: memory store, agents on existing topics) as ours
+        "topic_replication_factor": settings.topic_replication_factor,
         "value_serializer": "raw",
         "key_serializer": "raw",
         "broker_session_timeout": 10.0,
@@ -45,7 +46,7 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         "producer_max_batch_size": 256 * 1024,
         "web_enabled": True,
         "web_port": settings.web_port,
-        "web_bind": "127.0.0.1",
+        "web_bind": settings.web_bind,
         # Faust's own pages serve table data (/table), the cluster topology (/router), sensor statistics and
         # the service graph without any authentication: the worker serves only its token-protected API,
         # /health and /openapi.json

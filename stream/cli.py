@@ -46,12 +46,26 @@ def run(args: argparse.Namespace) -> int:
         overrides["web_port"] = args.web_port
     settings = Settings(**overrides)
     import asyncio
+    import sys
 
-    from stream.topics import ensure_topics
+    from stream.topics import TopicLayoutError, ensure_topics, with_cluster_replication
+    from stream.web.auth import InsecureApiToken, require_secret_token
+
+    try:
+        require_secret_token(settings)
+    except InsecureApiToken as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     # topics first: Faust subscribes its agents before the engine service starts
-    asyncio.run(ensure_topics(settings))
+    try:
+        settings = asyncio.run(with_cluster_replication(settings))
+        asyncio.run(ensure_topics(settings))
+    except TopicLayoutError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     metrics.serve(settings.metrics_port)
+    metrics.init_known_labels([], [])  # the known label values at 0 from the first scrape, before any event
     logging.getLogger(__name__).info("metrics on http://0.0.0.0:%d/metrics", settings.metrics_port)
     app, _ = build_app(settings)
     worker = Worker(app, loglevel=args.loglevel)

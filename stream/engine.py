@@ -18,6 +18,7 @@ import orjson
 from mode import Service
 
 from meterseg.settings import Settings
+from processors.clock import EventClock
 from stream import metrics as m
 from stream.agents.operations import outstanding_bills
 from stream.clients.consumer import BatchConsumer
@@ -46,7 +47,7 @@ class Engine(Service):
         s = self.settings
         self.redis = async_redis(s)  # one server, or a Redis Cluster (METERSEG_REDIS_CLUSTER)
         kafka_options = kafka_client_options(s)
-        self.producer = BatchProducer(s.kafka_bootstrap, **kafka_options)
+        self.producer = BatchProducer(s.kafka_bootstrap, acks=s.producer_acks, **kafka_options)
         self.registry_follower = RegistryFollower(
             s.kafka_bootstrap, s.topics.registry, on_invalid=self._invalid_registration, **kafka_options
         )
@@ -86,6 +87,7 @@ class Engine(Service):
         # liveness beyond "the consumer polls" (see :meth:`health`), all monotonic seconds
         started = time.monotonic()
         self.last_tick = started  # the 1 s timer's last completed run
+        self.clock_frozen = False  # {app}:clock:frozen: the source has finished, clocks stop running on
         self.timer_ok = dict.fromkeys(self.consumers, started)  # each pipeline's last successful timer step
         self.lag = dict.fromkeys(self.consumers, 0)  # records behind, as of the last tick
         self.waiting_since: dict[str, float | None] = dict.fromkeys(self.consumers)  # since when lag > 0
@@ -134,6 +136,10 @@ class Engine(Service):
         # Every part is guarded: an outage (Redis or Kafka down) must not crash the service (mode
         # would stop the whole worker); the part is retried at the next tick.
         now = time.time()
+        try:
+            await self._apply_clock_freeze()
+        except Exception as exc:
+            self._timer_error("clock freeze", exc)
         for name, consumer in self.consumers.items():
             try:
                 lag = await consumer.lag()
@@ -172,6 +178,20 @@ class Engine(Service):
             for region, n in zip(registry.region_names, counts.tolist(), strict=True):
                 m.METERS_REGISTERED.labels(region).set(n)
         self.last_tick = time.monotonic()
+
+    async def _apply_clock_freeze(self) -> None:
+        """Stop (or resume) every event clock's running-on as ``{app}:clock:frozen`` says (``meterseg demo``
+        sets it once its simulated fleet has sent everything, so the picture stays as the summary told)."""
+        frozen = bool(await self.redis.exists(f"{self.settings.redis_namespace}:clock:frozen"))
+        if frozen != self.clock_frozen:
+            log.info("event clocks %s", "frozen: the source has finished" if frozen else "running on again")
+        self.clock_frozen = frozen
+        for handler in (self.ingest, self.segmentation):
+            for part in getattr(handler, "partitions", {}).values():
+                owner = getattr(part, "processor", part)
+                for value in vars(owner).values():
+                    if isinstance(value, EventClock):
+                        value.freeze(frozen)
 
     def _note_lag(self, name: str, lag: dict[Any, int]) -> None:
         """Remember the consumer's lag and since when records have been waiting (for :meth:`health`)."""
@@ -293,6 +313,7 @@ class Engine(Service):
             "seconds_since_poll": round(since_poll, 2),
             "seconds_since_progress": round(now - consumer.last_progress, 2),
             "seconds_since_tick": round(now - self.last_tick, 2),
+            "clock_frozen": self.clock_frozen,
             "totals": dict(self.ingest.totals),
             "segmentation": dict(self.segmentation.totals),
             "model_version": self.segmentation.models.model.version if self.segmentation.models.model else 0,

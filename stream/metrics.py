@@ -79,6 +79,17 @@ METERS_BY_HEALTH = Gauge(
     "meterseg_meters", "Meters owned by this worker, per health state", ["state"], registry=REGISTRY
 )
 METERS_LATE = Gauge("meterseg_meters_late", "Meters currently silent beyond the allowed gap", registry=REGISTRY)
+REGION_FRONTIER_SPREAD = Gauge(
+    "meterseg_region_frontier_spread_seconds",
+    "Event seconds between the most and the least advanced partition frontier of the regional windows "
+    "(a regional window is emitted once every partition has passed it)",
+    registry=REGISTRY,
+)
+REGION_FRONTIER_MISSING = Gauge(
+    "meterseg_region_frontier_missing_partitions",
+    "Partitions that have not reported a regional frontier (no regional window can be emitted meanwhile)",
+    registry=REGISTRY,
+)
 REGION_KWH = Counter(
     "meterseg_region_energy_kwh_total",
     "kWh in closed regional windows, per region and direction (import/export)",

@@ -8,11 +8,12 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
-from meterseg.settings import Settings
+from meterseg.settings import DEFAULT_API_TOKEN, Settings
 from stream.agents.operations import register_operations
 from stream.app import create_app
 from stream.engine import Engine, engine_class
 from stream.web import register_api
+from stream.web.auth import require_secret_token
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +25,15 @@ def _require(engine: Engine | None) -> Engine:
 
 
 def build_app(settings: Settings, **overrides: Any) -> tuple[faust.App, type[Engine]]:
-    """The worker's Faust app and the engine service class registered with it."""
-    if settings.api_token == Settings.model_fields["api_token"].default:
+    """The worker's Faust app and the engine service class registered with it.
+
+    Raises :class:`stream.web.auth.InsecureApiToken` for the default API token without the development flag.
+    """
+    require_secret_token(settings)  # InsecureApiToken: the default token serves customer data to anyone
+    if settings.api_token == DEFAULT_API_TOKEN:
         log.warning(
-            "METERSEG_API_TOKEN is the default, published one: whoever reaches the API on port %d can read "
-            "customer data. Set a secret token.",
+            "METERSEG_API_ALLOW_DEFAULT_TOKEN=true: the API on port %d accepts the published default token "
+            "(development only)",
             settings.web_port,
         )
     app = create_app(settings, **overrides)

@@ -7,12 +7,15 @@ Prometheus history.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.error import URLError
 from urllib.parse import quote
 from urllib.request import urlopen
+
+import yaml
 
 from meterseg.stack.process import ManagedProcess, StackError, ensure_debian_package, port_open, wait_until
 
@@ -169,6 +172,41 @@ class PrometheusNode:
         except (URLError, OSError):
             return False
 
+    @property
+    def targets_dir(self) -> Path:
+        """File service discovery: one JSON file per worker that exists (``register_target``)."""
+        return self.state_dir / "prometheus" / "targets"
+
+    def register_target(self, name: str, address: str, labels: dict[str, str] | None = None) -> Path:
+        """Let Prometheus scrape ``address`` (``host:port`` of a worker's metrics) until :meth:`unregister_target`.
+
+        Written atomically (rename), read by Prometheus within its ``refresh_interval`` (5 s).
+        """
+        self.targets_dir.mkdir(parents=True, exist_ok=True)
+        path = self.targets_dir / f"{name}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([{"targets": [address], "labels": labels or {}}]))
+        tmp.replace(path)
+        return path
+
+    def unregister_target(self, name: str) -> None:
+        (self.targets_dir / f"{name}.json").unlink(missing_ok=True)
+
+    def render_config(self) -> Path:
+        """``config`` with absolute rule files, this node's own port and file discovery in :attr:`targets_dir`."""
+        cfg = yaml.safe_load(self.config.read_text())
+        base = self.config.parent.resolve()
+        cfg["rule_files"] = [str(base / r) for r in cfg.get("rule_files", [])]
+        for job in cfg.get("scrape_configs", []):
+            for sd in job.get("file_sd_configs", []):
+                sd["files"] = [str(self.targets_dir.resolve() / Path(f).name) for f in sd.get("files", [])]
+            if job.get("job_name") == "prometheus":
+                job["static_configs"] = [{"targets": [f"127.0.0.1:{self.port}"]}]
+        self.targets_dir.mkdir(parents=True, exist_ok=True)
+        out = self.state_dir / "prometheus" / "prometheus.yml"
+        out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        return out
+
     def up(self, timeout_s: float = 30.0) -> str:
         proc = self.process
         if proc.read_pid() is not None:
@@ -185,15 +223,16 @@ class PrometheusNode:
         binary = ensure_debian_package("prometheus", "prometheus")
         data = self.state_dir / "prometheus" / "data"
         data.mkdir(parents=True, exist_ok=True)
+        config = self.render_config()
         argv = [
             binary,
-            f"--config.file={self.config.resolve()}",
+            f"--config.file={config.resolve()}",
             f"--storage.tsdb.path={data.resolve()}",
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--web.enable-lifecycle",
             "--storage.tsdb.retention.time=15d",
         ]
-        proc.start(argv, cwd=self.config.parent)
+        proc.start(argv, cwd=config.parent)
         if not wait_until(lambda: proc.read_pid() is not None and self.healthy(), timeout_s):
             raise StackError(f"prometheus did not become ready on port {self.port}; log: {proc.log_file}\n{proc.tail_log()}")
         return "started"

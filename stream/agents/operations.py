@@ -17,13 +17,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import faust
-import orjson
 from pydantic import BaseModel, ValidationError
 
 from meterseg.settings import Settings
 from processors.columns import RawMessage, Reject, RejectReason
 from stream import metrics as m
 from stream.schemas import Bill, Feedback, MaintenanceRequest
+from stream.state.bills import BillStore
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def _messages(events: Sequence[Any]) -> list[RawMessage]:
 def register_operations(app: faust.App, settings: Settings, engine: Callable[[], Any]) -> None:
     """Attach the operations agents to ``app``; ``engine()`` returns the running Engine (producer, Redis)."""
     topics = settings.topics
-    bills_key = f"{settings.redis_namespace}:bills:outstanding"
+    technicians: set[str] = set()  # technician ids given their own label so far (bounded)
 
     async def dead_letter(rejects: list[Reject]) -> None:
         if rejects:
@@ -104,7 +104,9 @@ def register_operations(app: faust.App, settings: Settings, engine: Callable[[],
                 else:
                     m.MAINTENANCE_RESOLVED.labels(region).inc()
                     m.MAINTENANCE_RESOLUTION.observe((req.resolved_at - req.requested_at).total_seconds())
-                    m.MAINTENANCE_BY_TECHNICIAN.labels(req.technician_id or "unassigned").inc()
+                    m.MAINTENANCE_BY_TECHNICIAN.labels(
+                        technician_label(technicians, req.technician_id, settings.max_technician_labels)
+                    ).inc()
             received(topics.maintenance, events, len(parsed))
             await dead_letter(dead)
 
@@ -123,28 +125,16 @@ def register_operations(app: faust.App, settings: Settings, engine: Callable[[],
         async for events in stream.take_events(500, within=1.0):  # type: ignore[attr-defined]
             dead: list[Reject] = []
             parsed = parse_events(Bill, _messages(events), dead)
-            redis = engine().redis
-            pipe = redis.pipeline(transaction=False)
-            for bill in parsed:
-                if bill.paid_at is None:
-                    pipe.hsetnx(bills_key, bill.bill_id, orjson.dumps([bill.amount, 0]))
-                else:
-                    pipe.hset(bills_key, bill.bill_id, orjson.dumps([bill.amount, 1]))
-            previous: list[Any] = []
+            store = BillStore(engine().redis, settings.redis_namespace, settings.bills_paid_retention_s)
+            started = time.perf_counter()
+            codes = await store.apply([(b.bill_id, b.amount, b.paid_at is not None) for b in parsed])
             if parsed:
-                started = time.perf_counter()
-                previous = await redis.hmget(bills_key, [b.bill_id for b in parsed])
-                await pipe.execute()
                 m.REDIS_LATENCY.labels("bills").observe(time.perf_counter() - started)
-            for bill, before in zip(parsed, previous, strict=True):
-                state = orjson.loads(before) if before else None
-                if bill.paid_at is None and state is None:
+            for bill, code in zip(parsed, codes, strict=True):
+                if code in ("issued", "paid_unseen"):  # a payment seen before its bill counts the issue too
                     m.BILLS.labels("issued").inc()
                     m.BILLED_AMOUNT.labels("issued").inc(bill.amount)
-                elif bill.paid_at is not None and (state is None or state[1] == 0):
-                    if state is None:  # payment seen before the bill: count the issue too
-                        m.BILLS.labels("issued").inc()
-                        m.BILLED_AMOUNT.labels("issued").inc(bill.amount)
+                if code in ("paid", "paid_unseen"):
                     m.BILLS.labels("paid").inc()
                     m.BILLED_AMOUNT.labels("paid").inc(bill.amount)
             received(topics.bills, events, len(parsed))
@@ -152,8 +142,23 @@ def register_operations(app: faust.App, settings: Settings, engine: Callable[[],
 
 
 async def outstanding_bills(redis: Any, settings: Settings) -> tuple[int, float]:
-    """Number and amount of bills issued and not paid (from Redis; for the gauges)."""
-    values = await redis.hvals(f"{settings.redis_namespace}:bills:outstanding")
-    unpaid = [orjson.loads(v) for v in values]
-    unpaid = [v for v in unpaid if v[1] == 0]
-    return len(unpaid), float(sum(v[0] for v in unpaid))
+    """Number and amount of bills issued and not paid (two counters in Redis; for the gauges)."""
+    return await BillStore(redis, settings.redis_namespace, settings.bills_paid_retention_s).outstanding_totals()
+
+
+def technician_label(seen: set[str], technician_id: str | None, limit: int) -> str:
+    """The ``technician`` label of a resolved request: the id for the first ``limit`` technicians seen by
+    this worker, ``other`` beyond (a label value per id would grow the series without bound).
+
+    >>> seen: set[str] = set()
+    >>> [technician_label(seen, t, 2) for t in ("T1", "T2", "T3", "T1", None)]
+    ['T1', 'T2', 'other', 'T1', 'unassigned']
+    """
+    if not technician_id:
+        return "unassigned"
+    if technician_id in seen:
+        return technician_id
+    if len(seen) < limit:
+        seen.add(technician_id)
+        return technician_id
+    return "other"

@@ -26,14 +26,23 @@ KeyValue = tuple[bytes | None, bytes] | tuple[bytes | None, bytes, Headers]
 class BatchProducer:
     """Owns one :class:`AIOKafkaProducer` and sends lists of (key, value) pairs as partition batches."""
 
-    def __init__(self, bootstrap: str, *, linger_ms: int = 0, max_batch_size: int = 1024 * 1024, **kwargs: Any):
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        linger_ms: int = 0,
+        max_batch_size: int = 1024 * 1024,
+        acks: str = "all",
+        **kwargs: Any,
+    ):
+        """``acks``: ``"all"`` (idempotent: no duplicates from the producer's own retries), ``"1"`` or ``"0"``."""
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             linger_ms=linger_ms,
             max_batch_size=max_batch_size,
             max_request_size=16 * 1024 * 1024,
-            acks="all",
-            enable_idempotence=True,
+            acks="all" if acks == "all" else int(acks),
+            enable_idempotence=acks == "all",  # Kafka's idempotent producer requires acks=all
             **kwargs,
         )
         self._partitioner = DefaultPartitioner()

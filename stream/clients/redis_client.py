@@ -57,13 +57,24 @@ def app_key_patterns(settings: Settings) -> list[str]:
     return patterns
 
 
+def _timeouts(settings: Settings, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the settings' socket and connect timeouts unless given: a Redis that stops answering
+    (network partition, a stalled failover) fails a command after a bounded time instead of hanging a worker."""
+    return {
+        "socket_timeout": settings.redis_socket_timeout_s,
+        "socket_connect_timeout": settings.redis_connect_timeout_s,
+        **options,
+    }
+
+
 def async_redis(settings: Settings, **options: Any) -> aioredis.Redis:
     """An asyncio client for ``settings.redis_url``: a ``RedisCluster`` when ``settings.redis_cluster``.
 
     Typed as :class:`redis.asyncio.Redis`: the cluster client offers the same commands, pipelines
     (transactions with keys of one slot), scripts (routed by their first key) and ``scan_iter``
-    (over every master), which is all meterseg uses.
+    (over every master), which is all meterseg uses. Socket and connect timeouts come from the settings.
     """
+    options = _timeouts(settings, options)
     if settings.redis_cluster:
         from redis.asyncio.cluster import RedisCluster
 
@@ -76,6 +87,7 @@ def async_redis(settings: Settings, **options: Any) -> aioredis.Redis:
 
 def sync_redis(settings: Settings, **options: Any) -> redis.Redis:
     """A blocking client for ``settings.redis_url`` (tools, the demo, tests): a ``RedisCluster`` on a cluster."""
+    options = _timeouts(settings, options)
     if settings.redis_cluster:
         from redis.cluster import RedisCluster
 

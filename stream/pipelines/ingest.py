@@ -28,6 +28,7 @@ from aiokafka import TopicPartition
 
 from meterseg.settings import Settings
 from processors.columns import MeterRegistry, RawMessage
+from processors.config_change import ConfigChangeError
 from processors.health import HealthAlert, MeterHealth
 from processors.ingest import IngestConfig, IngestOutput, PartitionIngest
 from processors.windows import NONE, ClosedWindows, size_label
@@ -67,7 +68,7 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
         self.totals = {"messages": 0, "accepted": 0, "deadletter": 0, "duplicates": 0}
         self.health_store = HealthStore(checkpoints.client, settings.redis_namespace)
         self.regional = RegionalMerger(checkpoints.client, settings.redis_namespace, settings.partitions)
-        self.meter_store = MeterStore(checkpoints.client, settings.redis_namespace)
+        self.meter_store = MeterStore(checkpoints.client, settings.redis_namespace, settings.meter_ranking_days)
         #: the consumer's high watermark per topic partition (set by the BatchConsumer): which topic is pending
         self.highwater: Callable[[TopicPartition], int | None] | None = None
         self._fetched: dict[TopicPartition, int] = {}
@@ -76,7 +77,15 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
         return PartitionIngest(self.registry, self.config)
 
     def restore_processor(self, partition: int, state: Any) -> PartitionIngest:
-        return PartitionIngest.restore(state, self.registry)
+        # state from the checkpoint, configuration from the settings (ConfigChangeError: one it cannot follow)
+        try:
+            proc = PartitionIngest.restore(state, self.registry, self.config)
+        except ConfigChangeError as exc:
+            log.critical("ingest partition %d cannot be restored: %s", partition, exc)
+            raise
+        if proc.config_changes:
+            log.info("ingest partition %d restored with changed settings: %s", partition, ", ".join(proc.config_changes))
+        return proc
 
     def snapshot(self, processor: PartitionIngest) -> Any:
         return processor.snapshot()
@@ -146,7 +155,15 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
             if part.processor.held():  # held back for the other topic: released once it has nothing to read
                 outputs.append((p, part.processor.process(([], []), wall, pending=self._pending(p))))
             outputs.append((p, part.processor.on_timer(wall, caught_up=p not in lagging)))
+        # a caught-up partition that never had a reading has no frontier: it moves with the fleet's, or no
+        # regional window would ever be final (issue: regional totals stalled by one idle partition)
+        await self.regional.advance_idle(
+            p for p, part in self.partitions.items() if p not in lagging and part.processor.windows.frontier == NONE
+        )
         await self._emit(outputs)
+        spread, missing = await self.regional.frontier_spread()
+        m.REGION_FRONTIER_SPREAD.set(spread)
+        m.REGION_FRONTIER_MISSING.set(missing)
         self._update_gauges()
 
     async def _emit(self, outputs: list[tuple[int, IngestOutput]]) -> None:

@@ -2,7 +2,7 @@
 
 * ``{ns}:kwh:{day}`` and ``{ns}:kwh:{region}:{day}`` — sorted sets meter → kWh imported that UTC day
   (``ZADD`` of the closed daily window: a replayed window overwrites, never adds), expiring after
-  :data:`KEEP_DAYS`; top consumers over a range are a ``ZUNIONSTORE`` of the days;
+  ``Settings.meter_ranking_days`` (default :data:`KEEP_DAYS`); top consumers over a range are a ``ZUNIONSTORE`` of the days;
 * ``{ns}:meter:{id}:windows`` — the last :data:`RECENT` closed daily windows (JSON), newest first; a
   corrected day (``revision`` > 0, a late upload counted) replaces its earlier record in place;
 * ``{ns}:meter:{id}:alerts`` — the last :data:`RECENT_ALERTS` alerts (JSON), newest first.
@@ -40,10 +40,11 @@ return 0
 
 
 class MeterStore:
-    def __init__(self, client: aioredis.Redis, namespace: str):
+    def __init__(self, client: aioredis.Redis, namespace: str, keep_days: int = KEEP_DAYS):
         self.client = client
         self.ns = namespace
         self._revise = client.register_script(_REVISE)
+        self.keep_days = keep_days  # Settings.meter_ranking_days
 
     def day_key(self, day: str, region: str | None = None) -> str:
         return f"{self.ns}:kwh:{region}:{day}" if region else f"{self.ns}:kwh:{day}"
@@ -61,7 +62,7 @@ class MeterStore:
             meter = rec["key"]
             for key in (self.day_key(day), *([self.day_key(day, region)] if region else [])):
                 pipe.zadd(key, {meter: rec["kwh_in"]})
-                pipe.expire(key, KEEP_DAYS * 86_400)
+                pipe.expire(key, self.keep_days * 86_400)
             wkey = f"{self.ns}:meter:{meter}:windows"
             if rec.get("revision"):
                 await self._revise(keys=[wkey], args=[rec["window_start"], orjson.dumps(rec)], client=pipe)

@@ -90,6 +90,27 @@ end
 return 1
 """
 
+_IDLE = """
+-- KEYS: frontier hash; ARGV: partitions that are caught up and have no frontier of their own
+-- An idle partition (no readings, nothing left to read) holds no partial for any window the others have
+-- passed: it advances to the fleet's frontier, so regional windows are not held back by it forever.
+local high = nil
+for _, f in ipairs(redis.call('HVALS', KEYS[1])) do
+  local v = tonumber(f)
+  if high == nil or v > high then high = v end
+end
+if high == nil then return 0 end
+local moved = 0
+for i = 1, #ARGV do
+  local own = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1e308')
+  if own < high then
+    redis.call('HSET', KEYS[1], ARGV[i], high)
+    moved = moved + 1
+  end
+end
+return moved
+"""
+
 CLAIM_MS = 30_000
 
 
@@ -105,7 +126,24 @@ class RegionalMerger:
         self._save = client.register_script(_SAVE)
         self._claim = client.register_script(_CLAIM)
         self._confirm = client.register_script(_CONFIRM)
+        self._idle = client.register_script(_IDLE)
         self.worker = uuid.uuid4().hex[:12]
+
+    async def advance_idle(self, partitions: Iterable[int]) -> int:
+        """Move caught-up partitions without a frontier of their own to the fleet's frontier (how many moved)."""
+        idle = list(partitions)
+        if not idle:
+            return 0
+        return int(await self._idle(keys=[self.frontiers], args=idle))
+
+    async def frontier_spread(self) -> tuple[float, int]:
+        """(seconds between the most and least advanced partition frontier, partitions without a frontier):
+        a regional window is final only once every partition has passed it, so either one growing means
+        regional totals have stalled fleet-wide."""
+        values = [float(v) for v in await self.client.hvals(self.frontiers)]
+        if not values:
+            return 0.0, self.partitions
+        return max(values) - min(values), max(0, self.partitions - len(values))
 
     async def save(self, partition: int, frontier: int, closed: Iterable[ClosedWindows]) -> None:
         """Store this partition's closed regional windows and its frontier (epoch s)."""

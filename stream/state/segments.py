@@ -88,6 +88,15 @@ def members_key(namespace: str, family: str, segment_id: str) -> str:
     return f"{namespace}:seg:{family}:{segment_id}"
 
 
+_HISTORY = """
+-- KEYS: a customer's history list; ARGV: change JSON, length kept
+if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+return 1
+"""
+
+
 class MembershipStore:
     def __init__(self, client: aioredis.Redis, namespace: str):
         self.client = client
@@ -131,8 +140,9 @@ class MembershipStore:
                     orjson.dumps({"family": c.family, "id": c.segment_id, "name": c.segment_name}),
                 )
             hist = self.customer_key(c.customer_id) + ":hist"
-            pipe.lpush(hist, c.model_dump_json())
-            pipe.ltrim(hist, 0, HISTORY - 1)
+            # a replay after a crash re-emits the same change (same customer, segment, time, reason): kept once
+            # EVAL, not EVALSHA: a Redis Cluster pipeline does not load scripts on the node first
+            pipe.eval(_HISTORY, 1, hist, c.model_dump_json(), HISTORY)
         for a in rfm:
             n += 1
             pipe.hset(

@@ -28,7 +28,7 @@ from stream.state.health import HealthStore
 from stream.web.context import CLV_DISCOUNT, CLV_HORIZON_DAYS, ApiContext, load_population, text
 from stream.web.errors import bad_request, not_found
 from stream.web.pagination import parse_page, window
-from stream.web.routes import PAGE_PARAMS, ApiRequest, Param, route
+from stream.web.routes import PAGE_PARAMS, SEGMENT_ID_SCHEMA, ApiRequest, Param, route
 from stream.web.segments import member_set, require_segment
 
 HIST_LIMIT = 50
@@ -163,7 +163,7 @@ async def get_customer(ctx: ApiContext, req: ApiRequest) -> Any:
 
 @route("GET", "/customers", summary="Search customers by id prefix, region or segment", tag="customers",
        params=(Param("query", "customer id prefix"), Param("region", "only customers of this region"),
-               Param("segment", "only members of this segment (family:id)"), *PAGE_PARAMS),
+               Param("segment", "only members of this segment (family:id)", SEGMENT_ID_SCHEMA), *PAGE_PARAMS),
        errors=(400, 404),
        response={"type": "object", "properties": {"total": {"type": "integer"}, "items": {"type": "array"},
                                                   "next_offset": {"type": ["integer", "null"]}}})  # fmt: skip

@@ -13,16 +13,26 @@ import re
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from processors.insights import differentiators, overlap, suggest
+from processors.rules import KNOWN_ATTRIBUTES
+from stream.web.attributes import ATTRIBUTE_LIST_SCHEMA, ATTRIBUTE_SCHEMA, ATTRIBUTES
 from stream.web.context import ApiContext, load_population
 from stream.web.errors import ApiError, bad_request
 from stream.web.pagination import int_param
-from stream.web.routes import ApiRequest, Param, route
+from stream.web.routes import SEGMENT_ID_PATTERN, SEGMENT_ID_SCHEMA, ApiRequest, Param, route
 from stream.web.segments import member_set, require_segment
 
 TARGET_ALIASES = {"churn_risk": "churn.probability", "monetary": "rfm.monetary_mean", "frequency": "rfm.frequency"}
+
+
+def _require_data(pop: Any, names: list[str]) -> None:
+    """409 ``no_data`` for known attributes no customer has a value for yet (unknown ones fail the schema)."""
+    absent = [n for n in names if n not in pop.columns]
+    if absent:
+        raise ApiError(409, "no_data", f"no customer has a value for {', '.join(absent)} yet",
+                       available=sorted(pop.columns))  # fmt: skip
 
 
 async def _members(ctx: ApiContext, raw: str) -> tuple[str, set[str]]:
@@ -31,8 +41,8 @@ async def _members(ctx: ApiContext, raw: str) -> tuple[str, set[str]]:
 
 
 @route("GET", "/insights/overlap", summary="Shared members of two segments, counts and shares", tag="insights",
-       params=(Param("a", "first segment (family:id)", required=True),
-               Param("b", "second segment (family:id)", required=True)),
+       params=(Param("a", "first segment (family:id)", SEGMENT_ID_SCHEMA, required=True),
+               Param("b", "second segment (family:id)", SEGMENT_ID_SCHEMA, required=True)),
        errors=(400, 404),
        response={"type": "object", "properties": {"shared": {"type": "integer"}, "share_of_a": {"type": "number"},
                                                   "share_of_b": {"type": "number"}}})  # fmt: skip
@@ -47,11 +57,11 @@ async def overlap_view(ctx: ApiContext, req: ApiRequest) -> Any:
 
 @route("GET", "/insights/differentiators", summary="Attributes that most separate two segments (or one from the rest)",
        tag="insights",
-       params=(Param("a", "segment (family:id)", required=True),
-               Param("b", "other segment; default: every customer not in a"),
-               Param("attributes", "comma-separated attributes (default: all)"),
+       params=(Param("a", "segment (family:id)", SEGMENT_ID_SCHEMA, required=True),
+               Param("b", "other segment; default: every customer not in a", SEGMENT_ID_SCHEMA),
+               Param("attributes", "comma-separated attributes (default: all)", ATTRIBUTE_LIST_SCHEMA),
                Param("top", "how many attributes (default 10)", {"type": "integer", "minimum": 1, "maximum": 100})),
-       errors=(400, 404),
+       errors=(400, 404, 409),
        response={"type": "object", "properties": {"attributes": {"type": "array"}}})  # fmt: skip
 async def differentiators_view(ctx: ApiContext, req: ApiRequest) -> Any:
     """Standardized mean difference (numbers) or total variation distance (categories), with both distributions."""
@@ -71,10 +81,7 @@ async def differentiators_view(ctx: ApiContext, req: ApiRequest) -> Any:
     attrs_raw = req.arg("attributes")
     attrs = [x.strip() for x in attrs_raw.split(",") if x.strip()] if attrs_raw else None
     if attrs:
-        unknown = [x for x in attrs if x not in pop.columns]
-        if unknown:
-            raise bad_request(f"unknown attributes: {', '.join(unknown)}", error="unknown_attribute",
-                              known=sorted(pop.columns))  # fmt: skip
+        _require_data(pop, attrs)
     if not mask_a.any() or not mask_b.any():
         raise ApiError(409, "empty_segment", "both groups need members in the population")
     skip = {"rfm.segment_name", "behaviour.segment_name"}
@@ -89,15 +96,33 @@ class SuggestRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    target: str = Field(description="e.g. rfm.monetary_mean, clv, churn.probability (aliases: monetary, churn_risk)")
-    influencers: list[str] = Field(min_length=1, max_length=30)
+    target: str = Field(description="e.g. rfm.monetary_mean, clv, churn.probability (aliases: monetary, churn_risk)",
+                        json_schema_extra={"enum": [*ATTRIBUTES, *TARGET_ALIASES]})  # fmt: skip
+    influencers: list[str] = Field(min_length=1, max_length=30, json_schema_extra={"items": dict(ATTRIBUTE_SCHEMA)})
     target_value: str | float | bool | None = Field(
         default=None, description="categorical target: the value of interest"
     )
     max_depth: int = Field(default=3, ge=1, le=3)
-    min_leaf: int | None = Field(default=None, ge=1, description="minimum customers per suggestion (default 5 %)")
+    min_leaf: int | None = Field(default=None, ge=1, le=100_000_000,
+                                 description="minimum customers per suggestion (default 5 %)")
     min_lift_change: float = Field(default=0.1, ge=0.0, description="only leaves with |lift - 1| at least this")
-    within: str | None = Field(default=None, description="learn only over this segment's members (family:id)")
+    within: str | None = Field(default=None, description="learn only over this segment's members (family:id)",
+                               pattern=SEGMENT_ID_PATTERN, max_length=200)  # fmt: skip
+
+    @field_validator("target")
+    @classmethod
+    def _known_target(cls, v: str) -> str:
+        if v not in KNOWN_ATTRIBUTES and v not in TARGET_ALIASES:
+            raise ValueError(f"unknown attribute {v!r}")
+        return v
+
+    @field_validator("influencers")
+    @classmethod
+    def _known_influencers(cls, v: list[str]) -> list[str]:
+        unknown = [n for n in v if n not in KNOWN_ATTRIBUTES]
+        if unknown:
+            raise ValueError(f"unknown attributes {unknown}")
+        return v
 
 
 _OPS = (("<=", " le "), (">=", " ge "), ("!=", " ne "), ("==", " eq "), ("<", " lt "), (">", " gt "))
@@ -119,7 +144,7 @@ def _slug(rule: str) -> str:
 
 
 @route("POST", "/insights/suggest", summary="Suggested segments where a target is notably above or below the population",
-       tag="insights", body=SuggestRequest, errors=(400, 404, 422),
+       tag="insights", body=SuggestRequest, errors=(400, 404, 409, 422),
        description=("A shallow decision tree (depth ≤ 3, minimum leaf size) over the influencing attributes: "
                     "regression on a numeric target, classification on a categorical one. Each leaf is a rule "
                     "(the rule language) with size, share and lift, and a `save` body for POST /segments."),
@@ -128,24 +153,25 @@ async def suggest_view(ctx: ApiContext, req: ApiRequest) -> Any:
     body = await req.model(SuggestRequest)
     pop = await load_population(ctx)
     target = TARGET_ALIASES.get(body.target, body.target)
-    names = [target, *body.influencers]
-    unknown = [n for n in names if n not in pop.columns]
-    if unknown:
-        raise bad_request(
-            f"unknown attributes: {', '.join(unknown)}", error="unknown_attribute", known=sorted(pop.columns)
-        )
-    if target in body.influencers:
-        raise bad_request("the target cannot also be an influencer", error="invalid_request")
+    influencers = [n for n in dict.fromkeys(body.influencers) if n != target]  # the target cannot explain itself
+    _require_data(pop, [target, *influencers])
+    if not influencers:
+        return {"target": target, "population": 0, "suggestions": [],
+                "note": "no influencer other than the target itself"}  # fmt: skip
     rows = None
     if body.within:
         _, members = await _members(ctx, body.within)
         rows = pop.mask(members)
     col = pop.columns[target]
+    if body.target_value is not None and pop.is_numeric(target) and (
+        isinstance(body.target_value, bool) or not isinstance(body.target_value, int | float)
+    ):  # the column's type comes from the data, so the document cannot say it: the state conflicts
+        raise ApiError(409, "target_value_type", f"{target} holds numbers: target_value must be a number")
     present = int((~np.isnan(col)).sum()) if pop.is_numeric(target) else int(sum(v is not None for v in col))
     if present == 0:
         raise ApiError(409, "no_data", f"no customer has a value for {target}")
     found = await asyncio.to_thread(
-        lambda: suggest(pop, target, body.influencers, max_depth=body.max_depth, min_leaf=body.min_leaf,
+        lambda: suggest(pop, target, influencers, max_depth=body.max_depth, min_leaf=body.min_leaf,
                         target_value=body.target_value, rows=rows, min_lift_change=body.min_lift_change)
     )  # fmt: skip
     for s in found:

@@ -75,7 +75,8 @@ async def top(ctx: ApiContext, req: ApiRequest) -> Any:
 
 
 @route("GET", "/meters/faulty", summary="Meters whose health is poor (or the given states)", tag="meters",
-       params=(Param("state", "comma-separated health states (default: poor)", {"type": "string"}), *PAGE_PARAMS),
+       params=(Param("state", "comma-separated health states (default: poor)",
+                     {"type": "string", "pattern": "^(good|fair|poor)(,(good|fair|poor))*$"}), *PAGE_PARAMS),
        response={"type": "object", "properties": {"total": {"type": "integer"}, "items": {"type": "array"}}})  # fmt: skip
 async def faulty(ctx: ApiContext, req: ApiRequest) -> Any:
     """Meters failing validation rules, with the reasons, sorted by meter id."""

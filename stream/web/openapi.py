@@ -45,7 +45,7 @@ STATUS_TEXT = {200: "OK", 201: "Created", 400: "Bad request", 401: "Missing or i
 
 def _operation(r: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"},
+        {"name": name, "in": "path", "required": True, "schema": dict(r.path_schemas.get(name, {"type": "string"})),
          "description": "segment id family:id, e.g. rfm:champions" if "segments" in r.path and name == "id" else f"{name}"}
         for name in re.findall(r"{(\w+)}", r.path)
     ]  # fmt: skip

@@ -14,22 +14,29 @@ from typing import Any
 
 import numpy as np
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from processors.clustering.model import ClusterModel
+from processors.clustering.model import ClusterModel, FeatureSpec
 from stream.state.customer_codec import FEATURES_FIELDS, decode_features
 from stream.web.context import ApiContext, text
 from stream.web.errors import ApiError, bad_request, not_found
 from stream.web.routes import ApiRequest, route
 
+#: the behaviour model's feature names, bare or with the ``features.`` prefix
+FEATURE_NAMES: list[JsonValue] = [*FeatureSpec().names, *(f"features.{n}" for n in FeatureSpec().names)]
+
 
 class ScoreRequest(BaseModel):
     """Either feature values (names as in the model, ``features.`` prefix optional) or a customer id."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        {"required": ["features"], "properties": {"features": {"type": "object"}, "customer_id": {"type": "null"}}},
+        {"required": ["customer_id"], "properties": {"customer_id": {"type": "string"}, "features": {"type": "null"}}},
+    ]})  # fmt: skip
 
     features: dict[str, float] | None = Field(
-        default=None, description="feature name -> value; missing ones are taken at the fleet average"
+        default=None, description="feature name -> value; missing ones are taken at the fleet average",
+        json_schema_extra={"propertyNames": {"enum": FEATURE_NAMES}},
     )
     customer_id: str | None = Field(default=None, max_length=128)
 

@@ -15,6 +15,7 @@ import csv
 import io
 import logging
 import math
+import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from processors.clustering.model import FeatureSpec
 from processors.features import LOAD_SHAPE_FEATURES
@@ -34,6 +35,7 @@ from stream.state.customer_codec import RFM_FIELD, decode_rfm, rfm_segment_names
 from stream.state.segments import MembershipStore
 from stream.state.segments import members_key as store_members_key
 from stream.web import history as hist
+from stream.web.attributes import NUMERIC_ATTRIBUTE_SCHEMA, NUMERIC_ATTRIBUTES
 from stream.web.context import (
     CLV_INPUTS,
     ApiContext,
@@ -46,7 +48,15 @@ from stream.web.context import (
 )
 from stream.web.errors import ApiError, bad_request, not_found
 from stream.web.pagination import int_param, parse_page, window
-from stream.web.routes import PAGE_PARAMS_CURSOR, ApiRequest, Param, route
+from stream.web.routes import (
+    PAGE_PARAMS_CURSOR,
+    RULE_SEGMENT_ID_SCHEMA,
+    SEGMENT_ID_PATTERN,
+    SEGMENT_ID_SCHEMA,
+    ApiRequest,
+    Param,
+    route,
+)
 from stream.web.rules import publish_changes, rule_changes, rules_key
 
 log = logging.getLogger(__name__)
@@ -157,7 +167,7 @@ SEGMENT_SCHEMA: dict[str, Any] = {
 
 @route("GET", "/segments", summary="Every segment with family, definition or profile, size and volatility",
        tag="segments", response={"type": "object", "properties": {"segments": {"type": "array", "items": SEGMENT_SCHEMA}}},
-       params=(Param("family", "only this family (rfm, behaviour, rule)"),))  # fmt: skip
+       params=(Param("family", "only this family (rfm, behaviour, rule)", {"type": "string", "enum": list(FAMILIES)}),))  # fmt: skip
 async def list_segments(ctx: ApiContext, req: ApiRequest) -> Any:
     """All segments: rfm and behaviour from the catalogue, rule segments with their definition."""
     family = req.arg("family")
@@ -169,7 +179,8 @@ async def list_segments(ctx: ApiContext, req: ApiRequest) -> Any:
     return {"segments": await describe(ctx, entries)}
 
 
-@route("GET", "/segments/{id}", summary="One segment", tag="segments", response=SEGMENT_SCHEMA, errors=(400, 404))
+@route("GET", "/segments/{id}", summary="One segment", tag="segments", response=SEGMENT_SCHEMA, errors=(400, 404),
+       path_schemas={"id": SEGMENT_ID_SCHEMA})  # fmt: skip
 async def get_segment(ctx: ApiContext, req: ApiRequest) -> Any:
     """One segment with size, volatility and its definition (rule) or profile (behaviour)."""
     family, seg, entry = await require_segment(ctx, req.path["id"])
@@ -177,7 +188,7 @@ async def get_segment(ctx: ApiContext, req: ApiRequest) -> Any:
 
 
 @route("GET", "/segments/{id}/members", summary="Members of a segment (paginated)", tag="segments",
-       params=PAGE_PARAMS_CURSOR, errors=(400, 404),
+       params=PAGE_PARAMS_CURSOR, errors=(400, 404), path_schemas={"id": SEGMENT_ID_SCHEMA},
        response={"type": "object", "properties": {"items": {"type": "array", "items": {"type": "string"}},
                                                   "next_cursor": {"type": ["string", "null"]},
                                                   "next_offset": {"type": ["integer", "null"]}}})  # fmt: skip
@@ -210,7 +221,7 @@ def _num(v: Any) -> str:
 
 
 @route("GET", "/segments/{id}/export.csv", summary="Members with their attributes as CSV (streamed)",
-       tag="segments", content_type="text/csv", errors=(400, 404),
+       tag="segments", content_type="text/csv", errors=(400, 404), path_schemas={"id": SEGMENT_ID_SCHEMA},
        response={"type": "string", "description": "CSV: " + ",".join(EXPORT_COLUMNS)})  # fmt: skip
 async def export_csv(ctx: ApiContext, req: ApiRequest) -> Any:
     """Streams a chunked CSV read with SSCAN, one pipelined HMGET per chunk: memory stays O(chunk) at any size."""
@@ -280,8 +291,19 @@ async def _stream_rows(
         await resp.write(buf.getvalue().encode())
 
 
+#: ``since``: epoch seconds, an RFC 3339 date-time or a date (checked against this before the handler runs)
+SINCE_SCHEMA = {"anyOf": [
+    {"type": "string", "pattern": "^-?[0-9]{1,12}(\\.[0-9]{1,9})?$"},
+    {"type": "string", "format": "date-time",
+     "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"},
+    {"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+]}  # fmt: skip
+
+
 @route("GET", "/segments/{id}/history", summary="Size of a segment over time", tag="segments", errors=(400, 404),
-       params=(Param("since", "only samples at or after this time (epoch seconds or ISO 8601)"),
+       path_schemas={"id": SEGMENT_ID_SCHEMA},
+       params=(Param("since", "only samples at or after this time (epoch seconds, or an RFC 3339 date-time or date)",
+                     SINCE_SCHEMA),
                Param("limit", "at most this many (latest) samples, default 1000",
                      {"type": "integer", "minimum": 1, "maximum": 10080})),
        response={"type": "object", "properties": {"samples": {"type": "array"}, "now": {"type": "object"}}})  # fmt: skip
@@ -297,6 +319,7 @@ async def history(ctx: ApiContext, req: ApiRequest) -> Any:
 
 
 def _parse_time(raw: str | None) -> float | None:
+    """``since`` (already checked against :data:`SINCE_SCHEMA`) as epoch seconds."""
     if raw is None:
         return None
     try:
@@ -307,8 +330,10 @@ def _parse_time(raw: str | None) -> float | None:
         if not math.isfinite(value):
             raise bad_request("since must be a finite time", error="invalid_parameter")
         return value
+    # RFC 3339 allows t/z in lower case and a leap second (:60), which datetime does not read
+    text = re.sub(r"(\.[0-9]{6})[0-9]+", r"\1", raw.upper().replace("Z", "+00:00").replace(":60", ":59"))
     try:
-        dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        dt = datetime.fromisoformat(text)
     except ValueError:
         raise bad_request(f"since must be epoch seconds or ISO 8601, got {raw!r}", error="invalid_parameter") from None
     return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
@@ -318,7 +343,11 @@ def _parse_time(raw: str | None) -> float | None:
 class SegmentCreate(BaseModel):
     """A rule segment: an expression (static or dynamic) or, for a static segment, an explicit member list."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        {"required": ["expression"], "properties": {"expression": {"type": "string"}, "members": {"type": "null"}}},
+        {"required": ["members", "mode"],
+         "properties": {"members": {"type": "array"}, "expression": {"type": "null"}, "mode": {"const": "static"}}},
+    ]})  # fmt: skip
 
     id: str = Field(pattern=ID_PATTERN, description="the new segment is addressed as rule:{id}")
     name: str = Field(min_length=1, max_length=128)
@@ -399,7 +428,7 @@ async def create_segment(ctx: ApiContext, req: ApiRequest) -> Any:
 
 
 @route("DELETE", "/segments/{id}", summary="Delete a rule segment defined through the API", tag="segments",
-       errors=(400, 404))  # fmt: skip
+       errors=(400, 404), path_schemas={"id": RULE_SEGMENT_ID_SCHEMA})  # fmt: skip
 async def delete_segment(ctx: ApiContext, req: ApiRequest) -> Any:
     """Members exit (published on segment.changes); rfm and behaviour segments cannot be deleted."""
     family, seg = parse_segment_id(req.path["id"])
@@ -454,8 +483,18 @@ class ExpandRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     features: list[str] | None = Field(default=None, min_length=1, max_length=64,
-                                       description="numeric attributes to compare on; default: the behaviour model's")  # fmt: skip
-    within: str | None = Field(default=None, description="only candidates inside this other segment (family:id)")
+                                       description="numeric attributes to compare on; default: the behaviour model's",
+                                       json_schema_extra={"items": dict(NUMERIC_ATTRIBUTE_SCHEMA)})  # fmt: skip
+    within: str | None = Field(default=None, description="only candidates inside this other segment (family:id)",
+                               pattern=SEGMENT_ID_PATTERN, max_length=200)  # fmt: skip
+
+    @field_validator("features")
+    @classmethod
+    def _numeric_features(cls, v: list[str] | None) -> list[str] | None:
+        unknown = [n for n in v or () if n not in NUMERIC_ATTRIBUTES]
+        if unknown:
+            raise ValueError(f"not numeric attributes {unknown}")
+        return v
     method: Literal["euclidean", "cosine"] = "euclidean"
     max_share: float = Field(default=0.2, gt=0.0, le=1.0, description="cap: at most this share of all customers")
     min_score: float = Field(default=0.55, ge=0.0, le=1.0)
@@ -471,11 +510,12 @@ def default_features(ctx: ApiContext, pop: Population) -> list[str]:
 
 
 @route("POST", "/segments/{id}/expand", summary="Lookalike customers outside a segment", tag="segments",
-       body=ExpandRequest, errors=(400, 404, 422),
+       body=ExpandRequest, errors=(400, 404, 409, 422), path_schemas={"id": SEGMENT_ID_SCHEMA},
        description=("Customers outside the segment (or inside `within`) ranked by similarity in 0–1 to the "
                     "segment's centroid on standardized features: very similar ≥ 0.85, similar ≥ 0.7, somewhat "
-                    "similar ≥ 0.55; at most max_share of all customers. `save_as` stores them as a static rule "
-                    "segment."))  # fmt: skip
+                    "similar ≥ 0.55, less similar below (only with a min_score under 0.55); at most max_share of "
+                    "all customers. `save_as` stores them as a static rule segment. 409 `empty_segment`: the "
+                    "segment has no members to expand from; 409 `conflict`: `save_as.id` is taken."))  # fmt: skip
 async def expand(ctx: ApiContext, req: ApiRequest) -> Any:
     family, seg, _ = await require_segment(ctx, req.path["id"])
     body = await req.model(ExpandRequest)
@@ -483,9 +523,8 @@ async def expand(ctx: ApiContext, req: ApiRequest) -> Any:
     features = body.features or default_features(ctx, pop)
     numeric = set(numeric_attributes(pop))
     bad = [f for f in features if f not in numeric]
-    if bad:
-        raise bad_request(f"not numeric attributes: {', '.join(bad)}", error="unknown_attribute",
-                          known=sorted(numeric))  # fmt: skip
+    if bad:  # numeric by name (the schema checked that), but no customer has a value yet
+        raise ApiError(409, "no_data", f"no customer has a value for {', '.join(bad)} yet", available=sorted(numeric))
     seed = pop.mask(await member_set(ctx, family, seg))
     if not seed.any():
         raise ApiError(409, "empty_segment", f"segment {family}:{seg} has no members to expand from")

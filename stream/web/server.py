@@ -26,7 +26,7 @@ from meterseg.settings import Settings
 from stream.web.auth import check_token
 from stream.web.context import ApiContext
 from stream.web.errors import EngineUnavailable, error_response, json_response
-from stream.web.routes import ApiRequest, Route, all_routes
+from stream.web.routes import ApiRequest, Route, all_routes, check_parameters
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ async def _dispatch(holder: _ContextHolder, r: Route, request: web.Request, path
     try:
         if r.auth:
             check_token(request.headers, holder.settings.api_token)
+        check_parameters(r, path, request.query)
         ctx = holder.get()
         result = await r.handler(ctx, ApiRequest(request, path, request.query))
         response = result if isinstance(result, web.StreamResponse) else json_response(result, r.status)

@@ -18,7 +18,7 @@ def test_committed_openapi_is_current() -> None:
 def test_every_registered_route_has_a_spec_entry(tmp_path: Path) -> None:
     from stream.worker import build_app
 
-    app, _ = build_app(Settings(stack=StackSettings(state_dir=tmp_path)))
+    app, _ = build_app(Settings(stack=StackSettings(state_dir=tmp_path), api_token="openapi-test-token"))
     registered = set(app.web.views)
     doc = yaml.safe_load(openapi.SPEC_PATH.read_text())
     assert doc["openapi"] == "3.1.0"

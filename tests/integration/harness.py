@@ -18,7 +18,7 @@ from urllib.request import urlopen
 import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from meterseg.settings import Settings
+from meterseg.settings import DEFAULT_API_TOKEN, Settings
 from meterseg.stack.ports import free_port
 from stream.clients.consumer import stop_consumer
 from stream.state.customer_codec import RFM_FIELD, decode_rfm, rfm_segment_names
@@ -33,7 +33,14 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
         "METERSEG_APP_ID": settings.app_id,
         "METERSEG_PARTITIONS": str(settings.partitions),
         "METERSEG_STACK__STATE_DIR": str(settings.stack.state_dir),
+        "METERSEG_API_TOKEN": settings.api_token,
+        # the test stack is one broker: development values, said explicitly (production defaults: 3 / 2 / 0.0.0.0)
+        "METERSEG_TOPIC_REPLICATION_FACTOR": str(settings.topic_replication_factor),
+        "METERSEG_TOPIC_MIN_INSYNC_REPLICAS": str(settings.topic_min_insync_replicas),
+        "METERSEG_WEB_BIND": settings.web_bind,
     }
+    if settings.api_token == DEFAULT_API_TOKEN:  # tests that never call the API: development mode, said explicitly
+        env["METERSEG_API_ALLOW_DEFAULT_TOKEN"] = "true"
     for name, value in settings.topics.model_dump().items():
         env[f"METERSEG_TOPICS__{name.upper()}"] = value
     env.update(extra)
@@ -86,9 +93,14 @@ class Worker:
 
 
 @contextlib.contextmanager
-def running_worker(settings: Settings, log_dir: Path, **env: str) -> Iterator[Worker]:
-    """A ``meterseg worker`` subprocess; stopped (SIGTERM, then SIGKILL) on exit."""
-    web, metrics = free_port(), free_port()
+def running_worker(
+    settings: Settings, log_dir: Path, *, metrics_port: int | None = None, **env: str
+) -> Iterator[Worker]:
+    """A ``meterseg worker`` subprocess; stopped (SIGTERM, then SIGKILL) on exit.
+
+    ``metrics_port``: chosen by the caller, e.g. so Prometheus scrapes the worker from its first second.
+    """
+    web, metrics = free_port(), metrics_port or free_port()
     log_path = log_dir / f"worker-{web}.log"
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
