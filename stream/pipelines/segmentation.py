@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from meterseg.settings import Settings
+from processors.clustering.assign import DETECTOR
 from processors.clustering.model import ModelOwner
 from processors.columns import RawMessage
 from processors.rfm.processor import RfmSketches
@@ -96,7 +97,7 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
 
     def drift_signals(self) -> list[str]:
         """Names of the drift detectors (a low-cardinality metric label)."""
-        return list(PartitionSegmentation(self.config).assigner.detectors)
+        return [DETECTOR]
 
     def new_processor(self, partition: int) -> PartitionSegmentation:
         proc = PartitionSegmentation(self.config)
