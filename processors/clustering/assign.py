@@ -277,8 +277,8 @@ class BehaviourAssigner:
         target = model.ids[j]
         day = f.day.toordinal()
         m = self.members.get(f.customer_id)
-        if m is None:
-            self.members[f.customer_id] = _Membership(target, epoch=self.epoch, since=day)
+        if m is None:  # the first week after the first assignment is for settling: no dwell yet
+            self.members[f.customer_id] = _Membership(target, epoch=self.epoch, since=day - self.min_dwell_days)
             return (None, "initial")
         if f.restarted:
             m.free_until = day + self.change_grace_days

@@ -488,8 +488,28 @@ def _kmeanspp_init(z: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarra
     return np.asarray(c)
 
 
-def seed_kmeanspp(z: np.ndarray, k: int, seed: int = 0, n_init: int = 5, iters: int = 50) -> np.ndarray:
-    """Best (lowest inertia) of ``n_init`` runs of scipy's k-means (k-means++ seeding, Lloyd) on scaled ``z``.
+def _lloyd(z: np.ndarray, c: np.ndarray, iters: int = 100) -> np.ndarray:
+    """Lloyd iterations until no assignment changes (distances by matrix product; an empty cluster keeps its centre)."""
+    z2 = (z * z).sum(1)[:, None]
+    a = None
+    for _ in range(iters):
+        new_a = (z2 - 2 * z @ c.T + (c * c).sum(1)[None, :]).argmin(axis=1)
+        if a is not None and np.array_equal(a, new_a):
+            break
+        a = new_a
+        counts = np.bincount(a, minlength=len(c)).astype(float)
+        sums = np.zeros_like(c)
+        np.add.at(sums, a, z)
+        c = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1.0)[:, None], c)
+    return c
+
+
+def seed_kmeanspp(z: np.ndarray, k: int, seed: int = 0, n_init: int = 5, iters: int = 100) -> np.ndarray:
+    """Best (lowest inertia) of ``n_init`` k-means runs on scaled ``z``: scipy's k-means++ seeding, then Lloyd.
+
+    The seeding is scipy's (``kmeans2(minit="++")``); the Lloyd iterations run here until no
+    assignment changes, with distances as one matrix product: scipy's ``vq`` took 13 ms per
+    iteration on 4 096 x 51 vectors, the whole refit 5 s instead of 0.2 s.
 
     Examples:
         >>> z = np.vstack([np.zeros((20, 2)), np.full((20, 2), 5.0)])
@@ -501,7 +521,8 @@ def seed_kmeanspp(z: np.ndarray, k: int, seed: int = 0, n_init: int = 5, iters: 
     for _ in range(n_init):
         with warnings.catch_warnings():  # an empty cluster keeps its centre; the inertia judges the run
             warnings.simplefilter("ignore")
-            cc, _ = kmeans2(z, k, iter=iters, minit="++", missing="warn", seed=rng)
+            start, _ = kmeans2(z, k, iter=1, minit="++", missing="warn", seed=rng)
+        cc = _lloyd(z, start, iters)
         score = _inertia(z, cc)
         if best is None or score < best[0]:
             best = (score, cc)
