@@ -477,6 +477,12 @@ def _inertia(z: np.ndarray, c: np.ndarray) -> float:
     return float(np.maximum(d2, 0).min(axis=1).sum())
 
 
+def _counts(z: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """How many rows of ``z`` each centre of ``c`` is nearest to (at least a small positive weight)."""
+    d2 = (z * z).sum(1)[:, None] - 2 * z @ c.T + (c * c).sum(1)[None, :]
+    return np.maximum(np.bincount(d2.argmin(axis=1), minlength=len(c)).astype(float), 1e-3)
+
+
 def _kmeanspp_init(z: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """k-means++ initial centres (for river's KMeans seeder; ``seed_kmeanspp`` lets scipy do it)."""
     c = [z[rng.integers(len(z))]]
@@ -768,8 +774,9 @@ class ModelOwner:
             if len(self.sample) < max(self.min_seed_samples, self.k):
                 return None
             z = (self.sample - mean) / std
-            centroids = self._seed_centroids(z) * std + mean
-            weights = np.full(self.k, len(self.sample) / self.k)
+            seeded = self._seed_centroids(z)
+            centroids = seeded * std + mean
+            weights = _counts(z, seeded)
             self.refit_day = self.last_day
             self.model = self._new_model(self._fresh_ids(self.k), [""] * self.k, centroids, weights, None)
             return self.model
@@ -834,9 +841,7 @@ class ModelOwner:
             else:
                 ids.append(self._fresh_ids(1)[0])
                 names.append("")
-        d2 = (z * z).sum(1)[:, None] - 2 * z @ new_z.T + (new_z * new_z).sum(1)[None, :]
-        counts = np.bincount(d2.argmin(axis=1), minlength=len(new_z)).astype(float)
-        weights = np.maximum(counts, 1.0) * (float(old.weights.sum()) / max(len(z), 1))
+        weights = _counts(z, new_z) * (float(old.weights.sum()) / max(len(z), 1))
         return self._new_model(ids, names, new_z * std + mean, weights, cause)
 
     def process(self, batch: Sequence[ClusterStats]) -> list[ModelEvent]:

@@ -186,6 +186,18 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
                 )
                 for e in events
             ]  # fmt: skip
+            records += [
+                (
+                    b"behaviour",
+                    orjson.dumps({
+                        "schema_version": 1, "event_id": f"rename:{e.version}:{r['id']}", "kind": "rename",
+                        "model_version": e.version, "ts": ts,
+                        "detail": {"segment": r["id"], "from": r["from"], "to": r["to"], "why": r["why"]},
+                    }),
+                )
+                for e in events
+                for r in e.renamed
+            ]  # fmt: skip
             await self.producer.send_many(self.topics.model_events, records)
         await self._gauges()
 
