@@ -154,12 +154,16 @@ def ceiling(x: np.ndarray, k: int, spec: FeatureSpec, n_init: int = 10) -> np.nd
     return np.asarray(((z * z).sum(1)[:, None] - 2 * z @ c.T + (c * c).sum(1)[None, :]).argmin(axis=1))
 
 
-def live_run(args: argparse.Namespace) -> Outcome:
-    base = Settings()
-    ensure_broker(base)
+def live_run(args: argparse.Namespace, base: Settings | None = None) -> Outcome:
+    """Stream the fleet through a live worker; ``base`` (default: the environment's settings) names broker and Redis."""
+    if base is None:
+        base = Settings()
+        ensure_broker(base)
     unique = uuid.uuid4().hex[:8]
-    settings = Settings(app_id=f"realseg-{unique}",
-                        topics=TopicNames(**{k: f"{v}.{unique}" for k, v in TopicNames().model_dump().items()}))
+    settings = base.model_copy(update={
+        "app_id": f"realseg-{unique}",
+        "topics": TopicNames(**{k: f"{v}.{unique}" for k, v in TopicNames().model_dump().items()}),
+    })
     out = Path(tempfile.mkdtemp(prefix="realseg-"))
     env = {"METERSEG_INGEST__CLOCK_RATE": str(args.speed), "METERSEG_SEGMENTATION__EXCHANGE_INTERVAL_S": "1"}
     t0 = time.perf_counter()
@@ -314,8 +318,10 @@ def report(o: Outcome, args: argparse.Namespace) -> dict[str, float]:
           f"{c['returns']}   (target 0)")
     print(f"  drift events on this stationary fleet: {len(c['drift'])}   (target 0) "
           f"{[e.get('ts') for e in c['drift']][:8]}")
-    print(f"  model versions: {len(c['versions'])}; renames announced: {len(c['renames'])} "
-          f"{[(e['detail'].get('segment'), e['detail'].get('to')) for e in c['renames']][:6]}")
+    after = (o.start + timedelta(days=args.warmup_days)).isoformat()
+    late = [e for e in c["renames"] if str(e["detail"].get("profile_day", "")) >= after]
+    print(f"  model versions: {len(c['versions'])}; renames announced: {len(c['renames'])}, after day "
+          f"{args.warmup_days}: {len(late)} {[(e['detail'].get('segment'), e['detail'].get('to')) for e in late][:6]}")
     most = max((len(v) for v in c["names"].values()), default=0)
     print(f"  names per segment over the run: max {most} "
           f"{ {s: len(v) for s, v in sorted(c['names'].items())} }")
@@ -352,7 +358,8 @@ def simulator_figures(args: argparse.Namespace) -> None:
           f"(target >= 90 %); drift after the shift: {len(s.drift_after)}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The bench's options (the CI test builds its reduced run from them)."""
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--meters", type=int, default=3000)
     p.add_argument("--days", type=int, default=28)
@@ -365,7 +372,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", type=Path, default=None, help="write each segment's load shape (PNG) here")
     p.add_argument("--simulator-figures", action="store_true", help="also the archetype simulator's gates")
     p.add_argument("--sim-meters", type=int, default=1000)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     report(live_run(args), args)
     if args.simulator_figures:
         simulator_figures(args)

@@ -80,6 +80,10 @@ class SegmentationConfig(BaseModel):
     )
     margin: float = Field(default=0.25, ge=0.0, description="relative distance margin for an immediate move")
     patience: int = Field(default=3, ge=1, description="updates a closer cluster must persist to move otherwise")
+    persist_margin: float = Field(
+        default=0.08, ge=0.0, lt=1.0, description="relative margin a cluster must be closer by, ``patience`` "
+        "updates in a row, for a move without the full margin (boundary customers stay put)"
+    )
     min_dwell_days: int = Field(
         default=7,
         ge=0,
@@ -109,6 +113,11 @@ class SegmentationConfig(BaseModel):
     sample_cap: int = Field(default=4096, ge=16, description="vectors the owner keeps for (re-)fitting (per flush too)")
     seed_n_init: int = Field(default=8, ge=1, description="k-means++ runs per (re-)fit, lowest inertia wins")
     refresh_every_days: float = Field(default=1.0, ge=0.0, description="profile days between refits (0: never)")
+    refresh_until_days: float = Field(
+        default=13.0, ge=0.0, description="refits only in the first days of profiles (0: always): the first model "
+        "comes after a week, refits reach the batch optimum as features mature; later the guarded online step "
+        "follows and memberships stay calm"
+    )
     refresh_gain: float = Field(default=0.05, ge=0.0, lt=1.0, description="inertia gain a refit must bring")
     match_radius: float = Field(
         default=0.0, ge=0.0, description="a refitted centroid keeps its matched id within this fraction of the "
@@ -136,6 +145,7 @@ class SegmentationConfig(BaseModel):
         return {
             "k": self.k, "halflife_updates": self.model_halflife_updates, "min_seed_samples": self.min_seed_samples,
             "sample_cap": self.sample_cap, "refresh_every": 0, "refresh_every_days": self.refresh_every_days,
+            "refresh_until_days": self.refresh_until_days,
             "refresh_gain": self.refresh_gain, "seeder": self.seeder, "seed_n_init": self.seed_n_init,
             "match_radius": self.match_radius, "guard_online": True, "name_freeze_updates": 0.0,
             "rename_radius": self.rename_radius, "small_share": self.small_share,
@@ -167,7 +177,8 @@ class PartitionSegmentation:
         self.rfm = RfmProcessor(seg_map, lost_after_days=config.lost_after_days)
         self.features = FeatureProcessor(halflife_days=config.halflife_days)
         self.assigner = BehaviourAssigner(
-            margin=config.margin, patience=config.patience, min_dwell_days=config.min_dwell_days,
+            margin=config.margin, patience=config.patience, persist_margin=config.persist_margin,
+            min_dwell_days=config.min_dwell_days,
             change_grace_days=config.change_grace_days, drift_delta=config.drift_delta,
             drift_threshold=config.drift_threshold, sample_cap=config.sample_cap,
         )

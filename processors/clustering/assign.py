@@ -140,7 +140,9 @@ class BehaviourAssigner:
     Args:
         spec: feature vector definition (must equal the model's).
         margin: relative distance margin a move needs at once.
-        patience: consecutive updates a different nearest cluster needs otherwise.
+        patience: consecutive updates a different cluster, closer by ``persist_margin``, needs otherwise.
+        persist_margin: relative margin of the persistence path (0: merely nearest), so a customer on a
+            boundary whose nearest cluster flips with week-to-week noise stays.
         min_dwell_days: profile days a customer stays in a segment it entered before it may move
             again without a behaviour change (0 = no dwell).
         change_grace_days: after a feature restart (a behaviour change) the dwell is waived for
@@ -159,6 +161,7 @@ class BehaviourAssigner:
         *,
         margin: float = 0.15,
         patience: int = 3,
+        persist_margin: float = 0.0,
         min_dwell_days: int = 0,
         change_grace_days: int = 3,
         drift_delta: float = 0.01,
@@ -171,6 +174,7 @@ class BehaviourAssigner:
         self.spec = spec or FeatureSpec()
         self.margin = margin
         self.patience = patience
+        self.persist_margin = persist_margin
         self.min_dwell_days = min_dwell_days
         self.change_grace_days = change_grace_days
         self.drift_delta = drift_delta
@@ -305,6 +309,9 @@ class BehaviourAssigner:
             prev = m.cluster
             self.members[f.customer_id] = _Membership(target, epoch=self.epoch, since=day, free_until=m.free_until)
             return (prev, "distance_margin")
+        if float(dist[j]) > (1.0 - self.persist_margin) * d_cur:
+            m.pending, m.pending_count = None, 0
+            return None
         m.pending_count = m.pending_count + 1 if m.pending == target else 1
         m.pending = target
         if m.pending_count >= self.patience:
@@ -345,6 +352,7 @@ class BehaviourAssigner:
         return {
             "format": STATE_FORMAT,
             "config": {"spec": self.spec.snapshot(), "margin": self.margin, "patience": self.patience,
+                       "persist_margin": self.persist_margin,
                        "min_dwell_days": self.min_dwell_days, "change_grace_days": self.change_grace_days,
                        "drift_delta": self.drift_delta, "drift_threshold": self.drift_threshold,
                        "drift_min_days": self.drift_min_days, "drift_min_updates": self.drift_min_updates,
@@ -383,7 +391,7 @@ class BehaviourAssigner:
         if fmt != STATE_FORMAT:
             raise ValueError(f"behaviour state of format {fmt}: this version reads formats 1 and {STATE_FORMAT}")
         a = cls(FeatureSpec.restore(c["spec"]), margin=c["margin"], patience=c["patience"],
-                min_dwell_days=c["min_dwell_days"], change_grace_days=c["change_grace_days"],
+                persist_margin=c["persist_margin"], min_dwell_days=c["min_dwell_days"], change_grace_days=c["change_grace_days"],
                 drift_delta=c["drift_delta"], drift_threshold=c["drift_threshold"],
                 drift_min_days=c["drift_min_days"], drift_min_updates=c["drift_min_updates"],
                 sample_established_only=c["sample_established_only"], sample_cap=c["sample_cap"])

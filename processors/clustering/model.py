@@ -64,6 +64,7 @@ import warnings
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Literal
 
 import numpy as np
@@ -622,6 +623,7 @@ class ModelEvent(BaseModel):
     clusters: list[ClusterInfo]
     model: dict[str, Any]
     renamed: list[dict[str, str]] = []
+    profile_day: str = ""  # the latest profile day the statistics carried (ISO date; "" = unknown)
 
 
 class ModelOwner:
@@ -871,7 +873,8 @@ class ModelOwner:
         )
         return [ModelEvent(version=model.version, reason=reason, drifts=merged.drifts,
                            n_updates=merged.n_updates, clusters=model.clusters(), model=model.snapshot(),
-                           renamed=list(self.renamed))]
+                           renamed=list(self.renamed),
+                           profile_day=date.fromordinal(self.last_day).isoformat() if self.last_day else "")]
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-serialisable state (model + scaler + sample + id counter + names), format :data:`STATE_FORMAT`."""

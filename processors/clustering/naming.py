@@ -130,28 +130,24 @@ class SegmentNames:
             label = f"small segment ({cid})" if small else descriptions[j]
             (self.small.add if small else self.small.discard)(cid)
             old = self.names.get(cid)
-            if old is None or not frozen:
-                self.names[cid], self.anchors[cid] = label, centroids[j].tolist()
-                continue
-            if label == old:
-                continue
-            moved = float(np.linalg.norm((centroids[j] - np.asarray(self.anchors[cid])) / std))
-            why = "size" if small != was_small else "profile moved"
-            if small == was_small and moved <= self.rename_radius * float(nearest[j]):
-                continue  # the description wobbles, the segment did not move: keep the name
+            if old is not None and frozen:
+                if label == old or old == f"{label} ({cid})":
+                    continue
+                moved = float(np.linalg.norm((centroids[j] - np.asarray(self.anchors[cid])) / std))
+                if small == was_small and moved <= self.rename_radius * float(nearest[j]):
+                    continue  # the description wobbles, the segment did not move: keep the name
+            taken = {n for c, n in self.names.items() if c != cid and c in ids}
+            if label in taken:  # two segments may describe alike: the later one carries its id, for good
+                label = f"{label} ({cid})"
             self.names[cid], self.anchors[cid] = label, centroids[j].tolist()
-            renames.append({"id": cid, "from": old, "to": label, "why": why})
+            if old is not None and frozen and label != old:
+                renames.append({"id": cid, "from": old, "to": label,
+                                "why": "size" if small != was_small else "profile moved"})
         for cid in set(self.names) - set(ids):  # retired clusters
             self.names.pop(cid, None)
             self.anchors.pop(cid, None)
             self.small.discard(cid)
-        names = [self.names[cid] for cid in ids]
-        seen: dict[str, str] = {}
-        for j, cid in enumerate(ids):  # two segments may describe alike: the later one carries its id
-            if names[j] in seen and seen[names[j]] != cid:
-                names[j] = f"{names[j]} ({cid})"
-            seen.setdefault(names[j], cid)
-        return names, renames
+        return [self.names[cid] for cid in ids], renames
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-serialisable state."""

@@ -181,7 +181,8 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
                     orjson.dumps({
                         "schema_version": 1, "event_id": f"model:{e.version}", "kind": "version",
                         "model_version": e.version, "ts": ts,
-                        "detail": {"reason": e.reason, "drifts": e.drifts, "n_updates": e.n_updates},
+                        "detail": {"reason": e.reason, "drifts": e.drifts, "n_updates": e.n_updates,
+                                   "profile_day": e.profile_day},
                     }),
                 )
                 for e in events
@@ -192,7 +193,8 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
                     orjson.dumps({
                         "schema_version": 1, "event_id": f"rename:{e.version}:{r['id']}", "kind": "rename",
                         "model_version": e.version, "ts": ts,
-                        "detail": {"segment": r["id"], "from": r["from"], "to": r["to"], "why": r["why"]},
+                        "detail": {"segment": r["id"], "from": r["from"], "to": r["to"], "why": r["why"],
+                                   "profile_day": e.profile_day},
                     }),
                 )
                 for e in events
