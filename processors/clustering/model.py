@@ -930,10 +930,13 @@ class ModelOwner:
         o.naming = SegmentNames.restore(state["naming"])
         return o
 
+    def continue_after(self, outdated: ModelStateOutdated) -> ModelOwner:
+        """Make this fresh owner the successor of an outdated state: it re-seeds, ids and versions continue."""
+        self.next_number = max(self.next_number, outdated.next_number)
+        self.first_version = max(self.first_version, outdated.version + 1)
+        return self
+
     @classmethod
     def successor(cls, outdated: ModelStateOutdated, **kwargs: Any) -> ModelOwner:
-        """A fresh owner after an outdated state: it re-seeds, with ids and versions continuing."""
-        o = cls(**kwargs)
-        o.next_number = outdated.next_number
-        o.first_version = outdated.version + 1
-        return o
+        """A fresh owner (``kwargs`` as for the constructor) succeeding an outdated state."""
+        return cls(**kwargs).continue_after(outdated)
