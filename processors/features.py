@@ -487,6 +487,30 @@ class FeatureProcessor:
         return p
 
 
+def shape_from_day_values(values: Mapping[str, float]) -> dict[str, float]:
+    """Clustering features approximated from the day-level ``values`` (what the API stores per customer).
+
+    ``mean_daily_kwh`` gives ``log10_daily_kwh``; each of the four 6-hour shares is spread evenly over
+    its hours, for weekdays and weekends alike (the stored values do not tell them apart). Only the
+    features the inputs determine are returned.
+
+    Examples:
+        >>> s = shape_from_day_values({"mean_daily_kwh": 10.0, "share_night": 0.6, "share_morning": 0.1,
+        ...                            "share_daytime": 0.1, "share_evening": 0.2})
+        >>> s["log10_daily_kwh"], round(s["weekday_h00"], 3), round(s["weekend_h23"], 4)
+        (1.0, 0.1, 0.0333)
+    """
+    out: dict[str, float] = {}
+    if "mean_daily_kwh" in values:
+        out["log10_daily_kwh"] = math.log10(max(float(values["mean_daily_kwh"]), 0.01))
+    periods = ("share_night", "share_morning", "share_daytime", "share_evening")
+    if all(p in values for p in periods):
+        hours = [float(values[p]) / 6.0 for p in periods for _ in range(6)]
+        out.update(zip(WEEKDAY_SHAPE, hours, strict=True))
+        out.update(zip(WEEKEND_SHAPE, hours, strict=True))
+    return out
+
+
 class RunningScaler:
     """Mergeable online standard scaler: per-feature count, sum and sum of squares.
 

@@ -56,7 +56,8 @@ def _settings(services: Services, db: int) -> Settings:
 def seg_run(tmp_path_factory: pytest.TempPathFactory, services: Services) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("seg")
     settings = _settings(services, 13)
-    simulate(settings, out, "--meters", str(METERS), "--days", "3", "--seed", "5", "--history-days", "60")
+    # 9 days: the behaviour model is seeded once customers have a week of profiles
+    simulate(settings, out, "--meters", str(METERS), "--days", "9", "--seed", "5", "--history-days", "60")
     purchases = [v for _, v, _ in read_topic(settings.kafka_bootstrap, settings.topics.purchases)]
     env = {"METERSEG_INGEST__CLOCK_RATE": "3600", "METERSEG_SEGMENTATION__EXCHANGE_INTERVAL_S": "1"}
     with running_worker(settings, out, **env) as worker:
