@@ -23,8 +23,8 @@ owner makes), and decides whether the customer's *membership* moves:
   entered, unless its features restarted (the feature shift rule saw two consecutive days break
   with its usual weekday: a behaviour change, e.g. an EV bought) within the last
   ``change_grace_days``; so nobody returns to a segment it left within a week without a change;
-* **drift** - river's ``PageHinkley`` watches, per partition, the daily share of customers whose
-  features restarted (weekdays only: the shift rule runs on weekdays). On a stationary fleet that
+* **drift** - river's ``PageHinkley`` watches, per partition, the daily share of established customers
+  (a week seen) whose features restarted (weekdays only: the shift rule runs on weekdays). On a stationary fleet that
   share is a fraction of a percent and the detector stays quiet; when many customers change
   behaviour together (10 % adopt EV charging) it jumps and the detector fires once. Watching the
   assignment distance or every feature with ADWIN (the earlier design) fired 24 times on a
@@ -166,7 +166,7 @@ class BehaviourAssigner:
         change_grace_days: int = 3,
         drift_delta: float = 0.01,
         drift_threshold: float = 0.03,
-        drift_min_days: int = 5,
+        drift_min_days: int = 2,
         drift_min_updates: int = 20,
         sample_established_only: bool = True,
         sample_cap: int = 512,
@@ -242,8 +242,8 @@ class BehaviourAssigner:
         self.stats.n_updates += len(batch)
         self.stats.last_day = max(self.stats.last_day, max(f.day.toordinal() for f in batch))
         out: list[BehaviourChange | DriftEvent] = []
-        for f in batch:
-            if f.day.weekday() < 5 and f.day.toordinal() > self.fed_until:
+        for f in batch:  # a customer's first week restarts often (its usual weekday is a day or two): not counted
+            if f.established and f.day.weekday() < 5 and f.day.toordinal() > self.fed_until:
                 counts = self.day_counts.setdefault(f.day.toordinal(), [0, 0])
                 counts[0] += 1
                 counts[1] += int(f.restarted)
