@@ -347,11 +347,11 @@ def simulator_figures(args: argparse.Namespace) -> None:
 
     root = Path(tempfile.mkdtemp(prefix="realseg-sim-"))
     config = BackfillConfig(partitions=4, step_s=3600)
-    stat = score_run(root / "stationary", args.sim_meters, 14, args.seed, config, warmup_days=8)
-    shift = score_run(root / "shift", args.sim_meters, 14, args.seed, config, shift="7:0.1:ev", warmup_days=8)
+    stat = score_run(root / "stationary", args.sim_meters, 21, args.seed, config, warmup_days=14)
+    shift = score_run(root / "shift", args.sim_meters, 21, args.seed, config, shift="7:0.1:ev", warmup_days=14)
     s = shift.shift
     assert s is not None
-    print(f"simulator (archetypes, {args.sim_meters} meters x 14 days, seed {args.seed}, backfill): ARI {stat.ari:.3f} "
+    print(f"simulator (archetypes, {args.sim_meters} meters x 21 days, seed {args.seed}, backfill): ARI {stat.ari:.3f} "
           f"(target >= 0.85); stationary volatility max "
           f"{100 * max(stat.stationary_volatility.values(), default=float('nan')):.2f} %/day; drift without shift "
           f"{len(stat.drift)}; EV adopters in the matching segment after 2 days {100 * s.share_by_day.get(2, 0):.1f} % "
