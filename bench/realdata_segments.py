@@ -314,8 +314,8 @@ def report(o: Outcome, args: argparse.Namespace) -> dict[str, float]:
     print(f"  customers changing behaviour segment per day after day {args.warmup_days}: max {100 * worst:.2f} %, "
           f"mean {100 * mean:.2f} %   (target <= 0.5 %; (entries + exits) / members is twice that)")
     print("    " + " ".join(f"{d:%m-%d}:{100 * v:.2f}%" for d, v in vol.items()))
-    print(f"  customers that ever moved: {c['moved']}; returns within a week to a segment left (after warm-up): "
-          f"{c['returns']}   (target 0)")
+    print(f"  customers that ever moved: {c['moved']}; returns after day {args.warmup_days} to a segment left before, "
+          f"within 7 days of the previous move: {c['returns']}   (target 0)")
     print(f"  drift events on this stationary fleet: {len(c['drift'])}   (target 0) "
           f"{[e.get('ts') for e in c['drift']][:8]}")
     after = (o.start + timedelta(days=args.warmup_days)).isoformat()
