@@ -118,7 +118,7 @@ class SegmentationConfig(BaseModel):
     seed_n_init: int = Field(default=8, ge=1, description="k-means++ runs per (re-)fit, lowest inertia wins")
     refresh_every_days: float = Field(default=1.0, ge=0.0, description="profile days between refits (0: never)")
     refresh_until_days: float = Field(
-        default=12.0, ge=0.0, description="refits only in the first days of profiles (0: always): the first model "
+        default=11.0, ge=0.0, description="refits only in the first days of profiles (0: always): the first model "
         "comes after a week, refits reach the batch optimum as features mature; later the guarded online step "
         "follows and memberships stay calm"
     )

@@ -152,6 +152,9 @@ class BehaviourAssigner:
             ``threshold`` the cumulative excess that fires, ``min_days`` the weekdays watched first.
         drift_min_updates: days with fewer profile updates in the partition are not fed.
         sample_established_only: offer only established customers' vectors to the model's sample.
+        reopen_on_refit: after a refit (the owner's ``refresh``, only in the model's first weeks) every
+            customer goes to its nearest cluster at its next update, without hysteresis: the refit's
+            consequences land on one day of the warm-up instead of trickling out over the next week.
         sample_cap: vectors per statistics flush kept for the owner's (re-)fitting.
     """
 
@@ -169,6 +172,7 @@ class BehaviourAssigner:
         drift_min_days: int = 2,
         drift_min_updates: int = 20,
         sample_established_only: bool = True,
+        reopen_on_refit: bool = True,
         sample_cap: int = 512,
     ) -> None:
         self.spec = spec or FeatureSpec()
@@ -182,6 +186,7 @@ class BehaviourAssigner:
         self.drift_min_days = drift_min_days
         self.drift_min_updates = drift_min_updates
         self.sample_established_only = sample_established_only
+        self.reopen_on_refit = reopen_on_refit
         self.sample_cap = sample_cap
         self.model: ClusterModel | None = None
         self.epoch = 0
@@ -287,7 +292,9 @@ class BehaviourAssigner:
         if f.restarted:
             m.free_until = day + self.change_grace_days
         reopened = m.epoch < self.epoch  # first update since a re-seed
-        if m.cluster not in model.ids or (reopened and target != m.cluster and self.born.get(target, 0) > m.epoch):
+        refit = reopened and model.reseed_cause == "refresh" and self.reopen_on_refit
+        if m.cluster not in model.ids or (reopened and target != m.cluster
+                                          and (refit or self.born.get(target, 0) > m.epoch)):
             # its cluster retired, or (once after a re-seed) its nearest cluster is new: move without hysteresis
             prev = m.cluster
             self.members[f.customer_id] = _Membership(target, epoch=self.epoch, since=day, free_until=m.free_until)
@@ -356,7 +363,8 @@ class BehaviourAssigner:
                        "min_dwell_days": self.min_dwell_days, "change_grace_days": self.change_grace_days,
                        "drift_delta": self.drift_delta, "drift_threshold": self.drift_threshold,
                        "drift_min_days": self.drift_min_days, "drift_min_updates": self.drift_min_updates,
-                       "sample_established_only": self.sample_established_only, "sample_cap": self.sample_cap},
+                       "sample_established_only": self.sample_established_only,
+                       "reopen_on_refit": self.reopen_on_refit, "sample_cap": self.sample_cap},
             "model": self.model.snapshot() if self.model else None,
             "epoch": self.epoch,
             "members": {c: [m.cluster, m.pending, m.pending_count, m.epoch, m.since, m.free_until]
@@ -394,7 +402,8 @@ class BehaviourAssigner:
                 persist_margin=c["persist_margin"], min_dwell_days=c["min_dwell_days"], change_grace_days=c["change_grace_days"],
                 drift_delta=c["drift_delta"], drift_threshold=c["drift_threshold"],
                 drift_min_days=c["drift_min_days"], drift_min_updates=c["drift_min_updates"],
-                sample_established_only=c["sample_established_only"], sample_cap=c["sample_cap"])
+                sample_established_only=c["sample_established_only"], reopen_on_refit=c["reopen_on_refit"],
+                sample_cap=c["sample_cap"])
         a.model = ClusterModel.restore(state["model"]) if state["model"] else None
         a.epoch = int(state["epoch"])
         a.members = {cid: _Membership(v[0], v[1], int(v[2]), int(v[3]), int(v[4]), int(v[5]))
