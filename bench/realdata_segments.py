@@ -269,8 +269,10 @@ def plot(model: dict[str, Any], sizes: dict[str, int], path: Path) -> None:
     cols = 2
     rows = math.ceil(len(ids) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(11, 2.3 * rows), sharex=True, squeeze=False)
-    for j, cid in enumerate(ids):
-        ax = axes[j // cols][j % cols]
+    order = sorted(range(len(ids)), key=lambda j: (len(ids[j]), ids[j]))  # B1, B2, ..., B10
+    for panel, j in enumerate(order):
+        cid = ids[j]
+        ax = axes[panel // cols][panel % cols]
         c = dict(zip(names, model["centroids"][j], strict=True))
         kwh = 10 ** c["log10_daily_kwh"]
         ratio = math.exp(c["weekday_weekend_ratio"])
@@ -284,7 +286,7 @@ def plot(model: dict[str, Any], sizes: dict[str, int], path: Path) -> None:
         ax.set_xticks(range(0, 25, 3))
         ax.set_ylabel("kWh per hour", fontsize=7)
         ax.tick_params(labelsize=7)
-        if j == 0:
+        if panel == 0:
             ax.legend(fontsize=7)
     for j in range(len(ids), rows * cols):
         axes[j // cols][j % cols].axis("off")

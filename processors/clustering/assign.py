@@ -246,6 +246,8 @@ class BehaviourAssigner:
                                                       for i in offer]))
         self.stats.n_updates += len(batch)
         self.stats.last_day = max(self.stats.last_day, max(f.day.toordinal() for f in batch))
+        first = min(f.day.toordinal() for f in batch)
+        self.stats.first_day = min(self.stats.first_day or first, first)
         out: list[BehaviourChange | DriftEvent] = []
         for f in batch:  # a customer's first week restarts often (its usual weekday is a day or two): not counted
             if f.established and f.day.weekday() < 5 and f.day.toordinal() > self.fed_until:

@@ -355,6 +355,7 @@ class ClusterStats:
         self.drifts = 0
         self.n_updates = 0
         self.last_day = 0  # latest profile day (date ordinal) of the updates, 0 = unknown
+        self.first_day = 0  # earliest profile day of the updates, 0 = unknown
 
     @classmethod
     def empty(cls, spec: FeatureSpec, model_version: int = 0, sample_cap: int = 512) -> ClusterStats:
@@ -406,6 +407,7 @@ class ClusterStats:
             "drifts": self.drifts,
             "n_updates": self.n_updates,
             "last_day": self.last_day,
+            "first_day": self.first_day,
         }
 
     @classmethod
@@ -422,6 +424,7 @@ class ClusterStats:
         s.drifts = int(state["drifts"])
         s.n_updates = int(state["n_updates"])
         s.last_day = int(state.get("last_day", 0))
+        s.first_day = int(state.get("first_day", 0))
         return s
 
 
@@ -469,6 +472,8 @@ def merge_stats(stats: Iterable[ClusterStats]) -> ClusterStats:
         out.drifts += s.drifts
         out.n_updates += s.n_updates
         out.last_day = max(out.last_day, s.last_day)
+        if s.first_day:
+            out.first_day = min(out.first_day or s.first_day, s.first_day)
     return out
 
 
@@ -764,8 +769,9 @@ class ModelOwner:
         if stats.empty_stats:
             return None
         self.total_updates += stats.n_updates
-        if stats.last_day:
-            self.first_day = min(self.first_day or stats.last_day, stats.last_day)
+        if stats.last_day:  # the model's age in profile days: a flush may carry several days of a backlog
+            first = stats.first_day or stats.last_day
+            self.first_day = min(self.first_day or first, first)
             self.last_day = max(self.last_day, stats.last_day)
         keep = 0.5 ** (stats.n_updates / self.halflife_updates) if self.halflife_updates > 0 else 1.0
         self.scaler.decay(keep)
