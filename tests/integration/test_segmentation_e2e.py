@@ -68,6 +68,9 @@ def seg_run(tmp_path_factory: pytest.TempPathFactory, services: Services) -> dic
     with running_worker(settings, out, **env) as worker:
         wait_for(lambda: _lag_zero(worker.metrics()), 180, "segmentation caught up")
         wait_for(lambda: worker.health().get("seconds_since_progress", 0) > 3, 60, "quiet stream")
+        # the behaviour model is seeded once the last closed days give a week of profiles (event clock)
+        wait_for(lambda: worker.health().get("model_version", 0) >= 1, 120, "behaviour model seeded")
+        wait_for(lambda: worker.health().get("seconds_since_progress", 0) > 3, 60, "quiet stream")
         before_replay = rfm_in_redis(settings)
         memberships = memberships_in_redis(settings)
         changes_before = len(read_topic(settings.kafka_bootstrap, settings.topics.segment_changes))
