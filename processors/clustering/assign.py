@@ -60,8 +60,9 @@ Examples:
 
 References:
     Bifet & Gavaldà (2007), "Learning from Time-Changing Data with Adaptive
-    Windowing", SIAM International Conference on Data Mining (ADWIN); river
-    documentation, ``river.drift.ADWIN``.
+    Windowing", SIAM International Conference on Data Mining (ADWIN, the earlier detector); Page
+    (1954), "Continuous inspection schemes", Biometrika 41 (the Page-Hinkley test); river
+    documentation, ``river.drift.PageHinkley``.
 """
 
 from __future__ import annotations
