@@ -172,7 +172,7 @@ def bench_clusterers(n: int, days: int) -> None:
             rate = len(rows) / (time.perf_counter() - t)
             pred = [m.predict_one(x) for x in last]
             results[name].append((adjusted_rand_index(truth, pred), rate))
-        for name, seeder in (("seed: k-means++ (numpy)", seed_kmeanspp),
+        for name, seeder in (("seed: k-means++ (scipy seeding, Lloyd)", seed_kmeanspp),
                              ("seed: river KMeans, k-means++ init", seed_river_kmeans)):
             sample = stream[np.random.default_rng(seed).choice(len(stream), 2048, replace=False)]
             t = time.perf_counter()
@@ -208,8 +208,7 @@ def bench_fleet_quality(n: int, days: int, workers: int) -> None:
     profiles, labels = generate_profiles(n_customers=n, days=days + 2, seed=9,
                                          shift=lambda c, d: c in adopters and d >= shift_day)
     t = time.perf_counter()
-    fleet = LocalFleet(n_workers=workers, k=len(ARCHETYPES), min_seed_samples=256, halflife_updates=n / 2,
-                       drift_cooldown=max(n // 4, 200))
+    fleet = LocalFleet(n_workers=workers, k=len(ARCHETYPES), min_seed_samples=256, halflife_updates=n / 2)
     book = MembershipBook()
     all_days = sorted({p.day for p in profiles})
     drift_days: list[int] = []

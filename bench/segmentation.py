@@ -24,8 +24,8 @@ latency needs the live engine (Kafka + Redis) and is not measured here.
 
 Usage::
 
-    .venv/bin/python bench/segmentation.py                   # 10 000 meters x 14 days, shift 10 % EV at day 7
-    .venv/bin/python bench/segmentation.py --quick           # 1 000 meters x 14 days
+    .venv/bin/python bench/segmentation.py                   # 10 000 meters x 21 days, shift 10 % EV at day 7
+    .venv/bin/python bench/segmentation.py --quick           # 1 000 meters x 21 days
     .venv/bin/python bench/segmentation.py --meters 2000 --days 14 --shift-day 8 --repeat 3
 """
 
@@ -280,13 +280,15 @@ def _fmt_days(vol: dict[date, float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--meters", type=int, default=10_000)
-    p.add_argument("--days", type=int, default=14)
+    p.add_argument("--days", type=int, default=21)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--shift-day", type=int, default=7, help="day of the EV shift (7 = 2026-01-08, a Thursday)")
     p.add_argument("--shift-share", type=float, default=0.1)
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--step-s", type=int, default=3600, help="exchange cadence in simulated seconds")
-    p.add_argument("--warmup-days", type=int, default=8, help="days excluded from the stationary volatility")
+    p.add_argument("--warmup-days", type=int, default=14,
+                   help="days excluded from the stationary volatility (the model is seeded after a week, refitted "
+                        "until day 13)")
     p.add_argument("--no-faults", action="store_true", help="simulate without faults (default: default fault rates)")
     p.add_argument("--heartbeats", action="store_true", help="also simulate and ingest 15-minute heartbeats")
     p.add_argument("--interval", type=int, default=15, choices=(15, 30, 60))

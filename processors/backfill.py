@@ -63,23 +63,24 @@ customer at the end of each simulated day and at the end, every effective
 :class:`~processors.segments.SegmentChange`, drift events, model versions,
 and counters/timings for benchmarks.
 
-Example (a tiny simulated fleet; the simulator writes the file sink):
+Example (a tiny simulated fleet; the simulator writes the file sink; the behaviour model is seeded once
+customers have a week of profiles):
     >>> import asyncio, tempfile
     >>> from pathlib import Path
     >>> from simulators.generator import SimConfig, Simulator
     >>> from simulators.faults import FaultConfig
     >>> from simulators.sinks import FileSink
     >>> d = Path(tempfile.mkdtemp())
-    >>> sim = Simulator(SimConfig(meters=60, days=3, seed=3, faults=FaultConfig.none(), heartbeat_minutes=0,
+    >>> sim = Simulator(SimConfig(meters=60, days=9, seed=3, faults=FaultConfig.none(), heartbeat_minutes=0,
     ...                           history_days=20))
     >>> _ = asyncio.run(sim.run(FileSink(d), progress=False))
     >>> cfg = BackfillConfig(partitions=2, segmentation=SegmentationConfig(k=4, min_seed_samples=16))
     >>> bf = Backfill.from_directory(d, cfg)
     >>> result = bf.run(polls_from_directory(d))
     >>> [str(day) for day in result.days[-3:]]   # purchase history (20 days) comes first
-    ['2026-01-01', '2026-01-02', '2026-01-03']
+    ['2026-01-07', '2026-01-08', '2026-01-09']
     >>> result.profiles, len(result.final.behaviour), result.model_versions[-1] >= 2   # 60 meters, 59 customers
-    (180, 59, True)
+    (540, 59, True)
     >>> {c.family for c in result.changes} == {"behaviour", "rfm"}
     True
     >>> sorted(set(result.final.behaviour.values()))   # k = 4 behaviour segments with stable ids

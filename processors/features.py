@@ -75,12 +75,30 @@ LOAD_SHAPE_FEATURES: tuple[str, ...] = (
 )
 """Names of the load-shape features, in vector order."""
 
+WEEKDAY_SHAPE: tuple[str, ...] = tuple(f"weekday_h{h:02d}" for h in range(24))
+"""Share of a weekday's consumption in each hour (0-1, sums to 1): the customer's usual weekday shape."""
+
+WEEKEND_SHAPE: tuple[str, ...] = tuple(f"weekend_h{h:02d}" for h in range(24))
+"""Share of a weekend day's consumption in each hour (0-1, sums to 1); the weekday shape until a weekend is seen."""
+
+CLUSTER_FEATURES: tuple[str, ...] = (
+    "log10_daily_kwh", *WEEKDAY_SHAPE, *WEEKEND_SHAPE, "weekday_weekend_ratio", "export_share",
+)
+"""What the behaviour clusters compare, in vector order (units: ``log10_daily_kwh`` log10 of kWh per day;
+the hourly shapes shares of the day, so seasonal level changes leave them alone; ``weekday_weekend_ratio``
+weekday kWh per weekend-day kWh; ``export_share`` exported / (imported + exported) kWh). They travel in
+:attr:`CustomerFeatures.shape`, not in ``values`` (which the API and the rules read)."""
+
+ESTABLISHED_DAYS = 7
+"""Days a customer needs, weekdays and weekend days among them, before its features describe its week."""
+
 RFM_FEATURES: tuple[str, ...] = ("rfm.days_since_last", "rfm.frequency", "rfm.monetary_mean")
 """RFM values attached to a customer's features when known (see :meth:`FeatureProcessor.set_rfm`)."""
 
-# indices into the per-day observation vector x (and the decayed-mean state)
+# indices into the per-day observation vector x (and the decayed-mean state): 7 day figures, then 24 hourly shares
 _TOTAL, _P2A, _NIGHT, _MORNING, _DAY, _EVENING, _EXPORT = range(7)
-_N_OBS = 7
+_HOURS = 7
+_N_OBS = 31
 
 
 MAX_INTERVAL_KWH = 1e9
@@ -145,20 +163,28 @@ class CustomerFeatures(BaseModel):
     n_days: int
     values: dict[str, float]
     restarted: bool = False
+    established: bool = True
+    shape: dict[str, float] = Field(default_factory=dict)
 
     def vector(self, names: Sequence[str]) -> list[float]:
         """Values in the given order (missing features as NaN)."""
         return [self.values.get(n, math.nan) for n in names]
 
+    def clustering_values(self) -> dict[str, float]:
+        """``values`` and ``shape`` together: what :class:`~processors.clustering.model.FeatureSpec` reads."""
+        return {**self.values, **self.shape} if self.shape else self.values
+
 
 def day_observation(kwh_import: np.ndarray, kwh_export: np.ndarray | None) -> np.ndarray:
-    """The raw shape of one day: total, peak-to-average, four period shares, export share.
+    """The raw shape of one day: total, peak-to-average, four period shares, export share, 24 hourly shares.
 
     Negative hourly imports (net metering) are clipped to 0 for the shape.
 
     Examples:
-        >>> day_observation(np.full(24, 0.5), None).round(3).tolist()
+        >>> day_observation(np.full(24, 0.5), None)[:_HOURS].round(3).tolist()
         [12.0, 1.0, 0.25, 0.25, 0.25, 0.25, 0.0]
+        >>> round(float(day_observation(np.full(24, 0.5), None)[_HOURS:].sum()), 6)
+        1.0
     """
     imp = np.clip(kwh_import, 0.0, None)
     total = float(imp.sum())
@@ -169,9 +195,11 @@ def day_observation(kwh_import: np.ndarray, kwh_export: np.ndarray | None) -> np
         x[_P2A] = float(imp.max()) * 24.0 / total  # not max / (total / 24): a tiny total / 24 underflows to 0
         periods = imp.reshape(4, 6).sum(axis=1) / total
         x[_NIGHT : _EVENING + 1] = periods
+        x[_HOURS:] = imp / total
     else:
         x[_P2A] = 1.0
         x[_NIGHT : _EVENING + 1] = 0.25
+        x[_HOURS:] = 1.0 / 24.0
     x[_EXPORT] = exp / (total + exp) if total + exp > 0 else 0.0
     return x
 
@@ -180,13 +208,15 @@ class _CustomerShape:
     """Decayed-mean state of one customer (plain floats/arrays; snapshot as lists)."""
 
     __slots__ = ("all", "all_w", "last_day", "log_ratio", "n_days", "pending", "ratio_w", "restarts",
-                 "var_m1", "var_m2", "var_w", "wd", "wd_w")
+                 "var_m1", "var_m2", "var_w", "wd", "wd_w", "we", "we_w")
 
     def __init__(self) -> None:
         self.all = np.zeros(_N_OBS)  # decayed mean of every day's observation: the features
         self.all_w = 0.0
         self.wd = np.zeros(_N_OBS)  # decayed mean of weekday observations: the "usual weekday"
         self.wd_w = 0.0
+        self.we = np.zeros(_N_OBS)  # decayed mean of weekend-day observations: the weekend shape
+        self.we_w = 0.0
         self.log_ratio = self.ratio_w = 0.0  # decayed mean of log(weekday level / weekend day total)
         self.var_m1 = self.var_m2 = self.var_w = 0.0
         self.pending: np.ndarray | None = None  # last weekday that broke with the usual weekday
@@ -198,17 +228,33 @@ class _CustomerShape:
         scalars = [float(v) for v in (self.log_ratio, self.ratio_w, self.var_m1, self.var_m2, self.var_w)]
         return [self.all.tolist(), float(self.all_w), self.wd.tolist(), float(self.wd_w), *scalars,
                 None if self.pending is None else self.pending.tolist(), self.restarts,
-                self.n_days, self.last_day]
+                self.n_days, self.last_day, self.we.tolist(), float(self.we_w)]
 
     @classmethod
     def from_json(cls, d: list[Any]) -> _CustomerShape:
+        """Inverse of :meth:`to_json`; a state of the 7-figure format (before hourly shapes) is widened."""
         s = cls()
-        s.all, s.all_w = np.asarray(d[0], dtype=float), float(d[1])
-        s.wd, s.wd_w = np.asarray(d[2], dtype=float), float(d[3])
+        s.all, s.all_w = _widen(d[0]), float(d[1])
+        s.wd, s.wd_w = _widen(d[2]), float(d[3])
         (s.log_ratio, s.ratio_w, s.var_m1, s.var_m2, s.var_w) = (float(v) for v in d[4:9])
-        s.pending = None if d[9] is None else np.asarray(d[9], dtype=float)
+        s.pending = None if d[9] is None else _widen(d[9])
         s.restarts, s.n_days, s.last_day = int(d[10]), int(d[11]), int(d[12])
+        if len(d) > 14:
+            s.we, s.we_w = _widen(d[13]), float(d[14])
         return s
+
+    @property
+    def established(self) -> bool:
+        """A full week seen, weekdays and weekend days (a restart keeps the weekend shape it carried over)."""
+        return self.n_days >= ESTABLISHED_DAYS and self.wd_w > 0 and self.we_w > 0
+
+
+def _widen(v: Sequence[float]) -> np.ndarray:
+    """An observation of the older 7-figure format with its 24 hourly shares spread from the 4 period shares."""
+    a = np.asarray(v, dtype=float)
+    if len(a) >= _N_OBS:
+        return a
+    return np.concatenate([a, np.repeat(a[_NIGHT : _EVENING + 1] / 6.0, 6)])
 
 
 def day_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -282,6 +328,11 @@ class FeatureProcessor:
             st.pending = x  # first break, or a break unlike the previous one: wait for confirmation
             return False
         both = (st.pending + x) / 2.0
+        if st.we_w > 0:  # the change applies to every day until a weekend shows otherwise
+            we = st.we + (both - st.wd)
+            hours = np.clip(we[_HOURS:], 0.0, None)
+            we[_HOURS:] = hours / hours.sum() if hours.sum() > 0 else 1.0 / 24.0
+            st.we = we
         st.all, st.wd = both.copy(), both.copy()
         st.all_w = st.wd_w = 1.0 + self._keep
         st.pending = None
@@ -324,7 +375,8 @@ class FeatureProcessor:
         self.last_day_parts[customer_id] = (st.to_json(), imp.copy(), exp.copy(), meters)
         restarted = self._fold(st, ordinal, weekday, day_observation(imp, exp))
         return CustomerFeatures(customer_id=customer_id, day=day, n_days=st.n_days, restarted=restarted,
-                                values=self.values(customer_id))
+                                values=self.values(customer_id), established=st.established,
+                                shape=self.shape(customer_id))
 
     def _fold(self, st: _CustomerShape, ordinal: int, weekday: bool, x: np.ndarray) -> bool:
         """Fold one day's observation; returns whether the shift rule restarted the means."""
@@ -335,6 +387,9 @@ class FeatureProcessor:
             if weekday and st.pending is not x:  # a break awaiting confirmation stays out of the usual day
                 st.wd_w = self._keep * st.wd_w + 1.0
                 st.wd += (x - st.wd) / st.wd_w
+        if not weekday:
+            st.we_w = self._keep * st.we_w + 1.0
+            st.we += (x - st.we) / st.we_w
         if not weekday and st.wd_w > 0:
             obs = math.log(max(st.wd[_TOTAL], 1e-3) / max(x[_TOTAL], 1e-3))
             st.ratio_w = self._keep * st.ratio_w + 1.0
@@ -368,6 +423,29 @@ class FeatureProcessor:
         if rfm is not None:
             out.update(zip(RFM_FEATURES, rfm, strict=True))
         return out
+
+    def shape(self, customer_id: str) -> dict[str, float]:
+        """The clustering features of a customer (:data:`CLUSTER_FEATURES`, see there for the units).
+
+        Before the first weekday the weekday shape is the all-days shape; before the first weekend day
+        the weekend shape is the weekday shape.
+        """
+        st = self.customers[customer_id]
+        wd = st.wd[_HOURS:] if st.wd_w > 0 else st.all[_HOURS:]
+        we = st.we[_HOURS:] if st.we_w > 0 else wd
+        out = {"log10_daily_kwh": math.log10(max(float(st.all[_TOTAL]), 0.01))}
+        out.update(zip(WEEKDAY_SHAPE, wd.tolist(), strict=True))
+        out.update(zip(WEEKEND_SHAPE, we.tolist(), strict=True))
+        out["weekday_weekend_ratio"] = math.exp(st.log_ratio)
+        out["export_share"] = float(st.all[_EXPORT])
+        return out
+
+    def current(self, customer_id: str) -> CustomerFeatures:
+        """A customer's features as of its last folded day."""
+        st = self.customers[customer_id]
+        return CustomerFeatures(customer_id=customer_id, day=date.fromordinal(st.last_day), n_days=st.n_days,
+                                values=self.values(customer_id), established=st.established,
+                                shape=self.shape(customer_id))
 
     def process(self, batch: Iterable[DailyProfile]) -> list[CustomerFeatures]:
         """Fold a batch of closed days; one output per profile that changed a customer's features.
@@ -407,6 +485,30 @@ class FeatureProcessor:
             for c, v in state["last_day_parts"].items()
         }
         return p
+
+
+def shape_from_day_values(values: Mapping[str, float]) -> dict[str, float]:
+    """Clustering features approximated from the day-level ``values`` (what the API stores per customer).
+
+    ``mean_daily_kwh`` gives ``log10_daily_kwh``; each of the four 6-hour shares is spread evenly over
+    its hours, for weekdays and weekends alike (the stored values do not tell them apart). Only the
+    features the inputs determine are returned.
+
+    Examples:
+        >>> s = shape_from_day_values({"mean_daily_kwh": 10.0, "share_night": 0.6, "share_morning": 0.1,
+        ...                            "share_daytime": 0.1, "share_evening": 0.2})
+        >>> s["log10_daily_kwh"], round(s["weekday_h00"], 3), round(s["weekend_h23"], 4)
+        (1.0, 0.1, 0.0333)
+    """
+    out: dict[str, float] = {}
+    if "mean_daily_kwh" in values:
+        out["log10_daily_kwh"] = math.log10(max(float(values["mean_daily_kwh"]), 0.01))
+    periods = ("share_night", "share_morning", "share_daytime", "share_evening")
+    if all(p in values for p in periods):
+        hours = [float(values[p]) / 6.0 for p in periods for _ in range(6)]
+        out.update(zip(WEEKDAY_SHAPE, hours, strict=True))
+        out.update(zip(WEEKEND_SHAPE, hours, strict=True))
+    return out
 
 
 class RunningScaler:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -71,20 +71,35 @@ class SegmentationConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    k: int = Field(default=8, ge=2, le=64, description="behaviour clusters")
-    margin: float = Field(
-        default=0.25,
-        ge=0.0,
-        description="relative distance margin for an immediate move (0.25: measured in bench/segmentation.py, "
-        "0.15 let weekday/weekend swings and model warm-up move 1-2 % of customers a day)",
+    k: int = Field(
+        default=10,
+        ge=2,
+        le=64,
+        description="behaviour clusters (fixed: segments are a catalogue analysts act on, not a discovery; "
+        "README 'Behaviour segments' gives the measured ceiling per k behind the default)",
     )
-    patience: int = Field(default=3, ge=1, description="updates a closer cluster must persist to move otherwise")
+    margin: float = Field(
+        default=0.5, ge=0.0, description="relative distance margin for an immediate move (0.5: on 1 500 real-profile "
+        "meters, seed 1, 0.25 moved 0.5-1.4 % of a stationary fleet a day, 0.35 0.5-1.0 %, 0.5 0.1-0.75 %; a "
+        "behaviour change still moves at once: its features restart next to its new cluster)"
+    )
+    patience: int = Field(default=4, ge=1, description="updates a closer cluster must persist to move otherwise")
+    persist_margin: float = Field(
+        default=0.25, ge=0.0, lt=1.0, description="relative margin a cluster must be closer by, ``patience`` "
+        "updates in a row, for a move without the full margin (boundary customers stay put)"
+    )
+    min_dwell_days: int = Field(
+        default=7,
+        ge=0,
+        description="days a customer stays in a behaviour segment before it may move again without a behaviour "
+        "change (a feature restart waives it): no return to a left segment within a week",
+    )
+    change_grace_days: int = Field(default=3, ge=0, description="days after a behaviour change with no dwell")
     halflife_days: float = Field(
         default=7.0,
         gt=0.0,
-        description="feature half-life in days (7: a week of load shape, so weekends do not move customers - "
-        "with 1 day 20-40 % moved on every weekend; real shifts still show within two weekdays through "
-        "the features' shift rule, which restarts the means; measured in bench/segmentation.py)",
+        description="feature half-life in days (7: a week of load shape, so weekends do not move customers; "
+        "real shifts still show within two weekdays through the features' shift rule)",
     )
     lost_after_days: float | None = Field(
         default=90.0,
@@ -108,69 +123,40 @@ class SegmentationConfig(BaseModel):
     rfm_map_file: str | None = Field(default=None, description="YAML (R, F) → segment map; None: the shipped map")
     rules_file: str | None = Field(default=None, description="YAML rule-segment definitions loaded at start")
     rules_text: str | None = Field(default=None, description="inline rule definitions (tests)")
-    drift_features: bool = True
     model_halflife_updates: float = Field(
-        default=20000.0,
-        gt=0.0,
-        description="model forgetting, in profile updates (20 000: two days of a 10 000-customer fleet; with "
-        "5 000 the centroids followed every weekend and moved 2-4 % of customers a day; measured in "
-        "bench/segmentation.py)",
+        default=20000.0, gt=0.0, description="forgetting of the model's guarded online step, in profile updates"
     )
-    min_seed_samples: int = Field(default=256, ge=8, description="sampled vectors before the first model")
+    min_seed_samples: int = Field(
+        default=512, ge=8, description="sampled vectors of established customers (a week seen) before the first model"
+    )
     seeder: Literal["kmeans++", "river_kmeans"] = Field(
-        default="kmeans++",
-        description="(re-)seeding clusterer over the owner's sample (k-means++: ARI 0.93 at 10 000 meters seed 1, "
-        "batch ceiling 0.93; river's KMeans merged two archetypes and left a cluster empty, 0.77; measured "
-        "in bench/segmentation.py)",
+        default="kmeans++", description="(re-)fitting clusterer: scipy k-means with k-means++ seeding, or river's KMeans"
     )
-    sample_cap: int = Field(
-        default=2048,
-        ge=16,
-        description="vectors per statistics flush (merged over partitions), the (re-)seeding sample (2 048: with "
-        "512 the owner's sample mixed four days of maturing features and seeds missed the ceiling at 10 000 "
-        "meters, ARI 0.76-0.78 instead of 0.91-0.94; measured in bench/segmentation.py)",
-    )
-    seed_n_init: int = Field(default=8, ge=1, description="seedings tried per (re-)seed, lowest inertia wins")
-    refresh_every: int = Field(default=2, ge=0, description="model versions between refresh attempts (0 = never)")
-    refresh_gain: float = Field(default=0.05, ge=0.0, lt=1.0, description="inertia gain a refresh must bring")
+    sample_cap: int = Field(default=4096, ge=16, description="vectors the owner keeps for (re-)fitting (per flush too)")
+    seed_n_init: int = Field(default=8, ge=1, description="k-means++ runs per (re-)fit, lowest inertia wins")
+    refresh_every_days: float = Field(default=1.0, ge=0.0, description="profile days between refits (0: never)")
     refresh_until_days: float = Field(
-        default=2.0,
-        ge=0.0,
-        description="refresh only during the first days of profiles (0: always). Measured in "
-        "bench/segmentation.py: without a limit a refresh on day 8 moved 77 % of 10 000 customers at once; "
-        "refreshes until day 6 fitted immature features (a 'weekday-heavy' cluster that 1 000 customers "
-        "left and re-entered every weekend, 2 %/day); within 2 days one refresh lifted ARI 0.91 -> 0.93",
+        default=11.0, ge=0.0, description="refits only in the first days of profiles (0: always): the first model "
+        "comes after a week, refits reach the batch optimum as features mature; later the guarded online step "
+        "follows and memberships stay calm"
     )
-    refresh_until_updates: float = Field(
-        default=0.0, ge=0.0, description="refresh only while at most this many profile updates were applied (0: any)"
-    )
-    refresh_min_agreement: float = Field(
-        default=0.0, ge=0.0, le=1.0, description="share of the sample a refresh must leave in its cluster (0: any)"
-    )
+    refresh_gain: float = Field(default=0.05, ge=0.0, lt=1.0, description="inertia gain a refit must bring")
     match_radius: float = Field(
-        default=0.0,
-        ge=0.0,
-        description="a re-seeded centroid keeps its matched id within this fraction of the distance to the old "
-        "centroid's nearest neighbour; farther, it is a new cluster whose members re-open (0: every matched "
-        "cluster keeps its id and its members follow by hysteresis; refreshes end after 2 days, before names "
-        "freeze, and 0.5 measured the same at 10 000 meters)",
+        default=0.0, ge=0.0, description="a refitted centroid keeps its matched id within this fraction of the "
+        "distance to the old centroid's nearest neighbour (0: every matched cluster keeps its id)"
     )
-    drift_cooldown: int = Field(default=2000, ge=0, description="updates a detector stays quiet after a drift")
-    drift_cooldown_days: float = Field(
-        default=7.0,
-        ge=0.0,
-        description="simulated days a detector stays quiet after a drift (scales with the fleet, unlike "
-        "drift_cooldown: 2 000 updates are less than a day of a 10 000-meter partition)",
+    rename_radius: float = Field(
+        default=0.5, ge=0.0, description="a segment's name may change only after its centroid moved this fraction "
+        "of the distance to its nearest neighbour from where it was named"
     )
-    drift_min_effect: float = Field(
-        default=0.0, ge=0.0, description="smallest mean change (reference std) reported as drift (0: any)"
+    small_share: float = Field(
+        default=0.01, ge=0.0, lt=1.0, description="a segment under this share of customers is marked small, not named"
     )
-    drift_panel: int = Field(
-        default=250,
-        ge=0,
-        description="customers per partition feeding the drift detectors (a fixed hash panel; 0: all). ADWIN "
-        "on every customer of a 2 500-customer partition alarmed 33 times on a stationary 10 000-meter run "
-        "(weekly rhythm, warm-up); with the panel and drift_cooldown_days none, and the EV shift still fires",
+    drift_delta: float = Field(
+        default=0.01, ge=0.0, description="daily share of customers changing behaviour tolerated above its mean"
+    )
+    drift_threshold: float = Field(
+        default=0.03, gt=0.0, description="cumulative excess share (PageHinkley threshold) that is a drift"
     )
     exchange_interval_s: float = Field(default=3.0, gt=0.0, description="how often population and model sync")
     clock_rate: float = Field(default=1.0, gt=0.0)
@@ -180,11 +166,11 @@ class SegmentationConfig(BaseModel):
         """Keyword arguments of the fleet's :class:`~processors.clustering.model.ModelOwner` (stream and backfill)."""
         return {
             "k": self.k, "halflife_updates": self.model_halflife_updates, "min_seed_samples": self.min_seed_samples,
-            "sample_cap": max(self.sample_cap, 2048),
-            "refresh_every": self.refresh_every, "refresh_gain": self.refresh_gain,
-            "refresh_until_updates": self.refresh_until_updates, "refresh_min_agreement": self.refresh_min_agreement,
+            "sample_cap": self.sample_cap, "refresh_every": 0, "refresh_every_days": self.refresh_every_days,
             "refresh_until_days": self.refresh_until_days,
-            "seeder": self.seeder, "seed_n_init": self.seed_n_init, "match_radius": self.match_radius,
+            "refresh_gain": self.refresh_gain, "seeder": self.seeder, "seed_n_init": self.seed_n_init,
+            "match_radius": self.match_radius, "guard_online": True, "name_freeze_updates": 0.0,
+            "rename_radius": self.rename_radius, "small_share": self.small_share,
         }
 
 
@@ -214,9 +200,10 @@ class PartitionSegmentation:
         self.rfm = RfmProcessor(seg_map, lost_after_days=config.lost_after_days)
         self.features = FeatureProcessor(halflife_days=config.halflife_days)
         self.assigner = BehaviourAssigner(
-            margin=config.margin, patience=config.patience, drift_features=config.drift_features,
-            drift_cooldown=config.drift_cooldown, drift_cooldown_days=config.drift_cooldown_days,
-            drift_min_effect=config.drift_min_effect, drift_panel=config.drift_panel, sample_cap=config.sample_cap,
+            margin=config.margin, patience=config.patience, persist_margin=config.persist_margin,
+            min_dwell_days=config.min_dwell_days,
+            change_grace_days=config.change_grace_days, drift_delta=config.drift_delta,
+            drift_threshold=config.drift_threshold, sample_cap=config.sample_cap,
         )
         if config.rules_text:
             definitions = load_segment_definitions_text(config.rules_text)
@@ -350,12 +337,7 @@ class PartitionSegmentation:
         if not first or self.assigner.model is None:
             return out
         current = [
-            CustomerFeatures(
-                customer_id=cid,
-                day=date.fromordinal(st.last_day),
-                n_days=st.n_days,
-                values=self.features.values(cid),
-            )
+            self.features.current(cid)
             for cid, st in sorted(self.features.customers.items())
             if st.n_days > 0 and st.last_day > 0
         ]

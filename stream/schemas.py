@@ -468,10 +468,10 @@ class SegmentChange(Event):
 
 
 class ModelEvent(Event):
-    """A change of the fleet-wide behaviour model: new version, drift detected, re-seed (``model.events``)."""
+    """A change of the fleet-wide behaviour model: new version, drift detected, re-seed, segment renamed (``model.events``)."""
 
     event_id: str
-    kind: Literal["version", "drift", "reseed"]
+    kind: Literal["version", "drift", "reseed", "rename"]
     model_version: int = Field(ge=0)
     ts: OutputDatetime
     detail: dict[str, float | int | str] = Field(default_factory=dict)

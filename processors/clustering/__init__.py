@@ -1,18 +1,18 @@
 """Behaviour clusters: one versioned fleet model from mergeable statistics, stable identities.
 
 * :mod:`processors.clustering.model` - :class:`ClusterModel`, :class:`ClusterStats`,
-  :func:`merge_stats`, :class:`ModelOwner` (seeding with river, Hungarian identity matching).
-* :mod:`processors.clustering.assign` - :class:`BehaviourAssigner` (hysteresis, ADWIN drift).
+  :func:`merge_stats`, :class:`ModelOwner` (scipy k-means++ refits, identities kept by
+  scipy's ``linear_sum_assignment``, guarded online updates).
+* :mod:`processors.clustering.naming` - segment names in units that stay put (:class:`SegmentNames`).
+* :mod:`processors.clustering.assign` - :class:`BehaviourAssigner` (hysteresis, dwell, river PageHinkley drift).
 * :mod:`processors.clustering.fleet` - :class:`LocalFleet`, the in-process reference wiring.
-* :mod:`processors.clustering.metrics` - :func:`adjusted_rand_index`.
-* :mod:`processors.clustering.hungarian` - :func:`linear_sum_assignment`.
+* :mod:`processors.clustering.metrics` - :func:`adjusted_rand_index`, :func:`normalized_mutual_info`, :func:`purity`.
 * :mod:`processors.clustering.synthetic` - archetype-like daily profiles for tests/benchmarks.
 """
 
 from processors.clustering.assign import BehaviourAssigner, BehaviourChange, DriftEvent
 from processors.clustering.fleet import LocalFleet, partition_of
-from processors.clustering.hungarian import linear_sum_assignment
-from processors.clustering.metrics import adjusted_rand_index
+from processors.clustering.metrics import adjusted_rand_index, normalized_mutual_info, purity
 from processors.clustering.model import (
     ClusterInfo,
     ClusterModel,
@@ -36,8 +36,9 @@ __all__ = [
     "ModelEvent",
     "ModelOwner",
     "adjusted_rand_index",
-    "linear_sum_assignment",
     "match_identities",
     "merge_stats",
+    "normalized_mutual_info",
     "partition_of",
+    "purity",
 ]

@@ -19,20 +19,21 @@ owner makes), and decides whether the customer's *membership* moves:
   cluster go to their nearest cluster, and a customer whose nearest cluster is
   *new* (a fresh id) joins it. Re-opening every membership instead moved half
   the fleet in a day at 10 000 meters (``bench/segmentation.py``);
-* **drift** - river's ADWIN watches the assignment distance (reported only when
-  its mean *rises*: the model fits worse) and, optionally, every feature,
-  standardised with a *reference* scaling frozen at the first model (and at
-  each re-seed): the model's own scaler follows the population within hours,
-  so population-wide shifts would vanish in it. A detection becomes a :class:`DriftEvent` output and is counted in
-  the statistics, which lets a configured owner re-seed. After a detection the
-  detector stays quiet for ``drift_cooldown`` updates *and*
-  ``drift_cooldown_days`` simulated days (the profile day): a count of updates
-  means less than a day on a large partition, where ADWIN then fired again on
-  the weekly rhythm; ``drift_min_effect`` ignores detections whose mean moved
-  less than that many reference standard deviations, and ``drift_panel``
-  feeds the detectors from a fixed hash panel of customers: ADWIN's test gets
-  so sensitive on tens of thousands of updates that weekday/weekend swings
-  pass, so a partition watches about as many customers whatever the fleet size.
+* **minimum dwell** - a customer stays at least ``min_dwell_days`` (profile days) in a segment it
+  entered, unless its features restarted (the feature shift rule saw two consecutive days break
+  with its usual weekday: a behaviour change, e.g. an EV bought) within the last
+  ``change_grace_days``; so nobody returns to a segment it left within a week without a change;
+* **drift** - river's ``PageHinkley`` watches, per partition, the daily share of established customers
+  (a week seen) whose features restarted (weekdays only: the shift rule runs on weekdays). On a stationary fleet that
+  share is a fraction of a percent and the detector stays quiet; when many customers change
+  behaviour together (10 % adopt EV charging) it jumps and the detector fires once. Watching the
+  assignment distance or every feature with ADWIN (the earlier design) fired 24 times on a
+  stationary fleet: ADWIN's test grows so sensitive over thousands of updates that the weekly
+  rhythm and the model's own refits pass as drift. A detection becomes a :class:`DriftEvent`.
+
+Checkpoints hold data only (``format`` 2): the detector is rebuilt on restore by replaying the
+daily shares kept in the state; a format-1 state (river ADWIN objects as pickles) is migrated by
+keeping memberships and dropping the pickles unread (see :meth:`BehaviourAssigner.restore`).
 
 Membership outputs are :class:`BehaviourChange` records; ``processors.segments``
 turns them into ``segment.changes`` entries/exits.
@@ -59,14 +60,14 @@ Examples:
 
 References:
     Bifet & Gavaldà (2007), "Learning from Time-Changing Data with Adaptive
-    Windowing", SIAM International Conference on Data Mining (ADWIN); river
-    documentation, ``river.drift.ADWIN``.
+    Windowing", SIAM International Conference on Data Mining (ADWIN, the earlier detector); Page
+    (1954), "Continuous inspection schemes", Biometrika 41 (the Page-Hinkley test); river
+    documentation, ``river.drift.PageHinkley``.
 """
 
 from __future__ import annotations
 
-import base64
-import pickle
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -79,7 +80,14 @@ from river import drift
 from processors.clustering.model import ClusterModel, ClusterStats, FeatureSpec, sample_priority
 from processors.features import CustomerFeatures
 
+log = logging.getLogger(__name__)
+
 Reason = Literal["initial", "distance_margin", "persistence", "drift_reseed", "reseed"]
+
+STATE_FORMAT = 2
+"""Version of :meth:`BehaviourAssigner.snapshot` (1: river ADWIN pickles, no dwell)."""
+
+DETECTOR = "behaviour_changes"
 
 
 class BehaviourChange(BaseModel):
@@ -100,7 +108,7 @@ class BehaviourChange(BaseModel):
 
 
 class DriftEvent(BaseModel):
-    """Output: ADWIN detected a change in the assignment distances or a feature."""
+    """Output: the share of customers changing behaviour rose (``mean_*``: daily shares)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -119,17 +127,8 @@ class _Membership:
     pending: str | None = None
     pending_count: int = 0
     epoch: int = 0
-
-
-def _pack(obj: object) -> str:
-    return base64.b64encode(pickle.dumps(obj)).decode("ascii")
-
-
-def _unpack(text: str) -> drift.ADWIN:
-    # trusted input only: our own snapshot of a river ADWIN (state lives in the worker's store)
-    obj = pickle.loads(base64.b64decode(text))
-    assert isinstance(obj, drift.ADWIN)
-    return obj
+    since: int = 0  # profile day (ordinal) the customer entered the cluster
+    free_until: int = 0  # profile day until which the dwell is waived (after a feature restart)
 
 
 def _end_of(day: date) -> datetime:
@@ -137,24 +136,27 @@ def _end_of(day: date) -> datetime:
 
 
 class BehaviourAssigner:
-    """Assigns customers of one partition to the fleet model's clusters, with hysteresis.
+    """Assigns customers of one partition to the fleet model's clusters, with hysteresis and dwell.
 
     Args:
         spec: feature vector definition (must equal the model's).
         margin: relative distance margin a move needs at once.
-        patience: consecutive updates a different nearest cluster needs otherwise.
-        drift_delta: ADWIN confidence parameter.
-        drift_features: also watch every scaled feature with ADWIN.
-        drift_min_days: customers with fewer folded days do not feed the detectors.
-        drift_cooldown: updates after a detection during which the same detector stays quiet.
-        drift_cooldown_days: simulated days (profile days) after a detection during which the same
-            detector stays quiet (0 = none); scales with the fleet, unlike ``drift_cooldown``.
-        drift_min_effect: smallest change of a detector's mean (in reference standard deviations for
-            features, relative to the mean before for the distance) reported as drift (0 = any).
-        drift_panel: only a fixed hash panel of about this many of the partition's customers feeds the
-            detectors (0 = every customer): ADWIN's sensitivity grows with the updates it sees, so
-            without a panel a larger partition alarms on smaller (weekly) swings.
-        sample_cap: vectors per statistics flush kept for the owner's (re-)seeding.
+        patience: consecutive updates a different cluster, closer by ``persist_margin``, needs otherwise.
+        persist_margin: relative margin of the persistence path (0: merely nearest), so a customer on a
+            boundary whose nearest cluster flips with week-to-week noise stays.
+        min_dwell_days: profile days a customer stays in a segment it entered before it may move
+            again without a behaviour change (0 = no dwell).
+        change_grace_days: after a feature restart (a behaviour change) the dwell is waived for
+            this many profile days, so the change shows within two days.
+        drift_delta, drift_threshold, drift_min_days: river ``PageHinkley`` on the daily share of
+            customers whose features restarted: ``delta`` is the tolerated rise of that share,
+            ``threshold`` the cumulative excess that fires, ``min_days`` the weekdays watched first.
+        drift_min_updates: days with fewer profile updates in the partition are not fed.
+        sample_established_only: offer only established customers' vectors to the model's sample.
+        reopen_on_refit: after a refit (the owner's ``refresh``, only in the model's first weeks) every
+            customer goes to its nearest cluster at its next update, without hysteresis: the refit's
+            consequences land on one day of the warm-up instead of trickling out over the next week.
+        sample_cap: vectors per statistics flush kept for the owner's (re-)fitting.
     """
 
     def __init__(
@@ -163,52 +165,62 @@ class BehaviourAssigner:
         *,
         margin: float = 0.15,
         patience: int = 3,
-        drift_delta: float = 0.002,
-        drift_features: bool = True,
-        drift_min_days: int = 3,
-        drift_cooldown: int = 2000,
-        drift_cooldown_days: float = 0.0,
-        drift_min_effect: float = 0.0,
-        drift_panel: int = 0,
+        persist_margin: float = 0.0,
+        min_dwell_days: int = 0,
+        change_grace_days: int = 3,
+        drift_delta: float = 0.01,
+        drift_threshold: float = 0.03,
+        drift_min_days: int = 2,
+        drift_min_updates: int = 20,
+        sample_established_only: bool = True,
+        reopen_on_refit: bool = True,
         sample_cap: int = 512,
     ) -> None:
         self.spec = spec or FeatureSpec()
         self.margin = margin
         self.patience = patience
+        self.persist_margin = persist_margin
+        self.min_dwell_days = min_dwell_days
+        self.change_grace_days = change_grace_days
         self.drift_delta = drift_delta
-        self.drift_features = drift_features
+        self.drift_threshold = drift_threshold
         self.drift_min_days = drift_min_days
-        self.drift_cooldown = drift_cooldown
-        self.drift_cooldown_days = drift_cooldown_days
-        self.drift_min_effect = drift_min_effect
-        self.drift_panel = drift_panel
+        self.drift_min_updates = drift_min_updates
+        self.sample_established_only = sample_established_only
+        self.reopen_on_refit = reopen_on_refit
         self.sample_cap = sample_cap
         self.model: ClusterModel | None = None
-        self.reference: tuple[np.ndarray, np.ndarray] | None = None
         self.epoch = 0
         self.members: dict[str, _Membership] = {}
         self.stats = ClusterStats.empty(self.spec, 0, sample_cap)
         self.n_updates = 0
-        names = ["distance"] + ([f"feature:{n}" for n in self.spec.names] if drift_features else [])
-        self.detectors: dict[str, drift.ADWIN] = {n: drift.ADWIN(delta=drift_delta) for n in names}
-        self.quiet_until: dict[str, int] = dict.fromkeys(names, 0)
-        self.quiet_until_day: dict[str, float] = dict.fromkeys(names, 0.0)  # profile day (date ordinal)
+        self.day_counts: dict[int, list[int]] = {}  # profile day -> [updates, restarts], not yet fed
+        self.fed_until = 0  # last profile day fed to the detector
+        self.rates: list[tuple[int, float]] = []  # (day, share restarted) fed since the detector's last reset
+        self.detector = self._new_detector()
         self.born: dict[str, int] = {}  # cluster id -> epoch (re-seed count) it appeared in
+
+    def _new_detector(self) -> drift.PageHinkley:
+        return drift.PageHinkley(min_instances=self.drift_min_days, delta=self.drift_delta,
+                                 threshold=self.drift_threshold, alpha=1.0, mode="up")
 
     # -- model exchange ------------------------------------------------------------------------------
     def set_model(self, model: ClusterModel | None) -> None:
-        """Swap in a (newer) fleet model; a re-seeded version re-opens its new and retired clusters once."""
+        """Swap in a (newer) fleet model; a re-seeded version re-opens its new and retired clusters once.
+
+        A model of another feature spec (written by an older version during an upgrade) is ignored.
+        """
         if model is None or (self.model is not None and model.version <= self.model.version):
             return
         if model.spec != self.spec:
-            raise ValueError("model feature spec differs from the assigner's")
+            log.warning("ignored behaviour model version %d: its feature spec differs from this worker's",
+                        model.version)
+            return
         if model.reseeded:
             self.epoch += 1
         if self.model is not None:
             for cid in set(model.ids) - set(self.model.ids):
                 self.born[cid] = self.epoch
-        if model.reseeded or self.reference is None:
-            self.reference = (model.scale_mean.copy(), model.scale_std.copy())
         self.model = model
 
     def flush_stats(self) -> ClusterStats:
@@ -227,53 +239,68 @@ class BehaviourAssigner:
         """Assign a batch of feature updates; returns membership changes and drift events."""
         if not batch:
             return []
-        x = np.array([self.spec.vector(f.values) for f in batch])
+        x = np.array([self.spec.vector(f.clustering_values()) for f in batch])
         self.stats.scaler.learn(x)
-        self.stats.add_sample(x, np.array([sample_priority(f"{f.customer_id}|{f.day}") for f in batch]))
+        offer = [i for i, f in enumerate(batch) if f.established or not self.sample_established_only]
+        if offer:
+            self.stats.add_sample(x[offer], np.array([sample_priority(f"{batch[i].customer_id}|{batch[i].day}")
+                                                      for i in offer]))
         self.stats.n_updates += len(batch)
         self.stats.last_day = max(self.stats.last_day, max(f.day.toordinal() for f in batch))
+        first = min(f.day.toordinal() for f in batch)
+        self.stats.first_day = min(self.stats.first_day or first, first)
+        out: list[BehaviourChange | DriftEvent] = []
+        for f in batch:  # a customer's first week restarts often (its usual weekday is a day or two): not counted
+            if f.established and f.day.weekday() < 5 and f.day.toordinal() > self.fed_until:
+                counts = self.day_counts.setdefault(f.day.toordinal(), [0, 0])
+                counts[0] += 1
+                counts[1] += int(f.restarted)
+        version = self.model.version if self.model else 0
+        out.extend(self._watch(max(f.day.toordinal() for f in batch), version))
         if self.model is None:
             self.n_updates += len(batch)
-            return []
+            for f in batch:
+                if f.restarted and f.customer_id in self.members:
+                    self.members[f.customer_id].free_until = f.day.toordinal() + self.change_grace_days
+            return out
         model = self.model
         d = model.distances(x)
         nearest = d.argmin(axis=1)
         for j in np.unique(nearest):
             self.stats.add(model.ids[int(j)], x[nearest == j])
-        out: list[BehaviourChange | DriftEvent] = []
-        assert self.reference is not None
-        z = (x - self.reference[0]) / self.reference[1]
         for i, f in enumerate(batch):
             self.n_updates += 1
             j = int(nearest[i])
-            change = self._decide(f.customer_id, d[i], j, model)
-            at = _end_of(f.day)
+            change = self._decide(f, d[i], j, model)
             if change is not None:
                 prev, reason = change
                 pj = model.ids.index(prev) if prev is not None and prev in model.ids else None
                 out.append(BehaviourChange(
-                    customer_id=f.customer_id, at=at, from_id=prev,
+                    customer_id=f.customer_id, at=_end_of(f.day), from_id=prev,
                     from_name=model.names[pj] if pj is not None else None,
                     to_id=model.ids[j], to_name=model.names[j], reason=reason,
                     distance=float(d[i, j]), model_version=model.version,
                 ))
-            if f.n_days >= self.drift_min_days and self._in_panel(f.customer_id):
-                out.extend(self._watch(float(d[i, j]), z[i], at, model.version, f.day.toordinal()))
         return out
 
     def _decide(
-        self, cid: str, dist: np.ndarray, j: int, model: ClusterModel
+        self, f: CustomerFeatures, dist: np.ndarray, j: int, model: ClusterModel
     ) -> tuple[str | None, Reason] | None:
         target = model.ids[j]
-        m = self.members.get(cid)
-        if m is None:
-            self.members[cid] = _Membership(target, epoch=self.epoch)
+        day = f.day.toordinal()
+        m = self.members.get(f.customer_id)
+        if m is None:  # the first week after the first assignment is for settling: no dwell yet
+            self.members[f.customer_id] = _Membership(target, epoch=self.epoch, since=day - self.min_dwell_days)
             return (None, "initial")
+        if f.restarted:
+            m.free_until = day + self.change_grace_days
         reopened = m.epoch < self.epoch  # first update since a re-seed
-        if m.cluster not in model.ids or (reopened and target != m.cluster and self.born.get(target, 0) > m.epoch):
+        refit = reopened and model.reseed_cause == "refresh" and self.reopen_on_refit
+        if m.cluster not in model.ids or (reopened and target != m.cluster
+                                          and (refit or self.born.get(target, 0) > m.epoch)):
             # its cluster retired, or (once after a re-seed) its nearest cluster is new: move without hysteresis
             prev = m.cluster
-            self.members[cid] = _Membership(target, epoch=self.epoch)
+            self.members[f.customer_id] = _Membership(target, epoch=self.epoch, since=day, free_until=m.free_until)
             if prev == target:
                 return None
             if reopened or model.reseeded:
@@ -284,92 +311,112 @@ class BehaviourAssigner:
         if target == m.cluster:
             m.pending, m.pending_count = None, 0
             return None
+        if day - m.since < self.min_dwell_days and day > m.free_until:
+            m.pending, m.pending_count = None, 0  # too soon after its last move, and no behaviour change
+            return None
         d_cur = float(dist[model.ids.index(m.cluster)])
         if float(dist[j]) <= (1.0 - self.margin) * d_cur:
             prev = m.cluster
-            self.members[cid] = _Membership(target, epoch=self.epoch)
+            self.members[f.customer_id] = _Membership(target, epoch=self.epoch, since=day, free_until=m.free_until)
             return (prev, "distance_margin")
+        if float(dist[j]) > (1.0 - self.persist_margin) * d_cur:
+            m.pending, m.pending_count = None, 0
+            return None
         m.pending_count = m.pending_count + 1 if m.pending == target else 1
         m.pending = target
         if m.pending_count >= self.patience:
             prev = m.cluster
-            self.members[cid] = _Membership(target, epoch=self.epoch)
+            self.members[f.customer_id] = _Membership(target, epoch=self.epoch, since=day, free_until=m.free_until)
             return (prev, "persistence")
         return None
 
-    def _in_panel(self, cid: str) -> bool:
-        """Whether a customer feeds the drift detectors: a fixed hash panel of about ``drift_panel`` customers."""
-        if self.drift_panel <= 0 or len(self.members) <= self.drift_panel:
-            return True
-        return sample_priority(f"drift|{cid}") * len(self.members) < self.drift_panel
-
-    def _watch(self, distance: float, z: np.ndarray, at: datetime, version: int, day: int) -> list[DriftEvent]:
+    def _watch(self, latest: int, version: int, *, emit: bool = True) -> list[DriftEvent]:
+        """Feed the detector every complete weekday (a later day has arrived) with its share restarted."""
         out: list[DriftEvent] = []
-        values: list[tuple[str, float]] = [("distance", distance)]
-        if self.drift_features:
-            values += [(f"feature:{n}", float(v)) for n, v in zip(self.spec.names, z, strict=True)]
-        for name, v in values:
-            det = self.detectors[name]
-            before = det.estimation
-            det.update(v)
-            if not det.drift_detected or self.n_updates < self.quiet_until[name] or day < self.quiet_until_day[name]:
+        for day in sorted(d for d in self.day_counts if d < latest):
+            updates, restarts = self.day_counts.pop(day)
+            self.fed_until = max(self.fed_until, day)
+            if updates < self.drift_min_updates:
                 continue
-            after = det.estimation
-            if name == "distance" and after <= before:
-                continue  # distances fell: the model fits better, nothing to report
-            scale = abs(before) if name == "distance" else 1.0
-            if abs(after - before) < self.drift_min_effect * scale:
-                continue  # significant on this many updates, but too small to matter
-            self.quiet_until[name] = self.n_updates + self.drift_cooldown
-            self.quiet_until_day[name] = day + self.drift_cooldown_days
-            self.stats.drifts += 1
-            out.append(DriftEvent(detector=name, at=at, mean_before=before, mean_after=after,
-                                  n_updates=self.n_updates, model_version=version))
+            out.extend(self._feed(day, restarts / updates, version, emit=emit))
         return out
+
+    def _feed(self, day: int, rate: float, version: int, *, emit: bool = True) -> list[DriftEvent]:
+        before = float(np.mean([r for _, r in self.rates])) if self.rates else 0.0
+        self.detector.update(rate)
+        self.rates.append((day, rate))
+        if not self.detector.drift_detected:
+            return []
+        self.rates = []  # river's detector resets itself at its next update: so does the replay log
+        self.stats.drifts += 1
+        if not emit:
+            return []
+        log.info("behaviour drift: %.1f %% of customers changed behaviour on %s (before: %.2f %% a day)",
+                 100 * rate, date.fromordinal(day), 100 * before)
+        return [DriftEvent(detector=DETECTOR, at=_end_of(date.fromordinal(day)), mean_before=before, mean_after=rate,
+                           n_updates=self.n_updates, model_version=version)]
 
     # -- StatefulProcessor ------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        """JSON-serialisable state (ADWIN windows as base64 pickles of river objects)."""
+        """JSON-serialisable state, data only (format :data:`STATE_FORMAT`): no pickled objects."""
         return {
+            "format": STATE_FORMAT,
             "config": {"spec": self.spec.snapshot(), "margin": self.margin, "patience": self.patience,
-                       "drift_delta": self.drift_delta, "drift_features": self.drift_features,
-                       "drift_min_days": self.drift_min_days, "drift_cooldown": self.drift_cooldown,
-                       "drift_cooldown_days": self.drift_cooldown_days, "drift_min_effect": self.drift_min_effect,
-                       "drift_panel": self.drift_panel,
-                       "sample_cap": self.sample_cap},
+                       "persist_margin": self.persist_margin,
+                       "min_dwell_days": self.min_dwell_days, "change_grace_days": self.change_grace_days,
+                       "drift_delta": self.drift_delta, "drift_threshold": self.drift_threshold,
+                       "drift_min_days": self.drift_min_days, "drift_min_updates": self.drift_min_updates,
+                       "sample_established_only": self.sample_established_only,
+                       "reopen_on_refit": self.reopen_on_refit, "sample_cap": self.sample_cap},
             "model": self.model.snapshot() if self.model else None,
             "epoch": self.epoch,
-            "reference": None if self.reference is None else [r.tolist() for r in self.reference],
-            "members": {c: [m.cluster, m.pending, m.pending_count, m.epoch]
+            "members": {c: [m.cluster, m.pending, m.pending_count, m.epoch, m.since, m.free_until]
                         for c, m in sorted(self.members.items())},
             "stats": self.stats.snapshot(),
             "n_updates": self.n_updates,
-            "detectors": {n: _pack(d) for n, d in self.detectors.items()},
-            "quiet_until": dict(self.quiet_until),
-            "quiet_until_day": dict(self.quiet_until_day),
+            "day_counts": {str(d): list(v) for d, v in sorted(self.day_counts.items())},
+            "fed_until": self.fed_until,
+            "rates": [list(r) for r in self.rates],
             "born": dict(sorted(self.born.items())),
         }
 
     @classmethod
-    def restore(cls, state: Mapping[str, Any]) -> BehaviourAssigner:
-        """Inverse of :meth:`snapshot`."""
+    def restore(cls, state: Mapping[str, Any], spec: FeatureSpec | None = None) -> BehaviourAssigner:
+        """Inverse of :meth:`snapshot`; migrates a format-1 state.
+
+        Format 1 held river ADWIN detectors as pickles and clustered other features: its memberships
+        are kept (they move to the new model's clusters at their next update, reason ``reseed``), its
+        model, statistics and pickled detectors are dropped unread (``spec``, default
+        :class:`FeatureSpec`, replaces its feature spec; the owner re-seeds).
+        """
+        fmt = int(state.get("format", 1))
         c = state["config"]
+        if fmt == 1:
+            log.warning("behaviour state of format 1 (pickled river detectors, older features): keeping "
+                        "%d memberships, dropping its model and detectors; the fleet model re-seeds",
+                        len(state["members"]))
+            a = cls(spec or FeatureSpec(), margin=c["margin"], patience=c["patience"], sample_cap=c["sample_cap"])
+            a.members = {cid: _Membership(v[0], None, 0, 0) for cid, v in state["members"].items()}
+            a.n_updates = int(state["n_updates"])
+            return a
+        if fmt != STATE_FORMAT:
+            raise ValueError(f"behaviour state of format {fmt}: this version reads formats 1 and {STATE_FORMAT}")
         a = cls(FeatureSpec.restore(c["spec"]), margin=c["margin"], patience=c["patience"],
-                drift_delta=c["drift_delta"], drift_features=c["drift_features"],
-                drift_min_days=c["drift_min_days"], drift_cooldown=c["drift_cooldown"],
-                drift_cooldown_days=c.get("drift_cooldown_days", 0.0), drift_min_effect=c.get("drift_min_effect", 0.0),
-                drift_panel=c.get("drift_panel", 0),
+                persist_margin=c["persist_margin"], min_dwell_days=c["min_dwell_days"], change_grace_days=c["change_grace_days"],
+                drift_delta=c["drift_delta"], drift_threshold=c["drift_threshold"],
+                drift_min_days=c["drift_min_days"], drift_min_updates=c["drift_min_updates"],
+                sample_established_only=c["sample_established_only"], reopen_on_refit=c["reopen_on_refit"],
                 sample_cap=c["sample_cap"])
         a.model = ClusterModel.restore(state["model"]) if state["model"] else None
         a.epoch = int(state["epoch"])
-        ref = state["reference"]
-        a.reference = None if ref is None else (np.asarray(ref[0], dtype=float), np.asarray(ref[1], dtype=float))
-        a.members = {cid: _Membership(v[0], v[1], int(v[2]), int(v[3])) for cid, v in state["members"].items()}
+        a.members = {cid: _Membership(v[0], v[1], int(v[2]), int(v[3]), int(v[4]), int(v[5]))
+                     for cid, v in state["members"].items()}
         a.stats = ClusterStats.restore(state["stats"])
         a.n_updates = int(state["n_updates"])
-        a.detectors = {n: _unpack(t) for n, t in state["detectors"].items()}
-        a.quiet_until = {n: int(v) for n, v in state["quiet_until"].items()}
-        a.quiet_until_day = {n: float(v) for n, v in state.get("quiet_until_day", {}).items()} or dict.fromkeys(
-            a.quiet_until, 0.0)
-        a.born = {c: int(e) for c, e in state.get("born", {}).items()}
+        a.day_counts = {int(d): [int(v[0]), int(v[1])] for d, v in state["day_counts"].items()}
+        a.fed_until = int(state["fed_until"])
+        for day, rate in state["rates"]:  # rebuild river's detector from the inputs it saw since its last reset
+            a.detector.update(float(rate))
+            a.rates.append((int(day), float(rate)))
+        a.born = {cid: int(e) for cid, e in state["born"].items()}
         return a

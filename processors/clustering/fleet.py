@@ -81,7 +81,7 @@ class LocalFleet:
         *,
         halflife_days: float = 1.0,
         shift_threshold: float | None = 0.6,
-        seeder: Seeder = "river_kmeans",
+        seeder: Seeder = "kmeans++",
         halflife_updates: float = 5000.0,
         min_seed_samples: int = 256,
         sample_cap: int = 2048,

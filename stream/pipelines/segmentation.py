@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 from meterseg.settings import Settings
+from processors.clustering.assign import DETECTOR
 from processors.clustering.model import ModelOwner
 from processors.columns import RawMessage
 from processors.rfm.processor import RfmSketches
@@ -106,7 +107,7 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
 
     def drift_signals(self) -> list[str]:
         """Names of the drift detectors (a low-cardinality metric label)."""
-        return list(PartitionSegmentation(self.config).assigner.detectors)
+        return [DETECTOR]
 
     def new_processor(self, partition: int) -> PartitionSegmentation:
         proc = PartitionSegmentation(self.config)
@@ -197,10 +198,24 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
                     orjson.dumps({
                         "schema_version": 1, "event_id": f"model:{e.version}", "kind": "version",
                         "model_version": e.version, "ts": ts,
-                        "detail": {"reason": e.reason, "drifts": e.drifts, "n_updates": e.n_updates},
+                        "detail": {"reason": e.reason, "drifts": e.drifts, "n_updates": e.n_updates,
+                                   "profile_day": e.profile_day},
                     }),
                 )
                 for e in events
+            ]  # fmt: skip
+            records += [
+                (
+                    b"behaviour",
+                    orjson.dumps({
+                        "schema_version": 1, "event_id": f"rename:{e.version}:{r['id']}", "kind": "rename",
+                        "model_version": e.version, "ts": ts,
+                        "detail": {"segment": r["id"], "from": r["from"], "to": r["to"], "why": r["why"],
+                                   "profile_day": e.profile_day},
+                    }),
+                )
+                for e in events
+                for r in e.renamed
             ]  # fmt: skip
             await self.producer.send_many(self.topics.model_events, records)
         await self._gauges()

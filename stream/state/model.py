@@ -12,7 +12,9 @@ Design (documented in README, "One model for the fleet"):
   ``{ns}:model:version``) and its own state (for a successor);
 * every worker polls the version and swaps in a newer model.
 
-The model, its version and the owner's state survive restarts in Redis.
+The model, its version and the owner's state survive restarts in Redis. An owner state of an
+older format (:class:`~processors.clustering.model.ModelStateOutdated`) is not read: the new owner
+re-seeds, with cluster ids and model versions continuing after the old ones.
 Statistics popped by an owner that dies before storing the next version are
 lost: they are a few seconds of summaries, and the next flushes replace them.
 """
@@ -27,7 +29,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from processors.clustering.model import ClusterModel, ClusterStats, ModelEvent, ModelOwner
+from processors.clustering.model import ClusterModel, ClusterStats, ModelEvent, ModelOwner, ModelStateOutdated
 from stream.metrics import MODEL_VERSION, REDIS_LATENCY
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,11 @@ class ModelExchange:
             return []
         if self.owner is None:
             raw = await self.client.get(f"{self.ns}:model:owner_state")
-            self.owner = ModelOwner.restore(orjson.loads(raw)) if raw else self.owner_factory()
+            try:
+                self.owner = ModelOwner.restore(orjson.loads(raw)) if raw else self.owner_factory()
+            except ModelStateOutdated as outdated:  # written by an older version: re-seed, ids and versions go on
+                log.warning("%s", outdated)
+                self.owner = self.owner_factory().continue_after(outdated)
             log.info("this worker (%s) owns the fleet behaviour model", self.worker_id)
         started = time.perf_counter()
         pipe = self.client.pipeline(transaction=True)

@@ -3,8 +3,11 @@
 Reads the fleet model the pipeline publishes in Redis (``{ns}:model``,
 :class:`processors.clustering.model.ClusterModel`) and answers with the
 nearest cluster and the distance to every cluster. Nothing is written: the
-model, memberships and the customer's state stay as they are. The answer
-ignores hysteresis (the pipeline's margin and patience), so it says where a
+model, memberships and the customer's state stay as they are. Customers'
+stored features are the day-level values (``mean_daily_kwh``, the four 6-hour shares, ...): the
+model's hourly weekday/weekend shapes are approximated from them
+(:func:`processors.features.shape_from_day_values`), so a customer's answer can differ from the
+pipeline's, which sees the hourly shapes. The answer ignores hysteresis (the pipeline's margin and patience), so it says where a
 customer *would* go, not when the pipeline will move them.
 """
 
@@ -17,13 +20,15 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from processors.clustering.model import ClusterModel, FeatureSpec
+from processors.features import LOAD_SHAPE_FEATURES, shape_from_day_values
 from stream.state.customer_codec import FEATURES_FIELDS, decode_features
 from stream.web.context import ApiContext, text
 from stream.web.errors import ApiError, bad_request, not_found
 from stream.web.routes import ApiRequest, route
 
-#: the behaviour model's feature names, bare or with the ``features.`` prefix
-FEATURE_NAMES: list[JsonValue] = [*FeatureSpec().names, *(f"features.{n}" for n in FeatureSpec().names)]
+#: the behaviour model's feature names and the day-level ones they are approximated from, bare or prefixed
+_NAMES = list(dict.fromkeys([*FeatureSpec().names, *LOAD_SHAPE_FEATURES]))
+FEATURE_NAMES: list[JsonValue] = [*_NAMES, *(f"features.{n}" for n in _NAMES)]
 
 
 class ScoreRequest(BaseModel):
@@ -49,7 +54,13 @@ async def fleet_model(ctx: ApiContext) -> ClusterModel:
 
 
 def score_vector(model: ClusterModel, values: dict[str, float]) -> dict[str, Any]:
-    """Nearest cluster and distances to every cluster for one customer's feature values."""
+    """Nearest cluster and distances to every cluster for one customer's feature values.
+
+    ``values`` may name the model's features or the day-level ones (:data:`LOAD_SHAPE_FEATURES`), from
+    which the model's are approximated; a model feature still missing sits at the fleet average.
+    """
+    given = set(values)
+    values = {**shape_from_day_values(values), **values}
     x = model.spec.vector(values)
     for i, name in enumerate(model.spec.names):
         if name not in values:  # a missing feature sits at the fleet average, neutral for every distance
@@ -65,7 +76,8 @@ def score_vector(model: ClusterModel, values: dict[str, float]) -> dict[str, Any
         "distances": [{"id": f"behaviour:{model.ids[i]}", "name": model.names[i], "distance": round(float(d[i]), 4)}
                       for i in order.tolist()],
         "features_used": {n: values.get(n) for n in model.spec.names},
-        "missing": [n for n in model.spec.names if n not in values],
+        "missing": [n for n in dict.fromkeys([*LOAD_SHAPE_FEATURES, *model.spec.names])
+                    if n not in given and n not in values],
     }  # fmt: skip
 
 
@@ -78,7 +90,7 @@ async def score(ctx: ApiContext, req: ApiRequest) -> Any:
     if (body.features is None) == (body.customer_id is None):
         raise bad_request("give exactly one of features or customer_id", error="invalid_request")
     model = await fleet_model(ctx)
-    known = set(model.spec.names)
+    known = set(model.spec.names) | set(LOAD_SHAPE_FEATURES)
     if body.features is not None:
         values = {k.removeprefix("features."): v for k, v in body.features.items()}
         unknown = sorted(set(values) - known)

@@ -56,7 +56,8 @@ def _settings(services: Services, db: int) -> Settings:
 def seg_run(tmp_path_factory: pytest.TempPathFactory, services: Services) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("seg")
     settings = _settings(services, 13)
-    simulate(settings, out, "--meters", str(METERS), "--days", "3", "--seed", "5", "--history-days", "60")
+    # 9 days: the behaviour model is seeded once customers have a week of profiles
+    simulate(settings, out, "--meters", str(METERS), "--days", "9", "--seed", "5", "--history-days", "60")
     purchases = [v for _, v, _ in read_topic(settings.kafka_bootstrap, settings.topics.purchases)]
     env = {"METERSEG_INGEST__CLOCK_RATE": "3600", "METERSEG_SEGMENTATION__EXCHANGE_INTERVAL_S": "1"}
     with running_worker(settings, out, **env) as worker:
@@ -66,6 +67,9 @@ def seg_run(tmp_path_factory: pytest.TempPathFactory, services: Services) -> dic
         worker.proc.wait()
     with running_worker(settings, out, **env) as worker:
         wait_for(lambda: _lag_zero(worker.metrics()), 180, "segmentation caught up")
+        wait_for(lambda: worker.health().get("seconds_since_progress", 0) > 3, 60, "quiet stream")
+        # the behaviour model is seeded once the last closed days give a week of profiles (event clock)
+        wait_for(lambda: worker.health().get("model_version", 0) >= 1, 120, "behaviour model seeded")
         wait_for(lambda: worker.health().get("seconds_since_progress", 0) > 3, 60, "quiet stream")
         before_replay = rfm_in_redis(settings)
         memberships = memberships_in_redis(settings)

@@ -61,7 +61,7 @@ def _feature_stream() -> list[list[CustomerFeatures]]:
 
 def _seed_model() -> ClusterModel:
     owner = ModelOwner(k=4, spec=SPEC, min_seed_samples=16, seeder="kmeans++")
-    a = BehaviourAssigner(SPEC)
+    a = BehaviourAssigner(SPEC, sample_established_only=False)
     for batch in _feature_stream()[:2]:
         a.process(batch)
     model = owner.apply(a.flush_stats())
@@ -70,7 +70,8 @@ def _seed_model() -> ClusterModel:
 
 
 def _assigner_factory() -> BehaviourAssigner:
-    a = BehaviourAssigner(SPEC, drift_min_days=1, drift_cooldown=5, drift_delta=0.5)
+    a = BehaviourAssigner(SPEC, drift_min_days=1, drift_delta=0.0, drift_threshold=0.01, drift_min_updates=1,
+                          sample_established_only=False)
     a.set_model(_seed_model())
     return a
 
@@ -88,7 +89,8 @@ def _assigner_step(a: BehaviourAssigner, batch: Any) -> Any:
 
 # -- model owner ----------------------------------------------------------------------------------------
 def _stats_stream() -> list[Any]:
-    workers = [BehaviourAssigner(SPEC, drift_min_days=1, drift_cooldown=5, drift_delta=0.5) for _ in range(2)]
+    workers = [BehaviourAssigner(SPEC, drift_min_days=1, drift_delta=0.0, drift_threshold=0.01, drift_min_updates=1,
+                          sample_established_only=False) for _ in range(2)]
     owner = ModelOwner(k=4, spec=SPEC, min_seed_samples=16, seeder="kmeans++", refresh_every=2)
     out = []
     for batch in _feature_stream():

@@ -1,4 +1,4 @@
-"""Behaviour clustering: ARI, Hungarian, identities, hysteresis, fleet model, drift, quality."""
+"""Behaviour clustering: ARI/NMI/purity, identity matching, hysteresis and dwell, fleet model, drift, names, checkpoints."""
 
 from __future__ import annotations
 
@@ -19,10 +19,14 @@ from processors.clustering import (
     LocalFleet,
     ModelOwner,
     adjusted_rand_index,
-    linear_sum_assignment,
     match_identities,
     merge_stats,
+    normalized_mutual_info,
+    purity,
 )
+from processors.clustering.assign import DETECTOR
+from processors.clustering.model import ModelStateOutdated
+from processors.clustering.naming import SegmentNames
 from processors.clustering.synthetic import ARCHETYPES, generate_profiles
 from processors.features import CustomerFeatures
 from processors.segments import MembershipBook, changes_from_behaviour
@@ -47,19 +51,25 @@ def test_ari_known_values() -> None:
     assert abs(adjusted_rand_index(a.tolist(), b.tolist())) < 0.01
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.integers(1, 6), st.integers(1, 6), st.integers(0, 10_000))
-def test_hungarian_matches_brute_force(rows: int, cols: int, seed: int) -> None:
+def test_nmi_and_purity_known_values() -> None:
+    assert normalized_mutual_info([0, 0, 1, 1], ["b", "b", "a", "a"]) == pytest.approx(1.0)
+    assert normalized_mutual_info([0, 0, 1, 1], [0, 1, 0, 1]) == pytest.approx(0.0, abs=1e-12)
+    assert purity([0, 0, 1, 1, 1], ["x", "x", "x", "y", "y"]) == pytest.approx(0.8)
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 5, 5000), rng.integers(0, 5, 5000)
+    assert normalized_mutual_info(a.tolist(), b.tolist()) < 0.01
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 6), st.integers(0, 10_000))
+def test_identity_matching_is_the_minimum_cost_assignment(k: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    cost = rng.integers(0, 20, (rows, cols)).astype(float) if seed % 2 else rng.random((rows, cols))
-    pairs = linear_sum_assignment(cost)
-    assert len(pairs) == min(rows, cols)
-    assert len({r for r, _ in pairs}) == len(pairs) == len({c for _, c in pairs})
-    if rows <= cols:
-        best = min(sum(cost[r, c] for r, c in enumerate(p)) for p in itertools.permutations(range(cols), rows))
-    else:
-        best = min(sum(cost[r, c] for c, r in enumerate(p)) for p in itertools.permutations(range(rows), cols))
-    assert sum(cost[r, c] for r, c in pairs) == pytest.approx(best)
+    old, new = rng.normal(size=(k, 3)), rng.normal(size=(k, 3))
+    match = match_identities(old, new)
+    assert sorted(match) == list(range(k)) and sorted(match.values()) == list(range(k))
+    cost = np.sqrt(((new[:, None, :] - old[None, :, :]) ** 2).sum(-1))
+    best = min(sum(cost[r, c] for r, c in enumerate(p)) for p in itertools.permutations(range(k)))
+    assert sum(cost[r, c] for r, c in match.items()) == pytest.approx(best)
 
 
 # -- identities --------------------------------------------------------------------------------------------
@@ -177,21 +187,127 @@ def test_refresh_runs_only_in_the_first_days() -> None:
     assert owner.last_day - owner.first_day == 8 and not owner._refresh_due(owner.model)  # type: ignore[arg-type]
 
 
-def test_drift_cooldown_in_days_and_panel() -> None:
-    a = BehaviourAssigner(SPEC2, drift_cooldown=0, drift_cooldown_days=7, drift_panel=10)
-    a.members = {f"C{i}": None for i in range(1000)}  # type: ignore[misc]
-    assert 0 < sum(a._in_panel(f"C{i}") for i in range(1000)) < 40
-    ev = a._watch(1.0, np.zeros(2), T0, 1, 100)
-    assert ev == []
-    det = a.detectors["distance"]
-    for v in [1.0] * 300 + [5.0] * 300:
-        fired = a._watch(v, np.zeros(2), T0, 1, 100)
-        if fired:
-            break
-    assert fired and a.quiet_until_day["distance"] == 107
-    for v in [1.0] * 600 + [9.0] * 600:  # a second change within the week stays quiet
-        assert all(e.detector != "distance" for e in a._watch(v, np.zeros(2), T0, 1, 103))
-    assert det is a.detectors["distance"]
+def _daily(a: BehaviourAssigner, day: date, n: int, restarted: int) -> list:  # type: ignore[type-arg]
+    feats = [CustomerFeatures(customer_id=f"C{i}", day=day, n_days=30, values={"a": 0.0, "b": 0.0},
+                              restarted=i < restarted) for i in range(n)]
+    return [o for o in a.process(feats) if o.kind == "drift"]
+
+
+def test_drift_detector_quiet_on_a_stationary_fleet_fires_on_a_shared_change() -> None:
+    a = BehaviourAssigner(SPEC2)
+    rng = np.random.default_rng(6)
+    day, fired = date(2026, 1, 5), []
+    for _ in range(60):  # two months of a stationary partition: 0-1 % restart on a weekday, noise
+        fired += _daily(a, day, 400, int(rng.integers(0, 5)))
+        day += timedelta(days=1)
+    assert fired == []
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    _daily(a, day, 400, 40)  # 10 % change behaviour together (EV adoption)...
+    fired = _daily(a, day + timedelta(days=1), 400, 0)  # ...fed once the day is complete
+    assert [e.detector for e in fired] == [DETECTOR] and fired[0].mean_after == pytest.approx(0.1)
+
+
+def test_assigner_checkpoint_is_data_and_rebuilds_the_detector() -> None:
+    a = BehaviourAssigner(SPEC2, min_dwell_days=7)
+    day = date(2026, 1, 5)
+    for _ in range(9):
+        _daily(a, day, 100, 1)
+        day += timedelta(days=1)
+    state = a.snapshot()
+    text = str(state)
+    assert state["format"] == 2 and "pickle" not in text and "gAS" not in text  # no base64 pickles
+    b = BehaviourAssigner.restore(state)
+    assert b.snapshot() == state
+    assert vars(b.detector)["_sum_increase"] == pytest.approx(vars(a.detector)["_sum_increase"])
+    # both react alike afterwards
+    assert [e.mean_after for e in _daily(a, day, 100, 30) + _daily(a, day + timedelta(days=1), 100, 0)] == [
+        e.mean_after for e in _daily(b, day, 100, 30) + _daily(b, day + timedelta(days=1), 100, 0)]
+
+
+def test_format_1_checkpoint_keeps_memberships_and_never_unpickles() -> None:
+    old = {"config": {"spec": {"names": ["mean_daily_kwh"], "log1p": [], "log": []}, "margin": 0.25, "patience": 3,
+                      "drift_delta": 0.002, "drift_features": True, "drift_min_days": 3, "drift_cooldown": 2000,
+                      "sample_cap": 512},
+           "model": None, "epoch": 0, "reference": None, "members": {"C1": ["B3", None, 0, 0]},
+           "stats": {}, "n_updates": 7, "detectors": {"distance": "bm90IGEgcGlja2xl"},  # not even a pickle
+           "quiet_until": {}}
+    a = BehaviourAssigner.restore(old)
+    assert a.membership("C1") == "B3" and a.model is None and a.spec == FeatureSpec()
+    assert a.snapshot()["format"] == 2
+
+
+def test_outdated_owner_state_reseeds_with_ids_and_versions_continuing() -> None:
+    with pytest.raises(ModelStateOutdated) as err:
+        ModelOwner.restore({"config": {}, "model": {"version": 41}, "next_number": 9})
+    owner = ModelOwner.successor(err.value, k=2, spec=SPEC2, min_seed_samples=50)
+    model = owner.apply(blob_stats(np.random.default_rng(1), CENTRES[:2]))
+    assert model is not None and model.version == 42 and set(model.ids) == {"B9", "B10"}
+    assert ModelOwner.restore(owner.snapshot()).snapshot() == owner.snapshot()
+
+
+def test_seeding_waits_for_established_customers() -> None:
+    a = BehaviourAssigner(SPEC2, sample_cap=512)
+    young = [CustomerFeatures(customer_id=f"C{i}", day=date(2026, 1, 2), n_days=2, established=False,
+                              values={"a": float(i % 2 * 10), "b": 0.0}) for i in range(100)]
+    a.process(young)
+    owner = ModelOwner(k=2, spec=SPEC2, min_seed_samples=50)
+    assert owner.apply(a.flush_stats()) is None  # a scaler, but nothing to seed from
+    a.process([f.model_copy(update={"established": True, "day": date(2026, 1, 9), "n_days": 9}) for f in young])
+    assert owner.apply(a.flush_stats()) is not None
+
+
+def test_online_step_that_worsens_the_fit_is_dropped() -> None:
+    rng = np.random.default_rng(8)
+    owner = ModelOwner(k=2, spec=SPEC2, min_seed_samples=50, refresh_every=0, guard_online=True,
+                       halflife_updates=10)
+    first = owner.apply(blob_stats(rng, CENTRES[:2]))
+    assert first is not None
+    bad = blob_stats(rng, CENTRES[:2], n=5)
+    bad.add(first.ids[0], np.full((500, 2), 5.0))  # statistics that would drag a centre to the middle
+    bad.n_updates = 500
+    second = owner.apply(bad)
+    assert second is not None
+    np.testing.assert_allclose(second.centroids, first.centroids)
+
+
+def test_names_stay_put_until_the_profile_moves() -> None:
+    names = SegmentNames(rename_radius=0.5, small_share=0.05)
+    std = np.ones(2)
+    c = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    w = np.array([100.0, 100.0, 100.0])
+    first, renamed = names.update(["B1", "B2", "B3"], ["low", "mid", "high"], c, w, std)
+    assert first == ["low", "mid", "high"] and renamed == []
+    # the descriptions wobble (rounding), the centroids barely move: names stay
+    again, renamed = names.update(["B1", "B2", "B3"], ["lowish", "mid", "high"], c + 0.3, w, std)
+    assert again == first and renamed == []
+    # B1 really moves (more than half the way to its neighbour): renamed, and announced
+    moved = c.copy()
+    moved[0] = [6.0, -4.0]
+    after, renamed = names.update(["B1", "B2", "B3"], ["new", "mid", "high"], moved, w, std)
+    assert after[0] == "new" and renamed == [{"id": "B1", "from": "low", "to": "new", "why": "profile moved"}]
+    # a segment with 1 % of the weight is marked small, not named like the others
+    small, renamed = names.update(["B1", "B2", "B3"], ["new", "mid", "high"], moved, np.array([100.0, 100.0, 2.0]), std)
+    assert small[2] == "small segment (B3)" and renamed[0]["why"] == "size"
+    assert SegmentNames.restore(names.snapshot()).snapshot() == names.snapshot()
+
+
+def test_minimum_dwell_unless_behaviour_changed() -> None:
+    spec = FeatureSpec(names=("x",), log1p=(), log=())
+    a = BehaviourAssigner(spec, margin=0.1, patience=1, min_dwell_days=7)
+    a.set_model(boundary_model())
+
+    def step(d: int, x: float, restarted: bool = False) -> list[str]:
+        f = CustomerFeatures(customer_id="C1", day=date(2026, 1, 1) + timedelta(days=d), n_days=d + 1,
+                             values={"x": x}, restarted=restarted)
+        return [c.to_id for c in a.process([f]) if c.kind == "membership"]
+
+    first = step(0, 0.0)  # initial; the first week after it is for settling
+    other = step(1, 10.0)
+    assert other and other != first
+    assert step(3, 0.0) == [] and step(6, 0.0) == []  # back within a week: held
+    assert step(8, 0.0) == first  # after the dwell
+    assert step(9, 10.0, restarted=True) == other  # a behaviour change waives the dwell
 
 
 # -- hysteresis --------------------------------------------------------------------------------------------
@@ -220,17 +336,17 @@ def wobble(assigner: BehaviourAssigner, days: int) -> list[str]:
 
 def test_hysteresis_prevents_flapping() -> None:
     spec = FeatureSpec(names=("x",), log1p=(), log=())
-    naive = BehaviourAssigner(spec, margin=0.0, patience=1, drift_features=False)
+    naive = BehaviourAssigner(spec, margin=0.0, patience=1)
     naive.set_model(boundary_model())
     assert len(wobble(naive, 20)) >= 15  # flaps nearly every day
-    damped = BehaviourAssigner(spec, margin=0.15, patience=3, drift_features=False)
+    damped = BehaviourAssigner(spec, margin=0.15, patience=3)
     damped.set_model(boundary_model())
     assert wobble(damped, 20) == []
 
 
 def test_persistent_small_advantage_eventually_moves() -> None:
     spec = FeatureSpec(names=("x",), log1p=(), log=())
-    a = BehaviourAssigner(spec, margin=0.5, patience=3, drift_features=False)
+    a = BehaviourAssigner(spec, margin=0.5, patience=3)
     a.set_model(boundary_model())
     reasons = []
     for d, x in enumerate([4.0, 5.6, 5.6, 5.6]):  # within the margin, but closer to the other cluster
@@ -251,7 +367,7 @@ def run_fleet(fleet: LocalFleet, profiles: list, every_day: bool = True) -> list
 
 
 def test_one_model_whatever_the_number_of_workers() -> None:
-    profiles, _ = generate_profiles(n_customers=240, days=6, seed=5)
+    profiles, _ = generate_profiles(n_customers=240, days=10, seed=5)  # a week to be established, then a model
     fleets = [LocalFleet(n_workers=w, k=8, min_seed_samples=100, seeder="kmeans++", halflife_updates=120)
               for w in (1, 3)]
     for f in fleets:
@@ -279,7 +395,7 @@ def test_merge_stats_is_order_independent() -> None:
 
 
 def test_recovers_archetypes_with_ari_above_085() -> None:
-    """>= 7 archetype-like load shapes, 2 workers, 14 days, default (river) seeding."""
+    """>= 7 archetype-like load shapes, 2 workers, 14 days, default (scipy k-means++) seeding."""
     assert len(ARCHETYPES) >= 7
     n = 480
     profiles, labels = generate_profiles(n_customers=n, days=14, seed=7)
@@ -300,7 +416,8 @@ def test_recovers_archetypes_with_ari_above_085() -> None:
     # readable, distinct profiles
     model = fleet.owner.model
     assert model is not None and len(set(model.names)) == model.k
-    assert any("solar exporter" in p for p in model.profiles)
+    assert any("PV exporter" in p for p in model.profiles)
+    assert all("kWh a day" in p for p in model.profiles)
 
 
 def test_ev_adoption_moves_customers_and_fires_drift() -> None:
@@ -308,14 +425,16 @@ def test_ev_adoption_moves_customers_and_fires_drift() -> None:
     _, labels = generate_profiles(n_customers=n, days=1, seed=9)
     commuters = sorted(c for c in labels if labels[c] == "commuter")
     adopters = set(commuters[::2])
-    profiles, labels = generate_profiles(n_customers=n, days=shift_day + 2, seed=9,
+    profiles, labels = generate_profiles(n_customers=n, days=shift_day + 3, seed=9,
                                          shift=lambda c, d: c in adopters and d >= shift_day)
-    fleet = LocalFleet(n_workers=2, k=8, min_seed_samples=200, halflife_updates=n / 2, seeder="kmeans++",
-                       drift_cooldown=200)
-    outs = run_fleet(fleet, profiles)
+    fleet = LocalFleet(n_workers=2, k=8, min_seed_samples=200, halflife_updates=n / 2, seeder="kmeans++")
+    last = max(p.day for p in profiles)
+    outs = run_fleet(fleet, [p for p in profiles if p.day < last])  # the shift day and the next one
     members = fleet.memberships()
     ev = collections.Counter(members[c] for c in labels if labels[c] == "ev_charger").most_common(1)[0][0]
     moved = sum(members[c] == ev for c in adopters) / len(adopters)
     assert moved >= 0.75, moved  # two days after adoption
+    outs += run_fleet(fleet, [p for p in profiles if p.day == last])  # completes the day after the shift
     drifts = [o for out in outs[shift_day:] for o in out if o.kind == "drift"]
+    assert not [o for out in outs[:shift_day] for o in out if o.kind == "drift"], "no drift before the shift"
     assert drifts, "a drift event fires after the shift"

@@ -1,14 +1,15 @@
 """Segmentation quality against the simulator's ground truth (CI size of ``bench/segmentation.py``).
 
-Two seeded simulator runs of 1 000 meters x 14 days (default faults, 15-minute
+Two seeded simulator runs of 1 000 meters x 21 days (default faults, 15-minute
 readings, no heartbeats: they feed health, not segments), each simulated and
 replayed through :class:`processors.backfill.Backfill` (4 partitions, hourly
 population/model exchange, the shipped :class:`SegmentationConfig`) in its own
 process, so the two cores of CI run them side by side:
 
-* stationary: ARI of the behaviour segments vs the archetypes after 14 days
-  >= 0.85; behaviour volatility < 1 % on every day after the first 8 days
-  (the model's warm-up);
+* stationary: ARI of the behaviour segments vs the archetypes after 21 days
+  >= 0.85; behaviour volatility < 1 % on every day after the first 14 days
+  (the model's warm-up: it is seeded once customers have a week of profiles and refitted until
+  day 13);
 * shift (10 % adopt EV charging on day 7, a Thursday): >= 90 % of them in the
   matching segment (where most true EV customers are) 2 simulated days
   later, and a drift event after the shift.
@@ -27,10 +28,10 @@ from bench.segmentation import Scores, score_run
 from processors.backfill import BackfillConfig
 
 METERS = 1000
-DAYS = 14
+DAYS = 21
 SEED = 1
 SHIFT = "7:0.1:ev"  # day 7 = 2026-01-08, a Thursday
-WARMUP_DAYS = 8
+WARMUP_DAYS = 14
 CONFIG = BackfillConfig(partitions=4, step_s=3600)
 
 
