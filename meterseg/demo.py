@@ -226,7 +226,7 @@ def _run(
     else:
         print(f"error: the worker did not become healthy; see {log_dir / 'worker.log'}", file=sys.stderr)
         return 1
-    console_port = int(os.environ.get("METERSEG_CONSOLE_PORT", "8050"))
+    console_port = settings.console_port
     if not args.exit_when_done:  # the web console, beside the worker's API (console/)
         console_log = (log_dir / "console.log").open("wb")
         procs.procs["console"] = subprocess.Popen(

@@ -145,6 +145,14 @@ class Settings(BaseSettings):
         default=30.0, gt=0.0, description="a Redis command with no answer for this long fails (and is retried)"
     )
     redis_connect_timeout_s: float = Field(default=5.0, gt=0.0, description="a Redis connection attempt gives up after")
+    console_host: str = Field(default="127.0.0.1", description="address `meterseg console` listens on")
+    console_port: int = Field(default=8050, ge=1, le=65535, description="port of `meterseg console`")
+    console_api_url: str | None = Field(
+        default=None, description="the engine API the console reads (None: http://127.0.0.1:<web_port>)"
+    )
+    console_prometheus_url: str | None = Field(
+        default=None, description="the Prometheus the console reads (None: the local stack's)"
+    )
     api_token: str = Field(default=DEFAULT_API_TOKEN, description="bearer token of the HTTP API")
     api_allow_default_token: bool = Field(
         default=False,
