@@ -392,7 +392,8 @@ class Backfill:
         if cfg.partitions < 1:
             raise ValueError("partitions must be >= 1")
         self.registry = registry
-        self.ingest = [PartitionIngest(registry, cfg.ingest) for _ in range(cfg.partitions)]
+        # each partition expects the registered meters the partitioner gives it, as the live worker does
+        self.ingest = [PartitionIngest(registry, cfg.ingest, owns=self._owner(p)) for p in range(cfg.partitions)]
         self.segmentation = [PartitionSegmentation(cfg.segmentation) for _ in range(cfg.partitions)]
         seg = cfg.segmentation
         # as the stream builds it (stream/pipelines/segmentation.py)
@@ -477,6 +478,11 @@ class Backfill:
             return 0
         key = msg.key if msg.key is not None else self._routers.setdefault(stream, _Router(stream))(msg.value).key
         return 0 if key is None else self.config.partitioner(key, n)
+
+    def _owner(self, partition: int) -> Callable[[str], bool]:
+        """Whether a meter's messages are routed to ``partition`` (see :meth:`_partition`)."""
+        n, partitioner = self.config.partitions, self.config.partitioner
+        return lambda meter_id: n == 1 or partitioner(meter_id, n) == partition
 
     def _keep(self, out: IngestOutput, partition: int) -> None:
         if self.config.keep_outputs:

@@ -101,6 +101,7 @@ class MeterRegistry:
         self._has_export = np.zeros(cap, np.bool_)
         self._nominal_voltage = np.zeros(cap, np.float64)
         self._interval_minutes = np.zeros(cap, np.int64)
+        self._installed_s = np.zeros(cap, np.int64)
         self.version = 0
         """Incremented on every change, so caches derived from the registry can tell they are stale."""
         for info in infos:
@@ -135,7 +136,7 @@ class MeterRegistry:
         if need <= cap:
             return
         new = max(need, 2 * cap)
-        for name in ("_region_code", "_tariff_code", "_has_export", "_nominal_voltage", "_interval_minutes"):
+        for name in ("_region_code", "_tariff_code", "_has_export", "_nominal_voltage", "_interval_minutes", "_installed_s"):
             old = getattr(self, name)
             arr = np.zeros(new, old.dtype)
             arr[: len(old)] = old
@@ -157,6 +158,7 @@ class MeterRegistry:
         self._has_export[slot] = info.has_export
         self._nominal_voltage[slot] = info.nominal_voltage
         self._interval_minutes[slot] = info.interval_minutes
+        self._installed_s[slot] = int(info.installed_on.timestamp())
         self.version += 1
         return slot
 
@@ -180,6 +182,11 @@ class MeterRegistry:
     @property
     def interval_minutes(self) -> I64:
         return self._interval_minutes[: len(self)]
+
+    @property
+    def installed_s(self) -> I64:
+        """``installed_on`` as epoch seconds (0 for a registry rebuilt by :meth:`restore`, which keeps none)."""
+        return self._installed_s[: len(self)]
 
     def info(self, slot: int) -> dict[str, Any]:
         """Static attributes of one meter, JSON-serialisable (embedded in processor snapshots)."""

@@ -39,7 +39,7 @@ Examples:
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -185,12 +185,23 @@ class PartitionIngest:
     Parameters:
         registry: the fleet, shared by every partition of the worker (not part of the snapshot).
         config: windows, health and clock settings.
+        owns: which meter ids this partition owns (their readings are keyed to it: Kafka's partitioner,
+            computed by the wiring, which knows the partition and the partition count). Given, every
+            registered meter it owns has expected windows, gaps included, even before (or without) a
+            reading, and meters registered later are taken in as the registry grows
+            (:meth:`~processors.windows.ConsumptionWindows.expect`). ``None``: a meter's grid starts at
+            its first reading.
     """
 
-    def __init__(self, registry: MeterRegistry, config: IngestConfig | None = None) -> None:
+    def __init__(
+        self, registry: MeterRegistry, config: IngestConfig | None = None, owns: Callable[[str], bool] | None = None
+    ) -> None:
         self.registry = registry
         self.config = config or IngestConfig()
         self.config_changes: list[str] = []  # settings that differ from the restored checkpoint's (restore)
+        self.owns = owns
+        self._registry_seen = 0
+        """registry slots below this were checked for ownership (the registry is append-only)"""
         self.readings = ReadingDecoder(registry)
         self.heartbeats = HeartbeatDecoder(registry)
         self.dedupe = Deduplicator(granularity_s=900, horizon_s=self._dedupe_horizon())
@@ -261,9 +272,20 @@ class PartitionIngest:
         """Topic -> offset of the first message held back (not yet in this state; a checkpoint resumes there)."""
         return {msgs[0].topic: msgs[0].offset for msgs in (self._held_r, self._held_h) if msgs}
 
+    def _expect_registered(self) -> None:
+        """Hand the windows the registered meters this partition owns that it has not checked yet."""
+        n = len(self.registry)
+        if self.owns is None or n <= self._registry_seen:
+            return
+        ids, owns = self.registry.meter_ids, self.owns
+        slots = np.array([s for s in range(self._registry_seen, n) if owns(ids[s])], np.int64)
+        self._registry_seen = n
+        self.windows.expect(self.registry, slots)
+
     def _process(
         self, reading_msgs: list[RawMessage], heartbeat_msgs: list[RawMessage], wall: float, pending: Collection[str]
     ) -> IngestOutput:
+        self._expect_registered()
         r_cached, h_cached = self._held_r_decoded, self._held_h_decoded
         self._held_r_decoded = self._held_h_decoded = None
         r_new, h_new = reading_msgs, heartbeat_msgs
@@ -463,6 +485,7 @@ class PartitionIngest:
         processed first: the topic they waited for has nothing more to read.
         """
         out = IngestOutput()
+        self._expect_registered()
         if caught_up and (self._held_r or self._held_h):
             out.absorb(self._process([], [], time.time() if wall is None else wall, ()))
         reading_now = self.reading_clock.now(wall, running=caught_up)
@@ -477,6 +500,7 @@ class PartitionIngest:
     def flush(self) -> IngestOutput:
         """Process what is held back and close every open window (end of a backfill)."""
         out = IngestOutput()
+        self._expect_registered()
         if self._held_r or self._held_h:
             out.absorb(self._process([], [], time.time(), ()))
         self._closed(self.windows.flush(), out)
@@ -509,7 +533,11 @@ class PartitionIngest:
 
     @classmethod
     def restore(
-        cls, state: dict[str, Any], registry: MeterRegistry | None = None, config: IngestConfig | None = None
+        cls,
+        state: dict[str, Any],
+        registry: MeterRegistry | None = None,
+        config: IngestConfig | None = None,
+        owns: Callable[[str], bool] | None = None,
     ) -> Self:
         """The checkpointed state with ``config`` (the current settings; default: the checkpoint's own).
 
@@ -522,7 +550,8 @@ class PartitionIngest:
             stored["windows"] = WindowConfig.from_checkpoint(stored["windows"]).model_dump(mode="json")
         current = IngestConfig.model_validate(stored) if config is None else config
         changes = check_followable(stored, current.model_dump(mode="json"), STATE_SHAPING_SETTINGS, "METERSEG_INGEST__")
-        ingest = cls(registry if registry is not None else MeterRegistry(), current)
+        # (owned meters not started yet are taken in again from the registry on the next call)
+        ingest = cls(registry if registry is not None else MeterRegistry(), current, owns)
         ingest.config_changes = changes
         ingest.dedupe = Deduplicator.restore(state["dedupe"]).with_horizon(ingest._dedupe_horizon())
         ingest.windows = ConsumptionWindows.restore({**state["windows"], "config": current.windows.model_dump(mode="json")})

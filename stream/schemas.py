@@ -318,8 +318,10 @@ class ConsumptionWindow(Event):
 
     Emitted when the partition's event clock (or the wall-clock timer) passes
     its end plus ``close_after_s`` (1 h), with ``revision`` 0. Every expected
-    window of a meter is emitted, from its first reading on, including those
-    with no reading (a gap: ``readings`` 0, ``completeness`` 0). A reading that
+    window of a registered meter is emitted, from its first reading on (or from
+    its partition's first reading, or from its registration if later, and not
+    before its ``installed_on``), including those with no reading (a gap: ``readings`` 0,
+    ``completeness`` 0). A reading that
     arrives later, within the allowed lateness of its meter (48 h), corrects
     the window: it is emitted again with the corrected totals and the next
     ``revision``. Keep, per (kind, key, window, window_start), the record with

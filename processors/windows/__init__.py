@@ -79,6 +79,7 @@ class ConsumptionWindows(MeterRevisions, EventTimeWindows):
         self.ledger = MeterLedger()
         self.store = ClosedStore()
         self._swept = NONE
+        self._pending = {}
 
     def _add(self, batch: ReadingColumns, index: I64) -> None:
         if self.meter_rings:

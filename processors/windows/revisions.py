@@ -20,8 +20,9 @@ one-hour lateness, such uploads were dead-lettered and their days stayed at
   partials are revised the same way and merged again fleet-wide;
 * **gaps are visible**: when a meter's window closes with no reading, it is
   emitted anyway (``readings`` 0, ``completeness`` 0), from the meter's first
-  reading on. Windows shorter than the meter's interval are expected only at
-  the meter's interval starts.
+  reading on, or, for a registered meter of the partition that has not
+  reported, from where :meth:`MeterRevisions.expect` starts it. Windows shorter
+  than the meter's interval are expected only at the meter's interval starts.
 
 What this costs, per meter (``bench/late_memory.py`` measures it): the open
 windows stay those within ``close_after_s`` (as before); on top, 20 bytes of
@@ -62,7 +63,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from processors.columns import F64, I64, MeterRows, ReadingColumns, grow_rows, pack_array, unpack_array
+from processors.columns import (
+    F64,
+    I64,
+    MeterRegistry,
+    MeterRows,
+    ReadingColumns,
+    grow_rows,
+    pack_array,
+    unpack_array,
+)
 from processors.windows.core import NONE, ClosedWindows, WindowConfig, WindowRing, demand_kw
 
 __all__ = ["ClosedStore", "MeterLedger", "MeterRevisions"]
@@ -209,6 +219,8 @@ class MeterRevisions:
     max_event: int
     _swept: int
     _gap_until: int = NONE
+    _pending: dict[int, int]
+    """rows of registered meters expected but not started yet (no frontier so far) -> installed_on, epoch s"""
 
     def _region_rows(self, batch: ReadingColumns, index: I64) -> tuple[I64, F64 | None]:  # pragma: no cover
         raise NotImplementedError
@@ -220,6 +232,8 @@ class MeterRevisions:
     def _observe(self, batch: ReadingColumns, index: I64) -> None:
         if not len(index):
             return
+        if self._pending and self.frontier == NONE:  # the partition's first readings: its expected meters start here
+            self._adopt(int(batch.interval_start[index].min()))
         rows = self.meters.rows_of(batch.registry, batch.meter[index])
         self.ledger.ensure(len(self.meters))
         self.ledger.observe(rows, batch.interval_start[index], batch.interval_minutes[index] * 60, self.frontier)
@@ -293,6 +307,55 @@ class MeterRevisions:
             return super().flush()  # type: ignore[misc]
         finally:
             self._gap_until = NONE
+
+    # -- registered meters that have not reported ------------------------------------------------
+    def expect(self, registry: MeterRegistry, slots: I64) -> None:
+        """Registered meters of this partition (registry ``slots``): give them a grid even before any reading.
+
+        Without this a meter that never reports is unknown to the partition and
+        its missing windows are invisible. Each such meter gets a row and is
+        *expected* from ``max(installed_on, start)``: ``start`` is the interval
+        start of the partition's first reading for the meters known then (the
+        meters registered before the worker started: the grid every meter of the
+        partition that reports from the beginning has too), and the partition's
+        frontier when it learns of a meter registered later. Why: windows before
+        the frontier closed already (for every meter of the partition), so
+        emitting them now would be history nobody waits for; and a start that
+        does not depend on which poll brought a meter's first reading keeps the
+        backfill equal to the live worker (a meter whose first reading comes
+        later gets gap windows from the partition's start, as it should: it was
+        expected). Windows before the installation date were never expected.
+        From there on the meter gets gap windows as the frontier closes
+        them, exactly like a meter that stopped reporting, and a first reading
+        that arrives late corrects its gap windows (revision 1). Costs what a
+        meter that stopped costs: a row of the ledger and of the rings (no object
+        per window). The interval is the registered one until readings tell.
+        """
+        if not len(slots):
+            return
+        rows = self.meters.rows_of(registry, slots)
+        self.ledger.ensure(len(self.meters))
+        unknown = self.ledger.interval_s[rows] == 0
+        self.ledger.interval_s[rows[unknown]] = registry.interval_minutes[slots[unknown]] * 60
+        new = self.ledger.since[rows] == NONE
+        self._pending.update(zip(rows[new].tolist(), registry.installed_s[slots[new]].tolist(), strict=True))
+        self._adopt()
+
+    def _adopt(self, start: int | None = None) -> None:
+        """Start the grid of expected meters not started yet: at ``start``, else at the frontier (if any)."""
+        if start is None and self.frontier != NONE:
+            start = self.frontier
+        if not self._pending or start is None:
+            return
+        rows = np.fromiter(self._pending, np.int64, len(self._pending))
+        installed = np.fromiter(self._pending.values(), np.int64, len(self._pending))
+        self._pending = {}
+        still = self.ledger.since[rows] == NONE  # a reading may have started it meanwhile
+        self.ledger.since[rows[still]] = np.maximum(installed[still], start)
+
+    def _advance(self, frontier: int) -> list[ClosedWindows]:
+        self._adopt()  # at the frontier before this advance: the windows it closes are the first expected
+        return super()._advance(frontier)  # type: ignore[misc]
 
     # -- gap windows -------------------------------------------------------------------------------
     def _gaps(self, ring: WindowRing, previous_index: int, closed: ClosedWindows | None) -> ClosedWindows | None:

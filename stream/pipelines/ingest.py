@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
+from aiokafka.partitioner import murmur2
 
 from meterseg.settings import Settings
 from processors.columns import MeterRegistry, RawMessage
@@ -74,12 +75,14 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
         self._fetched: dict[TopicPartition, int] = {}
 
     def new_processor(self, partition: int) -> PartitionIngest:
-        return PartitionIngest(self.registry, self.config)
+        return PartitionIngest(self.registry, self.config, owns=meter_owner(partition, self.settings.partitions))
 
     def restore_processor(self, partition: int, state: Any) -> PartitionIngest:
         # state from the checkpoint, configuration from the settings (ConfigChangeError: one it cannot follow)
         try:
-            proc = PartitionIngest.restore(state, self.registry, self.config)
+            proc = PartitionIngest.restore(
+                state, self.registry, self.config, owns=meter_owner(partition, self.settings.partitions)
+            )
         except ConfigChangeError as exc:
             log.critical("ingest partition %d cannot be restored: %s", partition, exc)
             raise
@@ -298,6 +301,26 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
         for state, n in counts.items():
             m.METERS_BY_HEALTH.labels(state).set(n)
         m.METERS_LATE.set(late)
+
+
+def meter_owner(partition: int, partitions: int) -> Callable[[str], bool]:
+    """Whether a meter's readings land on ``partition``: Kafka's default partitioner (murmur2) of its id.
+
+    Readings and heartbeats are keyed by meter id (a block by its first meter, and a block holds
+    the meters of one partition), so this is the set of registered meters whose windows, gaps
+    included, this partition emits.
+
+    Examples:
+        >>> owners = [meter_owner(p, 4) for p in range(4)]
+        >>> [sum(o(f"M{i:05d}") for i in range(100)) for o in owners] == [
+        ...     sum((murmur2(f"M{i:05d}".encode()) & 0x7FFFFFFF) % 4 == p for i in range(100)) for p in range(4)]
+        True
+    """
+
+    def owns(meter_id: str) -> bool:
+        return (int(murmur2(meter_id.encode())) & 0x7FFFFFFF) % partitions == partition
+
+    return owns
 
 
 def _iso(epoch_s: int) -> str:

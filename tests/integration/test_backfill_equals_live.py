@@ -16,7 +16,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter, defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from meterseg.settings import Settings, TopicNames
 from processors.backfill import Backfill, BackfillConfig, _Router, polls_from_directory
 from processors.ingest import IngestConfig
 from simulators.partition import partition_for
-from stream.schemas import window_records
+from stream.schemas import MeterInfo, window_records
 from stream.state.regional import merge_partials
 from tests.integration.harness import metric_value, read_topic, running_worker, wait_for
 
@@ -39,6 +39,7 @@ SHAPES = {
     "envelopes": ["--envelope", "20", "--envelope-format", "rows", "--heartbeat-envelope", "20"],
     "blocks": ["--envelope", "20", "--envelope-format", "columns", "--heartbeat-envelope", "20"],
 }
+SILENT_METER = "SILENT-1"
 FAULTS = ["duplicate=0.05", "out_of_order=0.05", "malformed=0.05", "dropout=0.02"]
 
 
@@ -51,6 +52,11 @@ def _record(out: Path, shape: str) -> Path:
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+    # a registered meter that never sends a reading: its owning partition emits its windows as gaps
+    silent = MeterInfo(meter_id=SILENT_METER, customer_id="C-SILENT", region="North", tariff="prepaid",
+                       installed_on=datetime(2020, 1, 1, tzinfo=UTC))  # fmt: skip
+    with (d / "meter.registry.jsonl").open("a") as f:
+        f.write(silent.model_dump_json() + "\n")
     return d
 
 
@@ -174,7 +180,9 @@ def test_backfill_equals_live_worker_for_rows_envelopes_and_blocks(
         for meter, first in firsts.items():  # every expected window from the meter's first reading, gaps included
             since = (datetime.fromisoformat(end.replace("Z", "+00:00")) - datetime.fromisoformat(first.replace("Z", "+00:00")))
             assert per_meter[meter] == since.total_seconds() // 900, (shape, meter)
-        assert len(firsts) == METERS
+        assert len(firsts) == METERS + 1  # the silent meter included
+        assert {v[0] for k, v in batch.items() if k[:2] == ("meter", SILENT_METER)} == {0}
+        assert firsts[SILENT_METER] <= min(f for m, f in firsts.items() if m != SILENT_METER)
         assert any(v[0] == 0 for v in quarters) and sum(k[0] == "region" for k in batch) >= 2 * 48
         assert _final(live, end) == batch, shape
         assert live_dead == deadletters, shape

@@ -9,17 +9,18 @@ simulator's ground truth).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from meterseg.settings import Settings
-from stream.schemas import ConsumptionWindow, Reading, WindowBatch, window_records
+from stream.schemas import ConsumptionWindow, MeterInfo, Reading, WindowBatch, window_records
 from tests.integration.harness import metric_value, read_topic, running_worker, simulate, wait_for
 
 pytestmark = pytest.mark.integration
@@ -41,6 +42,23 @@ ALERT_KIND = {
 }
 MALFORMED_REASON = {"invalid_json": "invalid_json", "missing_field": "schema", "wrong_type": "schema",
                     "unknown_meter": "unknown_meter"}  # fmt: skip
+
+
+#: registered, never sends a reading: its owning partition must still emit every window of it, as gaps
+SILENT_METER = "SILENT-0001"
+
+
+async def _register_silent_meter(bootstrap: str, settings: Settings) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    info = MeterInfo(meter_id=SILENT_METER, customer_id="C-SILENT-0001", region="North", tariff="prepaid",
+                     installed_on=datetime(2020, 1, 1, tzinfo=UTC))  # fmt: skip
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topics.registry, info.model_dump_json().encode(), key=SILENT_METER.encode())
+    finally:
+        await producer.stop()
 
 
 def _ts(text: str) -> datetime:
@@ -69,6 +87,7 @@ def fault_run(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str, se
         *[a for f in FAULTS for a in ("--fault-rate", f)],
     )  # fmt: skip
     truth = json.loads((out / "truth.json").read_text())
+    asyncio.run(_register_silent_meter(kafka_bootstrap, settings))
     produced = summary["messages"]
     expected_in = produced[settings.topics.readings] + produced[settings.topics.heartbeats]
     env = {
@@ -239,6 +258,22 @@ def test_every_expected_window_is_emitted(fault_run: dict[str, Any]) -> None:
         w = quarters[f["meter_id"]][start]
         assert (w["readings"], w["completeness"], w["expected"]) == (0, 0.0, 1), (f, w)
     assert checked >= len(dropouts) - 2
+
+
+def test_a_registered_meter_that_never_reports_shows_its_gap_windows(fault_run: dict[str, Any]) -> None:
+    """Its owning partition expects it from its frontier on: every window to the end is a gap window."""
+    final = _final(fault_run["windows"])
+    start, end = _ts(fault_run["truth"]["start"]).timestamp(), fault_run["end"]
+    for size, step in (("15m", 900), ("1h", 3600), ("1d", 86400)):
+        got = {int(_ts(k[3]).timestamp()): w for k, w in final.items() if k[:3] == ("meter", SILENT_METER, size)}
+        assert got, size
+        first = min(got)
+        assert first <= start + 86400  # from the partition's first frontier (its first readings, a lateness back)
+        want = set(range(first, int(end) // step * step, step))
+        assert want <= set(got), (size, len(want - set(got)))
+        assert {(w["readings"], w["completeness"], w["kwh_in"]) for w in got.values()} == {(0, 0.0, 0.0)}
+        assert {w["expected"] for w in got.values()} == {step // 900}
+    assert SILENT_METER not in {w["key"] for w in fault_run["windows"] if w["kind"] == "meter" and w["readings"]}
 
 
 def _score(fault_run: dict[str, Any], kind: str) -> tuple[float, float, int, int]:
