@@ -21,6 +21,8 @@ duplicate      one reading delivered twice (identical bytes)
 out_of_order   one reading held back and delivered after the meter's next 1-3
 malformed      one extra message on the readings topic: invalid JSON, a missing
                field, a wrong type, or an unknown meter id
+zero_run       8-32 intervals of kwh_import 0 and kwh_export 0 with register_kwh
+               not advancing (a dead register); heartbeats keep saying ``ok``
 =============  ===============================================================
 
 Faults never overlap on one meter (a spike inside a dropout could not be
@@ -49,6 +51,7 @@ log = logging.getLogger(__name__)
 
 KINDS: tuple[str, ...] = (
     "stuck", "spike", "negative", "voltage", "dropout", "clock_skew", "duplicate", "out_of_order", "malformed",
+    "zero_run",
 )
 #: kinds that change what heartbeats say (their windows apply to heartbeat timestamps)
 HEARTBEAT_KINDS = frozenset({"voltage", "dropout", "clock_skew"})
@@ -64,6 +67,7 @@ DEFAULT_RATES: dict[str, float] = {
     "duplicate": 0.01,
     "out_of_order": 0.01,
     "malformed": 0.005,
+    "zero_run": 0.003,
 }
 
 #: duration range in intervals (inclusive)
@@ -77,6 +81,7 @@ DURATIONS: dict[str, tuple[int, int]] = {
     "duplicate": (1, 1),
     "out_of_order": (1, 1),
     "malformed": (1, 1),
+    "zero_run": (8, 32),
 }
 
 

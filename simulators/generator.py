@@ -74,7 +74,7 @@ log = logging.getLogger(__name__)
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
 #: largest envelope we allow: ~230 bytes per reading must stay under the broker's 1 MB message limit
 MAX_ENVELOPE = 3000
-VALUE_FAULTS = frozenset({"stuck", "spike", "negative"})
+VALUE_FAULTS = frozenset({"stuck", "spike", "negative", "zero_run"})
 
 
 @dataclass(frozen=True)
@@ -357,6 +357,10 @@ class Simulator:
                 value_faulty[m] = True
             elif f.kind == "negative":
                 imp[m] = -round(abs(float(imp[m])) + 0.05, 4)
+                value_faulty[m] = True
+            elif f.kind == "zero_run":  # a dead register: nothing measured either way, the register stands still
+                imp[m] = 0.0
+                exp[m] = 0.0
                 value_faulty[m] = True
             elif f.kind == "voltage":
                 lo, hi = (266.0, 285.0) if f.detail["direction"] == "high" else (175.0, 194.0)
