@@ -81,6 +81,16 @@ def _register_simulate(subparsers: Any) -> None:
     g.add_argument("--regions", default="North,South,East,West", help="comma-separated region names")
     g.add_argument("--prepaid-share", type=float, default=0.35, help="share of prepaid customers (rest postpaid)")
     g.add_argument("--seed", type=int, default=0, help="random seed; same seed and options => identical output")
+    g.add_argument("--profiles", choices=("archetypes", "real"), default="archetypes",
+                   help="load shapes: the simulator's archetypes, or published real profiles (BDEW standard "
+                        "profiles from demandlib and richardsonpy households; needs the bench extra)")
+    g.add_argument("--resolution-wh", type=float, default=1.0,
+                   help="real profiles: register resolution in Wh (1 or 10, as real registers report)")
+    g.add_argument("--pv-share", type=float, default=0.0, help="real profiles: share of meters with solar export")
+    g.add_argument("--stochastic-households", type=float, default=0.25,
+                   help="real profiles: share of households drawn from richardsonpy instead of the H0 profile")
+    g.add_argument("--profile-noise", type=float, default=0.1,
+                   help="real profiles: log-normal noise per interval (0.1 = about 10 %%)")
     g = p.add_argument_group("time")
     g.add_argument("--days", type=int, default=1, help="simulated days to produce")
     g.add_argument("--start", default="2026-01-01",
@@ -160,6 +170,12 @@ def run_simulate(args: argparse.Namespace) -> int:
     try:
         settings = _settings(args)
         faults = FaultConfig.parse(args.fault_rate, base=FaultConfig.none() if args.no_faults else None)
+        real = None
+        if args.profiles == "real":
+            from simulators.realprofiles import RealProfileSpec
+
+            real = RealProfileSpec(resolution_kwh=args.resolution_wh / 1000.0, pv_share=args.pv_share,
+                                   household_stochastic_share=args.stochastic_households, noise=args.profile_noise)
         config = SimConfig(
             meters=args.meters, days=args.days, seed=args.seed, start=parse_start(args.start),
             interval_minutes=args.interval, heartbeat_minutes=args.heartbeat_minutes, envelope=args.envelope,
@@ -167,7 +183,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             regions=tuple(r.strip() for r in args.regions.split(",") if r.strip()),
             prepaid_share=args.prepaid_share, faults=faults, shifts=tuple(args.shift),
             speed=1.0 if args.realtime else args.speed, history_days=args.history_days,
-            purchase_rate=args.purchase_rate, ops=not args.no_ops, chunk=args.chunk,
+            purchase_rate=args.purchase_rate, ops=not args.no_ops, chunk=args.chunk, real_profiles=real,
         )
         sim = Simulator(config, settings)
     except ValueError as exc:

@@ -66,6 +66,7 @@ from simulators.faults import HEARTBEAT_KINDS, KINDS, ActiveFaults, Fault, Fault
 from simulators.fleet import ENGAGEMENT, FIRMWARES, Fleet, FleetConfig, build_fleet
 from simulators.load import LoadModel
 from simulators.partition import partition_for
+from simulators.realprofiles import ProfileLoad, RealProfileSpec
 from simulators.shifts import STOP_PURCHASING, Shift
 from simulators.sinks import KafkaSink, Message, Sink
 
@@ -99,6 +100,9 @@ class SimConfig:
     purchase_rate: float = 1.0
     ops: bool = True
     chunk: int = 20_000
+    #: None: the archetypes of :mod:`simulators.archetypes`; else meters follow real published profiles
+    #: (:mod:`simulators.realprofiles`; needs the bench/test extras demandlib and richardsonpy)
+    real_profiles: RealProfileSpec | None = None
 
     def __post_init__(self) -> None:
         if self.interval_minutes not in (15, 30, 60):
@@ -121,6 +125,8 @@ class SimConfig:
             raise ValueError("chunk must be >= 1")
         for s in self.shifts:
             Shift.parse(s)
+        if self.real_profiles is not None and self.shifts:
+            raise ValueError("behaviour shifts move customers between archetypes; real-profile fleets have none")
 
 
 @dataclass
@@ -175,12 +181,14 @@ class Simulator:
         self.shifts = sorted((Shift.parse(s) for s in cfg.shifts), key=lambda s: s.day)
         self.stop_day = np.full(fl.n_customers, 10**9, dtype=np.int64)  # day a customer stops buying
         self._plan_shifts()
+        self.load: LoadModel | ProfileLoad = (
+            ProfileLoad(fl, cfg.start, cfg.interval_minutes, cfg.seed, cfg.real_profiles)
+            if cfg.real_profiles is not None else LoadModel(fl, cfg.start, cfg.interval_minutes, cfg.seed))
         ever_export = self._ever_export()
         self.faults: list[Fault] = schedule_faults(
             cfg.faults, meters=fl.n_meters, days=cfg.days, interval_minutes=cfg.interval_minutes, seed=cfg.seed,
             no_negative=ever_export, heartbeat_minutes=cfg.heartbeat_minutes,
         )
-        self.load = LoadModel(fl, cfg.start, cfg.interval_minutes, cfg.seed)
         self.commerce = Commerce(fl, cfg.start, cfg.seed, self.faults, purchase_rate=cfg.purchase_rate, ops=cfg.ops)
         self.wire_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 5]))
         self.fault_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 7]))
@@ -191,7 +199,6 @@ class Simulator:
         self.mid: list[bytes] = fl.meter_ids.tolist()
         self.mcid: list[bytes] = fl.customer_ids[fl.meter_customer].tolist()
         self.fw: list[bytes] = [FIRMWARES[i] for i in fl.firmware.tolist()]
-        self.pf_base = np.array([a.power_factor for a in CATALOGUE], dtype=np.float32)
         self._reading_faults = ActiveFaults(self.faults)
         self._hb_faults = ActiveFaults(self.faults, HEARTBEAT_KINDS)
         self._stuck_value: dict[int, float] = {}
@@ -226,6 +233,8 @@ class Simulator:
                             shift.day, self.config.days)
 
     def _ever_export(self) -> np.ndarray:
+        if isinstance(self.load, ProfileLoad):
+            return self.load.has_export()
         solar = np.array([a.solar_kwh > 0 for a in CATALOGUE])
         ever = solar[self.fleet.archetype]
         for _day, customers, _from, to in self.changes:
@@ -250,7 +259,7 @@ class Simulator:
 
     async def _registry(self, sink: Sink, meters: np.ndarray) -> None:
         fl = self.fleet
-        export = fl.has_export()
+        export = self.load.has_export()
         for p in range(fl.partitions):
             sel = meters[fl.meter_partition[meters] == p]
             for a in range(0, sel.size, self.config.chunk):
@@ -381,7 +390,7 @@ class Simulator:
         for m in frozen:
             fl.register[m] = self._stuck_register[m]
         reg = np.round(fl.register, 4)
-        pf = np.clip(self.pf_base[self.load._meter_arch] + self.wire_rng.normal(0.0, 0.015, size=n).astype(
+        pf = np.clip(self.load.meter_power_factor() + self.wire_rng.normal(0.0, 0.015, size=n).astype(
             np.float32), 0.5, 1.0).round(3)
         tpl = reading_template(iso(cfg.start + timedelta(minutes=s_min)), cfg.interval_minutes, j)
 
@@ -607,7 +616,18 @@ class Simulator:
             "purchasing_stopped": stopped,
             "faults": faults,
             "shifts": self._shift_docs(),
+            **self._profile_doc(),
         }
+
+    def _profile_doc(self) -> dict[str, Any]:
+        """Real-profile fleets: every customer's published profile and family (the labels segments are judged by)."""
+        if not isinstance(self.load, ProfileLoad):
+            return {}
+        spec = self.load.spec
+        return {"real_profiles": {"spec": {k: getattr(spec, k) for k in spec.__dataclass_fields__},
+                                  "customers": self.load.customer_labels(),
+                                  "meter_annual_kwh": np.round(self.load.annual_kwh, 1),
+                                  "meter_pv": self.load.pv}}
 
 
 def summary_json(summary: Summary) -> bytes:

@@ -106,6 +106,14 @@ class LoadModel:
         self.prev2 = self.prev1
         self.prev1 = imp.copy()
 
+    def has_export(self) -> np.ndarray:
+        """Meters whose customer is (now) a solar prosumer."""
+        return self.fleet.has_export()
+
+    def meter_power_factor(self) -> np.ndarray:
+        """Base power factor of every meter (its archetype's)."""
+        return np.array([a.power_factor for a in CATALOGUE], dtype=np.float32)[self._meter_arch]
+
     def expected_daily_kwh(self, day: int) -> np.ndarray:
         """Mean daily import per meter on ``day`` (before solar), for purchase and bill amounts."""
         when = self.start + timedelta(days=day)
