@@ -62,7 +62,7 @@ from simulators.encode import (
     iso_str,
     reading_template,
 )
-from simulators.faults import HEARTBEAT_KINDS, KINDS, ActiveFaults, Fault, FaultConfig, schedule_faults
+from simulators.faults import HEARTBEAT_KINDS, KINDS, OUTAGE_KINDS, ActiveFaults, Fault, FaultConfig, schedule_faults
 from simulators.fleet import ENGAGEMENT, FIRMWARES, Fleet, FleetConfig, build_fleet
 from simulators.load import LoadModel
 from simulators.partition import partition_for
@@ -349,7 +349,7 @@ class Simulator:
         malformed: list[tuple[int, str]] = []
         for f in active:
             m = f.meter
-            if f.kind == "dropout":
+            if f.kind in OUTAGE_KINDS:
                 send[m] = False
             elif f.kind == "stuck":
                 if m not in self._stuck_value:
@@ -448,7 +448,7 @@ class Simulator:
         status: dict[int, tuple[bytes, bytes]] = {}
         offset = rng.normal(0.0, 0.3, size=n).round(2)
         for f in self._hb_faults.at(t_min):
-            if f.kind == "dropout":
+            if f.kind in OUTAGE_KINDS:
                 send[f.meter] = False
             elif f.kind == "voltage":
                 status[f.meter] = (b"degraded", b'"E_VOLTAGE"')

@@ -70,7 +70,7 @@ from processors.health.register import frozen, level_band, same_value, unlikely_
 from processors.health.scan import add_counts, counts_before, counts_table, latest, run_length, sum_since_reset
 from processors.health.sequence import PendingGaps
 from processors.health.silence import NEVER, silent
-from processors.health.spike import band_rows, day_band, history_stats, peak_before, push_peaks, push_rings
+from processors.health.spike import day_band, judge_jumps, push_peaks, push_rings
 from processors.health.zero import evidence_mdec, zero_reading
 from processors.health.state import HEALTH_STATES, HealthAlert, HealthStateMachine, MeterHealth, bit, reasons_of
 
@@ -170,6 +170,7 @@ class HealthMonitor:
         self.peak_day = np.zeros((0, cfg.spike_peak_days), np.int32)
         self.cand_x = np.zeros(0, np.float64)
         self.cand_z = np.zeros(0, np.float64)
+        self._judged_spike = np.zeros(0, np.bool_)
         self.stream_time = _NONE
         """Latest sign of life seen from any meter (the default clock of :meth:`check_silence`)."""
 
@@ -291,9 +292,13 @@ class HealthMonitor:
         run_start = latest(zero & (run_zero == 1), pos, start)
         in_batch = run_start[1] & zero
         rs = np.maximum(run_start[0], 0)
-        seen0 = np.where(in_batch, seen_t[rs, tod], self.run_seen[rw, tod])
-        zeros0 = np.where(in_batch, zeros_t[rs, tod], self.run_zeros[rw, tod])
-        cost = np.where(zero, evidence_mdec(seen0, zeros0, cfg.dead_prior_zero, cfg.dead_prior_readings), 0)
+        seen_rs = np.where(in_batch[:, None], seen_t[rs], self.run_seen[rw])
+        zeros_rs = np.where(in_batch[:, None], zeros_t[rs], self.run_zeros[rw])
+        ar = np.arange(n)
+        cost = np.where(zero, evidence_mdec(
+            seen_rs[ar, tod], zeros_rs[ar, tod], seen_rs.sum(axis=1), zeros_rs.sum(axis=1),
+            cfg.dead_prior_zero, cfg.dead_prior_readings,
+        ), 0)  # fmt: skip
         zero_mdec = sum_since_reset(cost, not_zero, start, self.zero_mdec, rw)
         dead = (run_zero >= cfg.dead_min_intervals) & (zero_mdec >= round(1000 * cfg.dead_evidence_decades)) & hb_ok
         alive = not_zero
@@ -358,8 +363,9 @@ class HealthMonitor:
         add_counts(self.zero_seen, rw, tod, in_order)
         add_counts(self.zero_count, rw, tod, zero)
         self.clean[r_end] = clean_end[ends]
-        push_rings(self.ring, self.ring_pos, rw, tod, x)
-        push_peaks(self.peak_val, self.peak_day, rw, t // 86400, x)
+        usual = ~self._judged_spike  # spikes stay out of the references (they would hide the next one)
+        push_rings(self.ring, self.ring_pos, rw[usual], tod[usual], x[usual])
+        push_peaks(self.peak_val, self.peak_day, rw[usual], t[usual] // 86400, x[usual])
         np.maximum.at(self.last_seen, rw, t + interval)
         self.interval_s[r_end] = interval[ends]
         self.stream_time = max(self.stream_time, int((t + interval).max()))
@@ -385,19 +391,11 @@ class HealthMonitor:
         z = np.zeros(n, np.float64)
         prev = np.nan_to_num(prev_import, nan=np.inf)  # no previous interval: no jump test passes
         jump = np.flatnonzero(x > cfg.spike_jump_ratio * np.maximum(prev, cfg.spike_min_level_kwh))
+        self._judged_spike = np.zeros(n, np.bool_)
         if not len(jump):
             return spk, z
-        band_hist, all_hist = band_rows(self.ring, self.ring_pos, rw, tod, x, start, jump)
-        xj = x[jump]
-        zb, _p95, top_b, n_b = history_stats(band_hist, xj, min_mad=cfg.spike_min_mad_kwh)
-        za, _p95a, top_a, n_a = history_stats(all_hist, xj, min_mad=cfg.spike_min_mad_kwh)
-        peak = peak_before(self.peak_val, self.peak_day, rw, day, x, start, jump)
-        banded = (n_b >= cfg.spike_band_min_history) & (n_a >= cfg.spike_warmup)
-        z[jump] = np.where(banded, zb, za)
-        spk[jump] = (n_a >= cfg.spike_min_history) & np.where(
-            banded,
-            (zb > cfg.spike_z) & (xj > cfg.spike_ratio_max * top_b) & ~(xj <= cfg.spike_ratio_peak * peak),
-            (za > cfg.spike_z) & (xj > cfg.spike_warmup_ratio_max * top_a),
+        spk[jump], z[jump], self._judged_spike = judge_jumps(
+            self.ring, self.ring_pos, self.peak_val, self.peak_day, rw, tod, day, x, start, jump, cfg
         )
         return spk, z
 

@@ -45,7 +45,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from processors.columns import F64, I64
+from processors.columns import BOOL, F64, I64
+from processors.health.config import HealthConfig
 
 
 def day_band(t: I64, bands: int) -> I64:
@@ -54,51 +55,66 @@ def day_band(t: I64, bands: int) -> I64:
     return out
 
 
-def band_rows(
-    ring: np.ndarray, ring_pos: I64, rows: I64, band: I64, x: F64, start: I64, at: I64
-) -> tuple[np.ndarray, np.ndarray]:
-    """The histories the readings at positions ``at`` are judged against: their band's and all bands'.
+def judge_jumps(
+    ring: np.ndarray,
+    ring_pos: I64,
+    peak_val: np.ndarray,
+    peak_day: np.ndarray,
+    rows: I64,
+    band: I64,
+    day: I64,
+    x: F64,
+    start: I64,
+    at: I64,
+    cfg: HealthConfig,
+) -> tuple[BOOL, F64, BOOL]:
+    """Judge the readings at positions ``at`` (those that jumped), in order: spike candidates and z-scores.
 
-    A history is the meter's ring (oldest first) followed by the readings
-    before it in this batch (same meter), keeping the most recent values: one
-    reading at a time would have seen exactly these.
+    A reading's history is the meter's state (band rings, daily maxima)
+    followed by its earlier readings in this batch, as one reading at a time
+    would have seen them. Readings judged spikes are kept out of every later
+    history (third result, per position): a spike must not raise the band's or
+    the week's reference and hide the next one.
     """
     n_bands, k = ring.shape[1], ring.shape[2]
-    band_hist = np.full((len(at), k), np.nan, np.float32)
-    all_hist = np.full((len(at), n_bands * k), np.nan, np.float32)
+    days = peak_val.shape[1]
+    spk = np.zeros(len(at), np.bool_)
+    z = np.zeros(len(at), np.float64)
+    excluded = np.zeros(len(x), np.bool_)
     order = np.arange(k)
     for j, i in enumerate(at.tolist()):
-        r, b, s = int(rows[i]), int(band[i]), int(start[i])
-        earlier = x[s:i].astype(ring.dtype).astype(np.float32)  # as the ring will hold them
-        earlier_band = band[s:i]
+        r, b, s, d = int(rows[i]), int(band[i]), int(start[i]), int(day[i])
+        keep = ~excluded[s:i]
+        earlier = x[s:i][keep].astype(ring.dtype).astype(np.float32)  # as the ring will hold them
+        earlier_band = band[s:i][keep]
+        band_hist = np.full((1, k), np.nan, np.float32)
         every = []
         for bb in range(n_bands):
             mine = ring[r, bb, (int(ring_pos[r, bb]) + order) % k].astype(np.float32)
             merged = np.concatenate([mine, earlier[earlier_band == bb]])[-k:]
             if bb == b:
-                band_hist[j, k - len(merged) :] = merged
+                band_hist[0] = merged
             every.append(merged)
         values = np.concatenate(every)
-        values = values[~np.isnan(values)]
-        all_hist[j, : len(values)] = values
-    return band_hist, all_hist
-
-
-def peak_before(
-    peak_val: np.ndarray, peak_day: np.ndarray, rows: I64, day: I64, x: F64, start: I64, at: I64
-) -> F64:
-    """The meter's largest value over the last ``peak_val.shape[1]`` days (this one included), before each of
-    the readings at positions ``at``: its daily maxima in state and the batch's earlier readings."""
-    days = peak_val.shape[1]
-    out = np.full(len(at), np.nan)
-    for j, i in enumerate(at.tolist()):
-        r, d, s = int(rows[i]), int(day[i]), int(start[i])
+        all_hist = values[~np.isnan(values)][None, :]
         recent = (peak_day[r] > d - days) & (peak_day[r] <= d)
-        vals = peak_val[r][recent].astype(np.float64)
-        earlier = x[s:i][day[s:i] > d - days].astype(peak_val.dtype).astype(np.float64)
-        both = np.concatenate([vals, earlier])
-        out[j] = both.max() if len(both) else np.nan
-    return out
+        week = np.concatenate([peak_val[r][recent].astype(np.float32), earlier[day[s:i][keep] > d - days]])
+        peak = float(week.max()) if len(week) else np.nan
+        xi = x[i : i + 1]
+        zb, _, top_b, n_b = history_stats(band_hist, xi, min_mad=cfg.spike_min_mad_kwh)
+        za, _, top_a, n_a = history_stats(all_hist, xi, min_mad=cfg.spike_min_mad_kwh) if all_hist.size else (
+            np.zeros(1), None, np.full(1, np.nan), np.zeros(1, np.int64))
+        xv = float(xi[0])
+        if n_a[0] < cfg.spike_min_history:
+            continue
+        if n_b[0] >= cfg.spike_band_min_history and n_a[0] >= cfg.spike_warmup:
+            z[j] = zb[0]
+            spk[j] = zb[0] > cfg.spike_z and xv > cfg.spike_ratio_max * top_b[0] and not xv <= cfg.spike_ratio_peak * peak
+        else:
+            z[j] = za[0]
+            spk[j] = za[0] > cfg.spike_z and xv > cfg.spike_warmup_ratio_max * top_a[0]
+        excluded[i] = spk[j]
+    return spk, z, excluded
 
 
 def push_peaks(peak_val: np.ndarray, peak_day: np.ndarray, rows: I64, day: I64, x: F64) -> None:
