@@ -274,7 +274,7 @@ class HealthMonitor:
         none = np.zeros(n, np.int64)
         pairs_all = self.eq_pairs[rw].sum(axis=1) + counts_before(pair, none, start, _ZERO, none) - own
         equal_all = self.eq_equal[rw].sum(axis=1) + counts_before(pair & same, none, start, _ZERO, none) - own
-        by_value = (run_same >= cfg.stuck_intervals - 1) & unlikely_run(
+        by_value = (run_same >= cfg.stuck_intervals - 1) & (pairs_all >= cfg.stuck_min_pairs) & unlikely_run(
             run_same, pairs, equal, pairs_all, equal_all,
             cfg.stuck_run_probability, cfg.stuck_prior_equal, cfg.stuck_prior_pairs,
         )  # fmt: skip

@@ -66,9 +66,7 @@ class HealthConfig(BaseModel):
         description="band values needed before the band is the reference (fewer: the meter's whole history with the "
         "warm-up ratio); 12 = most of one day's band",
     )
-    spike_min_history: int = Field(
-        default=16, ge=3, description="values needed at all before any spike is judged (4 hours at 15 min)"
-    )
+    spike_min_history: int = Field(default=3, ge=3, description="values needed at all before any spike is judged")
     spike_warmup: int = Field(
         default=96,
         ge=0,
@@ -79,11 +77,12 @@ class HealthConfig(BaseModel):
         default=7, ge=1, description="days of daily maxima kept per meter: a week holds its weekly habits"
     )
     spike_ratio_peak: float = Field(
-        default=1.0,
+        default=1.3,
         ge=0.0,
         description="... and x above this multiple of the meter's largest value of the last spike_peak_days days, "
         "at any hour: real households move their peaks around the day (an oven at 17:00 one day, 20:00 the "
-        "next); on richardsonpy households every false alarm of the band tests stayed below the week's maximum",
+        "next); on richardsonpy households the false alarms of the band tests were 0.8-1.2x the week's maximum, "
+        "injected spikes 1.1-49x (all but one above 1.5x)",
     )
     spike_z: float = Field(
         default=5.0, gt=0.0, description="modified z-score 0.6745 (x - median) / MAD above which (Iglewicz-Hoaglin "
@@ -99,10 +98,11 @@ class HealthConfig(BaseModel):
         default=5.0, ge=0.0, description="... and x above this multiple of the previous interval (VEE spike check)"
     )
     spike_warmup_ratio_max: float = Field(
-        default=10.0,
+        default=3.0,
         ge=0.0,
-        description="warm-up: x above this multiple of everything the meter sent so far. A household's first "
-        "kettle or oven is 3-10x its first hours; an injected spike on a smooth profile is 20-50x an interval",
+        description="warm-up: x above this multiple of everything the meter sent so far. A compromise: a "
+        "household's first kettle is 3-10x its first hours (false alarms in its first day), while 10x missed a "
+        "third of the first day's spikes on the archetype fleet",
     )
     spike_min_level_kwh: float = Field(default=0.05, ge=0.0, description="floor of the previous interval's value")
     spike_confirm: bool = Field(
@@ -111,6 +111,7 @@ class HealthConfig(BaseModel):
         "(one interval later, far fewer false alarms on ramps)",
     )
     spike_fall_ratio: float = Field(default=3.0, gt=0.0)
+    spike_exclude: bool = Field(default=True, description="keep spike candidates out of the references")
     spike_min_mad_kwh: float = Field(
         default=0.01, gt=0.0, description="MAD floor: 10 Wh, a few register steps (a flat history is not zero spread)"
     )
@@ -130,6 +131,12 @@ class HealthConfig(BaseModel):
         description="a run of equal values is evidence when its probability under the meter's own equal rate at "
         "that level is below this: ~3 000 readings per meter-month, so 1e-9 keeps chance runs far below the "
         "target of 5 flagged clean meters per 1 000 per month even where the rate is underestimated",
+    )
+    stuck_min_pairs: int = Field(
+        default=96,
+        ge=0,
+        description="consecutive non-zero pairs a meter must have sent before an equal-value run counts (a day at "
+        "15 min): on its first hours a household's rate of equal values is not known yet",
     )
     stuck_prior_equal: float = Field(default=1.0, ge=0.0, description="pseudo-count of equal pairs per level band")
     stuck_prior_pairs: float = Field(

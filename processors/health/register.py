@@ -18,7 +18,10 @@ Two kinds of evidence, kept apart because they are not equally strong:
   where ``p_all`` is the meter's rate over all levels (itself starting from
   ``prior_equal / prior_pairs``) and ``w = prior_pairs``: a level the meter
   has rarely visited borrows its rate from the meter's other levels, not from
-  the whole fleet; a run of ``k`` repeats (``k + 1`` equal readings) is
+  the whole fleet, and ``p`` never goes below ``prior_equal / (all pairs +
+  prior_pairs)``; the value evidence is used only once the meter has sent
+  ``stuck_min_pairs`` pairs (its own statistics exist); a run of ``k``
+  repeats (``k + 1`` equal readings) is
   evidence when ``p ** k <= stuck_run_probability``. With 10 Wh registers
   or a flat standby load ``p`` is high and the run needed grows accordingly;
   with a noisy level ``p`` is small and a short run suffices (never fewer than
@@ -93,6 +96,8 @@ def unlikely_run(
     """``repeats`` equal steps in a row are less likely than ``probability`` given the meter's equal rate
     at this level (``pairs``, ``equal``) shrunk towards its rate at all levels (``pairs_all``, ``equal_all``)."""
     p_all = (equal_all + prior_equal) / (pairs_all + prior_pairs)
-    p = (equal + prior_pairs * p_all) / (pairs + prior_pairs)
+    # never below "one equal pair in everything the meter sent": none in 800 pairs is not a rate of 0
+    floor = prior_equal / (pairs_all + prior_pairs)
+    p = np.maximum((equal + prior_pairs * p_all) / (pairs + prior_pairs), floor)
     out: BOOL = repeats * np.log(np.clip(p, 1e-12, 1.0)) <= np.log(probability)
     return out

@@ -113,7 +113,7 @@ def judge_jumps(
         else:
             z[j] = za[0]
             spk[j] = za[0] > cfg.spike_z and xv > cfg.spike_warmup_ratio_max * top_a[0]
-        excluded[i] = spk[j]
+        excluded[i] = spk[j] and cfg.spike_exclude
     return spk, z, excluded
 
 
