@@ -60,7 +60,6 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
 
 from bench.common import ensure_broker  # noqa: E402
 from bench.pipeline import (  # noqa: E402

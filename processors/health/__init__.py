@@ -71,8 +71,8 @@ from processors.health.scan import add_counts, counts_before, counts_table, late
 from processors.health.sequence import PendingGaps
 from processors.health.silence import NEVER, silent
 from processors.health.spike import day_band, judge_jumps, push_peaks, push_rings
-from processors.health.zero import evidence_mdec, zero_reading
 from processors.health.state import HEALTH_STATES, HealthAlert, HealthStateMachine, MeterHealth, bit, reasons_of
+from processors.health.zero import evidence_mdec, zero_reading
 
 __all__ = [
     "HEALTH_STATES",

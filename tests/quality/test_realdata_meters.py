@@ -20,10 +20,10 @@ import pytest
 
 from bench.pipeline import Cleanup
 from bench.realdata_meters import (
+    SCORED,
     TARGET_CLEAN_PER_1000,
     TARGET_PRECISION,
     TARGET_RECALL,
-    SCORED,
     FleetRun,
     Outcome,
     alert_scores,
