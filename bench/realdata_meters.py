@@ -169,7 +169,7 @@ def run_fleet(run: FleetRun, base: Settings, work: Path, cleanup: Cleanup) -> Ou
     if run.engine is not None:
         env["PYTHONPATH"] = str(run.engine)
     t0 = time.perf_counter()
-    with worker_process(settings, work, env) as worker:
+    with worker_process(settings, work, env, cwd=run.engine or REPO) as worker:
 
         def consumed() -> bool:
             time.sleep(0.5)
