@@ -68,11 +68,11 @@ class HealthConfig(BaseModel):
     )
     spike_min_history: int = Field(default=3, ge=3, description="values needed at all before any spike is judged")
     spike_warmup: int = Field(
-        default=48,
+        default=32,
         ge=0,
-        description="with fewer values than this (a meter's first 12 hours at 15 min) the band and weekly "
-        "references do not exist yet: the warm-up test applies instead (48 and 96 gave the same figures on the "
-        "real-profile fleet; 96 missed first-day spikes on the archetype fleet)",
+        description="with fewer values than this (a meter's first 8 hours at 15 min) the band and weekly "
+        "references do not exist yet: the warm-up test applies instead. Longer warm-ups missed first-day spikes "
+        "of the archetype fleet (3x a morning's maximum is a lot for a meter that has not had its evening yet)",
     )
     spike_peak_days: int = Field(
         default=7, ge=1, description="days of daily maxima kept per meter: a week holds its weekly habits"
