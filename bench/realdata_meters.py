@@ -299,7 +299,7 @@ def window_completeness(outcome: Outcome) -> dict[str, int]:
     per_day = 86400 // interval
     dropped: dict[tuple[str, int], int] = defaultdict(int)
     for f in truth["faults"]:
-        if f["kind"] == "dropout":
+        if f["kind"] in ("dropout", "short_dropout"):  # the meter sent nothing
             for t in range(_ts(f["start"]), _ts(f["end"]), interval):
                 dropped[(f["meter_id"], t // 86400)] += 1
     latest: dict[tuple[str, int], dict[str, Any]] = {}
