@@ -371,9 +371,16 @@ class WorkerProc:
 
 @contextlib.contextmanager
 def worker_process(
-    settings: Settings, log_dir: Path, env: dict[str, str], profile_to: Path | None = None, name: str = ""
+    settings: Settings,
+    log_dir: Path,
+    env: dict[str, str],
+    profile_to: Path | None = None,
+    name: str = "",
+    cwd: Path = REPO,
 ) -> Iterator[WorkerProc]:
-    """Start ``meterseg worker`` (optionally under cProfile); SIGTERM (then SIGKILL) on exit."""
+    """Start ``meterseg worker`` (optionally under cProfile); SIGTERM (then SIGKILL) on exit.
+
+    ``cwd``: the checkout the worker runs from (``python -m`` puts it first on ``sys.path``)."""
     web, metrics = free_port(), free_port()
     log_path = log_dir / f"worker-{settings.app_id}{name}.log"
     prefix = [sys.executable]
@@ -381,7 +388,7 @@ def worker_process(
         prefix += ["-m", "cProfile", "-o", str(profile_to)]
     command = [*prefix, "-m", "meterseg.cli", "worker", "--web-port", str(web), "--metrics-port", str(metrics)]
     with log_path.open("wb") as out:
-        proc = subprocess.Popen(command, env=child_env(settings, **env), stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        proc = subprocess.Popen(command, env=child_env(settings, **env), stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
     worker = WorkerProc(proc, web, metrics, log_path)
     try:
         yield worker

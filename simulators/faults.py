@@ -21,6 +21,11 @@ duplicate      one reading delivered twice (identical bytes)
 out_of_order   one reading held back and delivered after the meter's next 1-3
 malformed      one extra message on the readings topic: invalid JSON, a missing
                field, a wrong type, or an unknown meter id
+zero_run       8-32 intervals of kwh_import 0 and kwh_export 0 with register_kwh
+               not advancing (a dead register); heartbeats keep saying ``ok``
+short_dropout  exactly 4 intervals with no reading and no heartbeat (a 1-hour
+               outage of a 15-minute meter, the shortest ``dropout``); off by
+               default, for benchmarks that score short outages on their own
 =============  ===============================================================
 
 Faults never overlap on one meter (a spike inside a dropout could not be
@@ -49,9 +54,12 @@ log = logging.getLogger(__name__)
 
 KINDS: tuple[str, ...] = (
     "stuck", "spike", "negative", "voltage", "dropout", "clock_skew", "duplicate", "out_of_order", "malformed",
+    "zero_run", "short_dropout",
 )
 #: kinds that change what heartbeats say (their windows apply to heartbeat timestamps)
-HEARTBEAT_KINDS = frozenset({"voltage", "dropout", "clock_skew"})
+HEARTBEAT_KINDS = frozenset({"voltage", "dropout", "clock_skew", "short_dropout"})
+#: kinds during which the meter sends nothing at all
+OUTAGE_KINDS = frozenset({"dropout", "short_dropout"})
 MALFORMED_KINDS: tuple[str, ...] = ("invalid_json", "missing_field", "wrong_type", "unknown_meter")
 
 DEFAULT_RATES: dict[str, float] = {
@@ -64,6 +72,8 @@ DEFAULT_RATES: dict[str, float] = {
     "duplicate": 0.01,
     "out_of_order": 0.01,
     "malformed": 0.005,
+    "zero_run": 0.003,
+    "short_dropout": 0.0,
 }
 
 #: duration range in intervals (inclusive)
@@ -77,6 +87,8 @@ DURATIONS: dict[str, tuple[int, int]] = {
     "duplicate": (1, 1),
     "out_of_order": (1, 1),
     "malformed": (1, 1),
+    "zero_run": (8, 32),
+    "short_dropout": (4, 4),
 }
 
 

@@ -62,7 +62,7 @@ from simulators.encode import (
     iso_str,
     reading_template,
 )
-from simulators.faults import HEARTBEAT_KINDS, KINDS, ActiveFaults, Fault, FaultConfig, schedule_faults
+from simulators.faults import HEARTBEAT_KINDS, KINDS, OUTAGE_KINDS, ActiveFaults, Fault, FaultConfig, schedule_faults
 from simulators.fleet import ENGAGEMENT, FIRMWARES, Fleet, FleetConfig, build_fleet
 from simulators.load import LoadModel
 from simulators.partition import partition_for
@@ -75,7 +75,7 @@ log = logging.getLogger(__name__)
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
 #: largest envelope we allow: ~230 bytes per reading must stay under the broker's 1 MB message limit
 MAX_ENVELOPE = 3000
-VALUE_FAULTS = frozenset({"stuck", "spike", "negative"})
+VALUE_FAULTS = frozenset({"stuck", "spike", "negative", "zero_run"})
 
 
 @dataclass(frozen=True)
@@ -349,7 +349,7 @@ class Simulator:
         malformed: list[tuple[int, str]] = []
         for f in active:
             m = f.meter
-            if f.kind == "dropout":
+            if f.kind in OUTAGE_KINDS:
                 send[m] = False
             elif f.kind == "stuck":
                 if m not in self._stuck_value:
@@ -366,6 +366,10 @@ class Simulator:
                 value_faulty[m] = True
             elif f.kind == "negative":
                 imp[m] = -round(abs(float(imp[m])) + 0.05, 4)
+                value_faulty[m] = True
+            elif f.kind == "zero_run":  # a dead register: nothing measured either way, the register stands still
+                imp[m] = 0.0
+                exp[m] = 0.0
                 value_faulty[m] = True
             elif f.kind == "voltage":
                 lo, hi = (266.0, 285.0) if f.detail["direction"] == "high" else (175.0, 194.0)
@@ -444,7 +448,7 @@ class Simulator:
         status: dict[int, tuple[bytes, bytes]] = {}
         offset = rng.normal(0.0, 0.3, size=n).round(2)
         for f in self._hb_faults.at(t_min):
-            if f.kind == "dropout":
+            if f.kind in OUTAGE_KINDS:
                 send[f.meter] = False
             elif f.kind == "voltage":
                 status[f.meter] = (b"degraded", b'"E_VOLTAGE"')

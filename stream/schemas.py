@@ -423,6 +423,13 @@ def window_records(payload: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+AlertKind = Literal[
+    "negative_consumption", "spike", "stuck_register", "voltage", "clock_skew", "fault", "degraded", "error_codes",
+    "sequence_gap", "silent", "dead_register",
+]  # fmt: skip
+"""The health rules' finding kinds (``processors.health.config.KINDS``; a test keeps the two equal)."""
+
+
 class MeterAlert(Event):
     """A meter-health alert, published only when a condition is raised or cleared (``meter.alerts``).
 
@@ -434,7 +441,12 @@ class MeterAlert(Event):
     alert_id: str = Field(description="deterministic: meter, kind, action and event time")
     meter_id: MeterId
     customer_id: CustomerId | None = None
-    kind: str = Field(description="rule that fired, e.g. stuck_register, spike, late")
+    kind: AlertKind = Field(
+        description="rule that fired: stuck_register (frozen register or an unlikely run of equal values), "
+        "dead_register (a zero run where the meter normally consumes), spike, negative_consumption, voltage, "
+        "sequence_gap (readings still missing after the reordering grace), silent (expected intervals with no "
+        "sign of life), and the heartbeat conditions clock_skew, fault, degraded, error_codes"
+    )
     action: Literal["raised", "cleared"]
     health: Literal["good", "fair", "poor"]
     reasons: list[str] = Field(default_factory=list)

@@ -15,10 +15,13 @@ usually one per meter per batch, go in *rounds* (the r-th heartbeat of every
 meter in round r).
 
 Rule families live in their own modules: :mod:`.plausibility` (negative
-consumption, voltage), :mod:`.spike` (robust z-score), :mod:`.register`
-(stuck), :mod:`.sequence` (gaps), :mod:`.heartbeat` (fault, degraded, error
-codes, clock skew), :mod:`.silence` (late meters, by timer); :mod:`.state`
-turns findings into good/fair/poor and raised/cleared alerts.
+consumption, voltage), :mod:`.spike` (robust statistics per time-of-day
+band), :mod:`.register` (stuck, calibrated to the resolution), :mod:`.zero`
+(dead register), :mod:`.sequence` (gaps, after a grace for reordering),
+:mod:`.heartbeat` (fault, degraded, error codes, clock skew), :mod:`.silence`
+(late meters on their interval grid, by timer); :mod:`.scan` holds the
+segmented scans; :mod:`.state` turns findings into good/fair/poor and
+raised/cleared alerts.
 
 Examples:
     >>> from stream.schemas import MeterInfo
@@ -63,11 +66,13 @@ from processors.columns import (
 from processors.health.config import EVENT_KINDS, KINDS, HealthConfig
 from processors.health.heartbeat import conditions
 from processors.health.plausibility import negative, voltage_out
-from processors.health.register import repeats
-from processors.health.sequence import gap
+from processors.health.register import frozen, level_band, same_value, unlikely_run
+from processors.health.scan import add_counts, counts_before, counts_table, latest, run_length, sum_since_reset
+from processors.health.sequence import PendingGaps
 from processors.health.silence import NEVER, silent
-from processors.health.spike import history_stats
+from processors.health.spike import day_band, judge_jumps, push_peaks, push_rings
 from processors.health.state import HEALTH_STATES, HealthAlert, HealthStateMachine, MeterHealth, bit, reasons_of
+from processors.health.zero import evidence_mdec, zero_reading
 
 __all__ = [
     "HEALTH_STATES",
@@ -81,6 +86,7 @@ __all__ = [
 
 _NONE = np.iinfo(np.int64).min
 _CLEAN_CAP = 1 << 30
+_ZERO = np.zeros((1, 1), np.int64)
 
 
 @dataclass(slots=True)
@@ -124,33 +130,56 @@ class HealthMonitor:
     ``check_silence(now: int | None = None) -> HealthOutput``,
     ``health(meter_id) -> MeterHealth | None``, ``counts() -> {state: n}``.
     Feed it readings after deduplication and the windows' lateness check.
+
+    Per-meter state is about 700 bytes: the spike rings (``day_bands`` ×
+    ``spike_band_window`` float16), the equal-value counts per level band and
+    the zero counts per time-of-day band (int32), and a few scalars.
     """
 
     def __init__(self, config: HealthConfig | None = None) -> None:
         self.config = config or HealthConfig()
+        cfg = self.config
         self.rows = MeterRows()
         self.machine = HealthStateMachine(self.config)
-        k = self.config.spike_window
+        self.gaps = PendingGaps()
         self.last_t = np.zeros(0, np.int64)
         self.last_seq = np.zeros(0, np.int64)
         self.last_import = np.zeros(0, np.float64)
         self.last_register = np.zeros(0, np.float64)
         self.run = np.zeros(0, np.int64)
+        """Consecutive in-order readings with the register frozen under load."""
+        self.run_same = np.zeros(0, np.int64)
+        self.run_zero = np.zeros(0, np.int64)
+        self.zero_mdec = np.zeros(0, np.int64)
+        self.eq_pairs = np.zeros((0, cfg.stuck_level_bands), np.int32)
+        self.eq_equal = np.zeros((0, cfg.stuck_level_bands), np.int32)
+        self.zero_seen = np.zeros((0, cfg.day_bands), np.int32)
+        self.zero_count = np.zeros((0, cfg.day_bands), np.int32)
+        self.run_seen = np.zeros((0, cfg.day_bands), np.int32)
+        """``zero_seen`` as it was when the current zero run began."""
+        self.run_zeros = np.zeros((0, cfg.day_bands), np.int32)
         self.clean = np.zeros((0, len(EVENT_KINDS)), np.int64)
         self.hb_status = np.zeros(0, np.int8)
         self.hb_ts = np.zeros(0, np.int64)
         self.last_seen = np.zeros(0, np.int64)
         self.interval_s = np.zeros(0, np.int64)
-        self.hist = np.zeros((0, k), np.float32)
-        self.hist_pos = np.zeros(0, np.int64)
+        self.ring = np.zeros((0, cfg.day_bands, cfg.spike_band_window), np.float16)
+        self.ring_pos = np.zeros((0, cfg.day_bands), np.int64)
+        self.peak_val = np.zeros((0, cfg.spike_peak_days), np.float16)
+        """Daily maxima of the last ``spike_peak_days`` days (slot ``day % days``), and their day numbers."""
+        self.peak_day = np.zeros((0, cfg.spike_peak_days), np.int32)
         self.cand_x = np.zeros(0, np.float64)
         self.cand_z = np.zeros(0, np.float64)
+        self._judged_spike = np.zeros(0, np.bool_)
         self.stream_time = _NONE
         """Latest sign of life seen from any meter (the default clock of :meth:`check_silence`)."""
 
     _FILL: dict[str, Any] = {
-        "last_t": _NONE, "last_seq": -1, "last_import": np.nan, "last_register": np.nan, "run": 0, "clean": 0,
-        "hb_status": 0, "hb_ts": _NONE, "last_seen": NEVER, "interval_s": 0, "hist": np.nan, "hist_pos": 0,
+        "last_t": _NONE, "last_seq": -1, "last_import": np.nan, "last_register": np.nan, "run": 0, "run_same": 0,
+        "run_zero": 0, "zero_mdec": 0, "eq_pairs": 0, "eq_equal": 0, "zero_seen": 0, "zero_count": 0, "run_seen": 0,
+        "run_zeros": 0, "clean": 0,
+        "hb_status": 0, "hb_ts": _NONE, "last_seen": NEVER, "interval_s": 0, "ring": np.nan, "ring_pos": 0,
+        "peak_val": np.nan, "peak_day": -1,
         "cand_x": np.nan, "cand_z": np.nan,
     }  # fmt: skip
 
@@ -161,6 +190,7 @@ class HealthMonitor:
         for name, fill in self._FILL.items():
             setattr(self, name, grow_rows(getattr(self, name), n, fill))
         self.machine.ensure_rows(n)
+        self.gaps.ensure(n)
 
     # -- readings -----------------------------------------------------------------
     def process(self, batch: ReadingColumns | HeartbeatColumns) -> HealthOutput:
@@ -179,10 +209,9 @@ class HealthMonitor:
         """All rules for a batch, sequential per meter yet without a Python loop over readings.
 
         Readings are sorted by (meter, event time); every per-meter recurrence
-        (previous in-order reading, run of repeats, readings since a finding
-        fired, last set/clear event) is a segmented scan done with
-        ``np.maximum.accumulate`` over positions, seeded by the meter's state
-        at the start of its segment.
+        (previous in-order reading, runs, counts per band, readings since a
+        finding fired, last set/clear event) is a segmented scan
+        (:mod:`.scan`), seeded by the meter's state at the start of its segment.
         """
         cfg = self.config
         reg = batch.registry
@@ -193,6 +222,7 @@ class HealthMonitor:
         slots = batch.meter[order]
         t = batch.interval_start[order]
         x = batch.kwh_import[order]
+        x_out = batch.kwh_export[order]
         register = batch.register_kwh[order]
         seq = batch.seq[order]
         volts = batch.voltage[order]
@@ -204,9 +234,7 @@ class HealthMonitor:
         start = np.maximum.accumulate(np.where(first, pos, 0))
 
         def since(events: npt.NDArray[np.bool_]) -> tuple[I64, npt.NDArray[np.bool_]]:
-            """Index of the latest event at or before each position in its segment, and whether there is one."""
-            latest = np.maximum.accumulate(np.where(events, pos, -1))
-            return latest, latest >= start
+            return latest(events, pos, start)
 
         prev_t = np.full(n, _NONE, np.int64)
         prev_t[1:] = t[:-1]
@@ -224,21 +252,58 @@ class HealthMonitor:
 
         prev_import = before(x, self.last_import)
         prev_seq = before(seq, self.last_seq)
+        prev_register = before(register, self.last_register)
         neg = negative(x, reg.has_export[slots], cfg.negative_tolerance_kwh)
         vol = voltage_out(volts, reg.nominal_voltage[slots], cfg.voltage_tolerance)
-        gaps = gap(seq, prev_seq, cfg.sequence_gap_min) & in_order
-        missing = seq - prev_seq - 1
+        gap_fired, gap_missing = self.gaps.judge(
+            rw, t, seq, prev_seq, in_order, grace_s=cfg.sequence_gap_grace_s, min_gap=cfg.sequence_gap_min
+        )
+        hb_ok = self.hb_status[rw] == 0
 
-        # Stuck: runs of repeating in-order readings, seeded by the meter's current run.
-        rep = repeats(x, prev_import, register, before(register, self.last_register)) & in_order
-        reps = np.cumsum(rep)
-        reset, has_reset = since(in_order & ~rep)
-        before_start = np.where(start > 0, reps[np.maximum(start - 1, 0)], 0)
-        run = np.where(has_reset, reps - reps[np.maximum(reset, 0)], self.run[rw] + reps - before_start)
-        stuck = (run >= cfg.stuck_intervals - 1) & (self.hb_status[rw] == 0)
-        unstuck = in_order & (run == 0)
+        # Stuck: a register frozen under load, or a run of equal values unlikely for this meter at this level.
+        froze = frozen(x, register, prev_register) & in_order
+        same = same_value(x, prev_import) & in_order
+        run = run_length(froze, in_order & ~froze, start, self.run, rw)
+        run_same = run_length(same, in_order & ~same, start, self.run_same, rw)
+        level = level_band(x, cfg.stuck_level_bands)
+        pair = in_order & (x > 0.0) & ~np.isnan(prev_import)
+        # the run's own equal pairs are not evidence of how often this meter repeats itself
+        own = np.where(pair, np.maximum(run_same - 1, 0), 0)
+        pairs = counts_before(pair, level, start, self.eq_pairs, rw) - own
+        equal = counts_before(pair & same, level, start, self.eq_equal, rw) - own
+        none = np.zeros(n, np.int64)
+        pairs_all = self.eq_pairs[rw].sum(axis=1) + counts_before(pair, none, start, _ZERO, none) - own
+        equal_all = self.eq_equal[rw].sum(axis=1) + counts_before(pair & same, none, start, _ZERO, none) - own
+        by_value = (run_same >= cfg.stuck_intervals - 1) & (pairs_all >= cfg.stuck_min_pairs) & unlikely_run(
+            run_same, pairs, equal, pairs_all, equal_all,
+            cfg.stuck_run_probability, cfg.stuck_prior_equal, cfg.stuck_prior_pairs,
+        )  # fmt: skip
+        stuck = ((run >= cfg.stuck_intervals - 1) | by_value) & hb_ok
+        unstuck = in_order & (run == 0) & (run_same == 0)
 
-        spk, z = self._spike_candidates(x, prev_import, rw, pos, start)
+        # Dead register: a zero run unlikely for this meter at these times of day.
+        tod = day_band(t, cfg.day_bands)
+        zero = zero_reading(x, x_out, register, prev_register) & in_order
+        # zero rates per band as they were when the run began (the run is not evidence of its own likelihood)
+        seen_t = counts_table(in_order, tod, start, self.zero_seen, rw)
+        zeros_t = counts_table(zero, tod, start, self.zero_count, rw)
+        not_zero = in_order & ~zero
+        run_zero = run_length(zero, not_zero, start, self.run_zero, rw)
+        run_start = latest(zero & (run_zero == 1), pos, start)
+        in_batch = run_start[1] & zero
+        rs = np.maximum(run_start[0], 0)
+        seen_rs = np.where(in_batch[:, None], seen_t[rs], self.run_seen[rw])
+        zeros_rs = np.where(in_batch[:, None], zeros_t[rs], self.run_zeros[rw])
+        ar = np.arange(n)
+        cost = np.where(zero, evidence_mdec(
+            seen_rs[ar, tod], zeros_rs[ar, tod], seen_rs.sum(axis=1), zeros_rs.sum(axis=1),
+            cfg.dead_prior_zero, cfg.dead_prior_readings,
+        ), 0)  # fmt: skip
+        zero_mdec = sum_since_reset(cost, not_zero, start, self.zero_mdec, rw)
+        dead = (run_zero >= cfg.dead_min_intervals) & (zero_mdec >= round(1000 * cfg.dead_evidence_decades)) & hb_ok
+        alive = not_zero
+
+        spk, z = self._spike_candidates(x, prev_import, rw, tod, t // 86400, start)
         if cfg.spike_confirm:
             # An isolated spike falls back on the next interval; a ramp (EV charging, heating) stays up.
             cand = np.where(has_prev, np.where(spk[pi], x[pi], np.nan), self.cand_x[rw])
@@ -252,7 +317,7 @@ class HealthMonitor:
         new = init.copy()
         clean_end = np.zeros((n, len(EVENT_KINDS)), np.int64)
         for k, (kind, fired) in enumerate(
-            (("negative_consumption", neg), ("spike", fired_spike), ("voltage", vol), ("sequence_gap", gaps))
+            (("negative_consumption", neg), ("spike", fired_spike), ("voltage", vol), ("sequence_gap", gap_fired))
         ):
             b = bit(kind)
             lf, has_f = since(fired)
@@ -260,10 +325,11 @@ class HealthMonitor:
             clean_end[:, k] = np.minimum(clean, _CLEAN_CAP)
             on = fired | ((clean < cfg.clear_after) & (has_f | ((init & b) != 0)))
             new = np.where(on, new | b, new & ~b)
-        sb = bit("stuck_register")
-        ev, has_ev = since(stuck | unstuck)
-        stuck_on = np.where(has_ev, stuck[np.maximum(ev, 0)], (init & sb) != 0)
-        new = np.where(stuck_on, new | sb, new & ~sb)
+        for kind, set_, unset in (("stuck_register", stuck, unstuck), ("dead_register", dead, alive)):
+            b = bit(kind)
+            ev, has_ev = since(set_ | unset)
+            on = np.where(has_ev, set_[np.maximum(ev, 0)], (init & b) != 0)
+            new = np.where(on, new | b, new & ~b)
         new &= ~bit("silent")
         old = np.empty(n, np.int64)
         old[1:] = new[:-1]
@@ -283,30 +349,41 @@ class HealthMonitor:
             self.cand_x[io_rows] = np.where(spk[io_at], x[io_at], np.nan)
             self.cand_z[io_rows] = np.where(spk[io_at], z[io_at], np.nan)
         self.run[r_end] = run[ends]
+        self.run_same[r_end] = run_same[ends]
+        self.run_zero[r_end] = run_zero[ends]
+        self.zero_mdec[r_end] = zero_mdec[ends]
+        add_counts(self.eq_pairs, rw, level, pair)
+        add_counts(self.eq_equal, rw, level, pair & same)
+        # a run still open at the end of the batch keeps the rates of its start
+        open_run = run_zero[ends] > 0
+        started_here = open_run & run_start[1][ends]
+        at_start = np.maximum(run_start[0][ends], 0)
+        self.run_seen[r_end[started_here]] = seen_t[at_start[started_here]]
+        self.run_zeros[r_end[started_here]] = zeros_t[at_start[started_here]]
+        add_counts(self.zero_seen, rw, tod, in_order)
+        add_counts(self.zero_count, rw, tod, zero)
         self.clean[r_end] = clean_end[ends]
-        k_hist = cfg.spike_window
-        size = ends - start[ends] + 1
-        offset = pos - start
-        keep = offset >= (size - k_hist)[np.searchsorted(ends, pos)]  # only the last K of a segment matter
-        pos0 = self.hist_pos[rw]
-        self.hist[rw[keep], (pos0[keep] + offset[keep]) % k_hist] = x[keep]
-        self.hist_pos[r_end] = (self.hist_pos[r_end] + size) % k_hist
+        usual = ~self._judged_spike  # spikes stay out of the references (they would hide the next one)
+        push_rings(self.ring, self.ring_pos, rw[usual], tod[usual], x[usual])
+        push_peaks(self.peak_val, self.peak_day, rw[usual], t[usual] // 86400, x[usual])
         np.maximum.at(self.last_seen, rw, t + interval)
         self.interval_s[r_end] = interval[ends]
         self.stream_time = max(self.stream_time, int((t + interval).max()))
 
         values = {
             "negative_consumption": x, "spike": spike_z, "voltage": volts,
-            "stuck_register": (run + 1).astype(np.float64), "sequence_gap": missing.astype(np.float64),
+            "stuck_register": np.maximum(run, run_same).astype(np.float64) + 1.0,
+            "sequence_gap": gap_missing.astype(np.float64), "dead_register": run_zero.astype(np.float64),
         }  # fmt: skip
         return self.machine.sequence(rw, t, old.astype(np.uint16), new.astype(np.uint16), self.rows.ids, values)
 
-    def _spike_candidates(self, x: F64, prev_import: F64, rw: I64, pos: I64, start: I64) -> tuple[BOOL, F64]:
+    def _spike_candidates(
+        self, x: F64, prev_import: F64, rw: I64, tod: I64, day: I64, start: I64
+    ) -> tuple[BOOL, F64]:
         """Readings that pass the spike tests (before confirmation), and their robust z-scores.
 
-        The cheap jump test runs on every reading; history statistics only on
-        the few that jump. A reading's history is the meter's ring plus the
-        readings before it in this batch (the last ``spike_window`` of them).
+        The cheap jump test runs on every reading; the band statistics
+        (:mod:`.spike`) only on the few that jump.
         """
         cfg = self.config
         n = len(x)
@@ -314,30 +391,11 @@ class HealthMonitor:
         z = np.zeros(n, np.float64)
         prev = np.nan_to_num(prev_import, nan=np.inf)  # no previous interval: no jump test passes
         jump = np.flatnonzero(x > cfg.spike_jump_ratio * np.maximum(prev, cfg.spike_min_level_kwh))
+        self._judged_spike = np.zeros(n, np.bool_)
         if not len(jump):
             return spk, z
-        k_hist = cfg.spike_window
-        hist = self.hist[rw[jump]].copy()
-        for j, i in enumerate(jump.tolist()):
-            q = i - int(start[i])
-            if q == 0:
-                continue
-            ring = self.hist[rw[i]]
-            p0 = int(self.hist_pos[rw[i]])
-            recent_state = ring[(p0 - 1 - np.arange(max(k_hist - q, 0))) % k_hist]
-            batch_vals = x[max(int(start[i]), i - k_hist) : i].astype(np.float32)
-            row = np.full(k_hist, np.nan, np.float32)
-            merged = np.concatenate([recent_state, batch_vals])
-            row[: len(merged)] = merged
-            hist[j] = row
-        xj = x[jump]
-        zj, p95, top, n_hist = history_stats(hist, xj, min_mad=cfg.spike_min_mad_kwh)
-        z[jump] = zj
-        spk[jump] = (
-            (n_hist >= cfg.spike_min_history)
-            & (zj > cfg.spike_z)
-            & (xj > cfg.spike_ratio_p95 * p95)
-            & ((n_hist >= cfg.spike_warmup) | (xj > cfg.spike_warmup_ratio_max * top))
+        spk[jump], z[jump], self._judged_spike = judge_jumps(
+            self.ring, self.ring_pos, self.peak_val, self.peak_day, rw, tod, day, x, start, jump, cfg
         )
         return spk, z
 
@@ -421,6 +479,7 @@ class HealthMonitor:
             "since": pack_array(self.machine.since[:n]),
             "stream_time": None if self.stream_time == _NONE else self.stream_time,
             **{name: pack_array(getattr(self, name)[:n]) for name in self._FILL},
+            **{name: pack_array(arr[:n]) for name, arr in self.gaps.arrays().items()},
         }
 
     @classmethod
@@ -428,8 +487,16 @@ class HealthMonitor:
         """Rebuild from :meth:`snapshot` output."""
         h = cls(HealthConfig.model_validate(state["config"]))
         h.rows = MeterRows(state["meters"])
-        for name in cls._FILL:
-            setattr(h, name, unpack_array(state[name]))
+        n = len(h.rows)
+        for name, fill in cls._FILL.items():
+            if name in state:
+                setattr(h, name, unpack_array(state[name]))
+            else:  # a snapshot from before this rule's state existed: start it afresh
+                setattr(h, name, grow_rows(getattr(h, name), n, fill))
+        h.gaps.load({
+            name: unpack_array(state[name]) if name in state else np.full(n, fill, np.int64)
+            for name, fill in PendingGaps.FILL.items()
+        })  # fmt: skip
         h.machine.active = unpack_array(state["active"])
         h.machine.since = unpack_array(state["since"])
         h.stream_time = _NONE if state["stream_time"] is None else state["stream_time"]

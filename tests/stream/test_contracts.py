@@ -20,6 +20,18 @@ def test_committed_contracts_are_current() -> None:
     assert contracts.stale() == [], "run `meterseg contracts` and commit contracts/"
 
 
+def test_alert_kinds_are_the_health_rules() -> None:
+    from typing import get_args
+
+    from processors.health.config import KINDS
+    from stream.schemas import AlertKind
+
+    assert set(get_args(AlertKind)) == set(KINDS)
+    schema = _schema("meter.alerts")
+    kinds = json.dumps(schema)
+    assert all(f'"{k}"' in kinds for k in KINDS)
+
+
 def _schema(topic: str) -> dict:  # type: ignore[type-arg]
     return json.loads((contracts.CONTRACTS / "schemas" / f"{topic}.json").read_text())
 
