@@ -37,6 +37,14 @@ def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str =
     return out
 
 
+def _present(doc: Mapping[str, Any], dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(doc, Mapping) or part not in doc:
+            return False
+        doc = doc[part]
+    return True
+
+
 def _value(doc: Mapping[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         doc = doc.get(part, {}) if isinstance(doc, Mapping) else {}
@@ -48,7 +56,10 @@ def check_followable(
 ) -> list[str]:
     """The changed fields (for the log), or :class:`ConfigChangeError` naming those the state cannot follow."""
     changed = changed_fields(old, new)
-    stuck = [f for f in changed if any(f == s or f.startswith(s + ".") for s in frozen)]
+    # a setting the checkpoint did not have (or the code no longer has) shaped none of the restored state:
+    # its state starts afresh, so only a value present on both sides can be one the state cannot follow
+    stuck = [f for f in changed if any(f == s or f.startswith(s + ".") for s in frozen)
+             and _present(old, f) and _present(new, f)]
     if stuck:
         raise ConfigChangeError(
             "; ".join(

@@ -73,7 +73,8 @@ _SILENT_BIT = bit("silent")
 
 #: settings that shape the checkpointed state (open windows' sizes and span, the spike history's length)
 STATE_SHAPING_SETTINGS = (
-    "windows.meter_sizes_s", "windows.region_size_s", "windows.close_after_s", "health.spike_window",
+    "windows.meter_sizes_s", "windows.region_size_s", "windows.close_after_s",
+    "health.day_bands", "health.spike_band_window", "health.spike_peak_days", "health.stuck_level_bands",
 )
 
 class IngestConfig(BaseModel):

@@ -50,12 +50,12 @@ def test_changed_thresholds_rates_and_limits_take_effect_on_restore() -> None:
 
 def test_a_setting_that_shapes_the_state_is_refused_with_what_to_do() -> None:
     before, state = _with_state(IngestConfig())
-    new = IngestConfig(windows=WindowConfig(meter_sizes_s=(900, 3600)), health=HealthConfig(spike_window=48))
+    new = IngestConfig(windows=WindowConfig(meter_sizes_s=(900, 3600)), health=HealthConfig(spike_band_window=16))
     with pytest.raises(ConfigChangeError) as caught:
         PartitionIngest.restore(state, before.readings.registry, new)  # type: ignore[arg-type]
     message = str(caught.value)
     assert "METERSEG_INGEST__WINDOWS__METER_SIZES_S changed from [900, 3600, 86400] to [900, 3600]" in message
-    assert "METERSEG_INGEST__HEALTH__SPIKE_WINDOW changed from 96 to 48" in message
+    assert "METERSEG_INGEST__HEALTH__SPIKE_BAND_WINDOW changed from 32 to 16" in message
     assert "set it back" in message and "METERSEG_APP_ID" in message
 
 
@@ -63,3 +63,14 @@ def test_without_current_settings_the_checkpoint_config_is_used() -> None:
     before, state = _with_state(IngestConfig(clock_rate=7.0))
     restored = PartitionIngest.restore(state, before.readings.registry)  # type: ignore[arg-type]
     assert restored.config.clock_rate == 7.0 and restored.config_changes == []
+
+
+def test_a_checkpoint_from_before_a_rule_existed_restores_with_the_rule_started_afresh() -> None:
+    before, state = _with_state(IngestConfig())
+    config = state["config"]
+    assert isinstance(config, dict)
+    health = config["health"]
+    del health["day_bands"], health["spike_band_window"]  # settings an older version did not have ...
+    health["spike_window"] = 96  # ... and one it had that is gone
+    restored = PartitionIngest.restore(state, before.readings.registry, IngestConfig())  # type: ignore[arg-type]
+    assert {"health.day_bands", "health.spike_band_window", "health.spike_window"} <= set(restored.config_changes)
