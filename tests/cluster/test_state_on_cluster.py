@@ -118,7 +118,7 @@ async def test_regional_windows_merge_once_across_partitions(settings: Settings)
         claimed = await b.claim_ready()
         assert [(m.split("|")[0], rec["kwh_in"], rec["readings"]) for m, rec in claimed] == [("North", 5.0, 8)]
         assert await a.claim_ready() == []  # claimed by b
-        await b.confirm([m for m, _ in claimed])
+        await b.confirm(claimed)
         await a.save(0, T0 + 2 * HOUR, [region_windows(T0, 9.0)])  # a late replay of an emitted window: no-op
         assert await a.claim_ready() == []
     finally:
