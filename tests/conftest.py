@@ -255,10 +255,12 @@ def running_engine(services: Services, tmp_path_factory: pytest.TempPathFactory)
         stack=local_test_settings().stack,
         api_token=f"test-token-{unique}",
     )
-    simulate(settings, out, "--meters", "400", "--days", "3", "--seed", "3", "--history-days", "60")
     env = {"METERSEG_INGEST__CLOCK_RATE": "3600", "METERSEG_SEGMENTATION__EXCHANGE_INTERVAL_S": "1"}
-    # Prometheus first, scraping the worker's port from its first second: counters then start at a scraped 0,
-    # so increase() over the range counts the backlog the worker consumes in its first seconds
+    # Prometheus first, scraping the worker's port from its first second, and the fleet produced only once
+    # Prometheus has scraped the idle worker: counters then start at a scraped 0 (as in a deployment that
+    # runs before its data arrive), so increase() over the range counts everything the worker consumes.
+    # Produced before the first scrape, a backlog consumed in well under a scrape interval left the ratio
+    # panels (increase / increase) at 0/0 = NaN.
     metrics_port, prom_port = free_port(), free_port()
     config = out / "prometheus.yml"
     config.write_text(
@@ -272,14 +274,16 @@ def running_engine(services: Services, tmp_path_factory: pytest.TempPathFactory)
     started_at = time.time()
     try:
         with running_worker(settings, out, metrics_port=metrics_port, **env) as worker:
-            wait_for(lambda: worker.health().get("segmentation", {}).get("changes", 0) > 0, 180, "segment changes")
-            wait_for(lambda: worker.health().get("seconds_since_progress", 0) > 3, 120, "engine caught up")
 
             def scraped() -> bool:
                 with urlopen(f"{prometheus.url}/api/v1/query?query=up", timeout=3) as resp:
                     return b'"1"' in resp.read()
 
             wait_for(scraped, 60, "first scrape")
+            time.sleep(2)  # two scrapes of the idle worker: every counter's first sample is its 0
+            simulate(settings, out, "--meters", "400", "--days", "3", "--seed", "3", "--history-days", "60")
+            wait_for(lambda: worker.health().get("segmentation", {}).get("changes", 0) > 0, 180, "segment changes")
+            wait_for(lambda: worker.health().get("seconds_since_progress", 0) > 3, 120, "engine caught up")
             time.sleep(3)  # a few scrapes, so rate() windows have two samples
             yield RunningEngine(
                 settings=settings,

@@ -117,7 +117,10 @@ def render(api: Api, prom: Prometheus, f: Filters, query: dict[str, str]) -> Any
     rows = [(segment_link(s["id"]), s["family"], s["name"], num(s["size"]), num((s.get("volatility") or {}).get("ratio"), 3))
             for s in listing]  # fmt: skip
     options = [{"label": f"{s['id']} - {s['name']}", "value": s["id"]} for s in listing]
-    second = next((i for i in ids if i != selected and i.split(":")[0] != (selected or "").split(":")[0]), None)
+    # a segment of another family overlaps in an interesting way; with one family only (a young engine has RFM
+    # segments and no behaviour model yet), any other segment still gives an overlap to look at
+    others = [i for i in ids if i != selected]
+    second = next((i for i in others if i.split(":")[0] != (selected or "").split(":")[0]), others[0] if others else None)
     return [
         html.Div([
             section("Segments", table(("segment", "family", "name", "size", "volatility / day"), rows, id="segment-list"),

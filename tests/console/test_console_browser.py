@@ -90,7 +90,6 @@ def test_login_keeps_the_token_on_the_server(browser: Any, console: Console) -> 
     assert refused.value.code == 401
 
 
-@pytest.mark.xfail(strict=True, reason="open (session 4 merge): fails on the merged tree, passed on its own branch; not yet understood, see the closing note")
 def test_overview_shows_the_fleet_and_follows_the_filters(page: PageLog, console: Console) -> None:
     pg, _ = page
     open_page(pg, console, "/", "#kpi-customers")
@@ -176,14 +175,17 @@ def test_revenue_and_operations(page: PageLog, console: Console) -> None:
     shoot(pg, console, "revenue")
 
 
-@pytest.mark.xfail(strict=True, reason="open (session 4 merge): fails on the merged tree, passed on its own branch; not yet understood, see the closing note")
 def test_segments_page_and_client_view_from_a_member(page: PageLog, console: Console) -> None:
     pg, _ = page
     listing = api(console, "GET", "/segments")["segments"]
     seg = max((s for s in listing if s["family"] == "rfm"), key=lambda s: s["size"])
     open_page(pg, console, "/segments?" + urlencode({"id": seg["id"]}), "#segment-detail")
     assert pg.locator("#segment-list tbody tr").count() == len(listing)
-    assert charts(pg, 4) >= 4  # R × F grid, size over time, typical day, overlap
+    shape = api(console, "GET", f"/segments/{quote(seg['id'], safe='')}/shape")
+    assert shape["with_features"] > 0, shape
+    # each chart by its id: the overlap chart is drawn by a callback after the page
+    for chart in ("rfm-grid", "segment-history", "segment-shape", "overlap-chart"):
+        pg.wait_for_selector(f"#{chart} .js-plotly-plot .main-svg", timeout=30_000)
     assert f"{seg['size']} members" in pg.inner_text("#segment-detail")
     grid = api(console, "GET", "/insights/rfm-grid")
     assert grid["scored"] > 0 and pg.locator("#rfm-grid .js-plotly-plot").count() == 1

@@ -22,12 +22,6 @@ from dashboards_util import evaluate_dashboards
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (session 4 merge): on the merged tree the Operations ratio panels (resolution time, satisfaction) "
-    "answer only NaN over the test run although their counters are non-zero; it passed on the issue-16 branch "
-    "alone. Not yet understood: see the closing note",
-)
 def test_every_panel_query_returns_data(request: pytest.FixtureRequest) -> None:
     try:
         import stream.worker  # noqa: F401 - the engine the fixture runs
