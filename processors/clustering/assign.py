@@ -300,7 +300,11 @@ class BehaviourAssigner:
                                           and (refit or self.born.get(target, 0) > m.epoch)):
             # its cluster retired, or (once after a re-seed) its nearest cluster is new: move without hysteresis
             prev = m.cluster
-            self.members[f.customer_id] = _Membership(target, epoch=self.epoch, since=day, free_until=m.free_until)
+            # a refit's reassignment is the model settling, not the customer's behaviour: like the first
+            # assignment it starts no dwell, so a customer the young model placed badly moves on as soon as
+            # the margin shows it (within the warm-up), not a week later
+            since = day - self.min_dwell_days if refit else day
+            self.members[f.customer_id] = _Membership(target, epoch=self.epoch, since=since, free_until=m.free_until)
             if prev == target:
                 return None
             if reopened or model.reseeded:
