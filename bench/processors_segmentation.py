@@ -32,7 +32,8 @@ import numpy as np
 from river import cluster as river_cluster
 
 from processors.clustering import LocalFleet, adjusted_rand_index
-from processors.clustering.model import FeatureSpec, seed_kmeanspp, seed_river_kmeans
+from processors.clustering.fitting import seed_kmeanspp, seed_river_kmeans
+from processors.clustering.model import FeatureSpec
 from processors.clustering.synthetic import ARCHETYPES, generate_profiles
 from processors.features import FeatureProcessor, RunningScaler
 from processors.rfm import RfmProcessor

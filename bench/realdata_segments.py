@@ -52,8 +52,9 @@ import numpy as np
 
 from bench.common import ensure_broker
 from meterseg.settings import Settings, TopicNames
+from processors.clustering.fitting import seed_kmeanspp
 from processors.clustering.metrics import adjusted_rand_index
-from processors.clustering.model import FeatureSpec, seed_kmeanspp
+from processors.clustering.model import FeatureSpec
 from processors.segmentation import PartitionSegmentation
 from stream.clients.redis_client import app_key_patterns, sync_redis
 from stream.topics import delete_topics

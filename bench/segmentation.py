@@ -47,8 +47,9 @@ import numpy as np
 
 from processors.backfill import Backfill, BackfillConfig, BackfillResult, polls_from_directory
 from processors.clustering.assign import DriftEvent
+from processors.clustering.fitting import seed_kmeanspp
 from processors.clustering.metrics import adjusted_rand_index
-from processors.clustering.model import FeatureSpec, seed_kmeanspp
+from processors.clustering.model import FeatureSpec
 from processors.segmentation import SegmentationConfig
 from processors.segments import SegmentChange
 from simulators.groundtruth import GroundTruth

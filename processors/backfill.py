@@ -100,7 +100,7 @@ import orjson
 
 from processors.clustering.assign import DriftEvent
 from processors.clustering.fleet import partition_of
-from processors.clustering.model import ModelEvent, ModelOwner
+from processors.clustering.owner import ModelEvent, ModelOwner
 from processors.columns import MeterRegistry, RawMessage
 from processors.features import DailyProfile
 from processors.ingest import IngestConfig, IngestOutput, PartitionIngest

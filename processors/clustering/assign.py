@@ -40,7 +40,8 @@ turns them into ``segment.changes`` entries/exits.
 
 Examples:
     >>> from datetime import date
-    >>> from processors.clustering.model import FeatureSpec, ModelOwner
+    >>> from processors.clustering.model import FeatureSpec
+    >>> from processors.clustering.owner import ModelOwner
     >>> from processors.features import CustomerFeatures
     >>> spec = FeatureSpec(names=("x",), log1p=(), log=())
     >>> owner = ModelOwner(k=2, spec=spec, min_seed_samples=4, seeder="kmeans++")

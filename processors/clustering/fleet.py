@@ -32,7 +32,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from processors.clustering.assign import BehaviourAssigner, BehaviourChange, DriftEvent
-from processors.clustering.model import FeatureSpec, ModelEvent, ModelOwner, Seeder
+from processors.clustering.model import FeatureSpec, Seeder
+from processors.clustering.owner import ModelEvent, ModelOwner
 from processors.features import DailyProfile, FeatureProcessor
 
 

@@ -29,7 +29,7 @@ import orjson
 
 from meterseg.settings import Settings
 from processors.clustering.assign import DETECTOR
-from processors.clustering.model import ModelOwner
+from processors.clustering.owner import ModelOwner
 from processors.columns import RawMessage
 from processors.rfm.processor import RfmSketches
 from processors.segmentation import PartitionSegmentation, SegmentationConfig, SegmentationOutput

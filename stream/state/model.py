@@ -29,7 +29,8 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from processors.clustering.model import ClusterModel, ClusterStats, ModelEvent, ModelOwner, ModelStateOutdated
+from processors.clustering.model import ClusterModel, ClusterStats
+from processors.clustering.owner import ModelEvent, ModelOwner, ModelStateOutdated
 from stream.metrics import MODEL_VERSION, REDIS_LATENCY
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,8 @@ import pytest
 from redis.exceptions import RedisClusterException, ResponseError
 
 from meterseg.settings import Settings
-from processors.clustering.model import ClusterStats, FeatureSpec, ModelOwner
+from processors.clustering.model import ClusterStats, FeatureSpec
+from processors.clustering.owner import ModelOwner
 from processors.health import MeterHealth
 from processors.segments import SegmentChange
 from processors.windows import ClosedWindows

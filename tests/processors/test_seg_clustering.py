@@ -25,8 +25,8 @@ from processors.clustering import (
     purity,
 )
 from processors.clustering.assign import DETECTOR
-from processors.clustering.model import ModelStateOutdated
 from processors.clustering.naming import SegmentNames
+from processors.clustering.owner import ModelStateOutdated
 from processors.clustering.synthetic import ARCHETYPES, generate_profiles
 from processors.features import CustomerFeatures
 from processors.segments import MembershipBook, changes_from_behaviour

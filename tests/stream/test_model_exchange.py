@@ -9,7 +9,8 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from processors.clustering.model import ClusterStats, FeatureSpec, ModelOwner
+from processors.clustering.model import ClusterStats, FeatureSpec
+from processors.clustering.owner import ModelOwner
 from stream.state.model import ModelExchange
 from tests.conftest import Services
 
