@@ -54,6 +54,12 @@ LAST_POLL = Gauge(
     registry=REGISTRY,
 )
 REBALANCES = Counter("meterseg_rebalances_total", "Partition assignments received", registry=REGISTRY)
+PARTITIONS_KEPT = Counter(
+    "meterseg_partitions_kept_total",
+    "Partitions a rebalance left on their worker whose state stayed in memory (not restored), per pipeline",
+    ["pipeline"],
+    registry=REGISTRY,
+)
 WINDOWS_EMITTED = Counter(
     "meterseg_windows_emitted_total", "Closed consumption windows emitted, per kind", ["kind"], registry=REGISTRY
 )

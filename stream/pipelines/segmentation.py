@@ -119,6 +119,10 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
         proc.set_model(self.models.model)
         return proc
 
+    def resume_processor(self, partition: int, processor: PartitionSegmentation) -> PartitionSegmentation:
+        processor.set_model(self.models.model)  # a newer version may have come while it was parked
+        return processor
+
     def snapshot(self, processor: PartitionSegmentation) -> Any:
         return processor.snapshot()
 

@@ -115,6 +115,7 @@ class SaveStats:
     write_s: float  # Redis: announce, parts, flip, delete of the replaced generation
     bytes: int
     parts: int
+    generation: str = ""  # the generation written (its id is in the head's ``gen`` field while it is current)
 
 
 class CheckpointStore:
@@ -170,7 +171,15 @@ class CheckpointStore:
             await self._collect(keys=[head, self.generation_key(head, old)], args=[time.time(), ABANDONED_AFTER_S, old])
         done = time.perf_counter()
         REDIS_LATENCY.labels("checkpoint_save").observe(done - encoded)
-        self.last_save = SaveStats(encoded - started, done - encoded, len(body), len(parts))
+        self.last_save = SaveStats(encoded - started, done - encoded, len(body), len(parts), gen)
+
+    async def generation(self, pipeline: str, partition: int) -> str | None:
+        """The id of the partition's current checkpoint generation (None: none, or the previous format).
+
+        One field read: whether the checkpoint is still the one this worker wrote, without reading it.
+        """
+        gen = await self.client.hget(self.key(pipeline, partition), "gen")
+        return gen.decode() if isinstance(gen, bytes) else gen
 
     async def _collect_garbage(self, head: str, fields: dict[Any, Any], now: float) -> None:
         """Delete generations of crashed saves and replaced generations not deleted yet."""
