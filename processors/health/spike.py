@@ -67,8 +67,23 @@ def judge_jumps(
     start: I64,
     at: I64,
     cfg: HealthConfig,
-) -> tuple[BOOL, F64, BOOL]:
+    prev: F64,
+    jump_max: np.ndarray,
+) -> tuple[BOOL, F64, BOOL, F64]:
     """Judge the readings at positions ``at`` (those that jumped), in order: spike candidates and z-scores.
+
+    Two ways to be a candidate (see the module docstring): *isolated* (x at
+    least ``spike_isolated_ratio`` times the previous interval, both floored at
+    ``spike_min_level_kwh``, and above ``spike_isolated_peak`` times the week's
+    maximum and the band's maximum) or *towering* (the band's z-score and
+    ``spike_ratio_max`` over the band's maximum and ``spike_ratio_peak`` over
+    the week's). Fourth result: the ratio by which the next interval must fall
+    back to confirm it (``spike_isolated_ratio`` for an isolated-only
+    candidate, ``spike_fall_ratio`` otherwise). A towering candidate must
+    also jump higher than the meter ever jumped (``jump_max``, its largest
+    ratio to the previous interval outside spikes, then its earlier readings
+    in this batch): a household whose kettle jumps 30x is not judged by the
+    jump of a smooth commercial load.
 
     A reading's history is the meter's state (band rings, daily maxima)
     followed by its earlier readings in this batch, as one reading at a time
@@ -80,8 +95,10 @@ def judge_jumps(
     days = peak_val.shape[1]
     spk = np.zeros(len(at), np.bool_)
     z = np.zeros(len(at), np.float64)
+    fall = np.full(len(at), cfg.spike_fall_ratio, np.float64)
     excluded = np.zeros(len(x), np.bool_)
     order = np.arange(k)
+    ratio = x / np.maximum(prev, cfg.spike_min_level_kwh)
     for j, i in enumerate(at.tolist()):
         r, b, s, d = int(rows[i]), int(band[i]), int(start[i]), int(day[i])
         keep = ~excluded[s:i]
@@ -107,14 +124,35 @@ def judge_jumps(
         xv = float(xi[0])
         if n_a[0] < cfg.spike_min_history:
             continue
+        jumps = ratio[s:i][keep]
+        jumps = jumps[np.isfinite(jumps)]
+        highest = max(float(jump_max[r]), float(jumps.max()) if len(jumps) else 0.0)
+        unheard = float(ratio[i]) > highest
         if n_b[0] >= cfg.spike_band_min_history and n_a[0] >= cfg.spike_warmup:
             z[j] = zb[0]
-            spk[j] = zb[0] > cfg.spike_z and xv > cfg.spike_ratio_max * top_b[0] and not xv <= cfg.spike_ratio_peak * peak
-        else:
+            towering = (
+                unheard and zb[0] > cfg.spike_z and xv > cfg.spike_ratio_max * top_b[0]
+                and not xv <= cfg.spike_ratio_peak * peak
+            )
+            isolated = (
+                xv > cfg.spike_isolated_ratio * max(float(prev[i]), cfg.spike_min_level_kwh)
+                and xv > top_b[0] and not xv <= cfg.spike_isolated_peak * peak
+            )
+            spk[j] = towering or isolated
+            if isolated and not towering:
+                fall[j] = cfg.spike_isolated_ratio
+        else:  # warm-up: no band or week yet, so only an isolated jump far above everything seen so far
             z[j] = za[0]
-            spk[j] = za[0] > cfg.spike_z and xv > cfg.spike_warmup_ratio_max * top_a[0]
+            towering = unheard and za[0] > cfg.spike_z and xv > cfg.spike_warmup_towering * top_a[0]
+            isolated = (
+                za[0] > cfg.spike_z and xv > cfg.spike_warmup_ratio_max * top_a[0]
+                and xv > cfg.spike_isolated_ratio * max(float(prev[i]), cfg.spike_min_level_kwh)
+            )
+            spk[j] = towering or isolated
+            if isolated and not towering:
+                fall[j] = cfg.spike_isolated_ratio
         excluded[i] = spk[j] and cfg.spike_exclude
-    return spk, z, excluded
+    return spk, z, excluded, fall
 
 
 def push_peaks(peak_val: np.ndarray, peak_day: np.ndarray, rows: I64, day: I64, x: F64) -> None:
