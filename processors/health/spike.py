@@ -10,17 +10,24 @@ against the meter's recent values as a whole calls every such peak a fault
   ring of its last ``spike_band_window`` values in that band (float16: the
   statistics need three significant digits, not seven);
 * a reading is a spike candidate when it jumps more than ``spike_jump_ratio``
-  over the previous interval (the classic VEE spike check against the
-  neighbours; a cheap filter, most readings stop here);
-* with at least ``spike_band_min_history`` values in its band, the candidate
-  must have a modified z-score above ``spike_z`` against the band's median and
-  MAD *and* exceed ``spike_ratio_max ×`` the band's largest recent value:
-  a household's evening cooking peak is in its evening band every day, so it
-  does not exceed itself; a spike injected at 20-50× the interval does;
-* with less band history (a meter's first day or two), the same tests run
-  against all the meter's recent values, with the stricter
-  ``spike_warmup_ratio_max ×`` their maximum (the band's peak may not have
-  been seen yet).
+  over the previous interval (floored at ``spike_min_level_kwh``) and is at
+  least ``spike_isolated_ratio`` x that floor (a cheap filter, most readings
+  stop here);
+* **isolated**: ``spike_isolated_ratio`` (15x) over the previous interval, above
+  the band's largest recent value and above ``spike_isolated_peak`` x the
+  week's maximum, and (on confirmation) 15x over the next interval too. An
+  injected spike is 20-50x the interval it replaces; a household's kettle or
+  oven is rarely 15x both neighbours and mostly well below its weekly peak;
+* **towering**: with at least ``spike_band_min_history`` values in its band, a
+  modified z-score above ``spike_z`` against the band's median and MAD, over
+  ``spike_ratio_max`` x the band's largest recent value and ``spike_ratio_peak``
+  x the week's, and a jump over the previous interval higher than any the
+  meter made outside spikes (a smooth commercial load's spike, whose
+  neighbours are not idle; a household that jumps 30x to its kettle must
+  out-jump itself);
+* with less history (a meter's first hours) the same tests run against all
+  the meter's recent values: ``spike_warmup_ratio_max`` (isolated) or
+  ``spike_warmup_towering`` (towering) x their maximum.
 
 Confirmation (in :class:`processors.health.HealthMonitor`): a spike is raised
 only when the next interval falls back (an oven or a charging car stays up).
