@@ -16,7 +16,7 @@ b31c02a this reproduced the live figures exactly: spike 0.892 / 0.970, 14 of
 
 Run (from the repository root)::
 
-    .venv/bin/python -m bench.realdata_health --seed 1     # 3 000 meters, 28 days: ~4 minutes
+    .venv/bin/python -m bench.realdata_health --seed 1     # 3 000 meters, 28 days: 7-11 minutes on a shared 2-core machine
     .venv/bin/python -m bench.realdata_health --meters 400 --days 5 --rates test
 """
 
