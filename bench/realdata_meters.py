@@ -144,6 +144,8 @@ class Outcome:
     windows: list[dict[str, Any]]
     delivered: dict[tuple[str, int], tuple[float, int]]
     seconds: dict[str, float] = field(default_factory=dict)
+    installed: dict[str, int] = field(default_factory=dict)
+    """Meter id -> registered installation instant (epoch s): no window is expected before it."""
 
 
 # ------------------------------------------------------------------------------------------ running
@@ -213,7 +215,8 @@ def run_fleet(run: FleetRun, base: Settings, work: Path, cleanup: Cleanup) -> Ou
     raw = asyncio.run(read_all(bootstrap, settings.topics.readings, 900))
     delivered = delivered_per_day(registry, [RawMessage(v, settings.topics.readings) for _, v, _ in raw])
     seconds["read back"] = time.perf_counter() - t0
-    return Outcome(truth, alerts, windows, delivered, seconds)
+    installed = dict(zip(registry.meter_ids, registry.installed_s.tolist(), strict=True))
+    return Outcome(truth, alerts, windows, delivered, seconds, installed)
 
 
 def delivered_per_day(registry: MeterRegistry, messages: list[RawMessage]) -> dict[tuple[str, int], tuple[float, int]]:
@@ -335,10 +338,14 @@ def late_and_gap_figures(outcome: Outcome) -> dict[str, int]:
 
     * ``windows_15m_expected`` / ``_emitted``: every interval of every
       registered meter from the start to the end of the data, and how many of
-      them were emitted at least once (a gap window included);
-    * ``gap_windows_expected`` / ``gap_windows_emitted``: intervals the ground
-      truth says the meter sent nothing (``dropout``, ``short_dropout``), and
-      how many were emitted with ``readings`` 0 and ``completeness`` 0;
+      them were emitted at least once (a gap window included) — less the
+      intervals with no reading before the meter's registered installation,
+      where the engine expects no window (``gaps_before_installation``: the
+      simulator's meters read from the start whatever their installation date);
+    * ``gap_windows_expected`` / ``gap_windows_emitted``: intervals from the
+      meter's installation on that the ground truth says the meter sent nothing
+      (``dropout``, ``short_dropout``), and how many were emitted with
+      ``readings`` 0 and ``completeness`` 0;
     * ``late_readings`` / ``late_in_window``: readings held back and delivered
       after the meter's next 1-3 (``out_of_order``, within the allowed
       lateness; the simulator has no upload hours late), and how many ended
@@ -372,11 +379,16 @@ def late_and_gap_figures(outcome: Outcome) -> dict[str, int]:
     meters = truth["meters"]["ids"]
     starts = range(t0, t1, interval)
     emitted = sum((m, t) in final for m in meters for t in starts)
-    gaps = [(f["meter_id"], t) for f in truth["faults"] if f["kind"] in ("dropout", "short_dropout")
-            for t in range(_ts(f["start"]), min(_ts(f["end"]), t1), interval)]  # fmt: skip
+    dropped = [(f["meter_id"], t) for f in truth["faults"] if f["kind"] in ("dropout", "short_dropout")
+               for t in range(_ts(f["start"]), min(_ts(f["end"]), t1), interval)]  # fmt: skip
+    installed = outcome.installed
+    gaps = [(m, t) for m, t in dropped if t >= installed.get(m, t0)]
+    before = len(dropped) - len(gaps)
+    emitted -= sum((m, t) in final for m, t in dropped if t < installed.get(m, t0))
     late = [(f["meter_id"], _ts(f["start"])) for f in truth["faults"] if f["kind"] == "out_of_order"]
     return {
-        "windows_15m_expected": len(meters) * len(starts),
+        "windows_15m_expected": len(meters) * len(starts) - before,
+        "gaps_before_installation": before,
         "windows_15m_emitted": emitted,
         "gap_windows_expected": len(gaps),
         "gap_windows_emitted": sum(k in final and final[k][1] == 0 and final[k][2] == 0.0 for k in gaps),
@@ -412,7 +424,7 @@ def report(name: str, run: FleetRun, outcome: Outcome, *, verbose: bool = False)
     late = late_and_gap_figures(outcome)
     print(f"15-minute windows: {late['windows_15m_emitted']} emitted of {late['windows_15m_expected']} expected; gap "
           f"windows (readings 0, completeness 0) {late['gap_windows_emitted']} of {late['gap_windows_expected']} dropped "
-          f"intervals; late readings in their window {late['late_in_window']} of {late['late_readings']}; windows "
+          f"intervals ({late['gaps_before_installation']} more before the meter's installation: none expected); late readings in their window {late['late_in_window']} of {late['late_readings']}; windows "
           f"corrected (revision > 0) {late['corrected_windows']} in {late['revision_records']} records")  # fmt: skip
     print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in outcome.seconds.items()))
     return {"scores": scores, "clean_per_1000_month": rate, "windows": windows, "late": late, "targets_met": ok}
