@@ -24,8 +24,11 @@ no nudging of equal values) gets the simulator's faults injected and is fed
    delivered on ``meter.readings`` (decoded, duplicates dropped): the kWh
    (relative 1e-9) and the reading count, and the count against 96 minus the
    intervals the ground truth dropped;
-4. **late corrections and gap windows**: reserved for the late-data work of
-   issue 13 (revisions, gap windows) — see :func:`late_and_gap_figures`.
+4. **late corrections and gap windows** (:func:`late_and_gap_figures`): every
+   expected 15-minute window emitted, the dropped intervals emitted as gap
+   windows (readings 0, completeness 0), the readings delivered late (after
+   the meter's next ones, within the allowed lateness) in their window, and
+   the windows emitted again with a revision.
 
 Tune on one seed, report on another: thresholds in
 ``processors/health/config.py`` were tuned on seed 1 (``--seed 1``); the
@@ -141,6 +144,8 @@ class Outcome:
     windows: list[dict[str, Any]]
     delivered: dict[tuple[str, int], tuple[float, int]]
     seconds: dict[str, float] = field(default_factory=dict)
+    installed: dict[str, int] = field(default_factory=dict)
+    """Meter id -> registered installation instant (epoch s): no window is expected before it."""
 
 
 # ------------------------------------------------------------------------------------------ running
@@ -210,7 +215,8 @@ def run_fleet(run: FleetRun, base: Settings, work: Path, cleanup: Cleanup) -> Ou
     raw = asyncio.run(read_all(bootstrap, settings.topics.readings, 900))
     delivered = delivered_per_day(registry, [RawMessage(v, settings.topics.readings) for _, v, _ in raw])
     seconds["read back"] = time.perf_counter() - t0
-    return Outcome(truth, alerts, windows, delivered, seconds)
+    installed = dict(zip(registry.meter_ids, registry.installed_s.tolist(), strict=True))
+    return Outcome(truth, alerts, windows, delivered, seconds, installed)
 
 
 def delivered_per_day(registry: MeterRegistry, messages: list[RawMessage]) -> dict[tuple[str, int], tuple[float, int]]:
@@ -327,10 +333,70 @@ def window_completeness(outcome: Outcome) -> dict[str, int]:
     return figures
 
 
-def late_and_gap_figures(outcome: Outcome) -> dict[str, Any]:
-    """Late-correction and gap-window figures: filled in by the late-data part of issue 13 (revisions of
-    corrected windows, windows emitted for expected intervals with no reading). Empty until then."""
-    return {}
+def late_and_gap_figures(outcome: Outcome) -> dict[str, int]:
+    """Late corrections and gap windows of the meters' 15-minute windows, against the ground truth.
+
+    * ``windows_15m_expected`` / ``_emitted``: every interval of every
+      registered meter from the start to the end of the data, and how many of
+      them were emitted at least once (a gap window included) — less the
+      intervals with no reading before the meter's registered installation,
+      where the engine expects no window (``gaps_before_installation``: the
+      simulator's meters read from the start whatever their installation date);
+    * ``gap_windows_expected`` / ``gap_windows_emitted``: intervals from the
+      meter's installation on that the ground truth says the meter sent nothing
+      (``dropout``, ``short_dropout``), and how many were emitted with
+      ``readings`` 0 and ``completeness`` 0;
+    * ``late_readings`` / ``late_in_window``: readings held back and delivered
+      after the meter's next 1-3 (``out_of_order``, within the allowed
+      lateness; the simulator has no upload hours late), and how many ended
+      up in their 15-minute window (its final record holds 1 reading);
+    * ``corrected_windows`` / ``revision_records``: windows of any size emitted
+      again with a revision > 0, and the records that carried those revisions.
+    """
+    truth = outcome.truth
+    interval = int(truth["interval_minutes"]) * 60
+    t0, t1 = _ts(truth["start"]), _ts(truth["end"])
+    stamp: dict[str, int] = {}
+
+    def at(text: str) -> int:
+        if text not in stamp:
+            stamp[text] = _ts(text)
+        return stamp[text]
+
+    final: dict[tuple[str, int], tuple[int, int, float]] = {}  # (meter, start) -> (revision, readings, completeness)
+    corrected: set[tuple[str, str, str, int]] = set()
+    revision_records = 0
+    for w in outcome.windows:
+        revision = int(w.get("revision") or 0)
+        if revision > 0:
+            revision_records += 1
+            corrected.add((w["kind"], w["window"], w["key"], at(w["window_start"])))
+        if w["kind"] != "meter" or w["window"] != "15m":
+            continue
+        key = (w["key"], at(w["window_start"]))
+        if key not in final or revision >= final[key][0]:
+            final[key] = (revision, int(w["readings"]), float(w.get("completeness") or 0.0))
+    meters = truth["meters"]["ids"]
+    starts = range(t0, t1, interval)
+    emitted = sum((m, t) in final for m in meters for t in starts)
+    dropped = [(f["meter_id"], t) for f in truth["faults"] if f["kind"] in ("dropout", "short_dropout")
+               for t in range(_ts(f["start"]), min(_ts(f["end"]), t1), interval)]  # fmt: skip
+    installed = outcome.installed
+    gaps = [(m, t) for m, t in dropped if t >= installed.get(m, t0)]
+    before = len(dropped) - len(gaps)
+    emitted -= sum((m, t) in final for m, t in dropped if t < installed.get(m, t0))
+    late = [(f["meter_id"], _ts(f["start"])) for f in truth["faults"] if f["kind"] == "out_of_order"]
+    return {
+        "windows_15m_expected": len(meters) * len(starts) - before,
+        "gaps_before_installation": before,
+        "windows_15m_emitted": emitted,
+        "gap_windows_expected": len(gaps),
+        "gap_windows_emitted": sum(k in final and final[k][1] == 0 and final[k][2] == 0.0 for k in gaps),
+        "late_readings": len(late),
+        "late_in_window": sum(k in final and final[k][1] == 1 for k in late),
+        "corrected_windows": len(corrected),
+        "revision_records": revision_records,
+    }
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -356,7 +422,10 @@ def report(name: str, run: FleetRun, outcome: Outcome, *, verbose: bool = False)
           f"{windows['count_as_truth']}; missing {windows['missing']} ({windows['with_readings_missing']} of "
           f"them with readings)")  # fmt: skip
     late = late_and_gap_figures(outcome)
-    print("late corrections / gap windows: " + (json.dumps(late) if late else "not measured yet (issue 13, late data)"))
+    print(f"15-minute windows: {late['windows_15m_emitted']} emitted of {late['windows_15m_expected']} expected; gap "
+          f"windows (readings 0, completeness 0) {late['gap_windows_emitted']} of {late['gap_windows_expected']} dropped "
+          f"intervals ({late['gaps_before_installation']} more before the meter's installation: none expected); late readings in their window {late['late_in_window']} of {late['late_readings']}; windows "
+          f"corrected (revision > 0) {late['corrected_windows']} in {late['revision_records']} records")  # fmt: skip
     print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in outcome.seconds.items()))
     return {"scores": scores, "clean_per_1000_month": rate, "windows": windows, "late": late, "targets_met": ok}
 

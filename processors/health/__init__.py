@@ -168,6 +168,8 @@ class HealthMonitor:
         self.peak_val = np.zeros((0, cfg.spike_peak_days), np.float16)
         """Daily maxima of the last ``spike_peak_days`` days (slot ``day % days``), and their day numbers."""
         self.peak_day = np.zeros((0, cfg.spike_peak_days), np.int32)
+        self.jump_max = np.zeros(0, np.float16)
+        """Largest ratio of a reading to the previous interval (floored) outside spikes: how jumpy the meter is."""
         self.cand_x = np.zeros(0, np.float64)
         self.cand_z = np.zeros(0, np.float64)
         self._judged_spike = np.zeros(0, np.bool_)
@@ -180,7 +182,7 @@ class HealthMonitor:
         "run_zeros": 0, "clean": 0,
         "hb_status": 0, "hb_ts": _NONE, "last_seen": NEVER, "interval_s": 0, "ring": np.nan, "ring_pos": 0,
         "peak_val": np.nan, "peak_day": -1,
-        "cand_x": np.nan, "cand_z": np.nan,
+        "cand_x": np.nan, "cand_z": np.nan, "jump_max": 0.0,
     }  # fmt: skip
 
     def _ensure(self) -> None:
@@ -303,12 +305,14 @@ class HealthMonitor:
         dead = (run_zero >= cfg.dead_min_intervals) & (zero_mdec >= round(1000 * cfg.dead_evidence_decades)) & hb_ok
         alive = not_zero
 
-        spk, z = self._spike_candidates(x, prev_import, rw, tod, t // 86400, start)
+        spk, z, fall = self._spike_candidates(x, prev_import, rw, tod, t // 86400, start)
+        # a candidate's confirmation level: the next interval (floored) must fall below x / its fall ratio
+        fall_to = x / fall
         if cfg.spike_confirm:
             # An isolated spike falls back on the next interval; a ramp (EV charging, heating) stays up.
-            cand = np.where(has_prev, np.where(spk[pi], x[pi], np.nan), self.cand_x[rw])
+            cand = np.where(has_prev, np.where(spk[pi], fall_to[pi], np.nan), self.cand_x[rw])
             cand_z = np.where(has_prev, np.where(spk[pi], z[pi], np.nan), self.cand_z[rw])
-            fired_spike = in_order & ~np.isnan(cand) & (x * cfg.spike_fall_ratio < cand)
+            fired_spike = in_order & ~np.isnan(cand) & (np.maximum(x, cfg.spike_min_level_kwh) < cand)
             spike_z = np.where(fired_spike, cand_z, z)
         else:
             fired_spike, spike_z = spk, z
@@ -346,7 +350,7 @@ class HealthMonitor:
         self.last_import[io_rows] = x[io_at]
         self.last_register[io_rows] = register[io_at]
         if cfg.spike_confirm:
-            self.cand_x[io_rows] = np.where(spk[io_at], x[io_at], np.nan)
+            self.cand_x[io_rows] = np.where(spk[io_at], fall_to[io_at], np.nan)
             self.cand_z[io_rows] = np.where(spk[io_at], z[io_at], np.nan)
         self.run[r_end] = run[ends]
         self.run_same[r_end] = run_same[ends]
@@ -366,6 +370,9 @@ class HealthMonitor:
         usual = ~self._judged_spike  # spikes stay out of the references (they would hide the next one)
         push_rings(self.ring, self.ring_pos, rw[usual], tod[usual], x[usual])
         push_peaks(self.peak_val, self.peak_day, rw[usual], t[usual] // 86400, x[usual])
+        jumped = usual & in_order & ~np.isnan(prev_import)
+        np.maximum.at(self.jump_max, rw[jumped], np.minimum(
+            x[jumped] / np.maximum(prev_import[jumped], cfg.spike_min_level_kwh), 6e4).astype(np.float16))
         np.maximum.at(self.last_seen, rw, t + interval)
         self.interval_s[r_end] = interval[ends]
         self.stream_time = max(self.stream_time, int((t + interval).max()))
@@ -379,8 +386,8 @@ class HealthMonitor:
 
     def _spike_candidates(
         self, x: F64, prev_import: F64, rw: I64, tod: I64, day: I64, start: I64
-    ) -> tuple[BOOL, F64]:
-        """Readings that pass the spike tests (before confirmation), and their robust z-scores.
+    ) -> tuple[BOOL, F64, F64]:
+        """Readings that pass the spike tests (before confirmation), their robust z-scores and fall ratios.
 
         The cheap jump test runs on every reading; the band statistics
         (:mod:`.spike`) only on the few that jump.
@@ -389,15 +396,19 @@ class HealthMonitor:
         n = len(x)
         spk = np.zeros(n, np.bool_)
         z = np.zeros(n, np.float64)
+        fall = np.full(n, cfg.spike_fall_ratio, np.float64)
         prev = np.nan_to_num(prev_import, nan=np.inf)  # no previous interval: no jump test passes
-        jump = np.flatnonzero(x > cfg.spike_jump_ratio * np.maximum(prev, cfg.spike_min_level_kwh))
+        # an interval below spike_isolated_ratio x the idle floor (0.45 kWh) is within any household's range
+        jump = np.flatnonzero((x > cfg.spike_jump_ratio * np.maximum(prev, cfg.spike_min_level_kwh))
+                              & (x > cfg.spike_isolated_ratio * cfg.spike_min_level_kwh))
         self._judged_spike = np.zeros(n, np.bool_)
         if not len(jump):
-            return spk, z
-        spk[jump], z[jump], self._judged_spike = judge_jumps(
-            self.ring, self.ring_pos, self.peak_val, self.peak_day, rw, tod, day, x, start, jump, cfg
+            return spk, z, fall
+        spk[jump], z[jump], self._judged_spike, fall[jump] = judge_jumps(
+            self.ring, self.ring_pos, self.peak_val, self.peak_day, rw, tod, day, x, start, jump, cfg, prev,
+            self.jump_max,
         )
-        return spk, z
+        return spk, z, fall
 
     # -- heartbeats ---------------------------------------------------------------
     def _heartbeats(self, batch: HeartbeatColumns) -> HealthOutput:

@@ -10,17 +10,24 @@ against the meter's recent values as a whole calls every such peak a fault
   ring of its last ``spike_band_window`` values in that band (float16: the
   statistics need three significant digits, not seven);
 * a reading is a spike candidate when it jumps more than ``spike_jump_ratio``
-  over the previous interval (the classic VEE spike check against the
-  neighbours; a cheap filter, most readings stop here);
-* with at least ``spike_band_min_history`` values in its band, the candidate
-  must have a modified z-score above ``spike_z`` against the band's median and
-  MAD *and* exceed ``spike_ratio_max ×`` the band's largest recent value:
-  a household's evening cooking peak is in its evening band every day, so it
-  does not exceed itself; a spike injected at 20-50× the interval does;
-* with less band history (a meter's first day or two), the same tests run
-  against all the meter's recent values, with the stricter
-  ``spike_warmup_ratio_max ×`` their maximum (the band's peak may not have
-  been seen yet).
+  over the previous interval (floored at ``spike_min_level_kwh``) and is at
+  least ``spike_isolated_ratio`` x that floor (a cheap filter, most readings
+  stop here);
+* **isolated**: ``spike_isolated_ratio`` (15x) over the previous interval, above
+  the band's largest recent value and above ``spike_isolated_peak`` x the
+  week's maximum, and (on confirmation) 15x over the next interval too. An
+  injected spike is 20-50x the interval it replaces; a household's kettle or
+  oven is rarely 15x both neighbours and mostly well below its weekly peak;
+* **towering**: with at least ``spike_band_min_history`` values in its band, a
+  modified z-score above ``spike_z`` against the band's median and MAD, over
+  ``spike_ratio_max`` x the band's largest recent value and ``spike_ratio_peak``
+  x the week's, and a jump over the previous interval higher than any the
+  meter made outside spikes (a smooth commercial load's spike, whose
+  neighbours are not idle; a household that jumps 30x to its kettle must
+  out-jump itself);
+* with less history (a meter's first hours) the same tests run against all
+  the meter's recent values: ``spike_warmup_ratio_max`` (isolated) or
+  ``spike_warmup_towering`` (towering) x their maximum.
 
 Confirmation (in :class:`processors.health.HealthMonitor`): a spike is raised
 only when the next interval falls back (an oven or a charging car stays up).
@@ -67,8 +74,23 @@ def judge_jumps(
     start: I64,
     at: I64,
     cfg: HealthConfig,
-) -> tuple[BOOL, F64, BOOL]:
+    prev: F64,
+    jump_max: np.ndarray,
+) -> tuple[BOOL, F64, BOOL, F64]:
     """Judge the readings at positions ``at`` (those that jumped), in order: spike candidates and z-scores.
+
+    Two ways to be a candidate (see the module docstring): *isolated* (x at
+    least ``spike_isolated_ratio`` times the previous interval, both floored at
+    ``spike_min_level_kwh``, and above ``spike_isolated_peak`` times the week's
+    maximum and the band's maximum) or *towering* (the band's z-score and
+    ``spike_ratio_max`` over the band's maximum and ``spike_ratio_peak`` over
+    the week's). Fourth result: the ratio by which the next interval must fall
+    back to confirm it (``spike_isolated_ratio`` for an isolated-only
+    candidate, ``spike_fall_ratio`` otherwise). A towering candidate must
+    also jump higher than the meter ever jumped (``jump_max``, its largest
+    ratio to the previous interval outside spikes, then its earlier readings
+    in this batch): a household whose kettle jumps 30x is not judged by the
+    jump of a smooth commercial load.
 
     A reading's history is the meter's state (band rings, daily maxima)
     followed by its earlier readings in this batch, as one reading at a time
@@ -80,8 +102,10 @@ def judge_jumps(
     days = peak_val.shape[1]
     spk = np.zeros(len(at), np.bool_)
     z = np.zeros(len(at), np.float64)
+    fall = np.full(len(at), cfg.spike_fall_ratio, np.float64)
     excluded = np.zeros(len(x), np.bool_)
     order = np.arange(k)
+    ratio = x / np.maximum(prev, cfg.spike_min_level_kwh)
     for j, i in enumerate(at.tolist()):
         r, b, s, d = int(rows[i]), int(band[i]), int(start[i]), int(day[i])
         keep = ~excluded[s:i]
@@ -107,14 +131,35 @@ def judge_jumps(
         xv = float(xi[0])
         if n_a[0] < cfg.spike_min_history:
             continue
+        jumps = ratio[s:i][keep]
+        jumps = jumps[np.isfinite(jumps)]
+        highest = max(float(jump_max[r]), float(jumps.max()) if len(jumps) else 0.0)
+        unheard = float(ratio[i]) > highest
         if n_b[0] >= cfg.spike_band_min_history and n_a[0] >= cfg.spike_warmup:
             z[j] = zb[0]
-            spk[j] = zb[0] > cfg.spike_z and xv > cfg.spike_ratio_max * top_b[0] and not xv <= cfg.spike_ratio_peak * peak
-        else:
+            towering = (
+                unheard and zb[0] > cfg.spike_z and xv > cfg.spike_ratio_max * top_b[0]
+                and not xv <= cfg.spike_ratio_peak * peak
+            )
+            isolated = (
+                xv > cfg.spike_isolated_ratio * max(float(prev[i]), cfg.spike_min_level_kwh)
+                and xv > top_b[0] and not xv <= cfg.spike_isolated_peak * peak
+            )
+            spk[j] = towering or isolated
+            if isolated and not towering:
+                fall[j] = cfg.spike_isolated_ratio
+        else:  # warm-up: no band or week yet, so only an isolated jump far above everything seen so far
             z[j] = za[0]
-            spk[j] = za[0] > cfg.spike_z and xv > cfg.spike_warmup_ratio_max * top_a[0]
+            towering = unheard and za[0] > cfg.spike_z and xv > cfg.spike_warmup_towering * top_a[0]
+            isolated = (
+                za[0] > cfg.spike_z and xv > cfg.spike_warmup_ratio_max * top_a[0]
+                and xv > cfg.spike_isolated_ratio * max(float(prev[i]), cfg.spike_min_level_kwh)
+            )
+            spk[j] = towering or isolated
+            if isolated and not towering:
+                fall[j] = cfg.spike_isolated_ratio
         excluded[i] = spk[j] and cfg.spike_exclude
-    return spk, z, excluded
+    return spk, z, excluded, fall
 
 
 def push_peaks(peak_val: np.ndarray, peak_day: np.ndarray, rows: I64, day: I64, x: F64) -> None:

@@ -177,3 +177,36 @@ def test_a_batch_is_judged_in_event_time_order(seed: int) -> None:
     h = HealthMonitor()
     assert summary(feed(h, rows, size=len(rows))) == want
     assert state_by_meter(h) == state_by_meter(one)
+
+
+def _household(days: int, spike_at: int | None, seed: int = 3) -> list[dict[str, Any]]:
+    """A jumpy household at 1 Wh: ~15 Wh base, a kettle (0.30-0.44 kWh, one interval) every morning, a shower
+    spread over two intervals (~0.45 + 0.4 kWh) every evening, on day 5 an oven at noon the size of 1.6x its
+    weekly peak (0.72 kWh between 62 and 86 Wh: 11x its neighbours, which the old 5x jump and 1.3x week rule
+    called a spike); optionally one interval 30x + 0.5 kWh (a spike)."""
+    rng = np.random.default_rng(seed)
+    n = days * 96
+    kwh = np.round(rng.lognormal(np.log(0.015), 0.3, size=n), 3)
+    for d in range(days):
+        kwh[d * 96 + 28] = round(float(rng.uniform(0.30, 0.44)), 3)  # 07:00
+        kwh[d * 96 + 76] = round(float(rng.uniform(0.40, 0.48)), 3)  # 19:00
+        kwh[d * 96 + 77] = round(float(rng.uniform(0.35, 0.42)), 3)
+    kwh[5 * 96 + 47 : 5 * 96 + 50] = (0.062, 0.72, 0.086)  # day 5, 12:00
+    if spike_at is not None:
+        kwh[spike_at] = round(float(kwh[spike_at]) * 30 + 0.5, 3)
+    register = 1000.0 + np.cumsum(kwh)
+    return [{"meter_id": "M0000001", "customer_id": "C0000001", "interval_start": T0 + k * 900, "interval_minutes": 15,
+             "kwh_import": float(kwh[k]), "kwh_export": 0.0, "register_kwh": float(register[k]), "voltage": 231.0,
+             "power_factor": 0.97, "seq": k} for k in range(n)]  # fmt: skip
+
+
+@pytest.mark.parametrize("size", [1, 96, 10_000])
+def test_household_peaks_are_not_spikes_and_an_isolated_spike_is(size: int) -> None:
+    """Kettles under the 0.45 kWh floor, a shower that spreads into the next interval and an oven 11x its
+    neighbours raise nothing; a spike of 30x a quiet night interval is found (isolated: 15x both neighbours,
+    above 0.7x the week's maximum)."""
+    assert [a for a in feed(HealthMonitor(), _household(7, None), size=size) if a.kind == "spike"] == []
+    spike_at = 5 * 96 + 12  # day 5, 03:00
+    raised = [a for a in feed(HealthMonitor(), _household(7, spike_at), size=size)
+              if a.kind == "spike" and a.status == "raised"]  # fmt: skip
+    assert [a.at for a in raised] == [T0 + (spike_at + 1) * 900]  # confirmed when the next interval falls back
