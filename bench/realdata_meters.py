@@ -91,6 +91,7 @@ ALERTS_FOR: dict[str, tuple[str, ...]] = {
     "short_dropout": ("silent", "sequence_gap"),
     "clock_skew": ("clock_skew",),
     "zero_run": ("dead_register",),
+    "late_upload": ("silent", "sequence_gap"),  # readings missing for 1-4 h (until the upload) are both, rightly
 }
 #: rows of the report: (label, fault kind, alert kind, which faults); the precision of a row is its alert
 #: kind's over every fault kind that alert kind finds
@@ -110,6 +111,7 @@ RULE_KINDS = frozenset(k for kinds in ALERTS_FOR.values() for k in kinds) | {"fa
 DEFAULT_RATES = (
     "stuck=0.002", "spike=0.003", "negative=0.001", "voltage=0.001", "dropout=0.002", "short_dropout=0.002",
     "clock_skew=0.001", "zero_run=0.002", "duplicate=0.005", "out_of_order=0.02", "malformed=0.002",
+    "late_upload=0.002",
 )  # fmt: skip
 TARGET_PRECISION = 0.95
 TARGET_RECALL = 0.95
@@ -347,9 +349,15 @@ def late_and_gap_figures(outcome: Outcome) -> dict[str, int]:
       (``dropout``, ``short_dropout``), and how many were emitted with
       ``readings`` 0 and ``completeness`` 0;
     * ``late_readings`` / ``late_in_window``: readings held back and delivered
-      after the meter's next 1-3 (``out_of_order``, within the allowed
-      lateness; the simulator has no upload hours late), and how many ended
-      up in their 15-minute window (its final record holds 1 reading);
+      after the meter's next 1-3 (``out_of_order``), and how many ended up in
+      their 15-minute window (its final record holds 1 reading);
+    * ``late_upload_readings`` / ``late_upload_in_window`` /
+      ``late_upload_corrected``: readings of head-end uploads delivered 4-24 h
+      late (``late_upload``, within the allowed lateness of 48 h), how many ended
+      up in their 15-minute window, and how many of those windows were emitted
+      again as a correction (revision > 0: their first record was a gap window;
+      an upload read in the same poll as the hours after it finds its windows
+      still open and is counted at revision 0, as right);
     * ``corrected_windows`` / ``revision_records``: windows of any size emitted
       again with a revision > 0, and the records that carried those revisions.
     """
@@ -386,6 +394,8 @@ def late_and_gap_figures(outcome: Outcome) -> dict[str, int]:
     before = len(dropped) - len(gaps)
     emitted -= sum((m, t) in final for m, t in dropped if t < installed.get(m, t0))
     late = [(f["meter_id"], _ts(f["start"])) for f in truth["faults"] if f["kind"] == "out_of_order"]
+    uploads = [(f["meter_id"], t) for f in truth["faults"] if f["kind"] == "late_upload"
+               for t in range(_ts(f["start"]), _ts(f["end"]), interval)]  # fmt: skip
     return {
         "windows_15m_expected": len(meters) * len(starts) - before,
         "gaps_before_installation": before,
@@ -394,6 +404,9 @@ def late_and_gap_figures(outcome: Outcome) -> dict[str, int]:
         "gap_windows_emitted": sum(k in final and final[k][1] == 0 and final[k][2] == 0.0 for k in gaps),
         "late_readings": len(late),
         "late_in_window": sum(k in final and final[k][1] == 1 for k in late),
+        "late_upload_readings": len(uploads),
+        "late_upload_in_window": sum(k in final and final[k][1] == 1 for k in uploads),
+        "late_upload_corrected": sum(k in final and final[k][1] == 1 and final[k][0] > 0 for k in uploads),
         "corrected_windows": len(corrected),
         "revision_records": revision_records,
     }
@@ -426,6 +439,10 @@ def report(name: str, run: FleetRun, outcome: Outcome, *, verbose: bool = False)
           f"windows (readings 0, completeness 0) {late['gap_windows_emitted']} of {late['gap_windows_expected']} dropped "
           f"intervals ({late['gaps_before_installation']} more before the meter's installation: none expected); late readings in their window {late['late_in_window']} of {late['late_readings']}; windows "
           f"corrected (revision > 0) {late['corrected_windows']} in {late['revision_records']} records")  # fmt: skip
+    print(f"uploads 4-24 h late: {late['late_upload_in_window']} of {late['late_upload_readings']} readings in their "
+          f"15-minute window, {late['late_upload_corrected']} of them as a correction of a closed window")  # fmt: skip
+    ok &= late["late_upload_in_window"] == late["late_upload_readings"]
+    ok &= late["windows_15m_emitted"] == late["windows_15m_expected"]
     print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in outcome.seconds.items()))
     return {"scores": scores, "clean_per_1000_month": rate, "windows": windows, "late": late, "targets_met": ok}
 

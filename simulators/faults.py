@@ -26,6 +26,11 @@ zero_run       8-32 intervals of kwh_import 0 and kwh_export 0 with register_kwh
 short_dropout  exactly 4 intervals with no reading and no heartbeat (a 1-hour
                outage of a 15-minute meter, the shortest ``dropout``); off by
                default, for benchmarks that score short outages on their own
+late_upload    4-16 intervals of readings held back by the head end and
+               delivered together 4-24 hours after the last of them (within
+               the default 48 h allowed lateness); heartbeats go on. The
+               windows they belong to have closed by then: the engine must
+               correct them. Off by default, for the late-data benchmark
 =============  ===============================================================
 
 Faults never overlap on one meter (a spike inside a dropout could not be
@@ -54,7 +59,7 @@ log = logging.getLogger(__name__)
 
 KINDS: tuple[str, ...] = (
     "stuck", "spike", "negative", "voltage", "dropout", "clock_skew", "duplicate", "out_of_order", "malformed",
-    "zero_run", "short_dropout",
+    "zero_run", "short_dropout", "late_upload",
 )
 #: kinds that change what heartbeats say (their windows apply to heartbeat timestamps)
 HEARTBEAT_KINDS = frozenset({"voltage", "dropout", "clock_skew", "short_dropout"})
@@ -74,6 +79,7 @@ DEFAULT_RATES: dict[str, float] = {
     "malformed": 0.005,
     "zero_run": 0.003,
     "short_dropout": 0.0,
+    "late_upload": 0.0,
 }
 
 #: duration range in intervals (inclusive)
@@ -89,6 +95,7 @@ DURATIONS: dict[str, tuple[int, int]] = {
     "malformed": (1, 1),
     "zero_run": (8, 32),
     "short_dropout": (4, 4),
+    "late_upload": (4, 16),
 }
 
 
@@ -185,6 +192,11 @@ def schedule_faults(
                         continue
                     detail["delay_intervals"] = delay
                     reserve_end = j0 + delay + 1
+                elif kind == "late_upload":
+                    delay = int(rng.integers(4 * 60, 24 * 60 + 1)) // interval_minutes
+                    if j1 - 1 + delay >= n_intervals:
+                        continue  # delivered within the run, so the ground truth lists only what was sent
+                    detail["delay_intervals"] = delay
                 elif kind == "spike":
                     detail["factor"] = round(float(rng.uniform(20.0, 50.0)), 2)
                 elif kind == "clock_skew":

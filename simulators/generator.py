@@ -379,6 +379,9 @@ class Simulator:
             elif f.kind == "out_of_order":
                 send[m] = False
                 held_now.append((m, j + f.detail["delay_intervals"]))
+            elif f.kind == "late_upload":  # the whole block goes out together, delay_intervals after its last
+                send[m] = False
+                held_now.append((m, f.end_min // cfg.interval_minutes - 1 + f.detail["delay_intervals"]))
             elif f.kind == "malformed":
                 malformed.append((m, f.detail["variant"]))
         for m in list(self._stuck_value):
@@ -588,6 +591,9 @@ class Simulator:
             if f.kind == "out_of_order":
                 doc["delivered_after"] = iso_str(cfg.start + timedelta(
                     minutes=f.start_min + f.detail["delay_intervals"] * cfg.interval_minutes))
+            elif f.kind == "late_upload":
+                doc["delivered_after"] = iso_str(cfg.start + timedelta(
+                    minutes=f.end_min + (f.detail["delay_intervals"] - 1) * cfg.interval_minutes))
             faults.append(doc)
         return {
             "format": "meterseg-ground-truth",

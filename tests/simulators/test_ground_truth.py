@@ -130,11 +130,12 @@ def test_readings_match_the_ground_truth_meter_by_meter(run: Run) -> None:
         for _, _, r in items:
             if r["seq"] < highest:
                 late.add(minutes(start, r["interval_start"]))
-                for a, _, f in faults["out_of_order"][meter]:
-                    if a == minutes(start, r["interval_start"]):
+                for a, b, f in faults["out_of_order"][meter] + faults["late_upload"][meter]:
+                    if a <= minutes(start, r["interval_start"]) < b:
                         assert minutes(start, f["delivered_after"]) == highest * step
             highest = max(highest, r["seq"])
-        assert late == {a for a, _, _ in faults["out_of_order"][meter]}, meter
+        uploaded = {s for a, b, _ in faults["late_upload"][meter] for s in range(a, b, step)}
+        assert late == {a for a, _, _ in faults["out_of_order"][meter]} | uploaded, meter
         # --- value faults, in interval order (first copy of each interval)
         series = {}
         for _, _, r in items:
