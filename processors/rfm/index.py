@@ -74,11 +74,10 @@ class ScoreIndex:
         if keys is not None:
             self.keys[customer_id] = keys
             for d in range(3):
-                members = self.by_key[d].get(keys[d])
-                if members is None:
-                    members = self.by_key[d][keys[d]] = set()
+                if keys[d] not in self.by_key[d]:
+                    self.by_key[d][keys[d]] = set()
                     self._sorted[d] = None
-                members.add(customer_id)
+                self.by_key[d][keys[d]].add(customer_id)
         self.touched.add(customer_id)
 
     def distinct(self, dimension: int) -> np.ndarray:
