@@ -53,6 +53,7 @@ class ScoreIndex:
 
     def __init__(self) -> None:
         self.keys: dict[str, Keys] = {}
+        self.last: dict[str, float] = {}  # last purchase time (the lost horizon's input)
         self.by_key: tuple[dict[int, set[str]], ...] = ({}, {}, {})
         self.touched: set[str] = set()  # scored since the last rescore (a purchase), or newly indexed
         self.full = True  # the next rescore scores everyone (after construction, a restore, a setting change)
@@ -61,9 +62,11 @@ class ScoreIndex:
         self._sorted: list[np.ndarray | None] = [None, None, None]  # distinct keys, sorted (None: rebuild)
         self._settled: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int64), np.zeros(0, np.int64))] * 3
 
-    def place(self, customer_id: str, keys: Keys | None) -> None:
-        """Index a customer under its current keys (None: no purchase, not scored); it is rescored next."""
+    def place(self, customer_id: str, keys: Keys | None, last: float = 0.0) -> None:
+        """Index a customer under its current keys and last purchase time (None: no purchase, not scored);
+        it is rescored next."""
         old = self.keys.pop(customer_id, None)
+        self.last.pop(customer_id, None)
         if old is not None:
             for d in range(3):
                 members = self.by_key[d][old[d]]
@@ -73,6 +76,7 @@ class ScoreIndex:
                     self._sorted[d] = None
         if keys is not None:
             self.keys[customer_id] = keys
+            self.last[customer_id] = last
             for d in range(3):
                 if keys[d] not in self.by_key[d]:
                     self.by_key[d][keys[d]] = set()
@@ -118,13 +122,15 @@ class ScoreIndex:
                 old[known] = settled_scores[at[known]]
                 out |= self.customers_at(d, keys[(~known) | (new != old)].tolist())
         if lost_after_s is not None and now > self.scored_at:
-            # R = 1 once now - last > lost_after_s: who crossed it lies between the two horizons (one bucket of
-            # slack each side against rounding; a candidate too many is scored, never one too few)
+            # R = 1 once now - last > lost_after_s: who crossed it lies between the two horizons (buckets with
+            # one of slack each side against rounding), and crossed it exactly as the scoring tests it
             width = float(population.recency.buckets.param)
             lo = math.floor((self.scored_at - lost_after_s) / width) - 1
             hi = math.floor((now - lost_after_s) / width) + 1
             keys = self.distinct(0)
-            out |= self.customers_at(0, keys[np.searchsorted(keys, lo): np.searchsorted(keys, hi, side="right")].tolist())
+            near = self.customers_at(0, keys[np.searchsorted(keys, lo): np.searchsorted(keys, hi, side="right")].tolist())
+            then = self.scored_at
+            out |= {c for c in near if ((now - self.last[c]) > lost_after_s) != ((then - self.last[c]) > lost_after_s)}
         return out
 
     def settle(self, population: RfmSketches, version: int, now: float) -> None:

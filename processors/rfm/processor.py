@@ -291,7 +291,7 @@ class RfmProcessor:
                 self.local.add(self._values(new), 1)
             self._count(old, -1)
             self._count(new, 1)
-            self.index.place(cid, self._keys(new) if new.has_purchases else None)
+            self.index.place(cid, self._keys(new) if new.has_purchases else None, new.last_ts or 0.0)
         self._population = None
         self._version += 1
         buyers = [cid for cid in before if self.customers[cid].record.has_purchases]
@@ -378,7 +378,7 @@ class RfmProcessor:
             p.customers[cid] = st
             if st.record.has_purchases:
                 p.local.add(p._values(st.record), 1)
-                p.index.place(cid, p._keys(st.record))
+                p.index.place(cid, p._keys(st.record), st.record.last_ts or 0.0)
             p._count(st.record, 1)
         p.scores = {cid: (int(s[0]), int(s[1]), int(s[2])) for cid, s in state["scores"].items()}
         if state.get("peers") is not None:
