@@ -119,6 +119,8 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
         return proc
 
     async def on_assigned(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+        if not {tp.partition for tp in partitions} - set(self.partitions):
+            return await super().on_assigned(partitions)  # nothing to restore (a rewind of nothing, or owned)
         # rule segments the API manages: never taken for rules of the settings' file by a restore
         ns = self.settings.redis_namespace
         pipe = self.checkpoints.client.pipeline(transaction=False)
