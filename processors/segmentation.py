@@ -36,7 +36,7 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Self, TypeVar
@@ -47,6 +47,7 @@ from processors.clock import EventClock
 from processors.clustering.assign import BehaviourAssigner, BehaviourChange, DriftEvent
 from processors.clustering.model import ClusterModel, ClusterStats
 from processors.columns import RawMessage, Reject, RejectReason
+from processors.config_change import check_followable
 from processors.features import CustomerFeatures, DailyProfile, FeatureProcessor
 from processors.rfm.processor import RfmAssignment, RfmProcessor, RfmSketches
 from processors.rfm.segment_map import RfmSegmentMap
@@ -54,6 +55,7 @@ from processors.rules.attributes import behaviour_attributes, feature_attributes
 from processors.rules.segments import (
     CustomerAttributes,
     RuleSegmentProcessor,
+    SegmentDefinition,
     load_segment_definitions,
     load_segment_definitions_text,
 )
@@ -64,6 +66,17 @@ M = TypeVar("M", bound=BaseModel)
 
 SegmentationBatch = tuple[list[RawMessage], list[RawMessage]]
 """(purchase messages, daily-profile messages) of one partition and poll."""
+
+STATE_SHAPING_SETTINGS = ("k",)
+"""Settings a checkpointed partition cannot follow (refused on restore, see :meth:`PartitionSegmentation.restore`).
+
+``k``: the fleet model's clusters, every partition's behaviour memberships and their drift history are built
+on k clusters; the shared model is re-seeded by its owner only, so a partition cannot change k by itself.
+Everything else follows at once: hysteresis, dwell and drift settings apply to the next assignment; the RFM
+map re-names customers at once; ``lost_after_days`` applies at the next rescore; the rules file's definitions
+replace those of the checkpoint (members enter and exit at once); the RFM sketches' resolutions are not
+settings (the local sketches are rebuilt from the exact records on restore anyway).
+"""
 
 
 class SegmentationConfig(BaseModel):
@@ -205,16 +218,15 @@ class PartitionSegmentation:
             change_grace_days=config.change_grace_days, drift_delta=config.drift_delta,
             drift_threshold=config.drift_threshold, sample_cap=config.sample_cap,
         )
-        if config.rules_text:
-            definitions = load_segment_definitions_text(config.rules_text)
-        elif config.rules_file:
-            definitions = load_segment_definitions(config.rules_file)
-        else:
-            definitions = []
+        definitions = _configured_rules(config)
         self.rules = RuleSegmentProcessor(definitions)
+        self.rule_file_ids = {d.id for d in definitions}  # rules from the settings (not the API's)
         self.book = MembershipBook()
         self.attributes: dict[str, dict[str, Any]] = {}
         self.clock = EventClock(config.clock_rate, config.clock_idle_s)
+        self.config_changes: list[str] = []  # settings that differ from the restored checkpoint's (restore)
+        # what a restore with changed settings caused (memberships, RFM records), out with the next output
+        self.pending = SegmentationOutput()
 
     # -- processing ---------------------------------------------------------------------------
     def process(
@@ -225,7 +237,7 @@ class PartitionSegmentation:
     ) -> SegmentationOutput:
         """Apply purchases and daily profiles; ``static`` adds per-customer attributes (region, tariff, health)."""
         purchase_msgs, profile_msgs = batch
-        out = SegmentationOutput(messages=len(purchase_msgs) + len(profile_msgs))
+        out = self._take_pending(SegmentationOutput(messages=len(purchase_msgs) + len(profile_msgs)))
         touched: set[str] = set()
         purchases = self._plausible(purchase_msgs, out.rejects)
         if purchases:
@@ -262,6 +274,11 @@ class PartitionSegmentation:
         self._rules(touched, out)
         return out
 
+    def _take_pending(self, out: SegmentationOutput) -> SegmentationOutput:
+        out.changes, out.rfm = self.pending.changes, self.pending.rfm
+        self.pending = SegmentationOutput()
+        return out
+
     def _plausible(self, msgs: list[RawMessage], rejects: list[Reject]) -> list[Purchase]:
         """Decoded purchases, less those dated beyond the configured skew from their broker timestamp."""
         out: list[Purchase] = []
@@ -290,7 +307,7 @@ class PartitionSegmentation:
         ``now`` is the fleet's observation time (the partitions' clocks merged); the later of it and this
         partition's own clock is used, so every partition ages its customers alike.
         """
-        out = SegmentationOutput()
+        out = self._take_pending(SegmentationOutput())
         own = self.clock.now(wall, running=caught_up)
         if own is None and now is None:
             return out
@@ -369,28 +386,103 @@ class PartitionSegmentation:
 
     # -- protocol -----------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        return {
+        state = {
             "config": self.config.model_dump(mode="json"),
             "rfm": self.rfm.snapshot(),
             "features": self.features.snapshot(),
             "assigner": self.assigner.snapshot(),
             "rules": self.rules.snapshot(),
+            "rule_file_ids": sorted(self.rule_file_ids),
             "book": self.book.snapshot(),
             "attributes": self.attributes,
             "clock": self.clock.snapshot(),
         }
+        if self.pending.changes or self.pending.rfm:  # a restore's changes not out yet: out after the next one
+            state["pending"] = {"changes": [c.model_dump(mode="json") for c in self.pending.changes],
+                                "rfm": [a.model_dump(mode="json") for a in self.pending.rfm]}
+        return state
 
     @classmethod
-    def restore(cls, state: dict[str, Any]) -> Self:
-        seg = cls(SegmentationConfig.model_validate(state["config"]))
-        seg.rfm = RfmProcessor.restore(state["rfm"])
-        seg.features = FeatureProcessor.restore(state["features"])
-        seg.assigner = BehaviourAssigner.restore(state["assigner"])
-        seg.rules = RuleSegmentProcessor.restore(state["rules"])
+    def restore(
+        cls, state: dict[str, Any], config: SegmentationConfig | None = None, api_rule_ids: Collection[str] = ()
+    ) -> Self:
+        """The checkpointed state with ``config`` (the current settings; default: the checkpoint's own).
+
+        Thresholds, hysteresis, dwell, drift, the RFM map and ``lost_after_days``, the rules file and the
+        clock follow the new config (``config_changes`` lists what changed); a change the state cannot follow
+        (:data:`STATE_SHAPING_SETTINGS`) raises :class:`~processors.config_change.ConfigChangeError` naming it.
+        What a change does to memberships (a new RFM map re-names customers, a changed rule re-evaluates
+        everyone, a rule gone from the file lets its members exit) goes out with the next output.
+
+        ``api_rule_ids``: rule segments managed through the API (``{ns}:rules``), never taken for rules of
+        the file; only needed for a checkpoint from before ``rule_file_ids`` was kept.
+        """
+        stored = dict(state["config"])
+        current = SegmentationConfig.model_validate(stored) if config is None else config
+        changes = check_followable(
+            stored, current.model_dump(mode="json"), STATE_SHAPING_SETTINGS, "METERSEG_SEGMENTATION__"
+        )
+        seg = cls(current)  # the current map and rules files, read (a bad file fails here, at start)
+        seg.config_changes = changes
+        rfm = state["rfm"]
+        previous_map = RfmSegmentMap.from_dict(rfm["config"]["segment_map"])
+        seg.rfm = RfmProcessor.restore({**rfm, "config": {**rfm["config"], "segment_map": seg.rfm.segment_map.to_dict(),
+                                                          "lost_after_days": current.lost_after_days}})  # fmt: skip
+        seg.features = FeatureProcessor.restore({**state["features"], "halflife_days": current.halflife_days})
+        assigner = state["assigner"]
+        seg.assigner = BehaviourAssigner.restore({**assigner, "config": {**assigner["config"], **_assigner_settings(current)}})
         seg.book = MembershipBook.restore(state["book"])
         seg.attributes = {c: dict(a) for c, a in state["attributes"].items()}
         seg.clock = EventClock.restore(state["clock"])
+        seg.clock.rate, seg.clock.idle_after_s = current.clock_rate, current.clock_idle_s  # a setting, not state
+        seg.rules = RuleSegmentProcessor.restore(state["rules"])
+        if "pending" in state:
+            seg.pending.changes = [SegmentChange.model_validate(c) for c in state["pending"]["changes"]]
+            seg.pending.rfm = [RfmAssignment.model_validate(a) for a in state["pending"]["rfm"]]
+        touched: set[str] = set()
+        if previous_map.to_dict() != seg.rfm.segment_map.to_dict():
+            seg.config_changes.append("rfm_map_file (the segment map)")
+            for a in seg.rfm.remap(previous_map):
+                seg._absorb_rfm(a, seg.pending, touched)
+        kept = set(state["rule_file_ids"]) if "rule_file_ids" in state else set(seg.rules.definitions) - set(api_rule_ids)
+        touched |= seg._follow_rules(_configured_rules(current), kept)
+        seg._rules(touched, seg.pending)
         return seg
+
+    def _follow_rules(self, definitions: list[SegmentDefinition], previous_ids: set[str]) -> set[str]:
+        """Make the rules of the settings those of the restored state; the customers to re-evaluate."""
+        wanted = {d.id: d for d in definitions}
+        at = datetime.fromtimestamp(self.clock.now(running=False) or 0.0, UTC)
+        for sid in sorted(previous_ids - set(wanted)):
+            if sid in self.rules.definitions:
+                self.config_changes.append(f"rules_file (segment {sid} removed)")
+                self.pending.changes += self.book.process(self.rules.remove(sid, at))
+        changed = False
+        for sid, d in wanted.items():
+            known = self.rules.definitions.get(sid)
+            if known is None or known.model_dump() != d.model_dump():
+                self.config_changes.append(f"rules_file (segment {sid} {'added' if known is None else 'changed'})")
+                self.rules.add(d)
+                changed = True
+        self.rule_file_ids = set(wanted)
+        return set(self.attributes) if changed else set()
+
+
+def _configured_rules(config: SegmentationConfig) -> list[SegmentDefinition]:
+    """The rule definitions the settings name (inline text, else the file, else none)."""
+    if config.rules_text:
+        return load_segment_definitions_text(config.rules_text)
+    if config.rules_file:
+        return load_segment_definitions(config.rules_file)
+    return []
+
+
+def _assigner_settings(config: SegmentationConfig) -> dict[str, Any]:
+    """The behaviour assigner's settings (hysteresis, dwell, drift) as its checkpoint names them."""
+    return {"margin": config.margin, "patience": config.patience, "persist_margin": config.persist_margin,
+            "min_dwell_days": config.min_dwell_days, "change_grace_days": config.change_grace_days,
+            "drift_delta": config.drift_delta, "drift_threshold": config.drift_threshold,
+            "sample_cap": config.sample_cap}  # fmt: skip
 
 
 def _decode(model: type[M], msgs: list[RawMessage], rejects: list[Reject]) -> list[M]:

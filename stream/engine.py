@@ -93,6 +93,7 @@ class Engine(Service):
         self.waiting_since: dict[str, float | None] = dict.fromkeys(self.consumers)  # since when lag > 0
         self._customer_slot: dict[str, int] = {}
         self._regions_version = -1
+        self._gauged_registry = -1  # registry version the meters-registered gauges show
         self._invalid_registrations: list[tuple[bytes, str, int, int]] = []
 
     def _invalid_registration(self, value: bytes, error: str, partition: int, offset: int) -> None:
@@ -173,7 +174,8 @@ class Engine(Service):
         except Exception as exc:
             self._timer_error("invalid registrations", exc)
         registry = self.registry_follower.registry
-        if len(registry):
+        if len(registry) and registry.version != self._gauged_registry:  # O(meters): only when it changed
+            self._gauged_registry = registry.version
             counts = np.bincount(registry.region_code, minlength=len(registry.region_names))
             for region, n in zip(registry.region_names, counts.tolist(), strict=True):
                 m.METERS_REGISTERED.labels(region).set(n)

@@ -12,7 +12,9 @@ buying, without any event of their own. :meth:`RfmProcessor.rescore` — called
 from a timer — recomputes every score against the current population and
 returns the customers whose scores or segment changed; with
 ``lost_after_days`` set, a customer silent for longer gets R = 1 whatever the
-population does. F is scored on lifetimes' frequency (repeat purchase days),
+population does. A rescore only scores the customers whose scores can have
+changed since the last one (:mod:`processors.rfm.index`): an idle tick costs
+nothing, whatever the population. F is scored on lifetimes' frequency (repeat purchase days),
 M on mean spend per purchase (``monetary_basis="total"`` for total spend).
 
 Examples:
@@ -53,6 +55,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from processors.rfm.index import Keys, ScoreIndex
 from processors.rfm.segment_map import RfmSegmentMap
 from processors.rfm.sketch import PopulationSketch, score_from_fraction
 from processors.rfm.state import DAY_S, CustomerRfm, RfmEvent, RfmRecord, RfmSummary
@@ -169,6 +172,10 @@ class RfmProcessor:
         self.local = RfmSketches.empty(relative_accuracy, recency_bucket_s)
         self.peers: RfmSketches | None = None
         self._population: RfmSketches | None = None
+        self._version = 0  # of the population (local + peers): bumped whenever either changes
+        self.index = ScoreIndex()  # who can need a rescore (derived state: rebuilt on restore)
+        self.new_customers = 0  # buyers on exactly one purchase day, and on more (gauges, kept as records change)
+        self.returning_customers = 0
         self.clock = 0.0
 
     # -- population -------------------------------------------------------------------------------
@@ -177,14 +184,31 @@ class RfmProcessor:
         m = r.monetary_mean if self.monetary_basis == "mean" else r.total_spend
         return (r.last_ts, float(r.frequency), m)
 
+    def _keys(self, r: RfmRecord) -> Keys:
+        v = self._values(r)
+        return (self.local.recency.key(v[0]), self.local.frequency.key(v[1]), self.local.monetary.key(v[2]))
+
+    def _count(self, r: RfmRecord, weight: int) -> None:
+        if r.n_purchase_days == 1:
+            self.new_customers += weight
+        elif r.n_purchase_days > 1:
+            self.returning_customers += weight
+
     def local_sketches(self) -> RfmSketches:
         """This worker's contribution to the population (publish it to the other workers)."""
         return self.local
 
     def set_peers(self, sketches: RfmSketches | None) -> None:
-        """Set the merged sketches of all *other* workers (None when running alone)."""
+        """Set the merged sketches of all *other* workers (None when running alone).
+
+        The same population again (every exchange sends it, changed or not) changes nothing: the next rescore
+        is then free.
+        """
+        if _same(self.peers, sketches):
+            return
         self.peers = sketches
         self._population = None
+        self._version += 1
 
     def population(self) -> RfmSketches:
         """Local plus peers: the population scores are quantiles of."""
@@ -213,11 +237,16 @@ class RfmProcessor:
         return out
 
     def _assignment(
-        self, cid: str, scores: Scores | None, prev: Scores | None, cause: Literal["event", "rescore"]
+        self,
+        cid: str,
+        scores: Scores | None,
+        prev: Scores | None,
+        cause: Literal["event", "rescore"],
+        previous_map: RfmSegmentMap | None = None,
     ) -> RfmAssignment:
         at = datetime.fromtimestamp(self.clock, tz=UTC)
         seg = self.segment_map.segment(scores[0], scores[1]) if scores else None
-        pseg = self.segment_map.segment(prev[0], prev[1]) if prev else None
+        pseg = (previous_map or self.segment_map).segment(prev[0], prev[1]) if prev else None
         return RfmAssignment(
             customer_id=cid,
             at=at,
@@ -260,7 +289,11 @@ class RfmProcessor:
                 self.local.add(self._values(old), -1)
             if new.has_purchases:
                 self.local.add(self._values(new), 1)
+            self._count(old, -1)
+            self._count(new, 1)
+            self.index.place(cid, self._keys(new) if new.has_purchases else None, new.last_ts or 0.0)
         self._population = None
+        self._version += 1
         buyers = [cid for cid in before if self.customers[cid].record.has_purchases]
         scored = self._score_many([self.customers[c].record for c in buyers], self.clock)
         out: list[RfmAssignment] = []
@@ -273,20 +306,38 @@ class RfmProcessor:
             out.append(self._assignment(cid, sc, prev, "event"))
         return out
 
-    def rescore(self, now: datetime) -> list[RfmAssignment]:
-        """Re-score every customer at ``now``; return those whose scores or segment changed."""
+    def rescore(self, now: datetime, *, full: bool = False) -> list[RfmAssignment]:
+        """Re-score at ``now``; return the customers whose scores or segment changed, by customer id.
+
+        Only the customers whose scores can have changed since the last rescore are scored (see
+        :mod:`processors.rfm.index`); ``full`` scores every customer (the same result, at O(customers)).
+        """
         self.clock = max(self.clock, now.timestamp())
-        buyers = [cid for cid, st in self.customers.items() if st.record.has_purchases]
-        if not buyers:
-            return []
-        scored = self._score_many([self.customers[c].record for c in buyers], self.clock)
+        pop = self.population()
+        lost_s = None if self.lost_after_days is None else self.lost_after_days * DAY_S
+        candidates = None if full else self.index.candidates(pop, self._version, self.clock, lost_s)
+        indexed = self.index.keys
+        buyers = sorted(indexed) if candidates is None else sorted(c for c in candidates if c in indexed)
         out: list[RfmAssignment] = []
-        for cid, s in zip(buyers, scored, strict=True):
-            sc = (int(s[0]), int(s[1]), int(s[2]))
-            prev = self.scores.get(cid)
-            if sc != prev:
-                self.scores[cid] = sc
-                out.append(self._assignment(cid, sc, prev, "rescore"))
+        if buyers:
+            scored = self._score_many([self.customers[c].record for c in buyers], self.clock)
+            for cid, s in zip(buyers, scored, strict=True):
+                sc = (int(s[0]), int(s[1]), int(s[2]))
+                prev = self.scores.get(cid)
+                if sc != prev:
+                    self.scores[cid] = sc
+                    out.append(self._assignment(cid, sc, prev, "rescore"))
+        self.index.settle(pop, self._version, self.clock)
+        return out
+
+    def remap(self, previous: RfmSegmentMap) -> list[RfmAssignment]:
+        """Customers whose named segment differs under the current map from under ``previous`` (a changed
+        map setting): their assignments, with the previous segment as ``previous`` named it."""
+        out: list[RfmAssignment] = []
+        for cid, sc in sorted(self.scores.items()):
+            old, new = previous.segment(sc[0], sc[1]), self.segment_map.segment(sc[0], sc[1])
+            if (old.id, old.name) != (new.id, new.name):
+                out.append(self._assignment(cid, sc, sc, "rescore", previous))
         return out
 
     def record(self, customer_id: str) -> RfmRecord | None:
@@ -327,7 +378,16 @@ class RfmProcessor:
             p.customers[cid] = st
             if st.record.has_purchases:
                 p.local.add(p._values(st.record), 1)
+                p.index.place(cid, p._keys(st.record), st.record.last_ts or 0.0)
+            p._count(st.record, 1)
         p.scores = {cid: (int(s[0]), int(s[1]), int(s[2])) for cid, s in state["scores"].items()}
         if state.get("peers") is not None:
             p.set_peers(RfmSketches.restore(state["peers"]))
         return p
+
+
+def _same(a: RfmSketches | None, b: RfmSketches | None) -> bool:
+    """Whether two (optional) sets of sketches hold the same counts."""
+    if a is None or b is None:
+        return a is b
+    return a.recency == b.recency and a.frequency == b.frequency and a.monetary == b.monetary

@@ -26,11 +26,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from aiokafka import TopicPartition
 
 from meterseg.settings import Settings
 from processors.clustering.assign import DETECTOR
 from processors.clustering.owner import ModelOwner
 from processors.columns import RawMessage
+from processors.config_change import ConfigChangeError
 from processors.rfm.processor import RfmSketches
 from processors.segmentation import PartitionSegmentation, SegmentationConfig, SegmentationOutput
 from processors.segments import SegmentChange
@@ -104,6 +106,8 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
         self._size_labels: set[tuple[str, str]] = set()
         self._clocks: dict[int, float | None] = {}
         self.fleet_now: float | None = None
+        self._api_rule_ids: set[str] = set()
+        self._rfm_renamed = False  # a restore found another RFM map: its names go to the catalogue
 
     def drift_signals(self) -> list[str]:
         """Names of the drift detectors (a low-cardinality metric label)."""
@@ -114,8 +118,29 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
         proc.set_model(self.models.model)
         return proc
 
+    async def on_assigned(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+        if not {tp.partition for tp in partitions} - set(self.partitions):
+            return await super().on_assigned(partitions)  # nothing to restore (a rewind of nothing, or owned)
+        # rule segments the API manages: never taken for rules of the settings' file by a restore
+        ns = self.settings.redis_namespace
+        pipe = self.checkpoints.client.pipeline(transaction=False)
+        pipe.hkeys(f"{ns}:rules")
+        pipe.smembers(f"{ns}:rules:removed")
+        managed, removed = await pipe.execute()
+        self._api_rule_ids = {r.decode() if isinstance(r, bytes) else str(r) for r in (*managed, *removed)}
+        return await super().on_assigned(partitions)
+
     def restore_processor(self, partition: int, state: Any) -> PartitionSegmentation:
-        proc = PartitionSegmentation.restore(state)
+        # state from the checkpoint, configuration from the settings (ConfigChangeError: one it cannot follow)
+        try:
+            proc = PartitionSegmentation.restore(state, self.config, self._api_rule_ids)
+        except ConfigChangeError as exc:
+            log.critical("segments partition %d cannot be restored: %s", partition, exc)
+            raise
+        if proc.config_changes:
+            log.info("segments partition %d restored with changed settings: %s (%d membership changes follow)",
+                     partition, ", ".join(proc.config_changes), len(proc.pending.changes))  # fmt: skip
+        self._rfm_renamed |= any(c.startswith("rfm_map_file") for c in proc.config_changes)
         proc.set_model(self.models.model)
         return proc
 
@@ -151,7 +176,12 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
         return out
 
     async def on_timer(self, wall: float | None = None, lagging: set[int] | None = None) -> None:
-        """Re-score RFM (customers age without events), exchange population and model, publish gauges."""
+        """Re-score RFM (customers age without events), exchange population and model, publish gauges.
+
+        Proportional to what changed, not to the population: a partition rescores only the customers whose
+        scores can have moved (:mod:`processors.rfm.index`; none on an idle tick), and the gauges, refreshed
+        with each exchange (``exchange_interval_s``), read counts the processors keep.
+        """
         lagging = lagging or set()
         self._clocks = {
             p: part.processor.clock.now(wall, running=p not in lagging) for p, part in self.partitions.items()
@@ -194,6 +224,11 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
                 for c in model.clusters()
             }  # fmt: skip
             await self.store.apply([], catalogue=catalogue)
+        if self._rfm_renamed and self.partitions:
+            rfm_map = next(iter(self.partitions.values())).processor.rfm.segment_map
+            await self.store.apply([], catalogue={f"rfm:{d.id}": {"family": "rfm", "id": d.id, "name": d.name}
+                                                  for d in rfm_map.segments})  # fmt: skip
+            self._rfm_renamed = False
         if events:
             ts = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             records: list[KeyValue] = [
@@ -225,12 +260,9 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
         await self._gauges()
 
     async def _gauges(self) -> None:
-        new = returning = 0
-        for part in self.partitions.values():
-            for state in part.processor.rfm.customers.values():
-                days = state.record.n_purchase_days
-                new += days == 1
-                returning += days > 1
+        # counts kept by the processors as records change: O(partitions + segments), not O(customers)
+        new = sum(part.processor.rfm.new_customers for part in self.partitions.values())
+        returning = sum(part.processor.rfm.returning_customers for part in self.partitions.values())
         m.CUSTOMERS.labels("new").set(new)
         m.CUSTOMERS.labels("returning").set(returning)
         # this worker's partitions only: summed over workers, the dashboards get fleet-wide sizes

@@ -12,7 +12,9 @@ Design (documented in README, "One model for the fleet"):
   ``{ns}:model:version``) and its own state (for a successor);
 * every worker polls the version and swaps in a newer model.
 
-The model, its version and the owner's state survive restarts in Redis. An owner state of an
+The model, its version and the owner's state survive restarts in Redis; a restored owner runs with the
+current settings (:data:`OWNER_SETTINGS`, from the worker's ``owner_factory``), except ``k``: the model's
+clusters are built on it (partitions refuse a changed k at start). An owner state of an
 older format (:class:`~processors.clustering.model.ModelStateOutdated`) is not read: the new owner
 re-seeds, with cluster ids and model versions continuing after the old ones.
 Statistics popped by an owner that dies before storing the next version are
@@ -36,6 +38,29 @@ from stream.metrics import MODEL_VERSION, REDIS_LATENCY
 log = logging.getLogger(__name__)
 
 LEASE_MS = 15_000
+
+OWNER_SETTINGS = (
+    "halflife_updates", "min_seed_samples", "sample_cap", "refresh_every", "refresh_every_days", "refresh_gain",
+    "refresh_until_days", "seeder", "seed_n_init", "match_radius", "guard_online", "name_freeze_updates",
+)
+"""Owner settings a restored owner takes from the current ones (the rest of its state is data)."""
+
+
+def follow_settings(owner: ModelOwner, current: ModelOwner) -> list[str]:
+    """Give a restored ``owner`` the settings of ``current`` (a fresh owner from the settings); what changed."""
+    changed = []
+    for name in OWNER_SETTINGS:
+        if getattr(owner, name) != getattr(current, name):
+            setattr(owner, name, getattr(current, name))
+            changed.append(name)
+    for name in ("rename_radius", "small_share"):
+        if getattr(owner.naming, name) != getattr(current.naming, name):
+            setattr(owner.naming, name, getattr(current.naming, name))
+            changed.append(name)
+    if owner.k != current.k:
+        log.warning("the fleet model has k=%d clusters, the settings say %d: k stays %d (a new k needs a fresh "
+                    "app: a new METERSEG_APP_ID)", owner.k, current.k, owner.k)  # fmt: skip
+    return changed
 
 
 class ModelExchange:
@@ -73,7 +98,13 @@ class ModelExchange:
         if self.owner is None:
             raw = await self.client.get(f"{self.ns}:model:owner_state")
             try:
-                self.owner = ModelOwner.restore(orjson.loads(raw)) if raw else self.owner_factory()
+                if raw:
+                    self.owner = ModelOwner.restore(orjson.loads(raw))
+                    changed = follow_settings(self.owner, self.owner_factory())
+                    if changed:
+                        log.info("behaviour model owner restored with changed settings: %s", ", ".join(changed))
+                else:
+                    self.owner = self.owner_factory()
             except ModelStateOutdated as outdated:  # written by an older version: re-seed, ids and versions go on
                 log.warning("%s", outdated)
                 self.owner = self.owner_factory().continue_after(outdated)
