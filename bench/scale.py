@@ -52,7 +52,7 @@ One invocation, against the broker and Redis of ``METERSEG_KAFKA_BOOTSTRAP`` /
 
    **Redis memory per customer** for *RFM, features and memberships*: for a
    random sample of ``--memory-sample`` customers, ``MEMORY USAGE … SAMPLES 0``
-   of the customer hash ``{app}:cust:{id}`` (fields ``rfm``, ``features``, ``features2``,
+   of the customer hash ``{app}:cust:{id}`` (fields ``rfm``, ``features``, ``features2``, ``hours``,
    ``seg:rfm``, ``seg:behaviour``, ``rule:*``), plus each customer's share of
    the membership sets ``{app}:seg:{family}:{segment}`` (their total
    ``MEMORY USAGE`` / customers with a hash). The change history

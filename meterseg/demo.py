@@ -25,12 +25,15 @@ from urllib.request import urlopen
 
 from meterseg.settings import Settings
 from meterseg.stack import LocalStack, StackError
+from simulators.commerce import PRICE_PER_KWH
 
 #: development values of the demo (one local broker); an explicit environment variable wins
 DEMO_ENV = {
     "METERSEG_TOPIC_REPLICATION_FACTOR": "1",
     "METERSEG_TOPIC_MIN_INSYNC_REPLICAS": "1",
     "METERSEG_WEB_BIND": "127.0.0.1",
+    # tariff revenue in the regional windows (revenue by region and event day): the simulator's price per kWh
+    "METERSEG_INGEST__WINDOWS__PRICE_PER_KWH": json.dumps({"prepaid": PRICE_PER_KWH, "postpaid": PRICE_PER_KWH}),
 }
 
 

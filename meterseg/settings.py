@@ -185,6 +185,10 @@ class Settings(BaseSettings):
         default=400, ge=1, le=3660,
         description="days of per-meter daily kWh rankings kept in Redis (GET /meters/top), about 40 B per meter-day",
     )
+    region_revenue_days: int = Field(
+        default=400, ge=1, le=3660,
+        description="event days of revenue per region kept in Redis (GET /fleet/revenue), about 20 B per region-day",
+    )
     max_technician_labels: int = Field(
         default=200, ge=0, description="technician ids with their own metric label; others count as 'other'"
     )

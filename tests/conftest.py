@@ -240,6 +240,7 @@ def running_engine(services: Services, tmp_path_factory: pytest.TempPathFactory)
     import time
     from urllib.request import urlopen
 
+    from meterseg.demo import DEMO_ENV
     from meterseg.stack import PrometheusNode
     from tests.integration.harness import free_port, running_worker, simulate, wait_for
 
@@ -255,7 +256,9 @@ def running_engine(services: Services, tmp_path_factory: pytest.TempPathFactory)
         stack=local_test_settings().stack,
         api_token=f"test-token-{unique}",
     )
-    env = {"METERSEG_INGEST__CLOCK_RATE": "3600", "METERSEG_SEGMENTATION__EXCHANGE_INTERVAL_S": "1"}
+    env = {"METERSEG_INGEST__CLOCK_RATE": "3600", "METERSEG_SEGMENTATION__EXCHANGE_INTERVAL_S": "1",
+           # tariff revenue in the regional windows (what the demo sets): revenue by region and event day
+           "METERSEG_INGEST__WINDOWS__PRICE_PER_KWH": DEMO_ENV["METERSEG_INGEST__WINDOWS__PRICE_PER_KWH"]}  # fmt: skip
     # Prometheus first, scraping the worker's port from its first second, and the fleet produced only once
     # Prometheus has scraped the idle worker: counters then start at a scraped 0 (as in a deployment that
     # runs before its data arrive), so increase() over the range counts everything the worker consumes.

@@ -1,10 +1,9 @@
 """Overview: customers, consumption, revenue and meters (active, inactive, faulty) for the date range and region.
 
-Consumption is event time (the closed daily windows of the chosen days, from
-``/fleet/daily``); meters and customers are the current state (``/fleet/meters``,
-``/customers``); revenue is what Prometheus counted since the workers started
-(purchases over all channels, ``meterseg_purchase_revenue_total``; for one region
-``meterseg_region_revenue_total``), so it follows the region filter but not the days.
+Consumption and revenue are event time: the closed daily meter windows of the
+chosen days (``/fleet/daily``) and the revenue booked per event day and region
+from the closed regional windows (``/fleet/revenue``); meters and customers are
+the current state (``/fleet/meters``, ``/customers``).
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from typing import Any
 import plotly.graph_objects as go
 from dash import html
 
-from console.client import Api, ConsoleError, Prometheus
+from console.client import Api, Prometheus
 from console.ui import HEALTH_COLOURS, Filters, card, cards, figure, num, section
 
 
@@ -22,26 +21,12 @@ def region_matcher(region: str | None) -> str:
     return f'{{region="{region}"}}' if region else ""
 
 
-def revenue_total(prom: Prometheus, region: str | None) -> tuple[float | None, str]:
-    """Purchases over every channel (no region label) or, for one region, its regional revenue."""
-    query = (
-        f"sum(meterseg_region_revenue_total{region_matcher(region)})"
-        if region
-        else "sum(meterseg_purchase_revenue_total)"
-    )
-    try:
-        value = prom.scalar(query)
-    except ConsoleError:
-        value = None
-    what = "regional revenue" if region else "purchases, all channels"
-    return value, f"{what}, since the workers started (Prometheus)"
-
-
 def render(api: Api, prom: Prometheus, f: Filters, query: dict[str, str]) -> Any:
     daily = api.get("/fleet/daily", **{"from": f.start, "to": f.end, "region": f.region})
     fleet = api.get("/fleet/meters", region=f.region, limit=1)
     customers = api.get("/customers", region=f.region, limit=1)
-    revenue, revenue_note = revenue_total(prom, f.region)
+    revenue = api.get("/fleet/revenue", **{"from": f.start or daily["from"], "to": f.end or daily["to"],
+                                          "region": f.region})  # fmt: skip
     st = fleet["by_state"]
     late = st["late"]
     active = fleet["meters"] - late
@@ -50,7 +35,8 @@ def render(api: Api, prom: Prometheus, f: Filters, query: dict[str, str]) -> Any
     head = cards(
         card("customers", num(customers["total"]), "kpi-customers", where),
         card("consumption (kWh)", num(kwh, 1), "kpi-kwh", f"{daily['from']} to {daily['to']}"),
-        card("revenue", num(revenue, 2), "kpi-revenue", revenue_note),
+        card("revenue", num(revenue["revenue"], 2), "kpi-revenue",
+             f"tariff and purchases booked into regional windows, {revenue['from']} to {revenue['to']}"),
         card("meters active", num(active), "kpi-active", "reporting, not silent"),
         card("meters inactive", num(late), "kpi-inactive", "silent beyond the allowed gap"),
         card("meters faulty", num(st["faulty"]), "kpi-faulty", "poor for a validation failure"),

@@ -1,14 +1,17 @@
-"""Revenue and operations, from Prometheus: revenue by region and over time, purchases by channel, bills paid
+"""Revenue and operations: revenue by region and over time for the date range, purchases by channel, bills paid
 vs unpaid, maintenance requests and customer satisfaction.
 
-These are the workers' counters, so they run on the wall clock since the
-workers started (not the event days of the date filter); the region filter
-applies to the metrics with a region label (regional revenue, maintenance).
+Revenue by region and over time follows the filters: it is the revenue booked
+per event day and region (``GET /fleet/revenue``: tariff revenue and purchases
+of the closed regional windows, a corrected window counted once with its
+revised amount). The other figures are the workers' Prometheus counters, which
+have no event day: they run on the wall clock since the workers started, and
+the page says so next to each of them; the region filter applies to those with
+a region label (maintenance).
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import plotly.graph_objects as go
@@ -17,8 +20,6 @@ from dash import html
 from console.client import Api, Prometheus
 from console.pages.overview import region_matcher
 from console.ui import Filters, card, cards, duration, figure, num, section
-
-LOOKBACK_S = 6 * 3600
 
 
 def _bar(rows: list[tuple[dict[str, str], float]], label: str, title: str) -> go.Figure:
@@ -36,9 +37,21 @@ def _empty_note(fig: go.Figure, values: list[float]) -> go.Figure:
     return fig
 
 
+WALL_CLOCK = "since the workers started (wall clock, Prometheus): not filtered by the days"
+
+
+def _revenue_by_day(book: dict[str, Any]) -> go.Figure:
+    days = [d["day"] for d in book["days"]]
+    regions = sorted({r for d in book["days"] for r in d["by_region"]})
+    fig = go.Figure([go.Bar(name=r, x=days, y=[d["by_region"].get(r, 0.0) for d in book["days"]]) for r in regions])
+    fig.update_layout(barmode="stack", yaxis_title="revenue per day", xaxis={"type": "category"})
+    return _empty_note(fig, [d["revenue"] for d in book["days"]])
+
+
 def render(api: Api, prom: Prometheus, f: Filters, query: dict[str, str]) -> Any:
+    book = api.get("/fleet/revenue", **{"from": f.start, "to": f.end, "region": f.region})
+    by_region = [({"region": r}, v) for r, v in book["by_region"].items()]
     m = region_matcher(f.region)
-    by_region = prom.vector(f"sum by (region) (meterseg_region_revenue_total{m})")
     channels = prom.vector("sum by (channel) (meterseg_purchase_revenue_total)")
     amounts = dict((r[0].get("status", ""), r[1]) for r in prom.vector("sum by (status) (meterseg_bills_amount_total)"))
     outstanding = prom.scalar("max(meterseg_bills_outstanding_amount)")
@@ -50,40 +63,41 @@ def render(api: Api, prom: Prometheus, f: Filters, query: dict[str, str]) -> Any
     scores = prom.vector("sum by (score) (meterseg_feedback_total)")
     n_feedback = sum(v for _, v in scores)
     satisfaction = sum(int(s.get("score", 0)) * v for s, v in scores) / n_feedback if n_feedback else None
-    end = time.time()
-    start = end - LOOKBACK_S
-    step = max(LOOKBACK_S / 240, 15.0)
-    over_time = prom.series("sum(meterseg_purchase_revenue_total)", start, end, step)
-    over_time += prom.series(f"sum by (region) (meterseg_region_revenue_total{m})", start, end, step)
-    trend = go.Figure([go.Scatter(name=labels.get("region", "purchases (all channels)"),
-                                  x=[time.strftime("%H:%M:%S", time.gmtime(t)) for t in ts], y=vs, mode="lines")
-                       for labels, ts, vs in over_time])  # fmt: skip
-    trend.update_layout(yaxis_title="cumulative amount", xaxis_title="wall clock (UTC)")
     issued, paid = amounts.get("issued", 0.0), amounts.get("paid", 0.0)
     bills = go.Figure(go.Bar(x=["issued", "paid", "outstanding"], y=[issued, paid, outstanding or 0.0],
                              marker={"color": ["#1f5f99", "#3a9e5f", "#b8403b"]}))  # fmt: skip
     _empty_note(bills, [issued, paid, outstanding or 0.0])
     feedback = _bar(scores, "score", "feedback messages")
+    where = f.region or "all regions"
+    days = f"{book['from']} to {book['to']}" if book["from"] else "no revenue booked yet"
+    booked_note = f"tariff revenue and purchases booked into closed regional windows, {days} (event days)"
+    if not book["revenue"]:
+        booked_note += ("; none in these days (tariff revenue needs prices: "
+                        "METERSEG_INGEST__WINDOWS__PRICE_PER_KWH, see the README)")  # fmt: skip
     return [
         cards(
-            card("purchases", num(sum(v for _, v in channels), 2), "rev-purchases", "all channels, all regions"),
-            card("regional revenue", num(sum(v for _, v in by_region), 2), "rev-regional", f.region or "all regions"),
-            card("bills outstanding", num(outstanding, 2), "rev-outstanding", "issued and not paid"),
-            card("maintenance opened", num(sum(v for _, v in opened)), "ops-opened", f"resolved {num(resolved)}"),
-            card("mean resolution", duration(resolution), "ops-resolution", "request to resolution"),
+            card("revenue", num(book["revenue"], 2), "rev-regional", f"{where}, {days} (event days)"),
+            card("purchases", num(sum(v for _, v in channels), 2), "rev-purchases", f"all channels, {WALL_CLOCK}"),
+            card("bills outstanding", num(outstanding, 2), "rev-outstanding", "issued and not paid, now"),
+            card("maintenance opened", num(sum(v for _, v in opened)), "ops-opened",
+                 f"resolved {num(resolved)}; {WALL_CLOCK}"),
+            card("mean resolution", duration(resolution), "ops-resolution", f"request to resolution, {WALL_CLOCK}"),
             card("satisfaction", num(satisfaction, 2) if satisfaction else "–", "ops-satisfaction",
-                 f"average of {num(n_feedback)} scores (1-5)"),
+                 f"average of {num(n_feedback)} scores (1-5), {WALL_CLOCK}"),
         ),
         html.Div([
             section("Revenue by region", figure(_bar(by_region, "region", "amount"), "rev-by-region", 280),
-                    note="tariff revenue and purchases booked into closed regional windows"),
-            section("Purchases by channel", figure(_bar(channels, "channel", "amount"), "rev-by-channel", 280)),
+                    note=booked_note),
+            section("Purchases by channel", figure(_bar(channels, "channel", "amount"), "rev-by-channel", 280),
+                    note=WALL_CLOCK),
         ], className="row"),
-        section("Revenue over time", figure(trend, "rev-trend", 300),
-                note="cumulative since the workers started, last 6 hours of Prometheus samples"),
+        section("Revenue over time", figure(_revenue_by_day(book), "rev-trend", 300),
+                note="revenue per event day and region over the chosen days; a corrected window counts once, "
+                     "with its revised amount"),
         html.Div([
-            section("Bills: paid vs unpaid", figure(bills, "ops-bills", 280)),
-            section("Maintenance requests opened by region", figure(_bar(opened, "region", "requests"), "ops-maintenance", 280)),
-            section("Satisfaction scores", figure(feedback, "ops-feedback", 280)),
+            section("Bills: paid vs unpaid", figure(bills, "ops-bills", 280), note=WALL_CLOCK),
+            section("Maintenance requests opened by region", figure(_bar(opened, "region", "requests"), "ops-maintenance", 280),
+                    note=WALL_CLOCK),
+            section("Satisfaction scores", figure(feedback, "ops-feedback", 280), note=WALL_CLOCK),
         ], className="row"),
     ]  # fmt: skip

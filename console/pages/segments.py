@@ -1,5 +1,5 @@
-"""Segments: every segment with size and volatility; for one segment its size over time, typical day (kWh per
-quarter of the day, weekday and weekend), members (each opens the client view), differentiators, lookalike
+"""Segments: every segment with size and volatility; for one segment its size over time, typical day (kWh in
+each hour of a weekday and of a weekend day), members (each opens the client view), differentiators, lookalike
 expansion and CSV export; the R × F grid; overlap of two segments; suggested segments.
 
 The selected segment is ``?id=family:id`` in the URL. Expansion, overlap and
@@ -43,16 +43,22 @@ def _history(api: Api, sid: str) -> go.Figure:
 
 def _shape(api: Api, sid: str) -> Any:
     s = api.get(Api.seg_path(sid) + "/shape")
-    if not s["quarters"]:
+    if not s["hours"]:
         return html.P("no member has load-shape features yet", className="note")
-    labels = [f"{q['quarter']} {q['hours']}" for q in s["quarters"]]
-    fig = go.Figure([go.Bar(name="weekday", x=labels, y=[q["weekday_kwh"] for q in s["quarters"]]),
-                     go.Bar(name="weekend day", x=labels, y=[q["weekend_kwh"] for q in s["quarters"]])])  # fmt: skip
-    fig.update_layout(barmode="group", yaxis_title="kWh per day in the quarter")
+    labels = [h["label"] for h in s["hours"]]
+    fig = go.Figure([go.Scatter(name=f"weekday ({num(s['weekday_kwh'], 1)} kWh)", x=labels,
+                                y=[h["weekday_kwh"] for h in s["hours"]], mode="lines+markers", line={"shape": "hvh"}),
+                     go.Scatter(name=f"weekend day ({num(s['weekend_kwh'], 1)} kWh)", x=labels,
+                                y=[h["weekend_kwh"] for h in s["hours"]], mode="lines+markers",
+                                line={"shape": "hvh", "dash": "dot"})])  # fmt: skip
+    fig.update_layout(yaxis_title="kWh in the hour (UTC)", xaxis={"type": "category", "tickmode": "array", "tickvals": labels[::3]})
+    estimated = s["with_features"] - s["with_hourly_shape"]
+    how = f"; {estimated} from their 6-hour period shares only" if estimated else ""
     return html.Div([
-        html.P(f"{s['with_features']} of {s['members']} members with features; mean {num(s.get('mean_daily_kwh'), 1)} "
-               "kWh per day, estimated from the load-shape features (quarter shares × daily kWh)", className="note"),
-        figure(fig, "segment-shape", 280),
+        html.P(f"{s['with_features']} of {s['members']} members with features{how}; mean "
+               f"{num(s.get('mean_daily_kwh'), 1)} kWh per day over a week (members' hourly shapes × their "
+               "weekday and weekend-day kWh)", className="note"),
+        figure(fig, "segment-shape", 300),
     ])  # fmt: skip
 
 

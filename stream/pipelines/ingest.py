@@ -68,7 +68,9 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
         self.topics = settings.topics
         self.totals = {"messages": 0, "accepted": 0, "deadletter": 0, "duplicates": 0}
         self.health_store = HealthStore(checkpoints.client, settings.redis_namespace)
-        self.regional = RegionalMerger(checkpoints.client, settings.redis_namespace, settings.partitions)
+        self.regional = RegionalMerger(
+            checkpoints.client, settings.redis_namespace, settings.partitions, settings.region_revenue_days
+        )
         self.meter_store = MeterStore(checkpoints.client, settings.redis_namespace, settings.meter_ranking_days)
         #: the consumer's high watermark per topic partition (set by the BatchConsumer): which topic is pending
         self.highwater: Callable[[TopicPartition], int | None] | None = None

@@ -16,6 +16,20 @@ marker), so the revised partial is merged with the others' and the window is
 emitted again, once every partition has passed its end, with the next
 ``revision`` (a counter per window); the Prometheus counters get the
 difference from what was emitted before.
+
+Revenue per event day: confirming an emission also books the window's
+revenue into ``{ns}:region:revenue:{YYYY-MM-DD}`` (a hash region → amount,
+the UTC day of the window's start), so revenue can be read for a range of
+event days (``GET /fleet/revenue``) and not only since the workers started,
+as the counters run. A correction replaces the window's earlier amount: the
+script adds the difference between the totals being confirmed and those
+confirmed before (``emitted:``), read inside the same script, so confirming
+the same totals twice (a claim that expired while its first claimant was
+still producing) adds nothing. Unlike the counters, the difference may be
+negative. The days are indexed in ``{ns}:region:revenue:days`` (epoch day);
+only the latest ``revenue_days`` event days are kept
+(``Settings.region_revenue_days``), older ones are deleted as newer ones
+arrive: about 20 B per region and day.
 """
 
 from __future__ import annotations
@@ -23,7 +37,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import orjson
@@ -33,6 +47,9 @@ from processors.windows import ClosedWindows
 from stream.metrics import REDIS_LATENCY
 
 DONE_TTL_S = 7 * 86_400
+REVENUE_DAYS = 400
+"""Default of ``Settings.region_revenue_days``: event days of revenue per region kept."""
+_EPOCH_DAY = date(1970, 1, 1)
 
 _SAVE = """
 -- KEYS: pending zset, frontier hash; ARGV: prefix, partition, frontier, then quads (member, end, json, revised)
@@ -74,11 +91,22 @@ return out
 """
 
 _CONFIRM = """
--- KEYS: pending zset; ARGV: prefix, done ttl s, then pairs (member produced, its emitted totals as JSON)
+-- KEYS: pending zset; ARGV: prefix, done ttl s, event days of revenue kept, then quintuples (member produced,
+-- its emitted totals as JSON, its UTC day YYYY-MM-DD, that day's epoch day number, its region)
 -- The partials stay (with the done marker) so that a correction is merged with the other partitions'.
-local prefix = ARGV[1]
-for i = 3, #ARGV, 2 do
+-- Revenue per event day and region grows by the difference from the totals confirmed before.
+local prefix, keep = ARGV[1], tonumber(ARGV[3])
+local days = prefix .. 'revenue:days'
+for i = 4, #ARGV, 5 do
   local member = ARGV[i]
+  local before = redis.call('GET', prefix .. 'emitted:' .. member)
+  local old = 0
+  if before then old = tonumber(cjson.decode(before)['revenue']) or 0 end
+  local new = tonumber(cjson.decode(ARGV[i + 1])['revenue']) or 0
+  if new ~= old then
+    redis.call('HINCRBYFLOAT', prefix .. 'revenue:' .. ARGV[i + 2], ARGV[i + 4], string.format('%.17g', new - old))
+    redis.call('ZADD', days, ARGV[i + 3], ARGV[i + 2])
+  end
   redis.call('EXPIRE', prefix .. 'part:' .. member, ARGV[2])
   redis.call('ZREM', KEYS[1], member)
   redis.call('SET', prefix .. 'done:' .. member, 1, 'EX', ARGV[2])
@@ -86,6 +114,14 @@ for i = 3, #ARGV, 2 do
   redis.call('EXPIRE', prefix .. 'rev:' .. member, ARGV[2])
   redis.call('SET', prefix .. 'emitted:' .. member, ARGV[i + 1], 'EX', ARGV[2])
   redis.call('DEL', prefix .. 'claim:' .. member)
+end
+local newest = redis.call('ZRANGE', days, -1, -1, 'WITHSCORES')
+if #newest == 2 then
+  local cut = tonumber(newest[2]) - keep
+  for _, day in ipairs(redis.call('ZRANGEBYSCORE', days, '-inf', cut)) do
+    redis.call('DEL', prefix .. 'revenue:' .. day)
+    redis.call('ZREM', days, day)
+  end
 end
 return 1
 """
@@ -117,8 +153,9 @@ CLAIM_MS = 30_000
 class RegionalMerger:
     """Merges per-partition regional windows into one record per region and window."""
 
-    def __init__(self, client: aioredis.Redis, namespace: str, partitions: int):
+    def __init__(self, client: aioredis.Redis, namespace: str, partitions: int, revenue_days: int = REVENUE_DAYS):
         self.client = client
+        self.revenue_days = revenue_days
         self.prefix = f"{namespace}:region:"
         self.pending = f"{namespace}:region:pending"
         self.frontiers = f"{namespace}:region:frontier"
@@ -182,10 +219,40 @@ class RegionalMerger:
     async def confirm(self, claimed: list[tuple[str, dict[str, Any]]]) -> None:
         """The claimed windows were produced: retire them (a late replay of them is then a no-op)."""
         if claimed:
-            args: list[Any] = [self.prefix, DONE_TTL_S]
+            args: list[Any] = [self.prefix, DONE_TTL_S, self.revenue_days]
             for member, rec in claimed:
-                args += [member, orjson.dumps({k: rec.get(k) or 0.0 for k in ("kwh_in", "kwh_out", "revenue")})]
+                day = date.fromisoformat(str(rec["window_start"])[:10])
+                args += [member, orjson.dumps({k: rec.get(k) or 0.0 for k in ("kwh_in", "kwh_out", "revenue")}),
+                         day.isoformat(), (day - _EPOCH_DAY).days, rec["key"]]  # fmt: skip
             await self._confirm(keys=[self.pending], args=args)
+
+
+async def revenue_by_day(
+    client: aioredis.Redis, namespace: str, days: Iterable[date], region: str | None = None
+) -> dict[str, dict[str, float]]:
+    """Revenue booked per event day and region (day ISO → region → amount), for ``days`` (absent days: {}).
+
+    Amounts are rounded to 1e-6 (the float sums of many windows otherwise show 1e-12 residues).
+    """
+    wanted = [d.isoformat() for d in days]
+    pipe = client.pipeline(transaction=False)
+    for d in wanted:
+        pipe.hgetall(f"{namespace}:region:revenue:{d}")
+    out: dict[str, dict[str, float]] = {}
+    for d, raw in zip(wanted, await pipe.execute() if wanted else [], strict=True):
+        amounts = {(k.decode() if isinstance(k, bytes) else str(k)): round(float(v), 6) for k, v in raw.items()}
+        out[d] = {r: v for r, v in sorted(amounts.items()) if region is None or r == region}
+    return out
+
+
+async def revenue_days(client: aioredis.Redis, namespace: str) -> tuple[date, date] | None:
+    """The first and last event day with booked revenue still kept, or None."""
+    key = f"{namespace}:region:revenue:days"
+    ends: list[Any] = [*(await client.zrange(key, 0, 0)), *(await client.zrange(key, -1, -1))]
+    if len(ends) != 2:
+        return None
+    first, last = (date.fromisoformat(e.decode() if isinstance(e, bytes) else str(e)) for e in ends)
+    return first, last
 
 
 def merge_partials(parts: list[dict[str, Any]]) -> dict[str, Any]:

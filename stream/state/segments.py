@@ -5,7 +5,8 @@ Layout (``ns`` = app id):
 * ``{ns}:seg:{family}:{segment}`` — set of member customer ids;
 * ``{ns}:segments`` — hash ``family:segment`` → JSON (family, id, name, profile ...), the catalogue;
 * ``{ns}:cust:{customer}`` — hash: ``seg:rfm``, ``seg:behaviour`` (segment ids), ``rule:{id}`` flags,
-  ``rfm`` (summary and scores), ``features`` and ``features2`` (the feature values), the last three in
+  ``rfm`` (summary and scores), ``features`` and ``features2`` (the feature values), ``hours`` (the
+  hourly weekday and weekend-day shapes), the last four in
   the compact format of :mod:`stream.state.customer_codec` (every value within 63 bytes, so the hash
   keeps Redis' listpack encoding on a stock server; values of earlier versions, JSON, still read);
 * ``{ns}:cust:{customer}:hist`` — the last :data:`HISTORY` changes (JSON), newest first;
@@ -32,10 +33,12 @@ from processors.segments import SegmentChange
 from stream.metrics import REDIS_LATENCY
 from stream.state.customer_codec import (
     FEATURES_FIELDS,
+    HOURS_FIELD,
     RFM_FIELD,
     decode_features,
     decode_rfm,
     encode_features,
+    encode_hours,
     encode_rfm,
     rfm_segment_names,
 )
@@ -152,7 +155,11 @@ class MembershipStore:
             )
         for f in features:
             n += 1
-            pipe.hset(self.customer_key(f.customer_id), mapping=encode_features(f.day, f.values))  # type: ignore[arg-type]  # (dict invariance)
+            fields: dict[str, bytes] = encode_features(f.day, f.values)
+            hours = encode_hours(f.shape) if f.shape else None
+            if hours is not None:
+                fields[HOURS_FIELD] = hours
+            pipe.hset(self.customer_key(f.customer_id), mapping=fields)  # type: ignore[arg-type]  # (dict invariance)
         for key, entry in (catalogue or {}).items():
             n += 1
             pipe.hset(self.catalogue_key, key, orjson.dumps(entry))

@@ -43,7 +43,15 @@ from processors.features import LOAD_SHAPE_FEATURES
 from processors.health import HEALTH_STATES
 from processors.insights import Population
 from processors.rfm.state import observed_at
-from stream.state.customer_codec import FEATURES_FIELDS, RFM_FIELD, decode_features, decode_rfm, rfm_segment_names
+from stream.state.customer_codec import (
+    FEATURES_FIELDS,
+    HOURS_FIELD,
+    RFM_FIELD,
+    decode_features,
+    decode_hours_many,
+    decode_rfm,
+    rfm_segment_names,
+)
 from stream.state.fleet_clock import fleet_now
 from stream.state.segments import MembershipStore
 
@@ -58,6 +66,20 @@ CLV_MIN_CUSTOMERS = 20
 CLV_HORIZON_DAYS = 360.0  # 12 periods of 30 days: lifetimes' customer_lifetime_value(time=12, freq="D")
 CLV_REFIT_CHANGE = 0.01  # refit before CLV_REFIT_S when the population changed by more than this share
 CLV_DISCOUNT = 0.01
+
+
+@dataclass
+class CustomerPopulation(Population):
+    """The population with every customer's hourly load shapes beside the attribute columns.
+
+    ``hours[i]`` holds customer *i*'s 24 weekday shares then 24 weekend-day shares
+    (each half sums to 1; stored ``hours`` field, :func:`stream.state.customer_codec.decode_hours_many`),
+    ``has_hours[i]`` whether the customer has them. They are not rule attributes (48 columns of
+    shares would drown the differentiators and lookalikes), so they stay out of ``columns``.
+    """
+
+    hours: np.ndarray = field(default_factory=lambda: np.zeros((0, 48), dtype=np.float32))
+    has_hours: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.bool_))
 
 
 def text(v: Any) -> str:
@@ -137,7 +159,7 @@ class ApiContext:
     producer: Producer | None = None
     engine: Any = None
     population_ttl_s: float = 10.0
-    _population: tuple[float, Population] | None = field(default=None, repr=False)
+    _population: tuple[float, CustomerPopulation] | None = field(default=None, repr=False)
     _population_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     _clv: tuple[float, clv_model.ClvModel | None] | None = field(default=None, repr=False)
 
@@ -318,7 +340,7 @@ def _floats(values: list[Any]) -> np.ndarray:
         return np.array([v if isinstance(v, int | float) else np.nan for v in values], dtype=np.float64)
 
 
-async def load_population(ctx: ApiContext, fresh: bool = False) -> Population:
+async def load_population(ctx: ApiContext, fresh: bool = False) -> CustomerPopulation:
     """The cached population (see module doc), aged at the fleet's event clock; ``fresh`` forces a re-read."""
     async with ctx._population_lock:
         now = time.monotonic()
@@ -329,18 +351,19 @@ async def load_population(ctx: ApiContext, fresh: bool = False) -> Population:
         return pop
 
 
-async def _read_population(ctx: ApiContext) -> Population:
+async def _read_population(ctx: ApiContext) -> CustomerPopulation:
     """Read from Redis on the event loop; parse and compute in a thread, so the worker's consumers keep polling."""
     catalogue = await ctx.catalogue()
     ids = await population_ids(ctx, catalogue)
-    rows = await read_customers(ctx.redis, ctx.ns, ids, (RFM_FIELD, *FEATURES_FIELDS, "seg:behaviour"))
+    rows = await read_customers(ctx.redis, ctx.ns, ids, (RFM_FIELD, *FEATURES_FIELDS, "seg:behaviour", HOURS_FIELD))
     states = await meter_health(ctx.redis, ctx.ns)
     meta = ctx.directory.customers()
     now = await ctx.observation_time()
     cols = await asyncio.to_thread(_build_columns, ids, rows, catalogue, meta, states, now)
     model = await ctx.clv(cols)
     cols.update(await asyncio.to_thread(value_columns, model, cols))
-    return Population(ids, cols)
+    hours, has_hours = await asyncio.to_thread(decode_hours_many, [r[4] for r in rows])
+    return CustomerPopulation(ids, cols, hours=hours, has_hours=has_hours)
 
 
 def _build_columns(

@@ -8,6 +8,11 @@ utility's overview page shows with a date range and a region filter.
   per region, in event time: the simulator's days, not the wall clock. One
   ``ZRANGE`` per day, so it costs O(meters × days); at 100 000 meters a week
   is about 700 000 scores read.
+* ``GET /fleet/revenue`` is the revenue booked per event day and region (tariff
+  revenue and purchases of the closed regional windows, the amounts of
+  ``meterseg_region_revenue_total`` but per UTC day of the window, see
+  :mod:`stream.state.regional`): a revised window counts with its revised
+  amount only. Kept for the latest ``Settings.region_revenue_days`` event days.
 * ``GET /fleet/meters`` lists meters with region, health state, reasons and
   since when (for a silent meter: the time it was last heard of plus the
   allowed gap), filtered by region, state and reason, with counts per state
@@ -24,6 +29,7 @@ from typing import Any
 from processors.health import HEALTH_STATES
 from stream.state.health import HealthStore
 from stream.state.meters import MeterStore
+from stream.state.regional import revenue_by_day, revenue_days
 from stream.web.context import ApiContext, text
 from stream.web.errors import bad_request
 from stream.web.meters import MAX_RANGE_DAYS, _date, _shift, latest_day
@@ -89,6 +95,62 @@ async def daily(ctx: ApiContext, req: ApiRequest) -> Any:
         out.append({"day": d.isoformat(), "kwh": round(sum(by_region.values()), 3), "meters": sum(meters.values()),
                     "by_region": {r: {"kwh": round(v, 3), "meters": meters[r]} for r, v in sorted(by_region.items())}})  # fmt: skip
     return {"from": first.isoformat(), "to": last.isoformat(), "region": region, "regions": regions, "days": out}
+
+
+_AMOUNTS = {"type": "object", "additionalProperties": {"type": "number"}, "description": "region → amount"}
+REVENUE_RESPONSE: dict[str, Any] = {
+    "type": "object",
+    "required": ["from", "to", "region", "regions", "revenue", "by_region", "days"],
+    "properties": {
+        "from": {"type": ["string", "null"], "format": "date"},
+        "to": {"type": ["string", "null"], "format": "date"},
+        "region": {"type": ["string", "null"]},
+        "regions": {"type": "array", "items": {"type": "string"}},
+        "revenue": {"type": "number", "description": "total over the days (and the region, if given)"},
+        "by_region": _AMOUNTS,
+        "days": {"type": "array", "items": {
+            "type": "object", "required": ["day", "revenue", "by_region"],
+            "properties": {"day": {"type": "string", "format": "date"}, "revenue": {"type": "number"},
+                           "by_region": _AMOUNTS}}},
+    },
+}  # fmt: skip
+
+
+@route("GET", "/fleet/revenue", summary="Revenue per UTC event day and region over a date range", tag="fleet",
+       params=(Param("region", "only this region"),
+               Param("from", "first UTC day, YYYY-MM-DD (default: 29 days before `to`)", {"type": "string", "format": "date"}),
+               Param("to", "last UTC day, YYYY-MM-DD (default: the latest day with revenue)", {"type": "string", "format": "date"})),
+       errors=(400,), response=REVENUE_RESPONSE)  # fmt: skip
+async def revenue(ctx: ApiContext, req: ApiRequest) -> Any:
+    """Revenue of the closed regional windows per event day and region; a correction counts once, revised."""
+    region = _region_filter(ctx, req.arg("region"))
+    last = _date(req.arg("to"), "to")
+    first = _date(req.arg("from"), "from")
+    regions = _regions(ctx)
+    if last is None:
+        if first is not None:
+            last = _shift(first, DEFAULT_DAYS - 1)
+        else:
+            span = await revenue_days(ctx.redis, ctx.ns)
+            last = span[1] if span else None
+    if last is None:
+        return {"from": None, "to": None, "region": region, "regions": regions, "revenue": 0.0, "by_region": {},
+                "days": []}  # fmt: skip
+    first = first or _shift(last, -(DEFAULT_DAYS - 1))
+    if first > last:
+        raise bad_request("from must not be after to", error="invalid_parameter")
+    if (last - first).days + 1 > MAX_RANGE_DAYS:
+        raise bad_request(f"at most {MAX_RANGE_DAYS} days", error="invalid_parameter")
+    booked = await revenue_by_day(ctx.redis, ctx.ns, [_shift(first, i) for i in range((last - first).days + 1)], region)
+    totals: dict[str, float] = {}
+    days = []
+    for day, amounts in booked.items():
+        for r, v in amounts.items():
+            totals[r] = totals.get(r, 0.0) + v
+        days.append({"day": day, "revenue": round(sum(amounts.values()), 6), "by_region": amounts})
+    return {"from": first.isoformat(), "to": last.isoformat(), "region": region, "regions": regions,
+            "revenue": round(sum(totals.values()), 6), "by_region": {r: round(v, 6) for r, v in sorted(totals.items())},
+            "days": days}  # fmt: skip
 
 
 def _late(reasons: list[str]) -> bool:

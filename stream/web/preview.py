@@ -8,12 +8,19 @@ They change nothing, so a builder may call them on every keystroke:
   over: the size it would have and a sample of members.
 * ``GET /insights/rfm-grid`` counts customers per (R score, F score) cell, with
   the named RFM segment most of them are in.
-* ``GET /segments/{id}/shape`` is the members' mean consumption per quarter of
-  the day (night 00-06, morning 06-12, daytime 12-18, evening 18-24), on
-  weekdays and on weekend days, in kWh per day, estimated from the load-shape
-  features the pipeline keeps per customer (``features.mean_daily_kwh`` times
-  each quarter's share; weekend days scaled by ``weekday_weekend_ratio``).
-  The features are decayed means, so this is the segment's recent typical day.
+* ``GET /segments/{id}/shape`` is the members' typical weekday and weekend
+  day, hour by hour (00-23 UTC), in kWh: per member, the hourly shapes the
+  segmentation pipeline keeps (:data:`processors.features.WEEKDAY_SHAPE`,
+  :data:`~processors.features.WEEKEND_SHAPE`, stored as the ``hours`` field)
+  times that kind of day's level, then the mean over the members. The levels
+  come from ``features.mean_daily_kwh`` (*M*, the mean over all days) and
+  ``features.weekday_weekend_ratio`` (*r*, weekday kWh per weekend-day kWh):
+  weekday *W* = 7*M* / (5 + 2/*r*), weekend day *W*/*r*, so that a week of
+  five weekdays and two weekend days averages *M* per day. A member without
+  stored hourly shapes (a projection written before them) counts with its four
+  period shares spread evenly over their six hours, for both kinds of day
+  (``with_hourly_shape`` says how many had the real ones). The features are
+  decayed means, so this is the segment's recent typical day.
 """
 
 from __future__ import annotations
@@ -30,12 +37,31 @@ from stream.web.pagination import int_param
 from stream.web.routes import ApiRequest, Param, route
 from stream.web.segments import member_set, require_segment
 
-QUARTERS: tuple[tuple[str, str, str], ...] = (
-    ("night", "00-06", "features.share_night"),
-    ("morning", "06-12", "features.share_morning"),
-    ("daytime", "12-18", "features.share_daytime"),
-    ("evening", "18-24", "features.share_evening"),
-)
+PERIOD_SHARES: tuple[str, ...] = (
+    "features.share_night", "features.share_morning", "features.share_daytime", "features.share_evening",
+)  # fmt: skip
+_HOUR = {"type": "object", "required": ["hour", "label", "weekday_kwh", "weekend_kwh"],
+         "properties": {"hour": {"type": "integer", "minimum": 0, "maximum": 23},
+                        "label": {"type": "string", "description": "HH-HH, UTC"},
+                        "weekday_kwh": {"type": "number", "description": "members' mean kWh in this hour of a weekday"},
+                        "weekend_kwh": {"type": "number",
+                                        "description": "members' mean kWh in this hour of a weekend day"}}}  # fmt: skip
+SHAPE_RESPONSE: dict[str, Any] = {
+    "type": "object",
+    "required": ["segment", "members", "with_features", "with_hourly_shape", "hours"],
+    "properties": {
+        "segment": {"type": "string"},
+        "members": {"type": "integer", "description": "members now"},
+        "with_features": {"type": "integer", "description": "members with load-shape features (the ones averaged)"},
+        "with_hourly_shape": {"type": "integer",
+                              "description": "of those, members with stored hourly shapes (the others: period "
+                                             "shares spread evenly over their hours)"},
+        "mean_daily_kwh": {"type": "number", "description": "members' mean kWh per day over a week"},
+        "weekday_kwh": {"type": "number", "description": "members' mean kWh on a weekday (sum of the hours)"},
+        "weekend_kwh": {"type": "number", "description": "members' mean kWh on a weekend day (sum of the hours)"},
+        "hours": {"type": "array", "items": _HOUR, "description": "24 hours, 00-01 to 23-24 UTC; empty without features"},
+    },
+}  # fmt: skip
 MAX_EXPRESSION = 10_000
 
 
@@ -88,31 +114,41 @@ async def rfm_grid(ctx: ApiContext, req: ApiRequest) -> Any:
     }  # fmt: skip
 
 
-@route("GET", "/segments/{id}/shape", summary="Members' typical day: kWh per quarter of the day, weekday and weekend",
-       tag="segments", errors=(400, 404),
-       response={"type": "object", "properties": {"quarters": {"type": "array"}, "with_features": {"type": "integer"}}})  # fmt: skip
+@route("GET", "/segments/{id}/shape", summary="Members' typical weekday and weekend day: kWh in each hour",
+       tag="segments", errors=(400, 404), response=SHAPE_RESPONSE)  # fmt: skip
 async def shape(ctx: ApiContext, req: ApiRequest) -> Any:
-    """Mean kWh per day in each quarter of the day over the members with load-shape features."""
+    """Mean kWh in each hour of a weekday and of a weekend day over the members with load-shape features."""
     family, seg, _ = await require_segment(ctx, req.path["id"])
     pop = await load_population(ctx)
     mask = pop.mask(await member_set(ctx, family, seg))
+    out: dict[str, Any] = {"segment": f"{family}:{seg}", "members": int(mask.sum()), "with_features": 0,
+                           "with_hourly_shape": 0, "hours": []}  # fmt: skip
     cols = pop.columns
-    needed = ["features.mean_daily_kwh", "features.weekday_weekend_ratio", *(q[2] for q in QUARTERS)]
+    needed = ["features.mean_daily_kwh", "features.weekday_weekend_ratio", *PERIOD_SHARES]
     if any(n not in cols for n in needed):
-        return {"segment": f"{family}:{seg}", "members": int(mask.sum()), "with_features": 0, "quarters": []}
-    table = np.column_stack([cols[n].astype(np.float64) for n in needed])[mask]
-    table = table[~np.isnan(table).any(axis=1)]
-    if not len(table):
-        return {"segment": f"{family}:{seg}", "members": int(mask.sum()), "with_features": 0, "quarters": []}
-    daily, ratio, shares = table[:, 0], table[:, 1], table[:, 2:]
-    weekday = (daily[:, None] * shares).mean(axis=0)
-    weekend = ((daily * ratio)[:, None] * shares).mean(axis=0)
+        return out
+    table = np.column_stack([cols[n].astype(np.float64) for n in needed])
+    rows = mask & ~np.isnan(table).any(axis=1) & (table[:, 1] > 0)
+    if not rows.any():
+        return out
+    table = table[rows]
+    daily, ratio = table[:, 0], table[:, 1]
+    has_hours = pop.has_hours[rows] if len(pop.has_hours) == len(pop) else np.zeros(len(table), np.bool_)
+    shares = (pop.hours[rows].astype(np.float64) if has_hours.any()
+              else np.zeros((len(table), 48), dtype=np.float64))  # fmt: skip
+    spread = np.repeat(table[:, 2:] / 6.0, 6, axis=1)  # the period shares over their six hours
+    shares[~has_hours] = np.hstack([spread, spread])[~has_hours]
+    weekday_level = 7.0 * daily / (5.0 + 2.0 / ratio)
+    weekday = (weekday_level[:, None] * shares[:, :24]).mean(axis=0)
+    weekend = ((weekday_level / ratio)[:, None] * shares[:, 24:]).mean(axis=0)
     return {
-        "segment": f"{family}:{seg}",
-        "members": int(mask.sum()),
+        **out,
         "with_features": len(table),
+        "with_hourly_shape": int(has_hours.sum()),
         "mean_daily_kwh": round(float(daily.mean()), 4),
-        "quarters": [{"quarter": name, "hours": hours, "weekday_kwh": round(float(wd), 4),
-                      "weekend_kwh": round(float(we), 4)}
-                     for (name, hours, _), wd, we in zip(QUARTERS, weekday, weekend, strict=True)],
+        "weekday_kwh": round(float(weekday.sum()), 4),
+        "weekend_kwh": round(float(weekend.sum()), 4),
+        "hours": [{"hour": h, "label": f"{h:02d}-{h + 1:02d}", "weekday_kwh": round(float(wd), 4),
+                   "weekend_kwh": round(float(we), 4)}
+                  for h, (wd, we) in enumerate(zip(weekday, weekend, strict=True))],
     }  # fmt: skip

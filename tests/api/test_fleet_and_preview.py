@@ -133,7 +133,62 @@ def test_rfm_grid_and_segment_shape(running_engine: RunningEngine) -> None:
     seg = max(segments, key=lambda s: s["size"])
     shape = ok(running_engine, f"/segments/{seg['id']}/shape")
     assert 0 < shape["with_features"] <= shape["members"]
-    assert [q["quarter"] for q in shape["quarters"]] == ["night", "morning", "daytime", "evening"]
-    # the quarters of a weekday add up to the members' mean daily kWh (shares sum to 1)
-    assert sum(q["weekday_kwh"] for q in shape["quarters"]) == pytest.approx(shape["mean_daily_kwh"], rel=0.02)
+    # the pipeline stored every member's hourly shapes (a projection of an earlier version would lack them)
+    assert shape["with_hourly_shape"] == shape["with_features"]
+    assert [h["hour"] for h in shape["hours"]] == list(range(24))
+    assert shape["hours"][0]["label"] == "00-01" and shape["hours"][23]["label"] == "23-24"
+    weekday = sum(h["weekday_kwh"] for h in shape["hours"])
+    weekend = sum(h["weekend_kwh"] for h in shape["hours"])
+    assert weekday == pytest.approx(shape["weekday_kwh"], abs=1e-3) and weekend == pytest.approx(shape["weekend_kwh"], abs=1e-3)
+    # five weekdays and two weekend days average the members' mean daily kWh
+    assert (5 * weekday + 2 * weekend) / 7 == pytest.approx(shape["mean_daily_kwh"], rel=0.01)
+    # not a flat day: the simulator's households use more in some hours than in others
+    assert max(h["weekday_kwh"] for h in shape["hours"]) > 1.5 * min(h["weekday_kwh"] for h in shape["hours"])
     assert call(running_engine, "GET", "/segments/rfm:nope/shape")[0] == 404
+
+
+def metric_by_region(engine: RunningEngine, name: str) -> dict[str, float]:
+    """A counter per region from the worker's own ``/metrics`` (no scrape delay)."""
+    with urlopen(engine.metrics_url, timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            labels, value = line.rsplit(" ", 1)
+            region = labels.split('region="', 1)[1].split('"', 1)[0]
+            out[region] = out.get(region, 0.0) + float(value)
+    return out
+
+
+def test_revenue_per_event_day_matches_the_regional_counters_and_follows_the_filters(
+    running_engine: RunningEngine,
+) -> None:
+    def same_as_counters() -> dict[str, Any]:
+        latest = ok(running_engine, "/fleet/revenue")
+        assert latest["to"] is not None and latest["days"], latest
+        everything = ok(running_engine, "/fleet/revenue?" + urlencode({"to": latest["to"], "from": _days_before(latest["to"], 365)}))
+        counters = metric_by_region(running_engine, "meterseg_region_revenue_total")
+        # every revenue the workers counted (each window once, corrections by their difference) is on some day
+        assert everything["by_region"] == pytest.approx({r: v for r, v in counters.items() if v}, rel=1e-9, abs=1e-6)
+        return everything
+
+    everything = eventually(same_as_counters)
+    days = [d for d in everything["days"] if d["revenue"]]
+    assert everything["revenue"] == pytest.approx(sum(d["revenue"] for d in days)) and everything["revenue"] > 0
+    # one day, one region: that day's amount for that region only
+    day, region = days[-1]["day"], sorted(days[-1]["by_region"])[0]
+    one = ok(running_engine, "/fleet/revenue?" + urlencode({"from": day, "to": day, "region": region}))
+    assert [d["day"] for d in one["days"]] == [day] and set(one["by_region"]) == {region}
+    assert one["revenue"] == pytest.approx(days[-1]["by_region"][region], rel=1e-9)
+    assert one["revenue"] < everything["revenue"]
+    for query, error in (({"from": day, "to": _days_before(day, 1)}, "from must not be after to"),
+                         ({"region": "Atlantis"}, "unknown region"), ({"to": "yesterday"}, "date"),
+                         ({"from": "2020-01-01", "to": "2022-01-01"}, "at most")):  # fmt: skip
+        status, payload = call(running_engine, "GET", "/fleet/revenue?" + urlencode(query))
+        assert status == 400 and error in payload["detail"], (query, payload)
+
+
+def _days_before(day: str, n: int) -> str:
+    from datetime import date, timedelta
+
+    return (date.fromisoformat(day) - timedelta(days=n)).isoformat()

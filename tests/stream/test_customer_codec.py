@@ -7,6 +7,7 @@ import math
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 import redis
@@ -15,19 +16,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meterseg.settings import Settings
-from processors.features import CustomerFeatures
+from processors.features import WEEKDAY_SHAPE, WEEKEND_SHAPE, CustomerFeatures, FeatureProcessor
 from processors.rfm.processor import RfmAssignment, RfmProcessor
 from stream.schemas import Purchase
 from stream.state.customer_codec import (
     FEATURE_NAMES,
     FEATURES_FIELDS,
+    HOURS_FIELD,
+    HOURS_LEN,
     MAX_VALUE,
     RFM_FIELD,
     V1,
     V2,
     decode_features,
+    decode_hours,
+    decode_hours_many,
     decode_rfm,
     encode_features,
+    encode_hours,
     encode_rfm,
 )
 from stream.state.segments import MembershipStore, compact_customer_hashes, rfm_object
@@ -90,6 +96,42 @@ def test_features_are_stored_compact_and_read_back_exactly(values: dict[str, flo
     assert decode_features(stored["features"], stored["features2"]) == {"day": day.isoformat(), **ordered}
 
 
+day_shares = st.lists(st.floats(0, 50, allow_nan=False), min_size=24, max_size=24).filter(lambda v: sum(v) > 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(day_shares, day_shares)
+def test_hourly_shapes_fit_one_small_field_within_half_a_step_of_the_peak(wd: list[float], we: list[float]) -> None:
+    shape = {**{n: v / sum(wd) for n, v in zip(WEEKDAY_SHAPE, wd, strict=True)},
+             **{n: v / sum(we) for n, v in zip(WEEKEND_SHAPE, we, strict=True)}}  # fmt: skip
+    raw = encode_hours(shape)
+    assert raw is not None and len(raw) == HOURS_LEN <= MAX_VALUE and raw[0] == V1
+    back = decode_hours(raw)
+    assert back is not None
+    for names, got in zip((WEEKDAY_SHAPE, WEEKEND_SHAPE), back, strict=True):
+        given_ = [shape[n] for n in names]
+        assert sum(got) == pytest.approx(1.0)
+        # quantised against the peak hour, then renormalised: each hour within ~one step of 1/255 of the peak
+        assert max(abs(a - b) for a, b in zip(got, given_, strict=True)) <= 1.05 * max(given_) / 255
+    many, ok = decode_hours_many([raw, None])
+    assert ok.tolist() == [True, False]
+    assert many[0].tolist() == pytest.approx([*back[0], *back[1]], abs=1e-6)
+
+
+def test_the_pipelines_hourly_shapes_are_stored_and_a_bad_one_is_not() -> None:
+    fp = FeatureProcessor()
+    evening = np.array([0.1] * 18 + [1.0] * 6)
+    f = fp.update("C1", date(2026, 1, 5), True, evening)  # a Monday
+    assert f is not None and f.shape
+    wd, we = decode_hours(encode_hours(f.shape)) or ((), ())
+    assert wd == pytest.approx(list(evening / evening.sum()), abs=0.002) and we == pytest.approx(wd)
+    assert encode_hours({**f.shape, "weekday_h03": math.nan}) is None
+    assert encode_hours({**f.shape, "weekend_h03": -0.1}) is None
+    assert encode_hours({k: v for k, v in f.shape.items() if k != "weekend_h23"}) is None
+    with pytest.raises(ValueError, match="unknown hours value format"):
+        decode_hours(b"\x02" + bytes(48))
+
+
 def test_version_0_json_is_still_read() -> None:
     old_rfm = {"customer_id": "C1", "first_purchase": "2025-12-27T06:18:03Z", "last_purchase": "2025-12-27T06:18:03Z",
                "n_purchases": 1, "n_purchase_days": 1, "total_spend": 350.0, "monetary_mean": 350.0, "frequency": 0,
@@ -143,8 +185,10 @@ def test_written_hash_is_a_listpack_and_the_api_reads_both_versions_alike(redis_
     ns = f"codec-{unique}"
     spec = [(1, 0.0, 0, 120.5), (1, 30.0, 0, 80.25), (1, 31.0, 1, 0.0), (2, 5.0, 0, 10.0), (2, 200.0, 2, 0.0)]
     rfm = assignments(spec)
+    hourly = {**{n: (1 + h % 5) / 70 for h, n in enumerate(WEEKDAY_SHAPE)}, **{n: 1 / 24 for n in WEEKEND_SHAPE}}
     feats = [CustomerFeatures(customer_id=a.customer_id, day=date(2026, 1, 1), n_days=3,
-                              values={n: 0.1 + i / 7 for i, n in enumerate(FEATURE_NAMES)}) for a in rfm]  # fmt: skip
+                              values={n: 0.1 + i / 7 for i, n in enumerate(FEATURE_NAMES)},
+                              shape=hourly) for a in rfm]  # fmt: skip
 
     async def run() -> tuple[dict[str, Any], dict[str, Any], list[Any], list[Any]]:
         client = aioredis.Redis.from_url(redis_db_url)
@@ -186,7 +230,10 @@ def test_written_hash_is_a_listpack_and_the_api_reads_both_versions_alike(redis_
         for a in rfm:
             key = f"{ns}:cust:{a.customer_id}"
             assert sync.object("encoding", key) == b"listpack", sync.hgetall(key)
-            assert int(sync.memory_usage(key, samples=0) or 0) < 320
+            # the issue-16 budget (400 B a customer), with the hourly shapes (49 B more than without)
+            assert int(sync.memory_usage(key, samples=0) or 0) < 400
+            wd, we = decode_hours(sync.hget(key, HOURS_FIELD)) or ((), ())
+            assert wd == pytest.approx([hourly[n] for n in WEEKDAY_SHAPE], abs=0.001) and we == pytest.approx([1 / 24] * 24)
         old_key = f"{ns}:cust:C9999999"
         assert sync.object("encoding", old_key) == b"hashtable"  # what version 0 cost
         before = sync.hgetall(old_key)
