@@ -130,6 +130,8 @@ class _Membership:
     epoch: int = 0
     since: int = 0  # profile day (ordinal) the customer entered the cluster
     free_until: int = 0  # profile day until which the dwell is waived (after a feature restart)
+    left: str | None = None  # the cluster it left at its last move, and when (profile day ordinal)
+    left_day: int = 0
 
 
 def _end_of(day: date) -> datetime:
@@ -305,7 +307,8 @@ class BehaviourAssigner:
             # assignment it starts no dwell, so a customer the young model placed badly moves on as soon as
             # the margin shows it (within the warm-up), not a week later
             since = day - self.min_dwell_days if refit else day
-            self.members[f.customer_id] = _Membership(target, epoch=self.epoch, since=since, free_until=m.free_until)
+            self.members[f.customer_id] = _Membership(target, epoch=self.epoch, since=since, free_until=m.free_until,
+                                                      left=prev, left_day=day)  # fmt: skip
             if prev == target:
                 return None
             if reopened or model.reseeded:
@@ -319,10 +322,14 @@ class BehaviourAssigner:
         if day - m.since < self.min_dwell_days and day > m.free_until:
             m.pending, m.pending_count = None, 0  # too soon after its last move, and no behaviour change
             return None
+        if target == m.left and day - m.left_day < self.min_dwell_days and day > m.free_until:
+            m.pending, m.pending_count = None, 0  # no return within the dwell to the segment a refit moved it from
+            return None
         d_cur = float(dist[model.ids.index(m.cluster)])
         if float(dist[j]) <= (1.0 - self.margin) * d_cur:
             prev = m.cluster
-            self.members[f.customer_id] = _Membership(target, epoch=self.epoch, since=day, free_until=m.free_until)
+            self.members[f.customer_id] = _Membership(target, epoch=self.epoch, since=day, free_until=m.free_until,
+                                                      left=prev, left_day=day)  # fmt: skip
             return (prev, "distance_margin")
         if float(dist[j]) > (1.0 - self.persist_margin) * d_cur:
             m.pending, m.pending_count = None, 0
@@ -331,7 +338,8 @@ class BehaviourAssigner:
         m.pending = target
         if m.pending_count >= self.patience:
             prev = m.cluster
-            self.members[f.customer_id] = _Membership(target, epoch=self.epoch, since=day, free_until=m.free_until)
+            self.members[f.customer_id] = _Membership(target, epoch=self.epoch, since=day, free_until=m.free_until,
+                                                      left=prev, left_day=day)  # fmt: skip
             return (prev, "persistence")
         return None
 
@@ -375,7 +383,7 @@ class BehaviourAssigner:
                        "reopen_on_refit": self.reopen_on_refit, "sample_cap": self.sample_cap},
             "model": self.model.snapshot() if self.model else None,
             "epoch": self.epoch,
-            "members": {c: [m.cluster, m.pending, m.pending_count, m.epoch, m.since, m.free_until]
+            "members": {c: [m.cluster, m.pending, m.pending_count, m.epoch, m.since, m.free_until, m.left, m.left_day]
                         for c, m in sorted(self.members.items())},
             "stats": self.stats.snapshot(),
             "n_updates": self.n_updates,
@@ -414,7 +422,8 @@ class BehaviourAssigner:
                 sample_cap=c["sample_cap"])
         a.model = ClusterModel.restore(state["model"]) if state["model"] else None
         a.epoch = int(state["epoch"])
-        a.members = {cid: _Membership(v[0], v[1], int(v[2]), int(v[3]), int(v[4]), int(v[5]))
+        a.members = {cid: _Membership(v[0], v[1], int(v[2]), int(v[3]), int(v[4]), int(v[5]),
+                                      v[6] if len(v) > 6 else None, int(v[7]) if len(v) > 7 else 0)
                      for cid, v in state["members"].items()}
         a.stats = ClusterStats.restore(state["stats"])
         a.n_updates = int(state["n_updates"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from processors.clustering.model import ModelOwner
+from processors.clustering.owner import ModelOwner
 from processors.segmentation import SegmentationConfig
 from stream.state.model import follow_settings
 
