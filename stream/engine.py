@@ -273,13 +273,17 @@ class Engine(Service):
           for longer than the limit and than two checkpoint intervals (one failure heals by the next
           checkpoint, or when the consumer has caught up after it: see :meth:`_tick`);
         - a pipeline's timer step keeps failing (windows stop closing, silent meters go unnoticed);
-        - the timer itself has not completed a tick (hung, or stopped), so nothing above is refreshed.
+        - the timer itself has not completed a tick (hung, or stopped), so nothing above is refreshed;
+        - at once: a partition's checkpoint refused a changed setting (``ConfigChangeError``; its
+          partitions are not processed until the setting is set back or the app starts afresh).
         """
         now = time.monotonic() if now is None else now
         limit = self.settings.liveness_timeout_s
         failing_limit = max(limit, 2 * self.settings.checkpoint_interval_s)
         reasons = []
         for name, c in self.consumers.items():
+            if c.refused is not None:  # at once: no wait makes a refused checkpoint heal
+                reasons.append(f"{name}: a partition's checkpoint refuses the settings: {c.refused}")
             if now - c.last_poll > limit:
                 reasons.append(f"{name}: no poll for {now - c.last_poll:.0f} s")
             waiting = self.waiting_since[name]

@@ -30,6 +30,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
+from processors.config_change import ConfigChangeError
+
 log = logging.getLogger(__name__)
 
 Records = Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
@@ -108,6 +110,9 @@ class BatchConsumer:
         self.failing_since: float | None = None
         self.failures = 0
         self.last_error = ""
+        #: a partition's checkpoint refused the current settings (ConfigChangeError): why, with what to do.
+        #: The worker is then stalled (``/health``) until an operator sets the setting back or starts afresh.
+        self.refused: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._lock = asyncio.Lock()
@@ -150,7 +155,13 @@ class BatchConsumer:
     async def _assigned(self, partitions: set[TopicPartition]) -> None:
         self.rebalances += 1
         async with self._lock:
-            resume = await self.handler.on_assigned(partitions)
+            try:
+                resume = await self.handler.on_assigned(partitions)
+            except ConfigChangeError as exc:
+                # the partitions' state cannot follow a changed setting: serving the others would leave these
+                # unprocessed, so the worker reports itself stalled with the reason until it is fixed
+                self.refused = str(exc)
+                raise
         for tp, offset in resume.items():
             if tp in partitions:
                 self.consumer.seek(tp, offset)

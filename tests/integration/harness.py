@@ -94,11 +94,17 @@ class Worker:
 
 @contextlib.contextmanager
 def running_worker(
-    settings: Settings, log_dir: Path, *, metrics_port: int | None = None, **env: str
+    settings: Settings,
+    log_dir: Path,
+    *,
+    metrics_port: int | None = None,
+    ready: Callable[[dict[str, Any]], bool] | None = None,
+    **env: str,
 ) -> Iterator[Worker]:
     """A ``meterseg worker`` subprocess; stopped (SIGTERM, then SIGKILL) on exit.
 
     ``metrics_port``: chosen by the caller, e.g. so Prometheus scrapes the worker from its first second.
+    ``ready``: when the worker counts as started, from its ``/health`` (default: status ok).
     """
     web, metrics = free_port(), metrics_port or free_port()
     log_path = log_dir / f"worker-{web}.log"
@@ -111,7 +117,8 @@ def running_worker(
         )
     worker = Worker(proc, web, metrics, log_path)
     try:
-        wait_for(lambda: worker.health().get("status") == "ok" or proc.poll() is not None, 90, "worker start")
+        started = ready or (lambda h: h.get("status") == "ok")
+        wait_for(lambda: started(worker.health()) or proc.poll() is not None, 90, "worker start")
         assert proc.poll() is None, f"worker exited:\n{worker.log_tail()}"
         yield worker
     finally:

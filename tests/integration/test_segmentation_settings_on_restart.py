@@ -109,7 +109,11 @@ def test_a_new_rfm_map_and_rules_file_take_effect_and_a_new_k_is_refused(
     assert {c["customer_id"] for c in new if c["segment_id"] == "north" and c["reason"] == "segment_removed"} == north
     assert {c["customer_id"] for c in new if c["segment_id"] == "south" and c["action"] == "entered"}
 
-    with running_worker(settings, tmp_path, METERSEG_SEGMENTATION__K="12", **env) as worker:
+    with running_worker(settings, tmp_path, METERSEG_SEGMENTATION__K="12",
+                        ready=lambda h: h.get("status") in ("ok", "stalled"), **env) as worker:  # fmt: skip
         wait_for(lambda: "METERSEG_SEGMENTATION__K changed from 10 to 12" in worker.log_tail(200_000), 60,
                  "the refusal of k")  # fmt: skip
         assert "set it back" in worker.log_tail(200_000)
+        # and the worker says so where operators and orchestrators look: /health is stalled, with the reason
+        wait_for(lambda: any("METERSEG_SEGMENTATION__K" in r for r in worker.health().get("stalled", [])), 30,
+                 "the refusal in /health")  # fmt: skip
