@@ -39,7 +39,8 @@ def fake_engine(now: float, **consumer: Any) -> Any:
     """An object with what :meth:`Engine.stall_reasons` reads: two live consumers, a live timer."""
 
     def live(**overrides: Any) -> SimpleNamespace:
-        fields = {"last_poll": now, "last_progress": now, "failing_since": None, "failures": 0, "last_error": ""}
+        fields = {"last_poll": now, "last_progress": now, "failing_since": None, "failures": 0, "last_error": "",
+                  "refused": None}
         return SimpleNamespace(**{**fields, **overrides})
 
     return SimpleNamespace(
@@ -58,6 +59,13 @@ def reasons(engine: Any, now: float) -> list[str]:
 
 def test_a_live_engine_has_no_stall_reason() -> None:
     assert reasons(fake_engine(1000.0), 1000.0 + LIMIT - 1) == []
+
+
+def test_a_checkpoint_refusing_the_settings_is_a_stall_at_once() -> None:
+    why = "METERSEG_SEGMENTATION__K changed from 10 to 12: set it back"
+    assert reasons(fake_engine(1000.0, refused=why), 1000.0) == [
+        f"ingest: a partition's checkpoint refuses the settings: {why}"
+    ]
 
 
 def test_no_poll_is_a_stall() -> None:
