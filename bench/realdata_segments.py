@@ -38,6 +38,7 @@ import asyncio
 import collections
 import json
 import math
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -185,6 +186,11 @@ def live_run(args: argparse.Namespace, base: Settings | None = None) -> Outcome:
         seconds = time.perf_counter() - t0
         changes = [json.loads(v) for _, v, _ in read_topic(settings.kafka_bootstrap, settings.topics.segment_changes)]
         events = [json.loads(v) for _, v, _ in read_topic(settings.kafka_bootstrap, settings.topics.model_events)]
+        if getattr(args, "dump", None):
+            args.dump.mkdir(parents=True, exist_ok=True)
+            for name, records in (("segment.changes", changes), ("model.events", events)):
+                (args.dump / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+            shutil.copy(out / "truth.json", args.dump / "truth.json")
         client = sync_redis(settings, decode_responses=True)
         catalogue = {key: json.loads(v) for key, v in client.hgetall(f"{settings.redis_namespace}:segments").items()}
         client.close()
@@ -225,7 +231,14 @@ def calm(o: Outcome, warmup_days: int) -> dict[str, Any]:
     """Moves per day after the warm-up, returns within a week, drift events, names per segment."""
     moves: collections.Counter[date] = collections.Counter()
     history: dict[str, list[tuple[date, str]]] = collections.defaultdict(list)
-    names: dict[str, list[str]] = collections.defaultdict(list)
+    names: dict[str, list[str]] = collections.defaultdict(list)  # per segment: its names, model version by version
+    for e in o.events:
+        if e.get("kind") != "version":
+            continue
+        for sid, name in e["detail"].get("names", {}).items():
+            if not names[sid] or names[sid][-1] != name:
+                names[sid].append(name)
+    seen: dict[str, set[str]] = collections.defaultdict(set)  # names change records carried
     for c in o.changes:
         if c["family"] != "behaviour":
             continue
@@ -234,9 +247,8 @@ def calm(o: Outcome, warmup_days: int) -> dict[str, Any]:
             history[c["customer_id"]].append((day, c["segment_id"]))
             if c["from_segment"] is not None:
                 moves[day] += 1
-        name = c.get("segment_name") or ""
-        if name and (not names[c["segment_id"]] or names[c["segment_id"]][-1] != name):
-            names[c["segment_id"]].append(name)
+        if c.get("segment_name"):
+            seen[c["segment_id"]].add(c["segment_name"])
     size = max(len(o.members), 1)
     last = max([*moves, o.start + timedelta(days=warmup_days)])
     first = o.start + timedelta(days=warmup_days)
@@ -252,7 +264,7 @@ def calm(o: Outcome, warmup_days: int) -> dict[str, Any]:
     drift = [e for e in o.events if e.get("kind") == "drift"]
     renames = [e for e in o.events if e.get("kind") == "rename"]
     versions = [e for e in o.events if e.get("kind") == "version"]
-    return {"per_day": per_day, "returns": returns, "drift": drift, "names": names, "renames": renames,
+    return {"per_day": per_day, "returns": returns, "drift": drift, "names": names, "seen": seen, "renames": renames,
             "versions": versions, "moved": sum(1 for seq in history.values() if len(seq) > 1)}
 
 
@@ -325,9 +337,12 @@ def report(o: Outcome, args: argparse.Namespace) -> dict[str, float]:
     late = [e for e in c["renames"] if str(e["detail"].get("profile_day", "")) >= after]
     print(f"  model versions: {len(c['versions'])}; renames announced: {len(c['renames'])}, after day "
           f"{args.warmup_days}: {len(late)} {[(e['detail'].get('segment'), e['detail'].get('to')) for e in late][:6]}")
-    most = max((len(v) for v in c["names"].values()), default=0)
-    print(f"  names per segment over the run: max {most} "
-          f"{ {s: len(v) for s, v in sorted(c['names'].items())} }")
+    most = max((len(v) - 1 for v in c["names"].values()), default=0)
+    print(f"  name changes per segment across model versions: max {most} "
+          f"{ {s: len(v) - 1 for s, v in sorted(c['names'].items())} }")
+    print(f"  distinct names per segment in segment.changes: "
+          f"{ {s: len(v) for s, v in sorted(c['seen'].items())} }  (partitions switch model versions a few "
+          f"seconds apart: records of both names around a rename)")
     sizes = collections.Counter(o.members.values())
     print("  segments (final catalogue):")
     for _key, e in sorted(o.catalogue.items()):
@@ -337,7 +352,7 @@ def report(o: Outcome, args: argparse.Namespace) -> dict[str, float]:
         top = ", ".join(f"{f} {n}" for f, n in fams.most_common(3))
         print(f"    {e['id']:4s} {sizes.get(e['id'], 0):5d}  {e.get('name')!s:60.60s} | {top}")
     figures.update({"volatility_max": worst, "returns": float(c["returns"]), "drift": float(len(c["drift"])),
-                    "names_max": float(most)})
+                    "name_changes_max": float(most)})
     if args.plot and o.model is not None:
         plot(o.model, dict(sizes), args.plot)
     return figures
@@ -372,6 +387,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pv-share", type=float, default=0.1)
     p.add_argument("--warmup-days", type=int, default=14,
                    help="days before the calm figures count (a week of features, then the first model's week)")
+    p.add_argument("--dump", type=Path, default=None,
+                   help="write the run's segment.changes, model.events and ground truth (JSON lines) here")
     p.add_argument("--plot", type=Path, default=None, help="write each segment's load shape (PNG) here")
     p.add_argument("--simulator-figures", action="store_true", help="also the archetype simulator's gates")
     p.add_argument("--sim-meters", type=int, default=1000)

@@ -22,7 +22,8 @@ owner makes), and decides whether the customer's *membership* moves:
 * **minimum dwell** - a customer stays at least ``min_dwell_days`` (profile days) in a segment it
   entered, unless its features restarted (the feature shift rule saw two consecutive days break
   with its usual weekday: a behaviour change, e.g. an EV bought) within the last
-  ``change_grace_days``; so nobody returns to a segment it left within a week without a change;
+  ``change_grace_days``; and nobody returns to the segment it left within the dwell, its last day
+  included, restart or not (a restart moves a customer on, to where its new behaviour is);
 * **drift** - river's ``PageHinkley`` watches, per partition, the daily share of established customers
   (a week seen) whose features restarted (weekdays only: the shift rule runs on weekdays). On a stationary fleet that
   share is a fraction of a percent and the detector stays quiet; when many customers change
@@ -322,8 +323,11 @@ class BehaviourAssigner:
         if day - m.since < self.min_dwell_days and day > m.free_until:
             m.pending, m.pending_count = None, 0  # too soon after its last move, and no behaviour change
             return None
-        if target == m.left and day - m.left_day < self.min_dwell_days and day > m.free_until:
-            m.pending, m.pending_count = None, 0  # no return within the dwell to the segment a refit moved it from
+        if target == m.left and day - m.left_day <= self.min_dwell_days:
+            # no return within a week (the dwell, its last day included) to the segment it left, even after a
+            # feature restart: a restart moves a customer on to where its new behaviour is, never back; on real
+            # households the shift rule fires on noise often enough that waiving this let them return
+            m.pending, m.pending_count = None, 0
             return None
         d_cur = float(dist[model.ids.index(m.cluster)])
         if float(dist[j]) <= (1.0 - self.margin) * d_cur:

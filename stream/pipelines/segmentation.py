@@ -238,7 +238,8 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
                         "schema_version": 1, "event_id": f"model:{e.version}", "kind": "version",
                         "model_version": e.version, "ts": ts,
                         "detail": {"reason": e.reason, "drifts": e.drifts, "n_updates": e.n_updates,
-                                   "profile_day": e.profile_day},
+                                   "profile_day": e.profile_day,
+                                   "names": {c.id: c.name for c in e.clusters}},
                     }),
                 )
                 for e in events

@@ -294,8 +294,13 @@ def test_names_stay_put_until_the_profile_moves() -> None:
 
 def test_minimum_dwell_unless_behaviour_changed() -> None:
     spec = FeatureSpec(names=("x",), log1p=(), log=())
+    owner = ModelOwner(k=3, spec=spec, min_seed_samples=6, seeder="kmeans++")
+    stats = ClusterStats.empty(spec)
+    x = np.array([[0.0], [0.2], [10.0], [10.2], [20.0], [20.2]])
+    stats.scaler.learn(x)
+    stats.add_sample(x)
     a = BehaviourAssigner(spec, margin=0.1, patience=1, min_dwell_days=7)
-    a.set_model(boundary_model())
+    a.set_model(owner.apply(stats))
 
     def step(d: int, x: float, restarted: bool = False) -> list[str]:
         f = CustomerFeatures(customer_id="C1", day=date(2026, 1, 1) + timedelta(days=d), n_days=d + 1,
@@ -304,10 +309,13 @@ def test_minimum_dwell_unless_behaviour_changed() -> None:
 
     first = step(0, 0.0)  # initial; the first week after it is for settling
     other = step(1, 10.0)
-    assert other and other != first
-    assert step(3, 0.0) == [] and step(6, 0.0) == []  # back within a week: held
-    assert step(8, 0.0) == first  # after the dwell
-    assert step(9, 10.0, restarted=True) == other  # a behaviour change waives the dwell
+    assert first and other and other != first
+    assert step(3, 20.0) == [] and step(6, 0.0) == []  # another move within a week: held
+    third = step(7, 20.0, restarted=True)  # a behaviour change waives the dwell
+    assert third and third not in (first, other)
+    # never back within a week to the segment it left, restart or not (a restart moves a customer on)
+    assert step(8, 10.0, restarted=True) == [] and step(14, 10.0) == []  # day 14: the week's last day
+    assert step(15, 10.0) == other  # after the week
 
 
 # -- hysteresis --------------------------------------------------------------------------------------------
