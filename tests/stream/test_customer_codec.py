@@ -36,6 +36,7 @@ from stream.state.customer_codec import (
     encode_hours,
     encode_rfm,
 )
+from stream.state.keys import CustomerKeys
 from stream.state.segments import MembershipStore, compact_customer_hashes, rfm_object
 from stream.web.context import ApiContext, CustomerMeta, Directory, load_population
 from stream.web.customers import get_customer
@@ -200,7 +201,7 @@ def test_written_hash_is_a_listpack_and_the_api_reads_both_versions_alike(redis_
             new_id, old_id = rfm[0].customer_id, "C9999999"
             # the same customer as an earlier version wrote it: JSON values, no second features field
             old = rfm_object(rfm[0]) | {"customer_id": old_id}
-            await client.hset(f"{ns}:cust:{old_id}", mapping={
+            await client.hset(CustomerKeys(ns).customer(old_id), mapping={
                 RFM_FIELD: orjson.dumps(old), "features": orjson.dumps({"day": feats[0].day, **feats[0].values})})  # fmt: skip
             meta = {c: CustomerMeta("North", "prepaid", False, (f"M{c}",)) for c in (new_id, old_id)}
             ctx = ApiContext(Settings(app_id=ns), client, Directory(static=meta))
@@ -228,13 +229,13 @@ def test_written_hash_is_a_listpack_and_the_api_reads_both_versions_alike(redis_
     try:
         assert sync.config_get("hash-max-listpack-value")["hash-max-listpack-value"] == "64"  # a stock setting
         for a in rfm:
-            key = f"{ns}:cust:{a.customer_id}"
+            key = CustomerKeys(ns).customer(a.customer_id)
             assert sync.object("encoding", key) == b"listpack", sync.hgetall(key)
             # the issue-16 budget (400 B a customer), with the hourly shapes (49 B more than without)
             assert int(sync.memory_usage(key, samples=0) or 0) < 400
             wd, we = decode_hours(sync.hget(key, HOURS_FIELD)) or ((), ())
             assert wd == pytest.approx([hourly[n] for n in WEEKDAY_SHAPE], abs=0.001) and we == pytest.approx([1 / 24] * 24)
-        old_key = f"{ns}:cust:C9999999"
+        old_key = CustomerKeys(ns).customer("C9999999")
         assert sync.object("encoding", old_key) == b"hashtable"  # what version 0 cost
         before = sync.hgetall(old_key)
         # the upgrade tool rewrites only that hash, into the compact format, without changing what it says
