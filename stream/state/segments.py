@@ -91,14 +91,6 @@ def rfm_object(a: RfmAssignment) -> dict[str, Any]:
     }
 
 
-def members_key(namespace: str, family: str, segment_id: str) -> str:
-    """Redis set of a segment's members with one shard (the layout of a single Redis server by default).
-
-    With several shards a segment has one set per shard: :meth:`CustomerKeys.members`.
-    """
-    return CustomerKeys(namespace).members(family, segment_id)[0]
-
-
 _HISTORY = """
 -- KEYS: a customer's history list; ARGV: change JSON, length kept
 if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
