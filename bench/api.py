@@ -40,6 +40,7 @@ from aiohttp import web
 from meterseg.settings import Settings
 from processors.features import LOAD_SHAPE_FEATURES
 from stream.state.customer_codec import RFM_FIELD, encode_features, encode_rfm
+from stream.state.keys import CustomerKeys
 from stream.web.context import ApiContext, CustomerMeta, Directory
 from stream.web.routes import Route, all_routes
 from stream.web.server import _dispatch
@@ -91,13 +92,15 @@ def synthetic(n: int, seed: int = 0) -> tuple[dict[str, CustomerMeta], list[tupl
 
 
 async def fill(client: aioredis.Redis, ns: str, rows: list[tuple[str, dict[str, bytes]]]) -> None:
+    keys = CustomerKeys(ns)  # the one-shard layout of a single server
     for start in range(0, len(rows), 10_000):
         pipe = client.pipeline(transaction=False)
         for cid, fields in rows[start : start + 10_000]:
-            pipe.hset(f"{ns}:cust:{cid}", mapping=cast(Any, fields))
-            pipe.sadd(f"{ns}:seg:rfm:{fields['seg:rfm'].decode()}", cid)
-            pipe.sadd(f"{ns}:seg:behaviour:{fields['seg:behaviour'].decode()}", cid)
-            pipe.sadd(f"{ns}:seg:rule:everyone", cid)
+            shard = keys.shard_of(cid)
+            pipe.hset(keys.customer(cid), mapping=cast(Any, fields))
+            pipe.sadd(keys.shard_members(shard, "rfm", fields["seg:rfm"].decode()), cid)
+            pipe.sadd(keys.shard_members(shard, "behaviour", fields["seg:behaviour"].decode()), cid)
+            pipe.sadd(keys.shard_members(shard, "rule", "everyone"), cid)
         await pipe.execute()
     catalogue = {f"rfm:{s}": orjson.dumps({"family": "rfm", "id": s, "name": s.replace("_", " ").title()}) for s in RFM}
     catalogue.update({f"behaviour:B{j}": orjson.dumps({"family": "behaviour", "id": f"B{j}", "name": f"Cluster {j}"})
@@ -145,7 +148,7 @@ async def run(n: int, redis_url: str, repeat: int) -> None:
     headers = {"Authorization": "Bearer bench-token"}
     try:
         async with aiohttp.ClientSession(headers=headers) as s:
-            sizes = {seg: await client.scard(f"{ns}:seg:rfm:{seg}") for seg in RFM}
+            sizes = {seg: sum([await client.scard(k) for k in CustomerKeys(ns).members("rfm", seg)]) for seg in RFM}
             big = max(sizes, key=lambda k: sizes[k])
             seg = f"rfm:{big}"
             print(f"\nlargest segment {seg}: {sizes[big]:,} members of {n:,} customers\n")

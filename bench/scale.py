@@ -111,6 +111,7 @@ from bench.pipeline import (  # noqa: E402
 )
 from meterseg.settings import Settings  # noqa: E402
 from stream.clients.redis_client import app_key_patterns, async_redis, sync_redis  # noqa: E402
+from stream.state.keys import customer_keys  # noqa: E402
 
 #: with --close-days: once the data ends the event clock runs an hour per second and closes the day's windows
 CLOSE_DAYS_ENV = {"METERSEG_INGEST__CLOCK_RATE": "3600"}
@@ -357,17 +358,17 @@ async def drain(
 # -------------------------------------------------------------------------------------------- redis
 def redis_memory(settings: Settings, customer_ids: Sequence[str], sample: int, seed: int) -> dict[str, Any]:
     """Bytes per customer of the customer hashes and membership sets (see the module docstring)."""
-    ns = settings.redis_namespace
+    keys = customer_keys(settings)
     client = sync_redis(settings)
     try:
         info = client.info("memory")
         picked = random.Random(seed).sample(list(customer_ids), min(sample, len(customer_ids)))
         pipe = client.pipeline(transaction=False)
         for cid in picked:
-            pipe.memory_usage(f"{ns}:cust:{cid}", samples=0)
-            pipe.object("encoding", f"{ns}:cust:{cid}")
-            pipe.hlen(f"{ns}:cust:{cid}")
-            pipe.memory_usage(f"{ns}:cust:{cid}:hist", samples=0)
+            pipe.memory_usage(keys.customer(cid), samples=0)
+            pipe.object("encoding", keys.customer(cid))
+            pipe.hlen(keys.customer(cid))
+            pipe.memory_usage(keys.history(cid), samples=0)
         got = pipe.execute()
         hashes = [int(got[i]) for i in range(0, len(got), 4) if got[i] is not None]
         encodings: dict[str, int] = {}
@@ -380,7 +381,8 @@ def redis_memory(settings: Settings, customer_ids: Sequence[str], sample: int, s
         with_hash = len(hashes) / max(1, len(picked)) * len(customer_ids)
         set_bytes, set_members = 0, 0
         set_encodings: dict[str, int] = {}
-        for key in client.scan_iter(match=f"{ns}:seg:*", count=1000):
+        set_patterns = [f"{keys.prefix(0)}:seg:*"] if keys.shards == 1 else [f"{{{keys.app}:s*}}:seg:*"]
+        for key in (k for p in set_patterns for k in client.scan_iter(match=p, count=1000)):
             if client.type(key) != b"set":
                 continue
             set_bytes += int(client.memory_usage(key, samples=0) or 0)
@@ -388,7 +390,7 @@ def redis_memory(settings: Settings, customer_ids: Sequence[str], sample: int, s
             enc = client.object("encoding", key)
             enc = enc.decode() if isinstance(enc, bytes) else str(enc)
             set_encodings[enc] = set_encodings.get(enc, 0) + 1
-        example = client.hgetall(f"{ns}:cust:{picked[0]}") if picked else {}
+        example = client.hgetall(keys.customer(picked[0])) if picked else {}
         limits = client.config_get("hash-max-*")
         return {
             "used_memory": int(info["used_memory"]),

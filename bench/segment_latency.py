@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaProducer
 from bench.common import ensure_broker, kafka_options
 from meterseg.settings import Settings, TopicNames
 from stream.clients.redis_client import app_key_patterns, sync_redis
+from stream.state.keys import customer_keys
 from stream.topics import delete_topics
 from tests.integration.harness import running_worker, simulate, wait_for
 
@@ -84,7 +85,8 @@ def main() -> None:
             client = sync_redis(settings, decode_responses=True)
             low: list[str] = []
             for seg in LOW_RECENCY:
-                low += sorted(str(m) for m in client.smembers(f"{settings.redis_namespace}:seg:rfm:{seg}"))
+                for key in customer_keys(settings).members("rfm", seg):
+                    low += sorted(str(m) for m in client.smembers(key))
             client.close()
             customers = low[: args.purchases]
             if not customers:

@@ -307,15 +307,16 @@ def _segments(settings: Settings) -> None:
     import asyncio
 
     from stream.clients.redis_client import sync_redis
-    from stream.state.segments import members_key
+    from stream.state.keys import customer_keys
 
     ns = settings.redis_namespace
+    keys = customer_keys(settings)
     client = sync_redis(settings, decode_responses=True)
     try:
         catalogue = {k: json.loads(v) for k, v in client.hgetall(f"{ns}:segments").items()}
         rows = []
         for entry in catalogue.values():
-            size = client.scard(members_key(ns, entry["family"], entry["id"]))
+            size = sum(int(client.scard(k)) for k in keys.members(entry["family"], entry["id"]))
             rows.append((entry["family"], entry["id"], entry.get("name", ""), entry.get("profile", ""), int(size)))
     finally:
         client.close()

@@ -1,4 +1,4 @@
-"""``meterseg worker``: run the engine's agents against Kafka and Redis; ``meterseg compact-customers``."""
+"""``meterseg worker``: run the engine's agents against Kafka and Redis; ``compact-customers``, ``reshard-customers``."""
 
 from __future__ import annotations
 
@@ -31,6 +31,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
     )
     c.set_defaults(func=compact)
+    r = sub.add_parser(
+        "reshard-customers",
+        help="move the customer projection and member sets to the shard count of the settings",
+        description=(
+            "The customer hashes, histories and segment member sets are spread over hash-tag shards "
+            "(METERSEG_REDIS_SHARDS; 64 on a Redis Cluster, 1 on one server). Data written with another "
+            "count (an earlier version: one shard) is moved key by key (DUMP/RESTORE, SADD/SREM); a worker "
+            "refuses to start until it is. Stop the workers first; safe to interrupt and run again."
+        ),
+    )
+    r.set_defaults(func=reshard_customers)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,6 +68,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+    import redis
+
+    from stream.clients.redis_client import sync_redis
+    from stream.state.reshard import LayoutMismatch, check_layout
+
+    client = sync_redis(settings)
+    try:
+        check_layout(client, settings.redis_namespace, settings.state_shards)
+    except LayoutMismatch as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (redis.ConnectionError, redis.TimeoutError) as exc:  # the engine waits for Redis; checked at the next start
+        logging.getLogger(__name__).warning("Redis unreachable, the customer key layout is not checked: %s", exc)
+    finally:
+        client.close()
     # topics first: Faust subscribes its agents before the engine service starts
     try:
         settings = asyncio.run(with_cluster_replication(settings))
@@ -80,8 +106,32 @@ def compact(args: argparse.Namespace) -> int:
     settings = Settings()
     client = sync_redis(settings)
     try:
-        counts = compact_customer_hashes(client, settings.redis_namespace)
+        counts = compact_customer_hashes(client, settings.redis_namespace, shards=settings.state_shards)
     finally:
         client.close()
     print(", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in counts.items()))
+    return 0
+
+
+def reshard_customers(args: argparse.Namespace) -> int:
+    import time
+
+    from stream.clients.redis_client import sync_redis
+    from stream.state.reshard import reshard
+
+    settings = Settings()
+    client = sync_redis(settings)
+    last = [time.monotonic()]
+
+    def progress(counts: dict[str, int]) -> None:
+        if time.monotonic() - last[0] >= 5.0:
+            last[0] = time.monotonic()
+            print(f"... {counts['customer_keys']:,} customer keys and {counts['members']:,} members moved", flush=True)
+
+    try:
+        counts = reshard(client, settings.redis_namespace, settings.state_shards, progress)
+    finally:
+        client.close()
+    print(f"customer projection of {settings.app_id}: {counts['from_shards']} -> {counts['to_shards']} shard(s); "
+          f"{counts['customer_keys']:,} customer keys and {counts['members']:,} segment members moved")  # fmt: skip
     return 0

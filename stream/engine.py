@@ -250,7 +250,7 @@ class Engine(Service):
     @Service.timer(5.0)
     async def _slow_tick(self) -> None:
         try:
-            await sample_sizes(self.redis, self.settings.redis_namespace)
+            await sample_sizes(self.redis, self.settings.redis_namespace, shards=self.settings.state_shards)
             await record_moves(self.segmentation, self.redis, self.settings.redis_namespace)
             count, amount = await outstanding_bills(self.redis, self.settings)
             m.BILLS_OUTSTANDING.set(count)

@@ -5,17 +5,17 @@ README "Security"); with ``METERSEG_REDIS_CLUSTER=true`` it names any node of
 a Redis Cluster and the clients are ``RedisCluster`` ones, which learn the
 slot map from that node and follow it.
 
-On a cluster every key of an app must live in one hash slot: the engine's Lua
-scripts and transactions touch several keys at once (a customer's hash and
-the segment sets it moves between, the regional window partials and their
-frontier, the model and its version), and Redis Cluster runs such a command
-only when all its keys hash to one slot. :attr:`meterseg.settings.Settings.redis_namespace`
-is therefore ``{app_id}`` on a cluster (a hash tag: only the part in braces is
-hashed) and plain ``app_id`` on one server (keys unchanged). The cost: one app's
-shared state sits on one master (its replicas give failover, not capacity). The
-partition checkpoints, the largest part by far, are self-contained (only the
-checkpoint store touches them, each partition's on its own) and stay named by
-the plain ``app_id``: they spread over the masters.
+On a cluster a multi-key command runs only when all its keys hash to one slot.
+The engine's app-wide scripts and transactions (the regional window partials and
+their frontier, the model and its version, the RFM sketches) touch several keys
+at once: :attr:`meterseg.settings.Settings.redis_namespace` is therefore
+``{app_id}`` on a cluster (a hash tag: only the part in braces is hashed) and
+plain ``app_id`` on one server (keys unchanged). The customer projection and the
+segment member sets (the per-customer state) are spread over shard hash
+tags ``{app_id:s<k>}`` (:mod:`stream.state.keys`): a customer's keys share its
+shard's slot, the shards spread over the masters. The partition checkpoints are
+self-contained (only the checkpoint store touches them, each partition's on its
+own) and stay named by the plain ``app_id``: they spread over the masters too.
 
 Examples:
     >>> from meterseg.settings import Settings
@@ -40,7 +40,8 @@ def app_key_patterns(settings: Settings) -> list[str]:
     """``SCAN MATCH`` patterns covering every Redis key of the app (to list or remove them all).
 
     The shared state is under :attr:`~meterseg.settings.Settings.redis_namespace`; the checkpoints
-    under the plain app id, and keys derived from a checkpoint's name may carry it as a hash tag.
+    under the plain app id, and keys derived from a checkpoint's name may carry it as a hash tag; the
+    customer shards under ``{app:s<k>}`` (:mod:`stream.state.keys`), which ``{app:*`` covers.
 
     Examples:
         >>> from meterseg.settings import Settings

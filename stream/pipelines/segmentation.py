@@ -95,7 +95,7 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
         self.producer = producer
         self.topics = settings.topics
         self.customer_info = customer_info
-        self.store = MembershipStore(checkpoints.client, settings.redis_namespace)
+        self.store = MembershipStore(checkpoints.client, settings.redis_namespace, settings.state_shards)
         self.models = ModelExchange(
             checkpoints.client,
             settings.redis_namespace,

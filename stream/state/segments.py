@@ -1,17 +1,20 @@
 """Segment memberships and customer profiles in Redis: what the API and analysts read.
 
-Layout (``ns`` = app id):
+Layout (``ns`` = app namespace; ``{c}`` = the customer's shard prefix, :mod:`stream.state.keys`:
+``ns`` itself with one shard, the hash tag ``{app:s<k>}`` with several):
 
-* ``{ns}:seg:{family}:{segment}`` — set of member customer ids;
+* ``{c}:seg:{family}:{segment}`` — the segment's members in that shard (the segment is their union);
 * ``{ns}:segments`` — hash ``family:segment`` → JSON (family, id, name, profile ...), the catalogue;
-* ``{ns}:cust:{customer}`` — hash: ``seg:rfm``, ``seg:behaviour`` (segment ids), ``rule:{id}`` flags,
+* ``{c}:cust:{customer}`` — hash: ``seg:rfm``, ``seg:behaviour`` (segment ids), ``rule:{id}`` flags,
   ``rfm`` (summary and scores), ``features`` and ``features2`` (the feature values), ``hours`` (the
   hourly weekday and weekend-day shapes), the last four in
   the compact format of :mod:`stream.state.customer_codec` (every value within 63 bytes, so the hash
   keeps Redis' listpack encoding on a stock server; values of earlier versions, JSON, still read);
-* ``{ns}:cust:{customer}:hist`` — the last :data:`HISTORY` changes (JSON), newest first;
-* ``{ns}:seg:sizes:{family}:{segment}`` — sorted set of (day → size) samples for size history.
+* ``{c}:cust:{customer}:hist`` — the last :data:`HISTORY` changes (JSON), newest first;
+* ``{ns}:seg:sizes:{family}:{segment}`` — sorted set of (day → size) samples for size history
+  (fleet-wide sizes, one small key per segment: not sharded).
 
+The membership script of a batch runs once per shard it touches (its keys share the shard's slot).
 All writes of one batch go in one pipeline. Applying the same change twice
 leaves the same sets (SADD/SREM are idempotent); the history may hold a
 repeated entry after a crash replay, which is documented as at-least-once.
@@ -42,6 +45,7 @@ from stream.state.customer_codec import (
     encode_rfm,
     rfm_segment_names,
 )
+from stream.state.keys import CustomerKeys
 
 HISTORY = 50
 
@@ -51,6 +55,7 @@ SINGLE_FAMILIES = frozenset({"rfm", "behaviour"})
 # customer's current segment in the family, whatever the record's from_segment says: after a crash, a
 # replay may re-score against another population and leave from the one the projection last recorded.
 _SINGLE = """
+-- KEYS[1]: routes to the shard's slot; ARGV[1]: the shard's key prefix, then (customer, family, segment, change)...
 local ns = ARGV[1]
 for i = 2, #ARGV, 4 do
   local cust, fam, seg, act = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -86,11 +91,6 @@ def rfm_object(a: RfmAssignment) -> dict[str, Any]:
     }
 
 
-def members_key(namespace: str, family: str, segment_id: str) -> str:
-    """Redis set of a segment's members."""
-    return f"{namespace}:seg:{family}:{segment_id}"
-
-
 _HISTORY = """
 -- KEYS: a customer's history list; ARGV: change JSON, length kept
 if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
@@ -101,16 +101,18 @@ return 1
 
 
 class MembershipStore:
-    def __init__(self, client: aioredis.Redis, namespace: str):
+    """Writes and reads the customer projection and the member sets (``shards``: :mod:`stream.state.keys`)."""
+
+    def __init__(self, client: aioredis.Redis, namespace: str, shards: int = 1):
         self.client = client
         self.ns = namespace
-        self._single = client.register_script(_SINGLE)
+        self.keys = CustomerKeys(namespace, shards)
 
-    def members_key(self, family: str, segment_id: str) -> str:
-        return members_key(self.ns, family, segment_id)
+    def members_keys(self, family: str, segment_id: str) -> list[str]:
+        return self.keys.members(family, segment_id)
 
     def customer_key(self, customer_id: str) -> str:
-        return f"{self.ns}:cust:{customer_id}"
+        return self.keys.customer(customer_id)
 
     @property
     def catalogue_key(self) -> str:
@@ -125,24 +127,26 @@ class MembershipStore:
     ) -> None:
         pipe = self.client.pipeline(transaction=False)
         n = 0
-        single: list[str] = [self.ns]
+        single: dict[int, list[str]] = {}
+        keys = self.keys
         for c in changes:
             n += 1
+            shard = keys.shard_of(c.customer_id)
             if c.family in SINGLE_FAMILIES:
-                single += [c.customer_id, c.family, c.segment_id, c.change]
+                single.setdefault(shard, [keys.prefix(shard)]).extend((c.customer_id, c.family, c.segment_id, c.change))
             elif c.change == "entry":
-                pipe.sadd(self.members_key(c.family, c.segment_id), c.customer_id)
-                pipe.hset(self.customer_key(c.customer_id), f"rule:{c.segment_id}", c.segment_id)
+                pipe.sadd(keys.shard_members(shard, c.family, c.segment_id), c.customer_id)
+                pipe.hset(keys.customer(c.customer_id), f"rule:{c.segment_id}", c.segment_id)
             else:
-                pipe.srem(self.members_key(c.family, c.segment_id), c.customer_id)
-                pipe.hdel(self.customer_key(c.customer_id), f"rule:{c.segment_id}")
+                pipe.srem(keys.shard_members(shard, c.family, c.segment_id), c.customer_id)
+                pipe.hdel(keys.customer(c.customer_id), f"rule:{c.segment_id}")
             if c.change == "entry":
                 pipe.hsetnx(
                     self.catalogue_key,
                     f"{c.family}:{c.segment_id}",
                     orjson.dumps({"family": c.family, "id": c.segment_id, "name": c.segment_name}),
                 )
-            hist = self.customer_key(c.customer_id) + ":hist"
+            hist = keys.history(c.customer_id)
             # a replay after a crash re-emits the same change (same customer, segment, time, reason): kept once
             # EVAL, not EVALSHA: a Redis Cluster pipeline does not load scripts on the node first
             pipe.eval(_HISTORY, 1, hist, c.model_dump_json(), HISTORY)
@@ -165,15 +169,25 @@ class MembershipStore:
             pipe.hset(self.catalogue_key, key, orjson.dumps(entry))
         if n:
             started = time.perf_counter()
-            if len(single) > 1:
-                # the catalogue key routes the script on a Redis Cluster (every key it touches shares its slot)
-                await self._single(keys=[self.catalogue_key], args=single)
+            if single:
+                # one script per shard, routed by a key of the shard's slot (every key it touches shares it);
+                # before the other writes, as one server would run them
+                scripts = self.client.pipeline(transaction=False)
+                for shard, args in single.items():
+                    scripts.eval(_SINGLE, 1, keys.route(shard), *args)
+                await scripts.execute()
             await pipe.execute()
             REDIS_LATENCY.labels("segments_apply").observe(time.perf_counter() - started)
 
     async def members(self, family: str, segment_id: str) -> set[str]:
-        raw: set[Any] = await self.client.smembers(self.members_key(family, segment_id))
-        return {m.decode() if isinstance(m, bytes) else m for m in raw}
+        """Every member of a segment: the union of its shards' sets."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in self.members_keys(family, segment_id):
+            pipe.smembers(key)
+        out: set[str] = set()
+        for raw in await pipe.execute():
+            out.update(m.decode() if isinstance(m, bytes) else m for m in raw)
+        return out
 
     async def catalogue(self) -> dict[str, dict[str, Any]]:
         raw: dict[Any, Any] = await self.client.hgetall(self.catalogue_key)
@@ -182,16 +196,26 @@ class MembershipStore:
     async def sizes(self) -> dict[tuple[str, str], int]:
         """Current size of every catalogued segment (fleet-wide)."""
         cat = await self.catalogue()
-        pipe = self.client.pipeline(transaction=False)
-        keys = []
-        for entry in cat.values():
-            keys.append((entry["family"], entry["id"]))
-            pipe.scard(self.members_key(entry["family"], entry["id"]))
-        counts = await pipe.execute() if keys else []
-        return {k: int(n) for k, n in zip(keys, counts, strict=True)}
+        return await segment_sizes(self.client, self.keys, [(e["family"], e["id"]) for e in cat.values()])
 
 
-def compact_customer_hashes(client: redis.Redis, namespace: str, count: int = 1000) -> dict[str, int]:
+async def segment_sizes(
+    client: aioredis.Redis, keys: CustomerKeys, segments: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """(family, id) → size: the sum of the segment's shard sets' SCARD, one pipeline for all."""
+    ordered = list(dict.fromkeys(segments))
+    if not ordered:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for family, sid in ordered:
+        for key in keys.members(family, sid):
+            pipe.scard(key)
+    counts = [int(n) for n in await pipe.execute()]
+    s = keys.shards
+    return {seg: sum(counts[i * s : (i + 1) * s]) for i, seg in enumerate(ordered)}
+
+
+def compact_customer_hashes(client: redis.Redis, namespace: str, count: int = 1000, shards: int = 1) -> dict[str, int]:
     """Rewrite every ``{ns}:cust:{id}`` hash Redis keeps as a ``hashtable`` in the current stored format.
 
     A hash that once held a value over ``hash-max-listpack-value`` (the JSON values of
@@ -210,10 +234,13 @@ def compact_customer_hashes(client: redis.Redis, namespace: str, count: int = 10
         }
     )
     out = {"scanned": 0, "rewritten": 0, "still_hashtable": 0, "skipped": 0}
-    prefix = f"{namespace}:cust:"
-    for key in client.scan_iter(match=f"{prefix}*", count=count, _type="hash"):
+    keys = CustomerKeys(namespace, shards)
+    for key in (
+        k for pattern in keys.customer_patterns() for k in client.scan_iter(match=pattern, count=count, _type="hash")
+    ):
         name = key.decode() if isinstance(key, bytes) else str(key)
-        if name.endswith(":hist"):
+        customer_id = keys.customer_id_of(name)
+        if customer_id is None:
             continue
         out["scanned"] += 1
         for _attempt in range(3):
@@ -223,7 +250,7 @@ def compact_customer_hashes(client: redis.Redis, namespace: str, count: int = 10
                     if pipe.object("encoding", key) != b"hashtable":
                         break
                     fields = {(k.decode() if isinstance(k, bytes) else k): v for k, v in pipe.hgetall(key).items()}
-                    new = _recoded(fields, name[len(prefix) :], names)
+                    new = _recoded(fields, customer_id, names)
                     pipe.multi()
                     pipe.delete(key)
                     pipe.hset(key, mapping=new)  # type: ignore[arg-type]  # (dict invariance)

@@ -126,8 +126,8 @@ async def get_customer(ctx: ApiContext, req: ApiRequest) -> Any:
     cid = req.path["id"]
     as_of = parse_as_of(req.arg("as_of"))
     pipe = ctx.redis.pipeline(transaction=False)
-    pipe.hgetall(f"{ctx.ns}:cust:{cid}")
-    pipe.lrange(f"{ctx.ns}:cust:{cid}:hist", 0, HIST_LIMIT - 1)
+    pipe.hgetall(ctx.keys.customer(cid))
+    pipe.lrange(ctx.keys.history(cid), 0, HIST_LIMIT - 1)
     raw, raw_hist = await pipe.execute()
     meta = ctx.directory.customers().get(cid)
     if not raw and meta is None:

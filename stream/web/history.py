@@ -1,7 +1,7 @@
 """Segment size over time and daily entries/exits (volatility), kept in Redis for the API.
 
 * :func:`sample_sizes` — one sample per segment per ``interval_s`` bucket in
-  ``{ns}:seg:sizes:{family}:{segment}`` (sorted set, score = bucket start
+  ``{ns}:seg:sizes:{family}:{segment}`` (sorted set, one per segment, not sharded; score = bucket start
   epoch seconds, member = ``"{bucket}:{size}"``), trimmed to the last
   ``keep`` samples. Idempotent per bucket (a second sample in the same
   bucket replaces the first), so every worker may call it.
@@ -24,6 +24,8 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from stream.state.keys import CustomerKeys
+from stream.state.segments import segment_sizes
 from stream.web.context import text
 
 DEFAULT_INTERVAL_S = 60.0
@@ -40,20 +42,23 @@ async def sample_sizes(
     now: float | None = None,
     interval_s: float = DEFAULT_INTERVAL_S,
     keep: int = DEFAULT_KEEP,
+    shards: int = 1,
 ) -> int:
-    """Store the current size of every catalogued segment (and API rule segment); returns segments sampled."""
+    """Store the current size of every catalogued segment (and API rule segment); returns segments sampled.
+
+    A size is the sum over the segment's shard sets (``shards``, :mod:`stream.state.keys`).
+    """
     now = time.time() if now is None else now
     bucket = int(now // interval_s * interval_s)
     pipe = redis.pipeline(transaction=False)
     pipe.hgetall(f"{ns}:segments")
     pipe.hkeys(f"{ns}:rules")
     catalogue, rule_ids = await pipe.execute()
-    segments = {tuple(text(k).split(":", 1)) for k in catalogue} | {("rule", text(r)) for r in rule_ids}
+    segments: set[tuple[str, str]] = {(text(k).partition(":")[0], text(k).partition(":")[2]) for k in catalogue}
+    segments |= {("rule", text(r)) for r in rule_ids}
     ordered = sorted(segments)
-    pipe = redis.pipeline(transaction=False)
-    for family, sid in ordered:
-        pipe.scard(f"{ns}:seg:{family}:{sid}")
-    sizes = await pipe.execute() if ordered else []
+    by_segment = await segment_sizes(redis, CustomerKeys(ns, shards), ordered)
+    sizes = [by_segment[s] for s in ordered]
     pipe = redis.pipeline(transaction=False)
     for (family, sid), size in zip(ordered, sizes, strict=True):
         key = sizes_key(ns, family, sid)

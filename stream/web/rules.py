@@ -144,7 +144,7 @@ def rule_changes(
 
 async def publish_changes(ctx: ApiContext, changes: Sequence[SegmentChange], catalogue: dict[str, Any] | None) -> None:
     """Write changes to the Redis projection (chunked pipelines) and publish them on ``segment.changes``."""
-    store = MembershipStore(ctx.redis, ctx.ns)
+    store = MembershipStore(ctx.redis, ctx.ns, ctx.keys.shards)
     for start in range(0, max(len(changes), 1), CHUNK):
         chunk = changes[start : start + CHUNK]
         await store.apply(chunk, catalogue=catalogue if start == 0 else None)

@@ -101,7 +101,7 @@ async def score(ctx: ApiContext, req: ApiRequest) -> Any:
         out = score_vector(model, values)
     else:
         head, tail, current = await ctx.redis.hmget(
-            f"{ctx.ns}:cust:{body.customer_id}", [*FEATURES_FIELDS, "seg:behaviour"]
+            ctx.keys.customer(body.customer_id), [*FEATURES_FIELDS, "seg:behaviour"]
         )
         feats = decode_features(head, tail)
         if feats is None:

@@ -32,8 +32,7 @@ from processors.insights import Population, lookalikes
 from processors.rfm.state import observed_at
 from processors.rules import KNOWN_ATTRIBUTES, compile_rule
 from stream.state.customer_codec import RFM_FIELD, decode_rfm, rfm_segment_names
-from stream.state.segments import MembershipStore
-from stream.state.segments import members_key as store_members_key
+from stream.state.segments import MembershipStore, segment_sizes
 from stream.web import history as hist
 from stream.web.attributes import NUMERIC_ATTRIBUTE_SCHEMA, NUMERIC_ATTRIBUTES
 from stream.web.context import (
@@ -91,13 +90,14 @@ def parse_segment_id(raw: str) -> tuple[str, str]:
     return family, seg
 
 
-def members_key(ctx: ApiContext, family: str, seg: str) -> str:
-    return store_members_key(ctx.ns, family, seg)
-
-
 async def member_set(ctx: ApiContext, family: str, seg: str) -> set[str]:
-    """Every member of a segment (one SMEMBERS)."""
-    return await MembershipStore(ctx.redis, ctx.ns).members(family, seg)
+    """Every member of a segment (one SMEMBERS per shard, merged)."""
+    return await MembershipStore(ctx.redis, ctx.ns, ctx.keys.shards).members(family, seg)
+
+
+async def segment_size(ctx: ApiContext, family: str, seg: str) -> int:
+    """A segment's size: the sum over its shards."""
+    return (await segment_sizes(ctx.redis, ctx.keys, [(family, seg)]))[(family, seg)]
 
 
 async def segment_entries(ctx: ApiContext) -> dict[str, dict[str, Any]]:
@@ -123,11 +123,8 @@ async def require_segment(ctx: ApiContext, raw: str) -> tuple[str, str, dict[str
 async def describe(ctx: ApiContext, entries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Segments with size and volatility (entries + exits on the latest day with moves / size)."""
     keys = sorted(entries)
-    pipe = ctx.redis.pipeline(transaction=False)
-    for k in keys:
-        family, _, seg = k.partition(":")
-        pipe.scard(members_key(ctx, family, seg))
-    sizes = await pipe.execute() if keys else []
+    by_id = await segment_sizes(ctx.redis, ctx.keys, [(k.partition(":")[0], k.partition(":")[2]) for k in keys])
+    sizes = [by_id[(k.partition(":")[0], k.partition(":")[2])] for k in keys]
     handler = getattr(ctx.engine, "segmentation", None)
     day, moves = await hist.fleet_moves(ctx.redis, ctx.ns, handler)
     out = []
@@ -193,23 +190,28 @@ async def get_segment(ctx: ApiContext, req: ApiRequest) -> Any:
                                                   "next_cursor": {"type": ["string", "null"]},
                                                   "next_offset": {"type": ["integer", "null"]}}})  # fmt: skip
 async def members(ctx: ApiContext, req: ApiRequest) -> Any:
-    """Customer ids: ``cursor`` pages (SSCAN, O(page)) by default, ``offset`` pages in sorted order."""
+    """Customer ids: ``cursor`` pages (SSCAN, O(page), shard after shard) by default, ``offset`` pages in sorted order."""
+    # a segment is one set per shard (stream.state.keys): the cursor carries the shard and the shard's SSCAN
+    # cursor (sscan_cursor * shards + shard; with one shard, Redis' own cursor as before)
     family, seg, _ = await require_segment(ctx, req.path["id"])
     page = parse_page(req.query)
-    key = members_key(ctx, family, seg)
-    size = int(await ctx.redis.scard(key))
+    keys = ctx.keys.members(family, seg)
+    size = await segment_size(ctx, family, seg)
     if page.offset is not None:
-        items, nxt = window(sorted(text(m) for m in await ctx.redis.smembers(key)), page)
-        return {"segment": f"{family}:{seg}", "size": size, "items": items, "next_offset": nxt}
-    cursor = page.cursor or 0
-    items = []
-    while True:
-        cursor, chunk = await ctx.redis.sscan(key, cursor, count=page.limit)
+        listed, nxt = window(sorted(await member_set(ctx, family, seg)), page)
+        return {"segment": f"{family}:{seg}", "size": size, "items": listed, "next_offset": nxt}
+    cursor, shard = divmod(page.cursor or 0, len(keys))
+    items: list[str] = []
+    while shard < len(keys):
+        cursor, chunk = await ctx.redis.sscan(keys[shard], cursor, count=page.limit)
         items.extend(text(m) for m in chunk)
-        if cursor == 0 or len(items) >= page.limit:
+        if cursor == 0:
+            shard += 1
+        if len(items) >= page.limit:
             break
+    more = shard < len(keys)
     return {"segment": f"{family}:{seg}", "size": size, "items": items,
-            "next_cursor": str(cursor) if cursor else None}  # fmt: skip
+            "next_cursor": str(cursor * len(keys) + shard) if more else None}  # fmt: skip
 
 
 def _num(v: Any) -> str:
@@ -226,7 +228,7 @@ def _num(v: Any) -> str:
 async def export_csv(ctx: ApiContext, req: ApiRequest) -> Any:
     """Streams a chunked CSV read with SSCAN, one pipelined HMGET per chunk: memory stays O(chunk) at any size."""
     family, seg, _ = await require_segment(ctx, req.path["id"])
-    key = members_key(ctx, family, seg)
+    keys = ctx.keys.members(family, seg)
     model = await ctx.clv()
     meta = ctx.directory.customers()
     resp = web.StreamResponse(
@@ -237,7 +239,7 @@ async def export_csv(ctx: ApiContext, req: ApiRequest) -> Any:
     resp.enable_chunked_encoding()
     await resp.prepare(req.raw)
     try:
-        await _stream_rows(ctx, resp, key, model, meta)
+        await _stream_rows(ctx, resp, keys, model, meta)
     except Exception:  # the status line is sent: all we can do is log and cut the connection
         log.exception("export of %s:%s failed mid-stream", family, seg)
         resp.force_close()
@@ -247,21 +249,21 @@ async def export_csv(ctx: ApiContext, req: ApiRequest) -> Any:
 
 
 async def _stream_rows(
-    ctx: ApiContext, resp: web.StreamResponse, key: str, model: Any, meta: Mapping[str, CustomerMeta]
+    ctx: ApiContext, resp: web.StreamResponse, keys: list[str], model: Any, meta: Mapping[str, CustomerMeta]
 ) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
-    cursor = 0
+    cursor, shard = 0, 0
     seen: set[str] = set()
     segment_names = rfm_segment_names(await ctx.catalogue())
     now = await ctx.observation_time()
-    while True:
-        cursor, chunk = await ctx.redis.sscan(key, cursor, count=EXPORT_CHUNK)
+    while shard < len(keys):
+        cursor, chunk = await ctx.redis.sscan(keys[shard], cursor, count=EXPORT_CHUNK)
         ids = [c for c in (text(m) for m in chunk) if c not in seen]
         seen.update(ids)
         if ids:
-            rows = await read_customers(ctx.redis, ctx.ns, ids, (RFM_FIELD, "seg:behaviour"))
+            rows = await read_customers(ctx.redis, ctx.keys, ids, (RFM_FIELD, "seg:behaviour"))
             rfms = [decode_rfm(r[0], cid, segment_names) or {} for cid, r in zip(ids, rows, strict=True)]
             if now is not None:
                 rfms = [observed_at(r, now) if r else r for r in rfms]
@@ -286,7 +288,7 @@ async def _stream_rows(
             buf.seek(0)
             buf.truncate()
         if cursor == 0:
-            break
+            shard += 1
     if buf.tell():
         await resp.write(buf.getvalue().encode())
 
@@ -313,7 +315,7 @@ async def history(ctx: ApiContext, req: ApiRequest) -> Any:
     since = _parse_time(req.arg("since"))
     limit = int_param(req.query, "limit", 1, 10_080) or 1000
     samples = await hist.size_history(ctx.redis, ctx.ns, family, seg, since, limit)
-    size = int(await ctx.redis.scard(members_key(ctx, family, seg)))
+    size = await segment_size(ctx, family, seg)
     return {"segment": f"{family}:{seg}", "interval_s": hist.DEFAULT_INTERVAL_S, "samples": samples,
             "now": {"ts": int(time.time()), "size": size}}  # fmt: skip
 
@@ -442,7 +444,6 @@ async def delete_segment(ctx: ApiContext, req: ApiRequest) -> Any:
                               error="not_deletable")  # fmt: skip
         raise not_found(f"segment rule:{seg}")
     definition = orjson.loads(raw)
-    key = members_key(ctx, "rule", seg)
     members_now = sorted(await member_set(ctx, "rule", seg))
     now = datetime.now(UTC)
     static = definition.get("mode") == "static"
@@ -455,12 +456,15 @@ async def delete_segment(ctx: ApiContext, req: ApiRequest) -> Any:
     pipe = ctx.redis.pipeline(transaction=True)
     pipe.hdel(rules_key(ctx.ns), seg)
     pipe.hdel(f"{ctx.ns}:segments", f"rule:{seg}")
-    if static:
-        pipe.delete(key)
-    else:
+    if not static:
         pipe.sadd(f"{ctx.ns}:rules:removed", seg)
     pipe.incr(f"{ctx.ns}:rules:version")
     await pipe.execute()
+    if static:  # the member sets, one per shard, each in its own slot: outside the transaction above
+        pipe = ctx.redis.pipeline(transaction=False)
+        for key in ctx.keys.members("rule", seg):
+            pipe.delete(key)
+        await pipe.execute()
     ctx.invalidate()
     return {
         "deleted": f"rule:{seg}",

@@ -28,6 +28,7 @@ import pytest
 import redis
 
 from processors.rules import KNOWN_ATTRIBUTES, compile_rule
+from stream.state.keys import customer_keys
 from tests.conftest import REPO, RunningEngine
 
 EXAMPLE = REPO / "examples" / "segment_changes_consumer.py"
@@ -40,6 +41,7 @@ class Api:
         self.base = engine.web_url
         self.token = engine.settings.api_token
         self.ns = engine.settings.redis_namespace
+        self.keys = customer_keys(engine.settings)
 
     def call(
         self, method: str, path: str, body: Any = None, token: str | None = "default", raw: bytes | None = None
@@ -113,7 +115,7 @@ def test_token_is_required_and_compared(api: Api) -> None:
 
 
 def test_segments_list_and_get(api: Api, segments: dict[str, dict[str, Any]], rdb: redis.Redis) -> None:
-    ns = api_ns(api, rdb)
+    api_ns(api, rdb)
     families = {s["family"] for s in segments.values()}
     assert "rfm" in families
     seg = _biggest(segments, "rfm")
@@ -121,7 +123,7 @@ def test_segments_list_and_get(api: Api, segments: dict[str, dict[str, Any]], rd
     assert one["id"] == seg and one["name"] and one["size"] > 0
     assert set(one["volatility"]) == {"day", "entries", "exits", "ratio"}
     family, sid = seg.split(":", 1)
-    assert abs(one["size"] - rdb.scard(f"{ns}:seg:{family}:{sid}")) <= 5
+    assert abs(one["size"] - sum(rdb.scard(k) for k in api.keys.members(family, sid))) <= 5
     only_rfm = api.ok("GET", "/segments?family=rfm")["segments"]
     assert only_rfm and {s["family"] for s in only_rfm} == {"rfm"}
     api.error("GET", "/segments?family=nope")
@@ -241,23 +243,25 @@ def test_customer_view_and_search(api: Api, segments: dict[str, dict[str, Any]])
 
 
 def test_score_changes_nothing(api: Api, rdb: redis.Redis) -> None:
-    ns = api_ns(api, rdb)
-    cids = [
-        k.decode().split(":")[-1] for k in rdb.scan_iter(match=f"{ns}:cust:*", count=1000) if not k.endswith(b":hist")
-    ]
-    with_features = next((c for c in cids if rdb.hexists(f"{ns}:cust:{c}", "features")), None)
+    api_ns(api, rdb)
+    keys = api.keys
+    found = (
+        keys.customer_id_of(k.decode()) for p in keys.customer_patterns() for k in rdb.scan_iter(match=p, count=1000)
+    )
+    cids = [c for c in found if c is not None]
+    with_features = next((c for c in cids if rdb.hexists(keys.customer(c), "features")), None)
     status, _, body = api.call("POST", "/score", {"customer_id": with_features or "C1"})
     if status == 503:
         assert body["error"] == "model_not_ready"
         pytest.skip("the fleet model was not ready in this run")
     assert status == 200, body
-    before = rdb.hgetall(f"{ns}:cust:{with_features}")
+    before = rdb.hgetall(keys.customer(str(with_features)))
     assert body["segment"]["id"].startswith("behaviour:") and len(body["distances"]) >= 2
     ds = [d["distance"] for d in body["distances"]]
     assert ds == sorted(ds) and body["segment"]["distance"] == ds[0]
     by_features = api.ok("POST", "/score", {"features": {"mean_daily_kwh": 30.0, "features.share_night": 0.6}})
     assert by_features["model_version"] >= 1 and "peak_to_average" in by_features["missing"]
-    assert rdb.hgetall(f"{ns}:cust:{with_features}").get(b"seg:behaviour") == before.get(b"seg:behaviour")
+    assert rdb.hgetall(keys.customer(str(with_features))).get(b"seg:behaviour") == before.get(b"seg:behaviour")
     api.error("POST", "/score", {"features": {"nope": 1.0}}, status=422)  # not a feature name of the document
     api.error("POST", "/score", {"features": {"mean_daily_kwh": 1.0}, "customer_id": "C1"}, status=422)  # oneOf
     api.error("POST", "/score", {}, status=422)

@@ -8,6 +8,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from stream.state.keys import CustomerKeys
 from stream.web import history
 
 pytestmark = pytest.mark.integration
@@ -39,9 +40,9 @@ async def test_sample_sizes_one_per_bucket_and_trimmed(redis_db_url: str) -> Non
     try:
         await client.hset(f"{ns}:segments", "rfm:loyal", orjson.dumps({"family": "rfm", "id": "loyal"}))
         await client.hset(f"{ns}:rules", "vip", orjson.dumps({"name": "VIP", "mode": "static"}))
-        await client.sadd(f"{ns}:seg:rfm:loyal", "C1", "C2")
+        await client.sadd(CustomerKeys(ns).members("rfm", "loyal")[0], "C1", "C2")
         assert await history.sample_sizes(client, ns, now=120.0) == 2
-        await client.sadd(f"{ns}:seg:rfm:loyal", "C3")
+        await client.sadd(CustomerKeys(ns).members("rfm", "loyal")[0], "C3")
         await history.sample_sizes(client, ns, now=150.0)  # same minute: replaces
         await history.sample_sizes(client, ns, now=180.0)
         got = await history.size_history(client, ns, "rfm", "loyal")

@@ -1,22 +1,25 @@
 """Every Redis access pattern of the engine and the API, on a real three-master Redis Cluster.
 
-With ``redis_cluster=True`` the clients are ``RedisCluster`` ones and every
-key is under the hash-tagged namespace ``{app}``, so the multi-key Lua
-scripts (regional windows, single-family memberships, the API's bulk HMGET),
-the transactions (model exchange, top consumers) and the multi-key reads
-(SUNION, MGET) run in one slot. The stores are built exactly as the engine
+With ``redis_cluster=True`` the clients are ``RedisCluster`` ones; the app-wide
+keys are under the hash-tagged namespace ``{app}``, so the multi-key Lua
+scripts (regional windows), the transactions (model exchange, top consumers)
+and the multi-key reads (MGET) run in one slot; the customer projection and the
+member sets are spread over shard hash tags ``{app:s<k>}`` (:mod:`stream.state.keys`),
+and their scripts (single-family memberships, the API's bulk HMGET) run once per shard. The stores are built exactly as the engine
 builds them, with ``settings.redis_namespace``. A control shows what breaks
 without the hash tag: the same scripts across slots are refused (CROSSSLOT).
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pytest
+from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, ResponseError
 
 from meterseg.settings import Settings
@@ -29,9 +32,11 @@ from stream.clients.redis_client import app_key_patterns, async_redis, sync_redi
 from stream.clients.security import check_redis
 from stream.state.checkpoints import CheckpointStore
 from stream.state.health import HealthStore
+from stream.state.keys import customer_keys
 from stream.state.meters import MeterStore
 from stream.state.model import ModelExchange
 from stream.state.regional import RegionalMerger
+from stream.state.reshard import LayoutMismatch, check_layout, reshard
 from stream.state.segments import MembershipStore
 from stream.web.context import meter_health, read_customers
 from tests.cluster.conftest import RedisCluster
@@ -45,6 +50,11 @@ T0 = int(datetime(2026, 1, 5, tzinfo=UTC).timestamp())
 @pytest.fixture
 def settings(redis_cluster: RedisCluster) -> Settings:
     return Settings(app_id=f"cl-{uuid.uuid4().hex[:8]}", redis_url=redis_cluster.url, redis_cluster=True)
+
+
+def sync_keyslot(key: str) -> int:
+    """The hash slot of a key (Redis Cluster's CRC16 of its hash tag)."""
+    return int(key_slot(key.encode()))
 
 
 def region_windows(start: int, kwh: float) -> ClosedWindows:
@@ -129,15 +139,30 @@ async def test_regional_windows_merge_once_across_partitions(settings: Settings)
 async def test_memberships_and_the_api_bulk_reads(settings: Settings) -> None:
     client, ns = async_redis(settings), settings.redis_namespace
     try:
-        store = MembershipStore(client, ns)
-        await store.apply([change("C1", "loyal"), change("C2", "loyal"), change("C3", "big", family="rule")])
-        await store.apply([change("C1", "champions")])  # an rfm entry replaces C1's current segment (Lua)
-        assert await store.members("rfm", "loyal") == {"C2"}
+        store = MembershipStore(client, ns, settings.state_shards)
+        others = [change(f"X{i}", "loyal") for i in range(40)]
+        await store.apply([change("C1", "loyal"), change("C2", "loyal"), change("C3", "big", family="rule"), *others])
+        await store.apply([change("C1", "champions")])  # an rfm entry replaces C1's current segment (Lua, per shard)
+        assert await store.members("rfm", "loyal") == {"C2"} | {c.customer_id for c in others}
         assert await store.members("rfm", "champions") == {"C1"}
-        assert await store.sizes() == {("rfm", "loyal"): 1, ("rfm", "champions"): 1, ("rule", "big"): 1}
-        union = await client.sunion([store.members_key("rfm", "loyal"), store.members_key("rfm", "champions")])
-        assert {m.decode() for m in union} == {"C1", "C2"}
-        rows = await read_customers(client, ns, ["C1", "C2", "C9"], ["seg:rfm", "rule:big"])  # one Lua call
+        assert await store.sizes() == {("rfm", "loyal"): 41, ("rfm", "champions"): 1, ("rule", "big"): 1}
+        # the customers' keys are spread over several slots on several masters, each with its shard's member set
+        keys = [store.customer_key(c.customer_id) for c in others]
+        slots = {sync_keyslot(k) for k in keys}
+        assert len(slots) > 10
+        sync = sync_redis(settings)
+        try:
+            assert len({sync.get_node_from_key(k).name for k in keys}) >= 2, "customer keys on several masters"
+        finally:
+            sync.close()
+        for c in others:
+            shard = store.keys.shard_of(c.customer_id)
+            assert sync_keyslot(store.keys.shard_members(shard, "rfm", "loyal")) == sync_keyslot(
+                store.customer_key(c.customer_id)
+            )
+        rows = await read_customers(
+            client, store.keys, ["C1", "C2", "C9"], ["seg:rfm", "rule:big"]
+        )  # a Lua call a shard
         assert rows == [[b"champions", None], [b"loyal", None], [None, None]]
     finally:
         await client.aclose()
@@ -180,10 +205,45 @@ async def test_the_app_key_patterns_find_every_key_of_the_app(settings: Settings
     client = async_redis(settings)
     try:
         await CheckpointStore(client, settings.app_id).save("ingest", 0, {"x": 1}, {"meter.readings": 1})
-        await MembershipStore(client, settings.redis_namespace).apply([change("C1", "loyal")])
+        store = MembershipStore(client, settings.redis_namespace, settings.state_shards)
+        await store.apply([change("C1", "loyal")])
         found = {key for pattern in app_key_patterns(settings) async for key in client.scan_iter(match=pattern)}
         assert any(k.startswith(f"{settings.app_id}:ckpt:".encode()) for k in found)
-        assert any(k.startswith(f"{settings.redis_namespace}:cust:".encode()) for k in found)
+        assert store.customer_key("C1").encode() in found
         assert all(k.startswith((settings.app_id.encode(), b"{" + settings.app_id.encode())) for k in found)
     finally:
         await client.aclose()
+
+
+def test_an_earlier_one_slot_projection_moves_to_the_shards(settings: Settings) -> None:
+    """The upgrade of a cluster deployment: everything under ``{app}`` (earlier versions) moved over the masters."""
+    ns = settings.redis_namespace
+    customers = [f"U{i}" for i in range(60)]
+
+    async def write_and_read(shards: int, write: bool) -> tuple[set[str], dict[tuple[str, str], int], list[Any]]:
+        client = async_redis(settings)
+        try:
+            store = MembershipStore(client, ns, shards)
+            if write:
+                await store.apply([change(c, "loyal") for c in customers],
+                                  catalogue={"rfm:loyal": {"family": "rfm", "id": "loyal", "name": "Loyal"}})  # fmt: skip
+            rows = await read_customers(client, store.keys, customers, ["seg:rfm"])
+            return await store.members("rfm", "loyal"), await store.sizes(), rows
+        finally:
+            await client.aclose()
+
+    before = asyncio.run(write_and_read(1, True))
+    assert before[0] == set(customers)
+    sync = sync_redis(settings)
+    try:
+        assert len({sync.keyslot(k) for k in sync.scan_iter(match=f"{ns}:*")}) == 1  # the one-slot layout
+        with pytest.raises(LayoutMismatch):
+            check_layout(sync, ns, settings.state_shards)
+        counts = reshard(sync, ns, settings.state_shards)
+        assert counts["customer_keys"] == 2 * len(customers) and counts["members"] == len(customers)
+        check_layout(sync, ns, settings.state_shards)
+        moved = [store_keys.customer(c) for store_keys in [customer_keys(settings)] for c in customers]
+        assert len({sync.get_node_from_key(k).name for k in moved}) >= 2
+    finally:
+        sync.close()
+    assert asyncio.run(write_and_read(settings.state_shards, False)) == before

@@ -1,14 +1,16 @@
 """A worker end to end on a real Redis Cluster (``METERSEG_REDIS_CLUSTER=true``): ingest, segments, the API.
 
-Every component names its shared Redis keys by ``settings.redis_namespace`` (the hash tag ``{app}`` on a
-cluster), so the multi-key scripts (regional windows, memberships) run in one slot; see docs/scaling.md
-"Redis Cluster".
+The app-wide keys are under the hash tag ``{app}`` (regional windows, the model, the catalogue: their
+multi-key scripts run in one slot); the customer projection and the member sets are spread over the
+shard tags ``{app:s<k>}`` (:mod:`stream.state.keys`), hence over the masters, and the API merges a
+segment's shards. See docs/scaling.md "Redis Cluster".
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.request import Request, urlopen
@@ -17,6 +19,7 @@ import pytest
 
 from meterseg.settings import Settings, TopicNames
 from stream.clients.redis_client import sync_redis
+from stream.state.keys import CustomerKeys, customer_keys
 from tests.cluster.conftest import RedisCluster
 from tests.conftest import local_test_settings
 from tests.integration.harness import running_worker, simulate, wait_for
@@ -52,13 +55,66 @@ def test_worker_runs_on_a_redis_cluster(redis_cluster: RedisCluster, kafka_boots
 
         wait_for(lambda: any(s["size"] > 0 for s in api("/segments")["segments"]), 60, "populated segments")
         assert api("/meters/faulty?state=good,fair,poor&limit=1")["total"] > 0
+        client = sync_redis(settings)
+        try:
+            keys = customer_keys(settings)
+            # the API's merged answers equal what the shard sets hold (retried: the worker keeps rescoring)
+            wait_for(lambda: _sizes_agree(api, client, settings), 60, "segment sizes equal to the shards' sum")
+            biggest = max(api("/segments?family=rfm")["segments"], key=lambda s: s["size"])
+            family, sid = biggest["id"].split(":", 1)
+            wait_for(lambda: _listing_agrees(api, client, keys.members(family, sid), biggest["id"]), 60,
+                     "a members listing paged over every shard")  # fmt: skip
+            customer = next(
+                c for c in (keys.customer_id_of(k.decode()) for p in keys.customer_patterns()
+                            for k in client.scan_iter(match=p, count=1000)) if c and client.hget(keys.customer(c), "seg:rfm")
+            )  # fmt: skip
+            wait_for(lambda: _customer_agrees(api, client, keys, customer), 60, f"customer {customer} as stored")
+            spread = _spread(client, keys)
+        finally:
+            client.close()
         assert worker.health()["status"] == "ok", worker.health()
         log_text = worker.log_path.read_text(errors="replace")
     assert "CROSSSLOT" not in log_text and "same key slot" not in log_text
-    client = sync_redis(settings)
-    try:
-        keys = list(client.scan_iter(match=f"{settings.redis_namespace}:*", count=1000))
-        assert keys, "the worker's state is in the cluster under its hash tag"
-        assert len({client.keyslot(k) for k in keys}) == 1
-    finally:
-        client.close()
+    print(f"customer keys by master: {spread['customers']}; bytes of the app's keys by master: {spread['bytes']}")
+    assert spread["slots"] > 10, spread
+    assert len(spread["customers"]) == len(redis_cluster.ports), "customer keys on every master"
+
+
+def _sizes_agree(api: Any, client: Any, settings: Settings) -> bool:
+    keys = customer_keys(settings)
+    listed = {s["id"]: s["size"] for s in api("/segments")["segments"]}
+    stored = {k: sum(int(client.scard(key)) for key in keys.members(*k.split(":", 1))) for k in listed}
+    return bool(listed) and listed == stored
+
+
+def _listing_agrees(api: Any, client: Any, shard_sets: list[str], segment: str) -> bool:
+    members: list[str] = []
+    cursor: str | None = "0"
+    while cursor is not None:
+        page = api(f"/segments/{segment}/members?limit=7&cursor={cursor}")
+        members += page["items"]
+        cursor = page["next_cursor"]
+    stored = set().union(*({m.decode() for m in client.smembers(k)} for k in shard_sets))
+    offset = api(f"/segments/{segment}/members?limit=1000&offset=0")["items"]
+    return len(members) == len(set(members)) and set(members) == stored == set(offset) and len(stored) > 0
+
+
+def _customer_agrees(api: Any, client: Any, keys: CustomerKeys, customer: str) -> bool:
+    stored = client.hget(keys.customer(customer), "seg:rfm").decode()
+    answer = api(f"/customers/{customer}")
+    return answer["customer_id"] == customer and f"rfm:{stored}" in {s["id"] for s in answer["segments"]}
+
+
+def _spread(client: Any, keys: CustomerKeys) -> dict[str, Any]:
+    """Customer keys, their slots, and bytes of the app's keys, by master."""
+    customers: Counter[str] = Counter()
+    slots: set[int] = set()
+    for pattern in keys.customer_patterns():
+        for key in client.scan_iter(match=pattern, count=1000):
+            customers[client.get_node_from_key(key).name] += 1
+            slots.add(client.keyslot(key))
+    used: Counter[str] = Counter()
+    for pattern in (f"{keys.namespace}:*", f"{{{keys.app}:*"):
+        for key in client.scan_iter(match=pattern, count=1000):
+            used[client.get_node_from_key(key).name] += int(client.memory_usage(key, samples=0) or 0)
+    return {"customers": dict(customers), "slots": len(slots), "bytes": dict(used)}

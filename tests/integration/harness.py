@@ -22,6 +22,7 @@ from meterseg.settings import DEFAULT_API_TOKEN, Settings
 from meterseg.stack.ports import free_port
 from stream.clients.consumer import stop_consumer
 from stream.state.customer_codec import RFM_FIELD, decode_rfm, rfm_segment_names
+from stream.state.keys import customer_keys
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -193,13 +194,15 @@ def rfm_in_redis(settings: Settings) -> dict[str, dict[str, Any]]:
         catalogue = client.hgetall(f"{settings.app_id}:segments")
         names = rfm_segment_names({k.decode(): json.loads(v) for k, v in catalogue.items()})
         out = {}
-        for key in client.scan_iter(match=f"{settings.app_id}:cust:*", count=1000):
-            if key.endswith(b":hist"):
-                continue
-            cid = key.decode().rsplit(":", 1)[1]
-            value = decode_rfm(client.hget(key, RFM_FIELD), cid, names)
-            if value:
-                out[cid] = value
+        keys = customer_keys(settings)
+        for pattern in keys.customer_patterns():
+            for key in client.scan_iter(match=pattern, count=1000):
+                cid = keys.customer_id_of(key.decode())
+                if cid is None:
+                    continue
+                value = decode_rfm(client.hget(key, RFM_FIELD), cid, names)
+                if value:
+                    out[cid] = value
         return out
     finally:
         client.close()
@@ -211,7 +214,7 @@ def memberships_in_redis(settings: Settings) -> dict[tuple[str, str], set[str]]:
         out = {}
         for entry in client.hgetall(f"{settings.app_id}:segments").values():
             e = json.loads(entry)
-            members = client.smembers(f"{settings.app_id}:seg:{e['family']}:{e['id']}")
+            members = set().union(*(client.smembers(k) for k in customer_keys(settings).members(e["family"], e["id"])))
             if members:
                 out[(str(e["family"]), str(e["id"]))] = {str(m) for m in members}
         return out

@@ -74,7 +74,7 @@ async def test_replayed_changes_do_not_duplicate_history(client: aioredis.Redis)
     changes = [_change("C1", "loyal"), _change("C1", "champions")]
     await store.apply(changes)
     await store.apply(changes)  # the at-least-once replay after a crash
-    assert await client.llen(f"{ns}:cust:C1:hist") == 2
+    assert await client.llen(store.keys.history("C1")) == 2
 
 
 async def test_kwh_rankings_keep_the_configured_days(client: aioredis.Redis) -> None:

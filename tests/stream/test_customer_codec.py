@@ -36,6 +36,7 @@ from stream.state.customer_codec import (
     encode_hours,
     encode_rfm,
 )
+from stream.state.keys import CustomerKeys
 from stream.state.segments import MembershipStore, compact_customer_hashes, rfm_object
 from stream.web.context import ApiContext, CustomerMeta, Directory, load_population
 from stream.web.customers import get_customer
@@ -183,6 +184,8 @@ def _valid_rfm() -> dict[str, Any]:
 def test_written_hash_is_a_listpack_and_the_api_reads_both_versions_alike(redis_db_url: str, unique: str) -> None:
     """The engine's writer on a stock-configured Redis, then the API over a new and an old (JSON) customer."""
     ns = f"codec-{unique}"
+    settings = Settings(app_id=ns)  # one shard on one server (unless METERSEG_REDIS_SHARDS says otherwise)
+    keys = CustomerKeys(ns, settings.state_shards)
     spec = [(1, 0.0, 0, 120.5), (1, 30.0, 0, 80.25), (1, 31.0, 1, 0.0), (2, 5.0, 0, 10.0), (2, 200.0, 2, 0.0)]
     rfm = assignments(spec)
     hourly = {**{n: (1 + h % 5) / 70 for h, n in enumerate(WEEKDAY_SHAPE)}, **{n: 1 / 24 for n in WEEKEND_SHAPE}}
@@ -193,17 +196,17 @@ def test_written_hash_is_a_listpack_and_the_api_reads_both_versions_alike(redis_
     async def run() -> tuple[dict[str, Any], dict[str, Any], list[Any], list[Any]]:
         client = aioredis.Redis.from_url(redis_db_url)
         try:
-            store = MembershipStore(client, ns)
+            store = MembershipStore(client, ns, keys.shards)
             catalogue = {f"rfm:{a.segment_id}": {"family": "rfm", "id": a.segment_id, "name": a.segment_name}
                          for a in rfm if a.segment_id}  # fmt: skip
             await store.apply([], rfm, feats, catalogue=catalogue)
             new_id, old_id = rfm[0].customer_id, "C9999999"
             # the same customer as an earlier version wrote it: JSON values, no second features field
             old = rfm_object(rfm[0]) | {"customer_id": old_id}
-            await client.hset(f"{ns}:cust:{old_id}", mapping={
+            await client.hset(keys.customer(old_id), mapping={
                 RFM_FIELD: orjson.dumps(old), "features": orjson.dumps({"day": feats[0].day, **feats[0].values})})  # fmt: skip
             meta = {c: CustomerMeta("North", "prepaid", False, (f"M{c}",)) for c in (new_id, old_id)}
-            ctx = ApiContext(Settings(app_id=ns), client, Directory(static=meta))
+            ctx = ApiContext(settings, client, Directory(static=meta))
 
             async def view(cid: str) -> dict[str, Any]:
                 out: dict[str, Any] = await get_customer(ctx, ApiRequest(raw=None, path={"id": cid}, query={}))  # type: ignore[arg-type]
@@ -212,8 +215,8 @@ def test_written_hash_is_a_listpack_and_the_api_reads_both_versions_alike(redis_
             new_view, old_view = await view(new_id), await view(old_id)
             pop = await load_population(ctx, fresh=True)
             i_new, i_old = pop.ids.index(new_id), pop.ids.index(old_id)
-            keys = [k for k in pop.columns if k.startswith(("rfm.", "features."))]
-            return new_view, old_view, [pop.columns[k][i_new] for k in keys], [pop.columns[k][i_old] for k in keys]
+            columns = [k for k in pop.columns if k.startswith(("rfm.", "features."))]
+            return new_view, old_view, [pop.columns[k][i_new] for k in columns], [pop.columns[k][i_old] for k in columns]
         finally:
             await client.aclose()
 
@@ -228,17 +231,17 @@ def test_written_hash_is_a_listpack_and_the_api_reads_both_versions_alike(redis_
     try:
         assert sync.config_get("hash-max-listpack-value")["hash-max-listpack-value"] == "64"  # a stock setting
         for a in rfm:
-            key = f"{ns}:cust:{a.customer_id}"
+            key = keys.customer(a.customer_id)
             assert sync.object("encoding", key) == b"listpack", sync.hgetall(key)
             # the issue-16 budget (400 B a customer), with the hourly shapes (49 B more than without)
             assert int(sync.memory_usage(key, samples=0) or 0) < 400
             wd, we = decode_hours(sync.hget(key, HOURS_FIELD)) or ((), ())
             assert wd == pytest.approx([hourly[n] for n in WEEKDAY_SHAPE], abs=0.001) and we == pytest.approx([1 / 24] * 24)
-        old_key = f"{ns}:cust:C9999999"
+        old_key = keys.customer("C9999999")
         assert sync.object("encoding", old_key) == b"hashtable"  # what version 0 cost
         before = sync.hgetall(old_key)
         # the upgrade tool rewrites only that hash, into the compact format, without changing what it says
-        counts = compact_customer_hashes(sync, ns)
+        counts = compact_customer_hashes(sync, ns, shards=keys.shards)
         assert counts == {"scanned": len(rfm) + 1, "rewritten": 1, "still_hashtable": 0, "skipped": 0}
         after = sync.hgetall(old_key)
         assert sync.object("encoding", old_key) == b"listpack" and after[b"rfm"][0] == V2
@@ -246,6 +249,6 @@ def test_written_hash_is_a_listpack_and_the_api_reads_both_versions_alike(redis_
         assert decode_rfm(after[b"rfm"], "C9999999", names) == old_view["rfm"]
         assert decode_features(after[b"features"], after[b"features2"]) == old_view["features"]
         assert before[b"rfm"][:1] == b"{" and decode_rfm(before[b"rfm"], "C9999999", {}) == old_view["rfm"]
-        assert compact_customer_hashes(sync, ns)["rewritten"] == 0  # idempotent
+        assert compact_customer_hashes(sync, ns, shards=keys.shards)["rewritten"] == 0  # idempotent
     finally:
         sync.close()
