@@ -50,7 +50,6 @@ class MeterStore:
     def __init__(self, client: aioredis.Redis, keys: MeterKeys | str, keep_days: int = KEEP_DAYS):
         self.client = client
         self.keys = MeterKeys(keys) if isinstance(keys, str) else keys
-        self._revise = client.register_script(_REVISE)
         self.keep_days = keep_days  # Settings.meter_ranking_days
 
     def day_key(self, day: str, region: str | None = None, shard: int = 0) -> str:
@@ -74,7 +73,9 @@ class MeterStore:
                 pipe.expire(key, self.keep_days * 86_400)
             wkey = self.keys.windows(meter)
             if rec.get("revision"):
-                await self._revise(keys=[wkey], args=[rec["window_start"], orjson.dumps(rec)], client=pipe)
+                # EVAL, not a registered script: redis-py's cluster pipeline does not load a script on the
+                # node of a key (NoScriptError); a corrected day is rare and the script short
+                pipe.eval(_REVISE, 1, wkey, rec["window_start"], orjson.dumps(rec))
             else:
                 pipe.lpush(wkey, orjson.dumps(rec))
                 pipe.ltrim(wkey, 0, RECENT - 1)
