@@ -203,8 +203,8 @@ def main() -> None:
         print(f"{args.meters:,} meters x {args.days} days, written in {took_meters:.1f} s; meter keys in "
               f"{len(meter_slots)} slots")  # fmt: skip
         for name in sorted(after):
-            print(f"  master {name}: {customers[name]:>9,} customer keys, {meters[name]:>9,} meter keys; used_memory +"
-                  + ", +".join(f"{phases[p][name] / 1e6:.2f} MB {p}" for p in phases))  # fmt: skip
+            print(f"  master {name}: {customers[name]:>9,} customer keys, {meters[name]:>9,} meter keys; used_memory "
+                  + ", ".join(f"{phases[p][name] / 1e6:+.2f} MB {p}" for p in phases))  # fmt: skip
         for phase, grown in phases.items():
             low, high = _spread(grown)
             print(f"  used_memory growth, {phase}: {sum(grown.values()) / 1e6:,.1f} MB, per master {low:+.0f} % .. "

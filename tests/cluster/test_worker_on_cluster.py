@@ -78,7 +78,7 @@ def test_worker_runs_on_a_redis_cluster(redis_cluster: RedisCluster, kafka_boots
         log_text = worker.log_path.read_text(errors="replace")
     assert "CROSSSLOT" not in log_text and "same key slot" not in log_text
     print(f"customer keys by master: {spread['customers']}; meter keys by master: {spread['meters']}; "
-          f"bytes of the app's keys by master: {spread['bytes']}")  # fmt: skip
+          f"bytes of the app's keys by master: {spread['bytes']}; under the app tag by kind: {spread['app_tag']}")  # fmt: skip
     assert spread["slots"] > 10 and spread["meter_slots"] > 10, spread
     assert len(spread["customers"]) == len(redis_cluster.ports), "customer keys on every master"
     assert len(spread["meters"]) == len(redis_cluster.ports), "meter keys on every master"
@@ -144,8 +144,12 @@ def _spread(client: Any, keys: CustomerKeys, meters: MeterKeys) -> dict[str, Any
             per_master[client.get_node_from_key(key).name] += 1
             meter_slots.add(client.keyslot(key))
     used: Counter[str] = Counter()
+    app_tag: Counter[str] = Counter()  # bytes of the keys under the app's one tag, by their kind (region, model ...)
     for pattern in (f"{keys.namespace}:*", f"{{{keys.app}:*"):
         for key in client.scan_iter(match=pattern, count=1000):
-            used[client.get_node_from_key(key).name] += int(client.memory_usage(key, samples=0) or 0)
+            size = int(client.memory_usage(key, samples=0) or 0)
+            used[client.get_node_from_key(key).name] += size
+            if key.startswith(f"{keys.namespace}:".encode()):
+                app_tag[key.decode()[len(keys.namespace) + 1 :].split(":", 1)[0]] += size
     return {"customers": dict(customers), "slots": len(slots), "meters": dict(per_master),
-            "meter_slots": len(meter_slots), "bytes": dict(used)}  # fmt: skip
+            "meter_slots": len(meter_slots), "bytes": dict(used), "app_tag": dict(app_tag.most_common())}  # fmt: skip
