@@ -151,3 +151,22 @@ def test_a_fresh_app_records_the_meter_shards(redis_db_url: str) -> None:
             check_layout(client, NS, 1)
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("shards", [1, 4])
+def test_a_corrected_day_replaces_its_record_in_place(redis_db_url: str, shards: int) -> None:
+    async def run() -> list[bytes]:
+        client = aioredis.Redis.from_url(redis_db_url)
+        try:
+            keys = MeterKeys(NS, shards)
+            store = MeterStore(client, keys)
+            day1, day2 = ({"key": "M7", "window_start": f"2026-01-0{d}T00:00:00Z", "kwh_in": 1.0} for d in (5, 6))
+            await store.save([(day1, None), (day2, None)])
+            await store.save([({**day1, "kwh_in": 2.5, "revision": 1}, None)])
+            assert await store.top(date(2026, 1, 5), date(2026, 1, 6)) == [("M7", 3.5)]
+            return list(await client.lrange(keys.windows("M7"), 0, -1))
+        finally:
+            await client.aclose()
+
+    records = asyncio.run(run())
+    assert len(records) == 2 and b'"revision":1' in records[1] and b'"kwh_in":2.5' in records[1], records
