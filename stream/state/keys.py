@@ -1,6 +1,8 @@
-"""Names of the per-customer Redis keys: the customer projection and the segment member sets, spread by shard.
+"""Names of the per-customer and per-meter Redis keys, spread by shard.
 
-One helper names them all (writers, the API, tools, tests), so the layout lives in one place.
+The customer projection and the segment member sets (:class:`CustomerKeys`), and the per-meter state:
+health, recent windows and alerts, daily kWh rankings (:class:`MeterKeys`). One helper names them
+all (writers, the API, tools, tests), so the layout lives in one place.
 
 A Redis Cluster runs a multi-key command or script only when its keys share a hash slot, and a
 hash tag (the part of a key in braces) decides the slot. Under the app's one tag (``{app}``) the
