@@ -247,6 +247,11 @@ class MeterKeys:
         p = self.namespace if self.shards == 1 else f"{{{self.app}:m*}}"
         return [f"{p}:health:*", f"{p}:meter:*", f"{p}:kwh:*"]
 
+    def day_pattern(self) -> str:
+        """``SCAN MATCH`` pattern of the fleet-wide day rankings of every shard (``{p}:kwh:YYYY-MM-DD``)."""
+        p = self.namespace if self.shards == 1 else f"{{{self.app}:m*}}"
+        return f"{p}:kwh:????-??-??"
+
     def split(self, key: str) -> tuple[str, str] | None:
         """``(prefix, rest)`` of a per-meter key of this layout (``rest``: ``health:M1``, ``kwh:2026-01-05`` ...)."""
         if self.shards == 1:

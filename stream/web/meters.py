@@ -39,8 +39,7 @@ def _shift(day: date, days: int) -> date:
 async def latest_day(ctx: ApiContext) -> date | None:
     """The latest UTC day with a daily ranking (``{p}:kwh:YYYY-MM-DD`` of any meter shard)."""
     latest: str | None = None
-    pattern = ctx.meter_keys.patterns()[2].removesuffix("*") + "????-??-??"
-    async for key in ctx.redis.scan_iter(match=pattern, count=1000):
+    async for key in ctx.redis.scan_iter(match=ctx.meter_keys.day_pattern(), count=1000):
         day = text(key).rsplit(":", 1)[1]
         latest = day if latest is None or day > latest else latest
     return date.fromisoformat(latest) if latest else None

@@ -217,9 +217,11 @@ async def test_the_app_key_patterns_find_every_key_of_the_app(settings: Settings
         await CheckpointStore(client, settings.app_id).save("ingest", 0, {"x": 1}, {"meter.readings": 1})
         store = MembershipStore(client, settings.redis_namespace, settings.state_shards)
         await store.apply([change("C1", "loyal")])
+        await HealthStore(client, meter_keys(settings)).save([MeterHealth("M1", "poor", ("spike",), T0)])
         found = {key for pattern in app_key_patterns(settings) async for key in client.scan_iter(match=pattern)}
         assert any(k.startswith(f"{settings.app_id}:ckpt:".encode()) for k in found)
         assert store.customer_key("C1").encode() in found
+        assert meter_keys(settings).health("M1").encode() in found
         assert all(k.startswith((settings.app_id.encode(), b"{" + settings.app_id.encode())) for k in found)
     finally:
         await client.aclose()
