@@ -63,10 +63,12 @@ def check_layout(client: redis.Redis, namespace: str, shards: int) -> None:
     stored, meters = stored_shards(client, namespace), stored_meter_shards(client, namespace)
     for what, count in (("customer projection", stored), ("per-meter state", meters)):
         if count is not None and count != shards:
+            # keeping the stored layout is a choice only when both parts are in the same count (one setting)
+            keep = f", or set METERSEG_REDIS_SHARDS={count} to keep it as it is" if {stored, meters} <= {count, None} else ""
             raise LayoutMismatch(
                 f"the {what} in Redis ({namespace}) is in {count} shard(s), the settings give {shards}: "
-                f"stop the workers and run `meterseg reshard-customers` to move it to {shards}, or set "
-                f"METERSEG_REDIS_SHARDS={count} to keep it as it is (see docs/scaling.md, Redis Cluster)"
+                f"stop the workers and run `meterseg reshard-customers` to move it to {shards}{keep} "
+                f"(see docs/scaling.md, Redis Cluster)"
             )
     client.hset(layout_key(namespace), mapping={"shards": str(shards), "meter_shards": str(shards)})
 

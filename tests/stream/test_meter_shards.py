@@ -116,8 +116,9 @@ def test_one_shard_meter_state_is_refused_then_moved(redis_db_url: str) -> None:
         # the version that spread the customer keys only: a layout of 4 shards, meter keys in one
         client.hset(layout_key(NS), "shards", "4")
         assert stored_meter_shards(client, NS) == 1
-        with pytest.raises(LayoutMismatch, match=r"per-meter state .* in 1 shard"):
+        with pytest.raises(LayoutMismatch, match=r"per-meter state .* in 1 shard") as refused:
             check_layout(client, NS, 4)
+        assert "METERSEG_REDIS_SHARDS=1" not in str(refused.value)  # the customers are in 4: no keeping both as is
         ttl = client.pttl(f"{NS}:kwh:{DAYS[0]}")
         assert 0 < ttl <= 30 * 86_400_000
         counts = reshard(client, NS, 4)
