@@ -124,11 +124,12 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     #: ``redis_url`` names a node of a Redis Cluster (see :mod:`stream.clients.redis_client`)
     redis_cluster: bool = False
-    #: hash-tag shards of the customer keys and member sets (None: 64 on a Redis Cluster, 1 on one server);
+    #: hash-tag shards of the customer keys and member sets, and of the per-meter keys (None: 64 on a Redis
+    #: Cluster, 1 on one server);
     #: fixed for the life of the data (``meterseg reshard-customers`` moves it), see :mod:`stream.state.keys`
     redis_shards: int | None = Field(
         default=None, ge=1, le=16384,
-        description="hash-tag shards of the customer projection (None: 64 on a cluster, 1 otherwise)",
+        description="hash-tag shards of the customer projection and the per-meter state (None: 64 on a cluster, 1 otherwise)",
     )
     topics: TopicNames = Field(default_factory=TopicNames)
     partitions: int = Field(default=4, ge=1, description="partitions of every topic; equals Faust topic_partitions")
@@ -204,17 +205,18 @@ class Settings(BaseSettings):
     def redis_namespace(self) -> str:
         """Prefix of the app's shared Redis keys: ``app_id``, or the hash tag ``{app_id}`` on a Redis Cluster.
 
-        On a cluster the app-wide state (segment catalogue, regional windows, the model, health, rules)
-        shares one hash slot: multi-key scripts and transactions. The customer projection and the
-        member sets are spread over :attr:`state_shards` hash tags (:mod:`stream.state.keys`), partition
-        checkpoints stay under the plain ``app_id``: both spread over the masters; see
+        On a cluster the app-wide state (segment catalogue, regional windows, the model, rules)
+        shares one hash slot: multi-key scripts and transactions. The customer projection, the
+        member sets and the per-meter state (health, windows, alerts, kWh rankings) are spread over
+        :attr:`state_shards` hash tags each (:mod:`stream.state.keys`), partition
+        checkpoints stay under the plain ``app_id``: they spread over the masters; see
         :mod:`stream.clients.redis_client`.
         """
         return f"{{{self.app_id}}}" if self.redis_cluster else self.app_id
 
     @property
     def state_shards(self) -> int:
-        """Shards of the customer projection: ``redis_shards``, else 64 on a Redis Cluster and 1 on one server.
+        """Shards of the customer projection and the meter keys: ``redis_shards``, else 64 on a Redis Cluster, 1 on one server.
 
         >>> Settings().state_shards, Settings(redis_cluster=True).state_shards, Settings(redis_shards=8).state_shards
         (1, 64, 8)

@@ -33,12 +33,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.set_defaults(func=compact)
     r = sub.add_parser(
         "reshard-customers",
-        help="move the customer projection and member sets to the shard count of the settings",
+        help="move the customer projection, member sets and per-meter state to the shard count of the settings",
         description=(
-            "The customer hashes, histories and segment member sets are spread over hash-tag shards "
+            "The customer hashes, histories and segment member sets, and the per-meter keys (health, "
+            "recent windows and alerts, daily kWh rankings) are spread over hash-tag shards "
             "(METERSEG_REDIS_SHARDS; 64 on a Redis Cluster, 1 on one server). Data written with another "
-            "count (an earlier version: one shard) is moved key by key (DUMP/RESTORE, SADD/SREM); a worker "
-            "refuses to start until it is. Stop the workers first; safe to interrupt and run again."
+            "count (an earlier version: one shard) is moved key by key (DUMP/RESTORE, SADD/SREM, ZADD/ZREM); "
+            "a worker refuses to start until it is. Stop the workers first; safe to interrupt and run again."
         ),
     )
     r.set_defaults(func=reshard_customers)
@@ -126,12 +127,16 @@ def reshard_customers(args: argparse.Namespace) -> int:
     def progress(counts: dict[str, int]) -> None:
         if time.monotonic() - last[0] >= 5.0:
             last[0] = time.monotonic()
-            print(f"... {counts['customer_keys']:,} customer keys and {counts['members']:,} members moved", flush=True)
+            print(f"... {counts['customer_keys']:,} customer keys and {counts['members']:,} members, "
+                  f"{counts.get('meter_keys', 0):,} meter keys and {counts.get('meter_members', 0):,} meter entries moved",
+                  flush=True)  # fmt: skip
 
     try:
         counts = reshard(client, settings.redis_namespace, settings.state_shards, progress)
     finally:
         client.close()
     print(f"customer projection of {settings.app_id}: {counts['from_shards']} -> {counts['to_shards']} shard(s); "
-          f"{counts['customer_keys']:,} customer keys and {counts['members']:,} segment members moved")  # fmt: skip
+          f"{counts['customer_keys']:,} customer keys and {counts['members']:,} segment members moved; "
+          f"per-meter state: {counts['meter_from_shards']} -> {counts['to_shards']} shard(s); {counts['meter_keys']:,} "
+          f"meter keys and {counts['meter_members']:,} health-state and ranking entries moved")  # fmt: skip
     return 0

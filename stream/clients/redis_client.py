@@ -41,7 +41,8 @@ def app_key_patterns(settings: Settings) -> list[str]:
 
     The shared state is under :attr:`~meterseg.settings.Settings.redis_namespace`; the checkpoints
     under the plain app id, and keys derived from a checkpoint's name may carry it as a hash tag; the
-    customer shards under ``{app:s<k>}`` (:mod:`stream.state.keys`), which ``{app:*`` covers.
+    customer shards under ``{app:s<k>}`` and the meter shards under ``{app:m<k>.<salt>}``
+    (:mod:`stream.state.keys`), which ``{app:*`` covers.
 
     Examples:
         >>> from meterseg.settings import Settings

@@ -38,6 +38,7 @@ from stream.clients.producer import BatchProducer, KeyValue
 from stream.pipelines.base import PartitionedHandler, PartitionState
 from stream.state.checkpoints import CheckpointStore
 from stream.state.health import HealthStore
+from stream.state.keys import meter_keys
 from stream.state.meters import MeterStore
 from stream.state.regional import RegionalMerger
 
@@ -67,11 +68,11 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
         self.config = config
         self.topics = settings.topics
         self.totals = {"messages": 0, "accepted": 0, "deadletter": 0, "duplicates": 0}
-        self.health_store = HealthStore(checkpoints.client, settings.redis_namespace)
+        self.health_store = HealthStore(checkpoints.client, meter_keys(settings))
         self.regional = RegionalMerger(
             checkpoints.client, settings.redis_namespace, settings.partitions, settings.region_revenue_days
         )
-        self.meter_store = MeterStore(checkpoints.client, settings.redis_namespace, settings.meter_ranking_days)
+        self.meter_store = MeterStore(checkpoints.client, meter_keys(settings), settings.meter_ranking_days)
         #: the consumer's high watermark per topic partition (set by the BatchConsumer): which topic is pending
         self.highwater: Callable[[TopicPartition], int | None] | None = None
         self._fetched: dict[TopicPartition, int] = {}

@@ -1,8 +1,9 @@
 """Meter health in Redis: the current state and reasons of every meter, queryable by the API.
 
-One hash per meter (``{ns}:health:{meter}``: state, reasons, since) and one
-set per state (``{ns}:health:state:{state}``) so "all poor meters" is one
-``SMEMBERS``. Only changes are written, in one pipeline per batch.
+One hash per meter (state, reasons, since) and one set per state and meter shard, so "all poor
+meters" is one ``SMEMBERS`` per shard (:class:`stream.state.keys.MeterKeys` names the keys: with
+one shard ``{ns}:health:{meter}`` and ``{ns}:health:state:{state}``). Only changes are written, in
+one pipeline per batch.
 """
 
 from __future__ import annotations
@@ -15,29 +16,32 @@ import redis.asyncio as aioredis
 
 from processors.health import HEALTH_STATES, MeterHealth
 from stream.metrics import REDIS_LATENCY
+from stream.state.keys import MeterKeys
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class HealthStore:
-    def __init__(self, client: aioredis.Redis, namespace: str):
+    def __init__(self, client: aioredis.Redis, keys: MeterKeys | str):
         self.client = client
-        self.ns = namespace
+        self.keys = MeterKeys(keys) if isinstance(keys, str) else keys
 
     def key(self, meter_id: str) -> str:
-        return f"{self.ns}:health:{meter_id}"
-
-    def state_key(self, state: str) -> str:
-        return f"{self.ns}:health:state:{state}"
+        return self.keys.health(meter_id)
 
     async def save(self, changes: Iterable[MeterHealth]) -> None:
         pipe = self.client.pipeline(transaction=False)
         n = 0
         for h in changes:
             pipe.hset(self.key(h.meter_id), mapping={"state": h.state, "reasons": ",".join(h.reasons), "since": h.since})
+            shard = self.keys.shard_of(h.meter_id)
             for state in HEALTH_STATES:
                 if state == h.state:
-                    pipe.sadd(self.state_key(state), h.meter_id)
+                    pipe.sadd(self.keys.shard_state(shard, state), h.meter_id)
                 else:
-                    pipe.srem(self.state_key(state), h.meter_id)
+                    pipe.srem(self.keys.shard_state(shard, state), h.meter_id)
             n += 1
         if n:
             started = time.perf_counter()
@@ -57,5 +61,21 @@ class HealthStore:
         }
 
     async def members(self, state: str) -> list[str]:
-        members: set[Any] = await self.client.smembers(self.state_key(state))
-        return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+        """The meters in ``state``, sorted: the union of the shards' sets."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in self.keys.state_sets(state):
+            pipe.smembers(key)
+        return sorted({_text(m) for members in await pipe.execute() for m in members})
+
+    async def states(self) -> dict[str, str]:
+        """meter → health state, from every shard's state sets (one pipeline)."""
+        pipe = self.client.pipeline(transaction=False)
+        for state in HEALTH_STATES:
+            for key in self.keys.state_sets(state):
+                pipe.smembers(key)
+        replies = iter(await pipe.execute())
+        out: dict[str, str] = {}
+        for state in HEALTH_STATES:
+            for _ in range(self.keys.shards):
+                out.update((_text(m), state) for m in next(replies))
+        return out

@@ -1,6 +1,8 @@
-"""Names of the per-customer Redis keys: the customer projection and the segment member sets, spread by shard.
+"""Names of the per-customer and per-meter Redis keys, spread by shard.
 
-One helper names them all (writers, the API, tools, tests), so the layout lives in one place.
+The customer projection and the segment member sets (:class:`CustomerKeys`), and the per-meter state:
+health, recent windows and alerts, daily kWh rankings (:class:`MeterKeys`). One helper names them
+all (writers, the API, tools, tests), so the layout lives in one place.
 
 A Redis Cluster runs a multi-key command or script only when its keys share a hash slot, and a
 hash tag (the part of a key in braces) decides the slot. Under the app's one tag (``{app}``) the
@@ -42,6 +44,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -125,3 +128,148 @@ class CustomerKeys:
 def customer_keys(settings: Settings) -> CustomerKeys:
     """The customer key names of the app the settings describe."""
     return CustomerKeys(settings.redis_namespace, settings.state_shards)
+
+
+#: Redis Cluster hash slots (a key's slot is CRC16 of its hash tag mod 16384)
+SLOTS = 16384
+#: up to this many meter shards the tags are chosen in evenly spaced slots (0.6 s to find 1024 of them)
+PLANNED_SHARDS = 1024
+
+
+def _meter_tag(app: str, shard: int, shards: int) -> str:
+    """The hash tag of meter shard ``shard``: ``app:m<k>`` plus the first salt that puts it in the shard's slot range.
+
+    ``redis-cli --cluster create`` gives each master one contiguous, equal range of slots; tags whose
+    slots are evenly spaced over the 16384 (shard k in ``[k, k + 1) * 16384 / shards``) therefore put
+    ``shards / masters`` shards on each master (±1), where tags of unplanned slots fall where CRC16 puts
+    them (64 random slots over 3 masters: about ±18 % at one standard deviation). Deterministic: any
+    process derives the same tags from the app id and the shard count. Beyond :data:`PLANNED_SHARDS`
+    shards (the search costs about ``shards`` CRC16s per shard) the tag is the plain ``app:m<k>``.
+    """
+    from redis.crc import key_slot
+
+    if shards > PLANNED_SHARDS:
+        return f"{app}:m{shard}"
+    low, high = shard * SLOTS // shards, (shard + 1) * SLOTS // shards
+    for salt in range(1_000_000):
+        tag = f"{app}:m{shard}.{salt}"
+        if low <= key_slot(tag.encode()) < high:
+            return tag
+    return f"{app}:m{shard}"  # not reached: every range of 16 slots holds the CRC16 of some salt
+
+
+@lru_cache(maxsize=64)
+def _meter_prefixes(namespace: str, shards: int) -> tuple[str, ...]:
+    """The key prefixes of the meter shards (computed once per app and shard count)."""
+    if shards == 1:
+        return (namespace,)
+    app = namespace.strip("{}")
+    return tuple(f"{{{_meter_tag(app, k, shards)}}}" for k in range(shards))
+
+
+@dataclass(frozen=True)
+class MeterKeys:
+    """Key names of the per-meter state of an app, spread over meter shards like the customer keys.
+
+    * ``{p}:health:{meter}`` — the meter's health hash; ``{p}:health:state:{state}`` — the meters of
+      shard ``p`` in that state (a state's meters are the union over the shards, its count the sum);
+    * ``{p}:meter:{id}:windows``, ``{p}:meter:{id}:alerts`` — recent daily windows and alerts;
+    * ``{p}:kwh:{day}``, ``{p}:kwh:{region}:{day}`` — the day's kWh ranking of shard ``p``'s meters
+      (top consumers: one ``ZUNIONSTORE`` per shard, the shards' top N merged by the reader).
+
+    ``p`` is the namespace with one shard (the key names of earlier versions), else the hash tag
+    ``{app:m<k>.<salt>}`` of the meter's shard ``k = crc32(meter id) mod shards`` (see
+    :func:`_meter_tag` for the salt). Same shard count as the customer keys (``METERSEG_REDIS_SHARDS``);
+    ``meterseg reshard-customers`` moves both.
+
+    Examples:
+        >>> k = MeterKeys("fleet", 1)
+        >>> k.health("M1"), k.state_sets("poor"), k.windows("M1"), k.days("2026-01-05", "North")
+        ('fleet:health:M1', ['fleet:health:state:poor'], 'fleet:meter:M1:windows', ['fleet:kwh:North:2026-01-05'])
+        >>> k = MeterKeys("{fleet}", 4)
+        >>> k.shard_of("M1"), k.health("M1")
+        (1, '{fleet:m1.2}:health:M1')
+        >>> k.patterns()
+        ['{fleet:m*}:health:*', '{fleet:m*}:meter:*', '{fleet:m*}:kwh:*']
+    """
+
+    namespace: str
+    shards: int = 1
+
+    @property
+    def app(self) -> str:
+        return self.namespace.strip("{}")
+
+    @cached_property
+    def _prefixes(self) -> tuple[str, ...]:
+        return _meter_prefixes(self.namespace, self.shards)
+
+    def prefix(self, shard: int) -> str:
+        """Key prefix of a meter shard: the namespace with one shard, else its hash tag."""
+        return self._prefixes[shard]
+
+    def shard_of(self, meter_id: str) -> int:
+        return shard_of(meter_id, self.shards)
+
+    def meter_prefix(self, meter_id: str) -> str:
+        return self._prefixes[self.shard_of(meter_id)]
+
+    def health(self, meter_id: str) -> str:
+        """The meter's health hash (state, reasons, since)."""
+        return f"{self.meter_prefix(meter_id)}:health:{meter_id}"
+
+    def shard_state(self, shard: int, state: str) -> str:
+        """The meters of one shard in a health state."""
+        return f"{self._prefixes[shard]}:health:state:{state}"
+
+    def state_sets(self, state: str) -> list[str]:
+        """The sets of a health state, one per shard."""
+        return [self.shard_state(k, state) for k in range(self.shards)]
+
+    def windows(self, meter_id: str) -> str:
+        """The meter's recent closed daily windows."""
+        return f"{self.meter_prefix(meter_id)}:meter:{meter_id}:windows"
+
+    def alerts(self, meter_id: str) -> str:
+        """The meter's recent alerts."""
+        return f"{self.meter_prefix(meter_id)}:meter:{meter_id}:alerts"
+
+    def shard_day(self, shard: int, day: str, region: str | None = None) -> str:
+        """The kWh ranking of one shard's meters on a UTC day (optionally of one region)."""
+        return f"{self._prefixes[shard]}:kwh:{region}:{day}" if region else f"{self._prefixes[shard]}:kwh:{day}"
+
+    def days(self, day: str, region: str | None = None) -> list[str]:
+        """The rankings of a day, one per shard (a meter is in its own shard's)."""
+        return [self.shard_day(k, day, region) for k in range(self.shards)]
+
+    def patterns(self) -> list[str]:
+        """``SCAN MATCH`` patterns of every per-meter key (health, windows and alerts, rankings)."""
+        p = self.namespace if self.shards == 1 else f"{{{self.app}:m*}}"
+        return [f"{p}:health:*", f"{p}:meter:*", f"{p}:kwh:*"]
+
+    def day_pattern(self) -> str:
+        """``SCAN MATCH`` pattern of the fleet-wide day rankings of every shard (``{p}:kwh:YYYY-MM-DD``)."""
+        p = self.namespace if self.shards == 1 else f"{{{self.app}:m*}}"
+        return f"{p}:kwh:????-??-??"
+
+    def split(self, key: str) -> tuple[str, str] | None:
+        """``(prefix, rest)`` of a per-meter key of this layout (``rest``: ``health:M1``, ``kwh:2026-01-05`` ...)."""
+        if self.shards == 1:
+            head = f"{self.namespace}:"
+            return (self.namespace, key[len(head):]) if key.startswith(head) else None
+        if not key.startswith(f"{{{self.app}:m"):
+            return None
+        prefix, sep, rest = key.partition("}:")
+        return (prefix + "}", rest) if sep else None
+
+    def by_shard(self, meter_ids: Iterable[str]) -> dict[int, list[str]]:
+        """shard → the meter ids in it."""
+        out: dict[int, list[str]] = defaultdict(list)
+        for mid in meter_ids:
+            out[self.shard_of(mid)].append(mid)
+        return dict(out)
+
+
+def meter_keys(settings: Settings) -> MeterKeys:
+    """The per-meter key names of the app the settings describe (same shard count as the customer keys)."""
+    return MeterKeys(settings.redis_namespace, settings.state_shards)

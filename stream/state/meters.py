@@ -1,15 +1,21 @@
 """Per-meter views in Redis for the API: daily consumption rankings, recent daily windows, recent alerts.
 
-* ``{ns}:kwh:{day}`` and ``{ns}:kwh:{region}:{day}`` — sorted sets meter → kWh imported that UTC day
-  (``ZADD`` of the closed daily window: a replayed window overwrites, never adds), expiring after
-  ``Settings.meter_ranking_days`` (default :data:`KEEP_DAYS`); top consumers over a range are a ``ZUNIONSTORE`` of the days;
-* ``{ns}:meter:{id}:windows`` — the last :data:`RECENT` closed daily windows (JSON), newest first; a
+Key names from :class:`stream.state.keys.MeterKeys` (``{p}`` is the namespace with one shard, else the
+hash tag of the meter's shard, so a cluster spreads them over its masters):
+
+* ``{p}:kwh:{day}`` and ``{p}:kwh:{region}:{day}`` — sorted sets meter → kWh imported that UTC day, one
+  per meter shard (``ZADD`` of the closed daily window: a replayed window overwrites, never adds),
+  expiring after ``Settings.meter_ranking_days`` (default :data:`KEEP_DAYS`); top consumers over a range
+  are a ``ZUNIONSTORE`` of the days in each shard, whose top N the reader merges (a meter's days are all
+  in its own shard, so the merged top N is the top N of the whole fleet);
+* ``{p}:meter:{id}:windows`` — the last :data:`RECENT` closed daily windows (JSON), newest first; a
   corrected day (``revision`` > 0, a late upload counted) replaces its earlier record in place;
-* ``{ns}:meter:{id}:alerts`` — the last :data:`RECENT_ALERTS` alerts (JSON), newest first.
+* ``{p}:meter:{id}:alerts`` — the last :data:`RECENT_ALERTS` alerts (JSON), newest first.
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Iterable
 from datetime import date, timedelta
@@ -19,6 +25,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from stream.metrics import REDIS_LATENCY
+from stream.state.keys import MeterKeys
 
 KEEP_DAYS = 400
 RECENT = 14
@@ -40,14 +47,14 @@ return 0
 
 
 class MeterStore:
-    def __init__(self, client: aioredis.Redis, namespace: str, keep_days: int = KEEP_DAYS):
+    def __init__(self, client: aioredis.Redis, keys: MeterKeys | str, keep_days: int = KEEP_DAYS):
         self.client = client
-        self.ns = namespace
-        self._revise = client.register_script(_REVISE)
+        self.keys = MeterKeys(keys) if isinstance(keys, str) else keys
         self.keep_days = keep_days  # Settings.meter_ranking_days
 
-    def day_key(self, day: str, region: str | None = None) -> str:
-        return f"{self.ns}:kwh:{region}:{day}" if region else f"{self.ns}:kwh:{day}"
+    def day_key(self, day: str, region: str | None = None, shard: int = 0) -> str:
+        """One shard's ranking of a day (with one shard: the day's ranking)."""
+        return self.keys.shard_day(shard, day, region)
 
     async def save(
         self,
@@ -60,18 +67,21 @@ class MeterStore:
         for rec, region in daily_windows:
             day = rec["window_start"][:10]
             meter = rec["key"]
-            for key in (self.day_key(day), *([self.day_key(day, region)] if region else [])):
+            shard = self.keys.shard_of(meter)
+            for key in (self.day_key(day, None, shard), *([self.day_key(day, region, shard)] if region else [])):
                 pipe.zadd(key, {meter: rec["kwh_in"]})
                 pipe.expire(key, self.keep_days * 86_400)
-            wkey = f"{self.ns}:meter:{meter}:windows"
+            wkey = self.keys.windows(meter)
             if rec.get("revision"):
-                await self._revise(keys=[wkey], args=[rec["window_start"], orjson.dumps(rec)], client=pipe)
+                # EVAL, not a registered script: redis-py's cluster pipeline does not load a script on the
+                # node of a key (NoScriptError); a corrected day is rare and the script short
+                pipe.eval(_REVISE, 1, wkey, rec["window_start"], orjson.dumps(rec))
             else:
                 pipe.lpush(wkey, orjson.dumps(rec))
                 pipe.ltrim(wkey, 0, RECENT - 1)
             n += 1
         for alert in alerts:
-            akey = f"{self.ns}:meter:{alert['meter_id']}:alerts"
+            akey = self.keys.alerts(alert["meter_id"])
             pipe.lpush(akey, orjson.dumps(alert))
             pipe.ltrim(akey, 0, RECENT_ALERTS - 1)
             n += 1
@@ -81,19 +91,26 @@ class MeterStore:
             REDIS_LATENCY.labels("meters_save").observe(time.perf_counter() - started)
 
     async def top(self, first: date, last: date, region: str | None = None, limit: int = 10) -> list[tuple[str, float]]:
-        """Meters with the most kWh imported from ``first`` to ``last`` (inclusive), optionally in one region."""
+        """Meters with the most kWh imported from ``first`` to ``last`` (inclusive), optionally in one region.
+
+        One ``ZUNIONSTORE`` of the days per shard (its keys share the shard's slot) into a temporary key of
+        that shard, its top ``limit`` read back; the shards' tops are merged here.
+        """
         days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
-        keys = [self.day_key(d, region) for d in days]
-        if not keys:
+        if not days:
             return []
-        tmp = f"{self.ns}:tmp:top:{time.monotonic_ns()}"
-        # one pipeline, no MULTI: the temporary key is this call's own, and redis-py's Redis Cluster client
-        # cannot queue ZUNIONSTORE in a transaction from a running event loop; the expiry removes the
+        stamp = time.monotonic_ns()
+        # one pipeline, no MULTI: the temporary keys are this call's own, and redis-py's Redis Cluster client
+        # cannot queue ZUNIONSTORE in a transaction from a running event loop; the expiry removes a
         # temporary key should the DEL not run
         pipe = self.client.pipeline(transaction=False)
-        pipe.zunionstore(tmp, keys)
-        pipe.expire(tmp, 60)
-        pipe.zrevrange(tmp, 0, limit - 1, withscores=True)
-        pipe.delete(tmp)
-        _, _, rows, _ = await pipe.execute()
-        return [(m.decode() if isinstance(m, bytes) else m, float(s)) for m, s in rows]
+        for shard in range(self.keys.shards):
+            tmp = f"{self.keys.prefix(shard)}:tmp:top:{stamp}"
+            pipe.zunionstore(tmp, [self.day_key(d, region, shard) for d in days])
+            pipe.expire(tmp, 60)
+            pipe.zrevrange(tmp, 0, limit - 1, withscores=True)
+            pipe.delete(tmp)
+        replies = await pipe.execute()
+        rows = [row for shard in range(self.keys.shards) for row in replies[4 * shard + 2]]
+        best = heapq.nlargest(limit, rows, key=lambda r: (float(r[1]), r[0]))
+        return [(m.decode() if isinstance(m, bytes) else m, float(s)) for m, s in best]

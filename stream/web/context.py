@@ -53,7 +53,8 @@ from stream.state.customer_codec import (
     rfm_segment_names,
 )
 from stream.state.fleet_clock import fleet_now
-from stream.state.keys import CustomerKeys, customer_keys
+from stream.state.health import HealthStore
+from stream.state.keys import CustomerKeys, MeterKeys, customer_keys, meter_keys
 from stream.state.segments import MembershipStore
 
 RFM_NUMERIC: tuple[str, ...] = (
@@ -172,6 +173,11 @@ class ApiContext:
     def keys(self) -> CustomerKeys:
         """Key names of the customer projection and member sets (spread by shard, :mod:`stream.state.keys`)."""
         return customer_keys(self.settings)
+
+    @property
+    def meter_keys(self) -> MeterKeys:
+        """Key names of the per-meter state: health, windows, alerts, daily rankings (spread by meter shard)."""
+        return meter_keys(self.settings)
 
     @classmethod
     def from_engine(cls, settings: Settings, engine: Any) -> ApiContext:
@@ -331,16 +337,9 @@ async def read_customers(
     return out
 
 
-async def meter_health(redis: aioredis.Redis, ns: str) -> dict[str, str]:
-    """meter → health state, from the per-state sets."""
-    pipe = redis.pipeline(transaction=False)
-    for s in HEALTH_STATES:
-        pipe.smembers(f"{ns}:health:state:{s}")
-    out: dict[str, str] = {}
-    for state, members in zip(HEALTH_STATES, await pipe.execute(), strict=True):
-        for m in members:
-            out[text(m)] = state
-    return out
+async def meter_health(redis: aioredis.Redis, keys: MeterKeys | str) -> dict[str, str]:
+    """meter → health state, from the per-state sets of every meter shard (``keys``: a namespace for one shard)."""
+    return await HealthStore(redis, keys).states()
 
 
 def _columns(records: list[dict[str, Any]], keys: Sequence[str], prefix: str) -> dict[str, np.ndarray]:
@@ -382,7 +381,7 @@ async def _read_population(ctx: ApiContext) -> CustomerPopulation:
     catalogue = await ctx.catalogue()
     ids = await population_ids(ctx, catalogue)
     rows = await read_customers(ctx.redis, ctx.keys, ids, (RFM_FIELD, *FEATURES_FIELDS, "seg:behaviour", HOURS_FIELD))
-    states = await meter_health(ctx.redis, ctx.ns)
+    states = await meter_health(ctx.redis, ctx.meter_keys)
     meta = ctx.directory.customers()
     now = await ctx.observation_time()
     cols = await asyncio.to_thread(_build_columns, ids, rows, catalogue, meta, states, now)

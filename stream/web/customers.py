@@ -140,7 +140,7 @@ async def get_customer(ctx: ApiContext, req: ApiRequest) -> Any:
         rfm = observed_at(rfm, now)
     features = decode_features(*(fields.get(f) for f in FEATURES_FIELDS))
     history = [orjson.loads(h) for h in raw_hist]
-    health = HealthStore(ctx.redis, ctx.ns)
+    health = HealthStore(ctx.redis, ctx.meter_keys)
     meters = []
     for mid in meta.meters if meta else ():
         info = ctx.directory.meter_info(mid) or {"meter_id": mid}

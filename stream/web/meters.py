@@ -37,9 +37,9 @@ def _shift(day: date, days: int) -> date:
 
 
 async def latest_day(ctx: ApiContext) -> date | None:
-    """The latest UTC day with a daily ranking (``{ns}:kwh:YYYY-MM-DD``)."""
+    """The latest UTC day with a daily ranking (``{p}:kwh:YYYY-MM-DD`` of any meter shard)."""
     latest: str | None = None
-    async for key in ctx.redis.scan_iter(match=f"{ctx.ns}:kwh:????-??-??", count=1000):
+    async for key in ctx.redis.scan_iter(match=ctx.meter_keys.day_pattern(), count=1000):
         day = text(key).rsplit(":", 1)[1]
         latest = day if latest is None or day > latest else latest
     return date.fromisoformat(latest) if latest else None
@@ -66,7 +66,7 @@ async def top(ctx: ApiContext, req: ApiRequest) -> Any:
     if (last - first).days + 1 > MAX_RANGE_DAYS:
         raise bad_request(f"at most {MAX_RANGE_DAYS} days", error="invalid_parameter")
     region = req.arg("region")
-    rows = await MeterStore(ctx.redis, ctx.ns).top(first, last, region, limit)
+    rows = await MeterStore(ctx.redis, ctx.meter_keys).top(first, last, region, limit)
     items = []
     for meter, kwh in rows:
         cid = ctx.directory.customer_of(meter)
@@ -85,7 +85,7 @@ async def faulty(ctx: ApiContext, req: ApiRequest) -> Any:
     if bad:
         raise bad_request(f"unknown states {bad}; known: {', '.join(HEALTH_STATES)}", error="invalid_parameter")
     page = parse_page(req.query)
-    health = HealthStore(ctx.redis, ctx.ns)
+    health = HealthStore(ctx.redis, ctx.meter_keys)
     ids = sorted({m for s in states for m in await health.members(s)})
     chunk, nxt = window(ids, page)
     pipe = ctx.redis.pipeline(transaction=False)
@@ -105,10 +105,10 @@ async def faulty(ctx: ApiContext, req: ApiRequest) -> Any:
 async def get_meter(ctx: ApiContext, req: ApiRequest) -> Any:
     mid = req.path["id"]
     info = ctx.directory.meter_info(mid)
-    health = await HealthStore(ctx.redis, ctx.ns).get(mid)
+    health = await HealthStore(ctx.redis, ctx.meter_keys).get(mid)
     pipe = ctx.redis.pipeline(transaction=False)
-    pipe.lrange(f"{ctx.ns}:meter:{mid}:windows", 0, -1)
-    pipe.lrange(f"{ctx.ns}:meter:{mid}:alerts", 0, -1)
+    pipe.lrange(ctx.meter_keys.windows(mid), 0, -1)
+    pipe.lrange(ctx.meter_keys.alerts(mid), 0, -1)
     windows, alerts = await pipe.execute()
     if info is None and health is None and not windows and not alerts:
         raise not_found(f"meter {mid!r}")

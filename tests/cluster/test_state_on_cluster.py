@@ -5,7 +5,9 @@ keys are under the hash-tagged namespace ``{app}``, so the multi-key Lua
 scripts (regional windows), the transactions (model exchange, top consumers)
 and the multi-key reads (MGET) run in one slot; the customer projection and the
 member sets are spread over shard hash tags ``{app:s<k>}`` (:mod:`stream.state.keys`),
-and their scripts (single-family memberships, the API's bulk HMGET) run once per shard. The stores are built exactly as the engine
+and their scripts (single-family memberships, the API's bulk HMGET) run once per shard; the per-meter
+state (health, windows, alerts, daily rankings) over the meter shard tags ``{app:m<k>.<salt>}``, top
+consumers one ZUNIONSTORE per shard. The stores are built exactly as the engine
 builds them, with ``settings.redis_namespace``. A control shows what breaks
 without the hash tag: the same scripts across slots are refused (CROSSSLOT).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,11 +35,11 @@ from stream.clients.redis_client import app_key_patterns, async_redis, sync_redi
 from stream.clients.security import check_redis
 from stream.state.checkpoints import CheckpointStore
 from stream.state.health import HealthStore
-from stream.state.keys import customer_keys
+from stream.state.keys import MeterKeys, customer_keys, meter_keys
 from stream.state.meters import MeterStore
 from stream.state.model import ModelExchange
 from stream.state.regional import RegionalMerger
-from stream.state.reshard import LayoutMismatch, check_layout, reshard
+from stream.state.reshard import LayoutMismatch, check_layout, reshard, stored_meter_shards
 from stream.state.segments import MembershipStore
 from stream.web.context import meter_health, read_customers
 from tests.cluster.conftest import RedisCluster
@@ -89,7 +92,7 @@ async def test_cluster_namespace_holds_one_slot_and_the_client_routes(settings: 
 
 
 async def test_checkpoints_health_and_meter_views(settings: Settings) -> None:
-    client, ns = async_redis(settings), settings.redis_namespace
+    client = async_redis(settings)
     try:
         # as the engine builds it: named by the plain app id, each partition's checkpoint in a slot of its own
         store = CheckpointStore(client, settings.app_id)
@@ -99,13 +102,15 @@ async def test_checkpoints_health_and_meter_views(settings: Settings) -> None:
             {"meter.readings": 42, "meter.heartbeats": 7},
         )
 
-        health = HealthStore(client, ns)
+        keys = meter_keys(settings)
+        assert keys.shards == 64
+        health = HealthStore(client, keys)
         await health.save([MeterHealth("M1", "poor", ("stuck_register",), T0), MeterHealth("M2", "good", (), T0)])
         assert await health.members("poor") == ["M1"]
         assert (await health.get("M1") or {})["reasons"] == ["stuck_register"]
-        assert await meter_health(client, ns) == {"M1": "poor", "M2": "good"}
+        assert await meter_health(client, keys) == {"M1": "poor", "M2": "good"}
 
-        meters = MeterStore(client, ns)
+        meters = MeterStore(client, keys)
         day1 = {"key": "M1", "window_start": "2026-01-05T00:00:00Z", "kwh_in": 3.0}
         day2 = {"key": "M1", "window_start": "2026-01-06T00:00:00Z", "kwh_in": 4.0}
         other = {"key": "M2", "window_start": "2026-01-06T00:00:00Z", "kwh_in": 5.0}
@@ -113,8 +118,13 @@ async def test_checkpoints_health_and_meter_views(settings: Settings) -> None:
             [(day1, "North"), (day2, "North"), (other, "South")], alerts=[{"meter_id": "M1", "kind": "spike"}]
         )
         first, last = datetime(2026, 1, 5).date(), datetime(2026, 1, 6).date()
-        assert await meters.top(first, last) == [("M1", 7.0), ("M2", 5.0)]  # ZUNIONSTORE in a MULTI
+        assert await meters.top(first, last) == [("M1", 7.0), ("M2", 5.0)]  # a ZUNIONSTORE per shard, merged
         assert await meters.top(first, last, region="North") == [("M1", 7.0)]
+        assert keys.shard_of("M1") != keys.shard_of("M2")  # the merge is across slots
+        revised = {**day2, "kwh_in": 4.5, "revision": 1}  # the revise script: one key, its meter's slot
+        await meters.save([(revised, "North")])
+        assert await meters.top(first, last, limit=1) == [("M1", 7.5)]
+        assert len(await client.lrange(keys.windows("M1"), 0, -1)) == 2
     finally:
         await client.aclose()
 
@@ -207,9 +217,11 @@ async def test_the_app_key_patterns_find_every_key_of_the_app(settings: Settings
         await CheckpointStore(client, settings.app_id).save("ingest", 0, {"x": 1}, {"meter.readings": 1})
         store = MembershipStore(client, settings.redis_namespace, settings.state_shards)
         await store.apply([change("C1", "loyal")])
+        await HealthStore(client, meter_keys(settings)).save([MeterHealth("M1", "poor", ("spike",), T0)])
         found = {key for pattern in app_key_patterns(settings) async for key in client.scan_iter(match=pattern)}
         assert any(k.startswith(f"{settings.app_id}:ckpt:".encode()) for k in found)
         assert store.customer_key("C1").encode() in found
+        assert meter_keys(settings).health("M1").encode() in found
         assert all(k.startswith((settings.app_id.encode(), b"{" + settings.app_id.encode())) for k in found)
     finally:
         await client.aclose()
@@ -247,3 +259,52 @@ def test_an_earlier_one_slot_projection_moves_to_the_shards(settings: Settings) 
     finally:
         sync.close()
     assert asyncio.run(write_and_read(settings.state_shards, False)) == before
+
+
+def test_meter_keys_spread_over_the_masters_and_an_earlier_layout_moves(settings: Settings) -> None:
+    """Meter keys of 300 meters land on every master; one-slot meter data (earlier versions) moves to the shards."""
+    ns = settings.redis_namespace
+    meters = [f"MM{i:04d}" for i in range(300)]
+
+    async def write(keys: MeterKeys) -> None:
+        client = async_redis(settings)
+        try:
+            await HealthStore(client, keys).save([MeterHealth(m, ("good", "poor")[i % 2], (), T0) for i, m in enumerate(meters)])
+            await MeterStore(client, keys).save(
+                [({"key": m, "window_start": "2026-01-05T00:00:00Z", "kwh_in": float(i)}, "North") for i, m in enumerate(meters)]
+            )
+        finally:
+            await client.aclose()
+
+    async def read(keys: MeterKeys) -> tuple[Any, ...]:
+        client = async_redis(settings)
+        try:
+            day = datetime(2026, 1, 5).date()
+            return (await HealthStore(client, keys).states(), await MeterStore(client, keys).top(day, day, limit=20),
+                    await MeterStore(client, keys).top(day, day, region="North", limit=300))  # fmt: skip
+        finally:
+            await client.aclose()
+
+    asyncio.run(write(MeterKeys(ns, 1)))  # what every earlier version wrote: one slot
+    before = asyncio.run(read(MeterKeys(ns, 1)))
+    assert len(before[0]) == len(meters) and before[1][0] == ("MM0299", 299.0)
+    sync = sync_redis(settings)
+    try:
+        one = MeterKeys(ns, 1)
+        assert {sync.get_node_from_key(one.health(m)).name for m in meters} == {sync.get_node_from_key(ns).name}
+        sync.hset(f"{ns}:layout", "shards", str(settings.state_shards))  # the version that spread the customers only
+        with pytest.raises(LayoutMismatch, match="per-meter state"):
+            check_layout(sync, ns, settings.state_shards)
+        counts = reshard(sync, ns, settings.state_shards)
+        assert counts["meter_keys"] == 2 * len(meters) and counts["meter_members"] == 3 * len(meters)
+        check_layout(sync, ns, settings.state_shards)
+        assert stored_meter_shards(sync, ns) == 64
+        keys = meter_keys(settings)
+        per_master = Counter(sync.get_node_from_key(keys.health(m)).name for m in meters)
+        slots = {sync.keyslot(keys.windows(m)) for m in meters}
+        assert len(per_master) == 3 and min(per_master.values()) > len(meters) // 5, per_master
+        assert len(slots) > 40, len(slots)
+        assert not [k for p in one.patterns() for k in sync.scan_iter(match=p)]
+    finally:
+        sync.close()
+    assert asyncio.run(read(meter_keys(settings))) == before

@@ -3,7 +3,8 @@
 The app-wide keys are under the hash tag ``{app}`` (regional windows, the model, the catalogue: their
 multi-key scripts run in one slot); the customer projection and the member sets are spread over the
 shard tags ``{app:s<k>}`` (:mod:`stream.state.keys`), hence over the masters, and the API merges a
-segment's shards. See docs/scaling.md "Redis Cluster".
+segment's shards; the per-meter state (health, windows, alerts, daily rankings) over the meter shard
+tags ``{app:m<k>.<salt>}``, and the API merges top consumers and health states over them. See docs/scaling.md "Redis Cluster".
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 
 from meterseg.settings import Settings, TopicNames
 from stream.clients.redis_client import sync_redis
-from stream.state.keys import CustomerKeys, customer_keys
+from stream.state.keys import CustomerKeys, MeterKeys, customer_keys, meter_keys
 from tests.cluster.conftest import RedisCluster
 from tests.conftest import local_test_settings
 from tests.integration.harness import running_worker, simulate, wait_for
@@ -69,15 +70,20 @@ def test_worker_runs_on_a_redis_cluster(redis_cluster: RedisCluster, kafka_boots
                             for k in client.scan_iter(match=p, count=1000)) if c and client.hget(keys.customer(c), "seg:rfm")
             )  # fmt: skip
             wait_for(lambda: _customer_agrees(api, client, keys, customer), 60, f"customer {customer} as stored")
-            spread = _spread(client, keys)
+            wait_for(lambda: _meters_agree(api, client, meter_keys(settings)), 60, "meter health and rankings as stored")
+            spread = _spread(client, keys, meter_keys(settings))
         finally:
             client.close()
         assert worker.health()["status"] == "ok", worker.health()
         log_text = worker.log_path.read_text(errors="replace")
     assert "CROSSSLOT" not in log_text and "same key slot" not in log_text
-    print(f"customer keys by master: {spread['customers']}; bytes of the app's keys by master: {spread['bytes']}")
-    assert spread["slots"] > 10, spread
+    print(f"customer keys by master: {spread['customers']}; meter keys by master: {spread['meters']}; "
+          f"bytes of the app's keys by master: {spread['bytes']}; under the app tag by kind: {spread['app_tag']}")  # fmt: skip
+    assert spread["slots"] > 10 and spread["meter_slots"] > 10, spread
     assert len(spread["customers"]) == len(redis_cluster.ports), "customer keys on every master"
+    assert len(spread["meters"]) == len(redis_cluster.ports), "meter keys on every master"
+    # 60 meters' health, windows and rankings: no master holds more than half of them (one tag: all)
+    assert max(spread["meters"].values()) < sum(spread["meters"].values()) / 2, spread
 
 
 def _sizes_agree(api: Any, client: Any, settings: Settings) -> bool:
@@ -105,16 +111,45 @@ def _customer_agrees(api: Any, client: Any, keys: CustomerKeys, customer: str) -
     return answer["customer_id"] == customer and f"rfm:{stored}" in {s["id"] for s in answer["segments"]}
 
 
-def _spread(client: Any, keys: CustomerKeys) -> dict[str, Any]:
-    """Customer keys, their slots, and bytes of the app's keys, by master."""
+def _meters_agree(api: Any, client: Any, keys: MeterKeys) -> bool:
+    """``/fleet/meters`` counts and a day's ``/meters/top`` equal what the meter shards hold."""
+    stored = {s: sum(int(client.scard(k)) for k in keys.state_sets(s)) for s in ("good", "fair", "poor")}
+    by_state = api("/fleet/meters?limit=1")["by_state"]
+    # a registered meter without a health record counts as good: at least the stored good ones
+    if (by_state["fair"], by_state["poor"]) != (stored["fair"], stored["poor"]) or by_state["good"] < stored["good"]:
+        return False
+    day = api("/meters/top?limit=1")["to"]
+    if day is None:
+        return False
+    answer = api(f"/meters/top?from={day}&to={day}&limit=5")["items"]
+    scores: dict[str, float] = {}
+    for k in keys.days(day):
+        scores.update({m.decode(): float(v) for m, v in client.zrange(k, 0, -1, withscores=True)})
+    best = sorted(scores.values(), reverse=True)[:5]
+    return bool(answer) and [round(v, 3) for v in best] == [i["kwh"] for i in answer]
+
+
+def _spread(client: Any, keys: CustomerKeys, meters: MeterKeys) -> dict[str, Any]:
+    """Customer keys and meter keys, their slots, and bytes of the app's keys, by master."""
     customers: Counter[str] = Counter()
     slots: set[int] = set()
     for pattern in keys.customer_patterns():
         for key in client.scan_iter(match=pattern, count=1000):
             customers[client.get_node_from_key(key).name] += 1
             slots.add(client.keyslot(key))
+    per_master: Counter[str] = Counter()
+    meter_slots: set[int] = set()
+    for pattern in meters.patterns():
+        for key in client.scan_iter(match=pattern, count=1000):
+            per_master[client.get_node_from_key(key).name] += 1
+            meter_slots.add(client.keyslot(key))
     used: Counter[str] = Counter()
+    app_tag: Counter[str] = Counter()  # bytes of the keys under the app's one tag, by their kind (region, model ...)
     for pattern in (f"{keys.namespace}:*", f"{{{keys.app}:*"):
         for key in client.scan_iter(match=pattern, count=1000):
-            used[client.get_node_from_key(key).name] += int(client.memory_usage(key, samples=0) or 0)
-    return {"customers": dict(customers), "slots": len(slots), "bytes": dict(used)}
+            size = int(client.memory_usage(key, samples=0) or 0)
+            used[client.get_node_from_key(key).name] += size
+            if key.startswith(f"{keys.namespace}:".encode()):
+                app_tag[key.decode()[len(keys.namespace) + 1 :].split(":", 1)[0]] += size
+    return {"customers": dict(customers), "slots": len(slots), "meters": dict(per_master),
+            "meter_slots": len(meter_slots), "bytes": dict(used), "app_tag": dict(app_tag.most_common())}  # fmt: skip
