@@ -31,6 +31,7 @@ Run (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import heapq
 import json
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,16 @@ def rss_kb() -> dict[str, int]:
         if name in ("VmRSS", "VmHWM"):
             out[name] = int(value.split()[0])
     return out
+
+
+def release_free_memory() -> bool:
+    """glibc's ``malloc_trim(0)``: hand the heap's free pages back to the system; False off glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    libc.malloc_trim(0)
+    return True
 
 
 def deep_size(root: object, seen: set[int] | None = None) -> int:
@@ -165,11 +177,16 @@ def _polls(msgs: list[RawMessage], size: int) -> Iterable[list[RawMessage]]:
         yield msgs[i : i + size]
 
 
-def measure_one(sim_dir: Path, partitions: int, own: int) -> dict[str, Any]:
-    """One fleet size in this process: RSS steps and component sizes (the subprocess side)."""
+def measure_one(sim_dir: Path, partitions: int, own: int, trace: bool = False) -> dict[str, Any]:
+    """One fleet size in this process: RSS steps and component sizes (the subprocess side).
+
+    ``trace``: also the allocation sites (``tracemalloc``, a line each) of what is still allocated at the end.
+    """
     owned = set(range(own))
     gc.collect()
     rss: dict[str, dict[str, int]] = {"imports": rss_kb()}
+    if trace:
+        tracemalloc.start(1)
     reg_lines = _lines(sim_dir / "meter.registry.jsonl")
     registry = MeterRegistry(MeterInfo.model_validate_json(b) for b in reg_lines)
     del reg_lines
@@ -206,7 +223,15 @@ def measure_one(sim_dir: Path, partitions: int, own: int) -> dict[str, Any]:
     del purchases
     gc.collect()
     rss["segmentation"] = rss_kb()
+    if release_free_memory():
+        rss["malloc_trim"] = rss_kb()
 
+    sites: list[tuple[str, int]] = []
+    if trace:
+        gc.collect()
+        stats = tracemalloc.take_snapshot().statistics("lineno")
+        tracemalloc.stop()
+        sites = [(str(st.traceback[0]).replace(str(REPO) + "/", ""), st.size) for st in stats[:25]]
     seen: set[int] = set()
     parts: dict[str, int] = {"registry": deep_size(registry, seen)}
     names = ("readings", "heartbeats", "dedupe", "windows", "health", "profiles")
@@ -234,7 +259,8 @@ def measure_one(sim_dir: Path, partitions: int, own: int) -> dict[str, Any]:
                 detail[key] = detail.get(key, 0) + deep_size(value, set(registry_objects))
     checkpoint = sum(len(orjson.dumps(i.snapshot(), option=orjson.OPT_SERIALIZE_NUMPY)) for i in ingests.values())
     return {"registered": len(registry), "owned": owned_meters, "accepted": readings_n, "purchases": purchase_n,
-            "ingest_s": ingest_s, "rss": rss, "parts": parts, "detail": detail, "checkpoint": checkpoint}  # fmt: skip
+            "ingest_s": ingest_s, "rss": rss, "parts": parts, "detail": detail, "checkpoint": checkpoint,
+            "sites": sites}  # fmt: skip
 
 
 def report(rows: list[dict[str, Any]], top: int) -> None:
@@ -254,6 +280,10 @@ def report(rows: list[dict[str, Any]], top: int) -> None:
         for name, b in sorted(row["parts"].items(), key=lambda kv: -kv[1]):
             extra = f"  ({b / n:,.0f} B per registered meter)" if name == "registry" else ""
             print(f"    {name:<28} {b / owned:>9,.0f} B per owned meter{extra}")
+        if row.get("sites"):
+            print("    allocation sites still holding memory (tracemalloc, RSS figures above are without it):")
+            for site, b in row["sites"][:top]:
+                print(f"      {site:<60} {b / owned:>9,.0f} B per owned meter")
         print("    largest attributes:")
         for name, b in sorted(row["detail"].items(), key=lambda kv: -kv[1])[:top]:
             print(f"      {name:<44} {b / owned:>9,.0f} B per owned meter")
@@ -278,11 +308,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--own", type=int, default=2, help="partitions this worker owns (0 .. own-1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--top", type=int, default=12, help="largest state attributes to list")
+    p.add_argument("--trace", action="store_true", help="also list allocation sites (tracemalloc, in a 2nd run)")
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--one", type=Path, help=argparse.SUPPRESS)  # internal: measure one simulated fleet, print JSON
     args = p.parse_args(argv)
     if args.one is not None:
-        print(json.dumps(measure_one(args.one, args.partitions, args.own)))
+        print(json.dumps(measure_one(args.one, args.partitions, args.own, args.trace)))
         return 0
     rows = []
     for meters in sorted(args.meters):
@@ -292,6 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    str(args.partitions), "--own", str(args.own)],
                                   cwd=REPO, check=True, capture_output=True, text=True)  # fmt: skip
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            if args.trace:  # a run of its own: tracing costs memory and time, the RSS figures are untraced
+                traced = subprocess.run([sys.executable, "-m", "bench.worker_memory", "--one", tmp, "--partitions",
+                                         str(args.partitions), "--own", str(args.own), "--trace"],
+                                        cwd=REPO, check=True, capture_output=True, text=True)  # fmt: skip
+                rows[-1]["sites"] = json.loads(traced.stdout.strip().splitlines()[-1])["sites"]
     report(rows, args.top)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

@@ -42,17 +42,23 @@ HOUR_S = 3_600
 class DailyProfileBuilder:
     """Accumulates hourly meter windows per (meter, day); emits a profile when the day closes.
 
-    The sums live in one float64 array of 48 columns (24 import then 24 export) with a row per open
-    (meter, day), rows reused once their day closes: 384 bytes per open meter-day plus its index entry,
-    where a list of 48 Python floats per meter-day held about 1.6 KB (every summed value a float object).
-    The sums are the same: ``np.add.at`` adds in the order of the windows, as the list did.
+    The sums live in float64 arrays with a row per open (meter, day), rows reused once their day
+    closes: 24 imports (192 bytes) per open meter-day, plus 24 exports only for a meter-day that
+    exported anything (most meters never do), plus its index entry. A list of 48 Python floats per
+    meter-day held about 1.6 KB (every summed value a float object). The sums are the same: ``np.add.at``
+    adds in the order of the windows, as the list did, and an export of 0 added nothing to it.
     """
 
     def __init__(self) -> None:
         self._row: dict[tuple[str, int], int] = {}
-        """(meter id, day start epoch) -> row of :attr:`_acc`, in the order the meter-days opened"""
-        self._acc = np.zeros((0, 48), np.float64)
+        """(meter id, day start epoch) -> row of :attr:`_imp`, in the order the meter-days opened"""
+        self._imp = np.zeros((0, 24), np.float64)
+        self._exp_of = np.zeros(0, np.int32)
+        """row of :attr:`_exp` of an import row, -1 while its meter-day exported nothing"""
+        self._exp = np.zeros((0, 24), np.float64)
         self._free: list[int] = []
+        self._exp_free: list[int] = []
+        self._exp_used = 0
         self._day_ints: dict[int, int] = {}  # one int object per day start, shared by the keys
 
     def __len__(self) -> int:
@@ -63,19 +69,46 @@ class DailyProfileBuilder:
             r = self._free.pop()
         else:
             r = len(self._row)
-            if r >= len(self._acc):
-                self._acc = grow_rows(self._acc, r + 1, 0.0)
+            if r >= len(self._imp):
+                self._imp = grow_rows(self._imp, r + 1, 0.0)
+                self._exp_of = grow_rows(self._exp_of, len(self._imp), -1)
         self._row[key] = r
         return r
+
+    def _export_row(self, r: int) -> int:
+        e = int(self._exp_of[r])
+        if e < 0:
+            if self._exp_free:
+                e = self._exp_free.pop()
+            else:
+                e = self._exp_used
+                self._exp_used += 1
+                self._exp = grow_rows(self._exp, e + 1, 0.0)
+            self._exp_of[r] = e
+        return e
 
     def _close(self, key: tuple[str, int]) -> list[float] | None:
         r = self._row.pop(key, None)
         if r is None:
             return None
-        acc: list[float] = self._acc[r].tolist()
-        self._acc[r] = 0.0
+        acc: list[float] = self._imp[r].tolist()
+        self._imp[r] = 0.0
+        e = int(self._exp_of[r])
+        if e < 0:
+            acc += [0.0] * 24
+        else:
+            acc += self._exp[e].tolist()
+            self._exp[e] = 0.0
+            self._exp_of[r] = -1
+            self._exp_free.append(e)
         self._free.append(r)
         return acc
+
+    def _sums(self, r: int) -> list[float]:
+        e = int(self._exp_of[r])
+        exports: list[float] = [0.0] * 24 if e < 0 else self._exp[e].tolist()
+        imports: list[float] = self._imp[r].tolist()
+        return imports + exports
 
     def process(
         self, closed: Sequence[ClosedWindows], customer_of: Callable[[str], str | None]
@@ -95,8 +128,11 @@ class DailyProfileBuilder:
                     if r is None:
                         r = self._open((meter, day_ints.setdefault(d, d)))
                     rows[i] = r
-                np.add.at(self._acc, (rows, hour), cw.kwh_in)
-                np.add.at(self._acc, (rows, hour + 24), cw.kwh_out)
+                np.add.at(self._imp, (rows, hour), cw.kwh_in)
+                exported = np.flatnonzero(cw.kwh_out != 0.0)  # adding 0 changes no sum
+                if len(exported):
+                    exp_rows = np.array([self._export_row(r) for r in rows[exported].tolist()], np.int64)
+                    np.add.at(self._exp, (exp_rows, hour[exported]), cw.kwh_out[exported])
         for cw in closed:
             if cw.kind != "meter" or cw.size_s != DAY_S:
                 continue
@@ -119,16 +155,20 @@ class DailyProfileBuilder:
         return out
 
     def snapshot(self) -> dict[str, Any]:
-        acc = self._acc
-        return {"days": [[meter, day, acc[r].tolist()] for (meter, day), r in self._row.items()]}
+        return {"days": [[meter, day, self._sums(r)] for (meter, day), r in self._row.items()]}
 
     @classmethod
     def restore(cls, state: Mapping[str, Any]) -> Self:
         builder = cls()
         days = state["days"]
-        builder._acc = np.zeros((len(days), 48), np.float64)
+        builder._imp = np.zeros((len(days), 24), np.float64)
+        builder._exp_of = np.full(len(days), -1, np.int32)
         for r, (meter, day, acc) in enumerate(days):
             d = builder._day_ints.setdefault(int(day), int(day))
             builder._row[(meter, d)] = r
-            builder._acc[r] = [float(x) for x in acc]
+            sums = [float(x) for x in acc]
+            builder._imp[r] = sums[:24]
+            if any(x != 0.0 for x in sums[24:]):
+                e = builder._export_row(r)  # (grows _exp: index it after)
+                builder._exp[e] = sums[24:]
         return builder
