@@ -8,7 +8,8 @@ simulator's own output (``meterseg simulate --sink file``, the arguments of ``be
 1 000, a heartbeat every 360 minutes in ``HeartbeatBlock`` columns, 7 days of purchase history, default
 fault rates). The fleet is simulated for ``--partitions`` (4) partitions and the worker owns
 ``--own`` (2) of them, as one of two workers of ``bench/scale.py`` does: it reads the whole registry
-(every worker does), the ingest messages and purchases of its partitions only.
+(every worker does), the ingest messages and purchases of its partitions only. The segmentation gets each batch's registry attributes (region, tariff,
+export) through the engine's index of every registered customer, as in the worker.
 
 Each fleet size runs in a fresh subprocess, so its RSS owes nothing to the previous size. Printed per
 size: RSS after the imports, after loading the registry, after ingest, after segmentation, after
@@ -21,8 +22,7 @@ of the interpreter and libraries.
 
 It measures the processors, not the wiring: the live worker adds Kafka clients and their fetch
 buffers, the Redis client, the web API and its fleet directory, the registry follower, and the
-heap its checkpoints and backlog batches leave behind; the segmentation here gets no registry
-attributes. ``bench/scale.py`` remains the end-to-end figure (its RSS includes everything; its slope
+heap its checkpoints and backlog batches leave behind. ``bench/scale.py`` remains the end-to-end figure (its RSS includes everything; its slope
 per meter is higher, see docs/scaling.md). ``--trace`` adds tracemalloc's allocation sites of what is
 still held (in a second, traced run).
 
@@ -218,10 +218,21 @@ def measure_one(sim_dir: Path, partitions: int, own: int, trace: bool = False) -
                  for i, v in enumerate(_lines(sim_dir / "customer.purchases.jsonl"))
                  if _customer_partition(v, partitions) in owned]  # fmt: skip
     segs = {p: PartitionSegmentation() for p in owned}
+    # the registry attributes the worker adds per customer of a batch (stream/engine.py customer_info: the
+    # customer's first meter, found through an index of every registered customer, which the worker keeps)
+    customer_slot: dict[str, int] = {}
+    for slot, cid in enumerate(registry.customer_ids):
+        customer_slot.setdefault(cid, slot)
     for p, seg in segs.items():
         mine = [m for m in purchases if _customer_partition(m.value, partitions) == p]
         for poll in _polls(mine, 500):
-            seg.process((poll, []), wall=0.0)
+            static = {}
+            for m in poll:
+                cid = orjson.loads(m.value).get("customer_id")
+                if isinstance(cid, str) and cid in customer_slot and cid not in static:
+                    info = registry.info(customer_slot[cid])
+                    static[cid] = {"region": info["region"], "tariff": info["tariff"], "has_export": info["has_export"]}
+            seg.process((poll, []), static=static, wall=0.0)
         seg.rescore(0.0, caught_up=True)
     purchase_n = len(purchases)
     del purchases
@@ -242,7 +253,7 @@ def measure_one(sim_dir: Path, partitions: int, own: int, trace: bool = False) -
         tracemalloc.stop()
         sites = [(str(st.traceback[0]).replace(str(REPO) + "/", ""), st.size) for st in stats[:25]]
     seen: set[int] = set()
-    parts: dict[str, int] = {"registry": deep_size(registry, seen)}
+    parts: dict[str, int] = {"registry": deep_size(registry, seen), "engine.customer_slot": deep_size(customer_slot, seen)}
     names = ("readings", "heartbeats", "dedupe", "windows", "health", "profiles")
     for name in names:
         parts[f"ingest.{name}"] = sum(deep_size(getattr(i, name), seen) for i in ingests.values())
