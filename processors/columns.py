@@ -518,42 +518,62 @@ class MeterRows:
 
     def __init__(self, ids: Sequence[str] = ()) -> None:
         self.ids: list[str] = list(ids)
-        self._of_id: dict[str, int] = {m: i for i, m in enumerate(self.ids)}
         self._registry: MeterRegistry | None = None
-        self._row_of_slot = np.full(0, -1, np.int64)
+        # int32 (a registry of 2**31 meters is far off): one per *registered* meter, in every partition's
+        # processors, so its width counts (a dict id -> row cost ~100 bytes per meter seen, this 4 per slot)
+        self._row_of_slot = np.full(0, -1, np.int32)
+        # ids of rows whose meter had no registry slot when the map was built (restored, not registered yet):
+        # looked up when they register, so they keep their row. Usually empty.
+        self._unmapped: dict[str, int] = {}
+        self._of_id: dict[str, int] | None = None  # built on demand, only before a registry is known
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def row(self, meter_id: str) -> int | None:
         """Row of a meter id, if seen."""
-        return self._of_id.get(meter_id)
+        if self._registry is None:
+            if self._of_id is None or len(self._of_id) != len(self.ids):
+                self._of_id = {m: i for i, m in enumerate(self.ids)}
+            return self._of_id.get(meter_id)
+        s = self._registry.slot(meter_id)
+        if s is not None and s < len(self._row_of_slot) and self._row_of_slot[s] >= 0:
+            return int(self._row_of_slot[s])
+        return self._unmapped.get(meter_id)
+
+    def _map(self, registry: MeterRegistry) -> None:
+        """Map registry slots to rows; rows share the registry's id strings (a restore's copies are freed)."""
+        self._registry, self._of_id = registry, None
+        self._row_of_slot = np.full(len(registry), -1, np.int32)
+        self._unmapped = {}
+        ids = registry.meter_ids
+        for i, m in enumerate(self.ids):
+            s = registry.slot(m)
+            if s is None:
+                self._unmapped[m] = i
+            else:
+                self._row_of_slot[s] = i
+                self.ids[i] = ids[s]
 
     def rows_of(self, registry: MeterRegistry, slots: I64) -> I64:
         """Rows of registry slots, assigning new rows to meters seen for the first time."""
         if registry is not self._registry:
-            self._registry = registry
-            self._row_of_slot = np.full(len(registry), -1, np.int64)
-            for i, m in enumerate(self.ids):
-                s = registry.slot(m)
-                if s is not None:
-                    self._row_of_slot[s] = i
+            self._map(registry)
         if len(self._row_of_slot) < len(registry):
-            grown = np.full(max(len(registry), 2 * len(self._row_of_slot)), -1, np.int64)
+            grown = np.full(max(len(registry), 2 * len(self._row_of_slot)), -1, np.int32)
             grown[: len(self._row_of_slot)] = self._row_of_slot
             self._row_of_slot = grown
         rows = self._row_of_slot[slots]
         if len(rows) and rows.min() < 0:
             for s in dict.fromkeys(slots[rows < 0].tolist()):
                 m = registry.meter_ids[s]
-                r = self._of_id.get(m)
+                r = self._unmapped.pop(m, None) if self._unmapped else None
                 if r is None:
                     r = len(self.ids)
                     self.ids.append(m)
-                    self._of_id[m] = r
                 self._row_of_slot[s] = r
             rows = self._row_of_slot[slots]
-        return rows
+        return rows.astype(np.int64)
 
 
 def grow_rows(arr: npt.NDArray[Any], n: int, fill: Any) -> npt.NDArray[Any]:

@@ -57,9 +57,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -304,17 +304,52 @@ def apply_event(record: RfmRecord, event: RfmEvent, *, new_event: bool, new_day:
     )
 
 
+T = TypeVar("T")
+SMALL_SET = 8
+"""Up to this many event ids (or purchase days) a customer keeps them in a tuple, not a set.
+
+Most customers have a handful: an empty ``set`` alone is 216 bytes, a tuple of three 64. Membership
+in a tuple this short is as fast as a hash lookup; past it the values move to a set."""
+
+
+def _with(values: set[T] | tuple[T, ...], value: T) -> set[T] | tuple[T, ...]:
+    """``values`` with ``value`` added (a set in place; a short tuple extended, a long one turned into a set)."""
+    if isinstance(values, set):
+        values.add(value)
+        return values
+    if len(values) < SMALL_SET:
+        return (*values, value)
+    return {*values, value}
+
+
+def _compact(values: Iterable[T]) -> set[T] | tuple[T, ...]:
+    items = tuple(values)
+    return items if len(items) <= SMALL_SET else set(items)
+
+
 @dataclass(slots=True)
 class CustomerRfm:
-    """A customer's record plus the two sets that make updates idempotent.
+    """A customer's record plus the two collections that make updates idempotent.
+
+    ``seen`` (event ids) and ``days`` (UTC purchase days) behave as sets; short ones are tuples
+    (see :data:`SMALL_SET`): this object is held for every customer of a worker's partitions.
 
     In Redis: ``rfm:{cid}`` (hash = record), ``rfm:seen:{cid}`` (set of event
     ids), ``rfm:days:{cid}`` (set of UTC purchase days).
+
+    Examples:
+        >>> c = CustomerRfm.empty("C1")
+        >>> [c.apply(RfmEvent(f"e{i % 10}", "C1", 86400.0 * i, "PURCHASED", 1)) for i in range(12)].count(True)
+        10
+        >>> type(c.seen).__name__, len(c.seen), type(c.days).__name__, c.record.n_purchase_days
+        ('set', 10, 'set', 10)
+        >>> CustomerRfm.from_json("C1", c.to_json()).to_json() == c.to_json()
+        True
     """
 
     record: RfmRecord
-    seen: set[str] = field(default_factory=set)
-    days: set[int] = field(default_factory=set)
+    seen: set[str] | tuple[str, ...] = ()
+    days: set[int] | tuple[int, ...] = ()
 
     @classmethod
     def empty(cls, customer_id: str) -> CustomerRfm:
@@ -325,10 +360,10 @@ class CustomerRfm:
         """Apply an event once; returns whether anything changed."""
         if event.event_id in self.seen:
             return False
-        self.seen.add(event.event_id)
+        self.seen = _with(self.seen, event.event_id)
         new_day = False
         if event.event_type == "PURCHASED" and event.day not in self.days:
-            self.days.add(event.day)
+            self.days = _with(self.days, event.day)
             new_day = True
         self.record = apply_event(self.record, event, new_event=True, new_day=new_day)
         return True
@@ -355,7 +390,7 @@ class CustomerRfm:
         # first day too until the customer's state is rebuilt, e.g. by re-importing their history)
         first_day = int(f[7]) if len(f) > 7 else 0
         record = RfmRecord(customer_id, f[0], f[1], int(f[2]), int(f[3]), int(f[4]), int(f[5]), int(f[6]), first_day)
-        return cls(record, {str(s) for s in seen}, {int(d) for d in days})
+        return cls(record, _compact(dict.fromkeys(str(s) for s in seen)), _compact(dict.fromkeys(int(d) for d in days)))
 
 
 RFM_APPLY_LUA = """
