@@ -131,8 +131,20 @@ class _Membership:
     epoch: int = 0
     since: int = 0  # profile day (ordinal) the customer entered the cluster
     free_until: int = 0  # profile day until which the dwell is waived (after a feature restart)
-    left: str | None = None  # the cluster it left at its last move, and when (profile day ordinal)
-    left_day: int = 0
+    left: tuple[tuple[str, int], ...] = ()  # clusters it left within the dwell, with the day (ordinal) it left
+
+    def leaving(self, day: int, dwell: int) -> tuple[tuple[str, int], ...]:
+        """The clusters left within the dwell once this one is left on ``day`` too."""
+        return ((self.cluster, day), *((c, d) for c, d in self.left if day - d <= dwell and c != self.cluster))
+
+
+def _left(v: Sequence[Any]) -> tuple[tuple[str, int], ...]:
+    """A membership's clusters left, from a snapshot: ``[[id, day], ...]``, or (earlier) ``id, day``, or nothing."""
+    if not v or v[0] is None:
+        return ()
+    if isinstance(v[0], str):
+        return ((v[0], int(v[1]) if len(v) > 1 else 0),)
+    return tuple((str(c), int(d)) for c, d in v[0])
 
 
 def _end_of(day: date) -> datetime:
@@ -308,8 +320,9 @@ class BehaviourAssigner:
             # assignment it starts no dwell, so a customer the young model placed badly moves on as soon as
             # the margin shows it (within the warm-up), not a week later
             since = day - self.min_dwell_days if refit else day
+            left = m.leaving(day, self.min_dwell_days) if prev != target else m.left
             self.members[f.customer_id] = _Membership(target, epoch=self.epoch, since=since, free_until=m.free_until,
-                                                      left=prev, left_day=day)  # fmt: skip
+                                                      left=left)
             if prev == target:
                 return None
             if reopened or model.reseeded:
@@ -323,8 +336,8 @@ class BehaviourAssigner:
         if day - m.since < self.min_dwell_days and day > m.free_until:
             m.pending, m.pending_count = None, 0  # too soon after its last move, and no behaviour change
             return None
-        if target == m.left and day - m.left_day <= self.min_dwell_days:
-            # no return within a week (the dwell, its last day included) to the segment it left, even after a
+        if any(c == target and day - d <= self.min_dwell_days for c, d in m.left):
+            # no return within a week (the dwell, its last day included) to a segment it left, even after a
             # feature restart: a restart moves a customer on to where its new behaviour is, never back; on real
             # households the shift rule fires on noise often enough that waiving this let them return
             m.pending, m.pending_count = None, 0
@@ -333,7 +346,7 @@ class BehaviourAssigner:
         if float(dist[j]) <= (1.0 - self.margin) * d_cur:
             prev = m.cluster
             self.members[f.customer_id] = _Membership(target, epoch=self.epoch, since=day, free_until=m.free_until,
-                                                      left=prev, left_day=day)  # fmt: skip
+                                                      left=m.leaving(day, self.min_dwell_days))  # fmt: skip
             return (prev, "distance_margin")
         if float(dist[j]) > (1.0 - self.persist_margin) * d_cur:
             m.pending, m.pending_count = None, 0
@@ -343,7 +356,7 @@ class BehaviourAssigner:
         if m.pending_count >= self.patience:
             prev = m.cluster
             self.members[f.customer_id] = _Membership(target, epoch=self.epoch, since=day, free_until=m.free_until,
-                                                      left=prev, left_day=day)  # fmt: skip
+                                                      left=m.leaving(day, self.min_dwell_days))  # fmt: skip
             return (prev, "persistence")
         return None
 
@@ -387,7 +400,8 @@ class BehaviourAssigner:
                        "reopen_on_refit": self.reopen_on_refit, "sample_cap": self.sample_cap},
             "model": self.model.snapshot() if self.model else None,
             "epoch": self.epoch,
-            "members": {c: [m.cluster, m.pending, m.pending_count, m.epoch, m.since, m.free_until, m.left, m.left_day]
+            "members": {c: [m.cluster, m.pending, m.pending_count, m.epoch, m.since, m.free_until,
+                            [list(x) for x in m.left]]
                         for c, m in sorted(self.members.items())},
             "stats": self.stats.snapshot(),
             "n_updates": self.n_updates,
@@ -426,8 +440,7 @@ class BehaviourAssigner:
                 sample_cap=c["sample_cap"])
         a.model = ClusterModel.restore(state["model"]) if state["model"] else None
         a.epoch = int(state["epoch"])
-        a.members = {cid: _Membership(v[0], v[1], int(v[2]), int(v[3]), int(v[4]), int(v[5]),
-                                      v[6] if len(v) > 6 else None, int(v[7]) if len(v) > 7 else 0)
+        a.members = {cid: _Membership(v[0], v[1], int(v[2]), int(v[3]), int(v[4]), int(v[5]), _left(v[6:]))
                      for cid, v in state["members"].items()}
         a.stats = ClusterStats.restore(state["stats"])
         a.n_updates = int(state["n_updates"])

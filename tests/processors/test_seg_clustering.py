@@ -313,9 +313,17 @@ def test_minimum_dwell_unless_behaviour_changed() -> None:
     assert step(3, 20.0) == [] and step(6, 0.0) == []  # another move within a week: held
     third = step(7, 20.0, restarted=True)  # a behaviour change waives the dwell
     assert third and third not in (first, other)
-    # never back within a week to the segment it left, restart or not (a restart moves a customer on)
-    assert step(8, 10.0, restarted=True) == [] and step(14, 10.0) == []  # day 14: the week's last day
+    # never back within a week to a segment it left, restart or not (a restart moves a customer on)
+    assert step(8, 0.0, restarted=True) == []  # left on day 1 (first -> other -> third -> first): held
+    assert step(9, 10.0, restarted=True) == [] and step(14, 10.0) == []  # left on day 7; day 14: the week's last
     assert step(15, 10.0) == other  # after the week
+    # the segments left travel through a checkpoint; earlier checkpoints held one (id, day) or none
+    again = BehaviourAssigner.restore(a.snapshot())
+    assert again.members["C1"].left == a.members["C1"].left and again.members["C1"].left
+    from processors.clustering.assign import _left
+
+    assert _left(["B1", 5]) == (("B1", 5),) and _left([None, 0]) == () and _left([]) == ()
+    assert _left([[["B1", 5], ["B2", 7]]]) == (("B1", 5), ("B2", 7))
 
 
 # -- hysteresis --------------------------------------------------------------------------------------------
