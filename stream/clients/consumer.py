@@ -31,7 +31,6 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from processors.config_change import ConfigChangeError
-from stream.clients.assignor import sticky_task_assignor
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +97,9 @@ class BatchConsumer:
             max_poll_interval_ms=max_poll_interval_ms,
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=16 * 1024 * 1024,
-            # each member gets the same partition numbers of every topic, so a meter's readings and
-            # heartbeats (co-partitioned by meter id) meet in one worker; the sticky task assignor
-            # also leaves every partition it can with its owner (stream/clients/assignor.py), range
-            # is the fallback a group with older workers agrees on
-            partition_assignment_strategy=(sticky_task_assignor(), RangePartitionAssignor),
+            # range assignment gives each member the same partition numbers of every topic, so a
+            # meter's readings and heartbeats (co-partitioned by meter id) meet in one worker
+            partition_assignment_strategy=(RangePartitionAssignor,),
             **kwargs,
         )
         self.last_poll = time.monotonic()
