@@ -4,8 +4,7 @@ Issue 18 asks that a rebalance moves only what moves: a partition that stays on 
 its state in memory, and only partitions that change owner are restored from their checkpoints.
 This bench measures it on real workers, real Kafka and Redis, for this checkout and, in the same
 run, for older checkouts (``--before``; default: the commit before partitions were parked, whose
-workers restored every partition they were assigned at every rebalance, and the commit before the
-sticky task assignor, whose range assignment moved most tasks when a worker joined).
+workers restored every partition they were assigned at every rebalance).
 
 For each checkout:
 
@@ -61,9 +60,8 @@ from bench.pipeline import (  # noqa: E402
 )
 from meterseg.settings import Settings  # noqa: E402
 
-#: the commits before rebalances kept partitions in memory (fd7b3ca parked them) and before the sticky task
-#: assignor (92e5dc2; range moved most tasks when a worker joined)
-BEFORE = ("fd7b3ca^", "92e5dc2^")
+#: the commit before rebalances kept partitions in memory (fd7b3ca parked them)
+BEFORE = ("fd7b3ca^",)
 PIPELINES = ("ingest", "segments")
 POLL_S = 0.5
 
