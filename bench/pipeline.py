@@ -210,6 +210,7 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
         "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
         "METERSEG_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "METERSEG_REDIS_URL": settings.redis_url,
+        "METERSEG_REDIS_CLUSTER": "true" if settings.redis_cluster else "false",
         "METERSEG_APP_ID": settings.app_id,
         "METERSEG_PARTITIONS": str(settings.partitions),
         "METERSEG_STACK__STATE_DIR": str(settings.stack.state_dir),

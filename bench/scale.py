@@ -67,6 +67,11 @@ Usage::
     .venv/bin/python -m bench.scale                   # 1 000 000 meters: ~15 min, workers ~3.9 GB peak, Redis ~3.6 GB
     .venv/bin/python -m bench.scale --meters 100000 --close-days   # with features and behaviour memberships
     .venv/bin/python -m bench.scale --meters 300 --baseline-runs 1 --sample-s 1   # smoke size, ~20 s
+    .venv/bin/python -m bench.scale --meters 100000 --workers 4 --redis-cluster 3  # on a 3-master Redis Cluster
+
+With ``--redis-cluster N`` the run starts a Redis Cluster of N masters (``bench/cluster_spread.py``)
+and the workers keep their shared state there (customer and meter keys spread by shard, see
+docs/scaling.md §3); the report adds ``used_memory`` per master.
 """
 
 from __future__ import annotations
@@ -361,7 +366,11 @@ def redis_memory(settings: Settings, customer_ids: Sequence[str], sample: int, s
     keys = customer_keys(settings)
     client = sync_redis(settings)
     try:
-        info = client.info("memory")
+        if settings.redis_cluster:
+            nodes = client.get_primaries()  # type: ignore[attr-defined]  # a RedisCluster client here
+            per_master = {node.name: int(client.info("memory", target_nodes=node)["used_memory"]) for node in nodes}
+        else:
+            per_master = {"server": int(client.info("memory")["used_memory"])}
         picked = random.Random(seed).sample(list(customer_ids), min(sample, len(customer_ids)))
         pipe = client.pipeline(transaction=False)
         for cid in picked:
@@ -393,7 +402,8 @@ def redis_memory(settings: Settings, customer_ids: Sequence[str], sample: int, s
         example = client.hgetall(keys.customer(picked[0])) if picked else {}
         limits = client.config_get("hash-max-*")
         return {
-            "used_memory": int(info["used_memory"]),
+            "used_memory": sum(per_master.values()),
+            "used_memory_per_master": per_master,
             "sampled": len(picked),
             "with_hash": len(hashes),
             "hash_mean": statistics.fmean(hashes) if hashes else float("nan"),
@@ -480,12 +490,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-available-gb", type=float, default=2.0,
                    help="stop the run when the machine's MemAvailable drops below this (a shared machine)")  # fmt: skip
     p.add_argument("--keep", action="store_true", help="keep topics and Redis keys")
+    p.add_argument("--redis-cluster", type=int, default=0, metavar="MASTERS",
+                   help="run against a Redis Cluster of this many masters started for the run (0: the settings' Redis)")
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     base = Settings()
+    if not args.redis_cluster:
+        return run(args, base)
+    from bench.cluster_spread import local_cluster
+
+    with local_cluster(args.redis_cluster) as url:  # workers and tools reach it through the settings
+        return run(args, base.model_copy(update={"redis_url": url, "redis_cluster": True}))
+
+
+def run(args: argparse.Namespace, base: Settings) -> int:
+    """The benchmark (see the module docstring) against ``base``'s broker and Redis."""
     bootstrap = ensure_broker(base)
     work = Path(tempfile.mkdtemp(prefix="meterseg-scale-"))
     cleanup = Cleanup()
@@ -647,6 +669,12 @@ def report(
             f"  Redis used_memory {memory['used_memory'] / 1e6:,.0f} MB in all "
             f"({memory['used_memory'] / max(1, customers):,.0f} bytes per customer, everything included)"
         )
+        masters = memory.get("used_memory_per_master", {})
+        if len(masters) > 1:
+            mean = sum(masters.values()) / len(masters)
+            print("  Redis used_memory per master: " + ", ".join(
+                f"{name} {used / 1e6:,.0f} MB ({(used - mean) / mean * 100:+.0f} %)" for name, used in sorted(masters.items())
+            ))  # fmt: skip
         print(
             f"  Redis per customer, RFM + features + memberships: {target:,.0f} bytes "
             f"(target <= {TARGET_BYTES_PER_CUSTOMER}: {'MET' if target <= TARGET_BYTES_PER_CUSTOMER else 'NOT MET'})"
