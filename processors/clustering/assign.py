@@ -22,7 +22,7 @@ owner makes), and decides whether the customer's *membership* moves:
 * **minimum dwell** - a customer stays at least ``min_dwell_days`` (profile days) in a segment it
   entered, unless its features restarted (the feature shift rule saw two consecutive days break
   with its usual weekday: a behaviour change, e.g. an EV bought) within the last
-  ``change_grace_days``; and nobody returns to the segment it left within the dwell, its last day
+  ``change_grace_days``; and nobody returns to any segment it left within the dwell, its last day
   included, restart or not (a restart moves a customer on, to where its new behaviour is);
 * **drift** - river's ``PageHinkley`` watches, per partition, the daily share of established customers
   (a week seen) whose features restarted (weekdays only: the shift rule runs on weekdays). On a stationary fleet that
