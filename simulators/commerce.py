@@ -115,7 +115,9 @@ class Commerce:
     def _id(self, prefix: str) -> str:
         n = self._ids.get(prefix, 0)
         self._ids[prefix] = n + 1
-        return f"sim{self.seed}-{prefix}{n:08d}"
+        # the run's start in the id: a later run of the same fleet (another --start) sends new events, not
+        # what consumers would drop as retransmissions of the earlier run's
+        return f"sim{self.seed}-{self.start:%Y%m%d%H%M}-{prefix}{n:08d}"
 
     def _ts(self, seconds: int) -> str:
         return iso_str(self.start + timedelta(seconds=seconds))

@@ -435,7 +435,7 @@ class Simulator:
                 msgs: list[Message] = []
                 for a in range(0, len(frags), batch):
                     group = frags[a:a + batch]
-                    bid = f"sim{cfg.seed}-r{j}-p{p}-{number}-{a // batch}".encode()
+                    bid = f"sim{cfg.seed}-{cfg.start:%Y%m%d%H%M}-r{j}-p{p}-{number}-{a // batch}".encode()
                     msgs.append((group[0][0], wrap(bid, b"hes-p%d" % p, sent_b, [g[1] for g in group])))
                 await self._send(sink, topic, p, msgs)
             await self._send(sink, topic, p, singles.get(p, []))
@@ -475,7 +475,7 @@ class Simulator:
                     st, codes = status.get(m, ok)
                     msgs.append((mid[m], tpl % (mid[m], mcid[m], st, codes, sig, bat, fw[m], off)))
                 if batch:  # head-end blocks: keyed by their first meter (all of one partition)
-                    bid = f"sim{self.config.seed}-h{t_min}-p{p}-{number}-".encode()
+                    bid = f"sim{self.config.seed}-{self.config.start:%Y%m%d%H%M}-h{t_min}-p{p}-{number}-".encode()
                     if self.config.envelope_format == "columns":
                         msgs = [(msgs[b][0], block(bid + b"%d" % (b // batch), b"hes-p%d" % p, ts_b,
                                                    [v for _, v in msgs[b:b + batch]], HEARTBEAT_BLOCK_FIELDS))
