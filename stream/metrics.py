@@ -125,6 +125,13 @@ BATCH_SECONDS = Histogram(
 CHECKPOINTS = Counter(
     "meterseg_checkpoints_total", "State checkpoints written to Redis, per pipeline", ["pipeline"], registry=REGISTRY
 )
+CHECKPOINT_BYTES = Counter(
+    "meterseg_checkpoint_bytes_total",
+    "Checkpoint bytes, per pipeline and kind: written (the chunks not stored yet, and the skeleton) and "
+    "state (the size of every checkpointed state); written/state is the share a checkpoint rewrites",
+    ["pipeline", "kind"],
+    registry=REGISTRY,
+)
 RECOVERY_SECONDS = Histogram(
     "meterseg_recovery_seconds",
     "Time to restore partition state on assignment",
