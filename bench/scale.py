@@ -85,11 +85,13 @@ import random
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +107,7 @@ from bench.common import ensure_broker, kafka_options  # noqa: E402
 from bench.pipeline import (  # noqa: E402
     Cleanup,
     WorkerProc,
+    child_env,
     cpu_seconds,
     delete_topics,
     histogram_buckets,
@@ -123,8 +126,9 @@ CLOSE_DAYS_ENV = {"METERSEG_INGEST__CLOCK_RATE": "3600"}
 TARGET_BYTES_PER_CUSTOMER = 400
 #: one line per checkpoint written by ``stream/pipelines/base.py`` (INFO when it took a while)
 CHECKPOINT_LINE = re.compile(
-    r"checkpoint (?P<pipeline>\w+)\[(?P<partition>\d+)\]: (?P<mb>[\d.]+) MB in (?P<parts>\d+) parts, "
-    r"snapshot (?P<snapshot>[\d.]+) s, encode (?P<encode>[\d.]+) s, write (?P<write>[\d.]+) s"
+    r"checkpoint (?P<pipeline>\w+)\[(?P<partition>\d+)\]: (?P<mb>[\d.]+) MB in (?P<parts>\d+) chunks, "
+    r"(?P<new_mb>[\d.]+) MB of them new, snapshot (?P<snapshot>[\d.]+) s, chunking (?P<encode>[\d.]+) s, "
+    r"write (?P<write>[\d.]+) s"
 )
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -361,6 +365,18 @@ async def drain(
 
 
 # -------------------------------------------------------------------------------------------- redis
+def redis_input_bytes(settings: Settings) -> int:
+    """Bytes Redis has received from clients (``INFO stats`` ``total_net_input_bytes``, summed over masters)."""
+    client = sync_redis(settings)
+    try:
+        if settings.redis_cluster:
+            nodes = client.get_primaries()  # type: ignore[attr-defined]  # a RedisCluster client here
+            return sum(int(client.info("stats", target_nodes=node)["total_net_input_bytes"]) for node in nodes)
+        return int(client.info("stats")["total_net_input_bytes"])
+    finally:
+        client.close()
+
+
 def redis_memory(settings: Settings, customer_ids: Sequence[str], sample: int, seed: int) -> dict[str, Any]:
     """Bytes per customer of the customer hashes and membership sets (see the module docstring)."""
     keys = customer_keys(settings)
@@ -464,6 +480,58 @@ def checkpoint_lines(workers: Sequence[WorkerProc]) -> list[dict[str, Any]]:
     return out
 
 
+# ------------------------------------------------------------------------------------------- steady
+def steady_phase(settings: Settings, work: Path, args: argparse.Namespace, workers: Sequence[WorkerProc]) -> str:
+    """The live regime after the backlog: the same fleet's next day, sent at ``--steady-speed`` simulated
+    seconds per second for ``--steady-s`` seconds; what the workers' checkpoints and Redis took meanwhile.
+
+    Heartbeats come every reading interval here, in envelopes like the readings: a partition's readings
+    are held back until its heartbeats have reached the same time (co-partitioned event time), so rarer
+    heartbeats would hold the steady phase's readings past its end."""
+    start = (date(2026, 1, 1) + timedelta(days=args.days)).isoformat()  # the fill starts at the simulator's default
+    sim = ["--meters", str(args.meters), "--days", "1", "--start", start, "--interval", str(args.interval),
+           "--envelope", str(args.envelope), "--heartbeat-minutes", str(args.interval), "--heartbeat-envelope",
+           str(args.envelope), "--history-days", "0", "--seed", str(args.seed), "--speed", str(args.steady_speed),
+           "--no-ops", "--no-progress"]  # fmt: skip
+    print(f"\n[steady] {args.steady_s:.0f} s of meterseg simulate {' '.join(sim)}", flush=True)
+    before, redis_before, began = merged(sample_metrics(workers)), redis_input_bytes(settings), time.monotonic()
+    out = work / "steady"
+    out.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meterseg.cli", "simulate", "--sink", "kafka", "--out", str(out), *sim],
+        env=child_env(settings), stdout=(out / "simulate.log").open("w"), stderr=subprocess.STDOUT, cwd=REPO,
+    )  # fmt: skip
+    try:
+        time.sleep(args.steady_s)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    time.sleep(2 * settings.checkpoint_interval_s + 1)  # what was sent is processed and checkpointed
+    after, redis_after, span = merged(sample_metrics(workers)), redis_input_bytes(settings), time.monotonic() - began
+
+    def delta(name: str, **labels: str) -> float:
+        return metric_sum(after, name, **labels) - metric_sum(before, name, **labels)
+
+    readings = delta("meterseg_readings_processed_total")
+    units = {k: delta("meterseg_ingest_state_messages", kind=k) for k in ("messages", "accepted", "duplicates")}
+    lines = [f"  steady phase ({span:.0f} s, the next simulated day at {args.steady_speed:g}x real time): "
+             f"{readings / span:,.0f} readings/s accepted; Redis received {(redis_after - redis_before) / span / 1e6:,.2f} "
+             f"MB/s ({(redis_after - redis_before) / max(1.0, readings):,.0f} B per reading); ingest messages "
+             f"{units['messages']:,.0f}, readings and heartbeats accepted {units['accepted']:,.0f}, duplicates "
+             f"{units['duplicates']:,.0f}"]  # fmt: skip
+    for pipeline in ("ingest", "segments"):
+        state_b = delta("meterseg_checkpoint_bytes_total", pipeline=pipeline, kind="state")
+        written_b = delta("meterseg_checkpoint_bytes_total", pipeline=pipeline, kind="written")
+        n = delta("meterseg_checkpoints_total", pipeline=pipeline)
+        if state_b:
+            lines.append(f"    checkpoints, {pipeline:<8}: {n:,.0f}, {written_b / span / 1e6:,.2f} MB/s written for "
+                         f"{state_b / span / 1e6:,.2f} MB/s of state checkpointed ({written_b / state_b:.1%}; the "
+                         f"earlier format wrote the whole state each time)")  # fmt: skip
+    for line in lines:
+        print(line, flush=True)
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------------------------- main
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0],
@@ -490,6 +558,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-available-gb", type=float, default=2.0,
                    help="stop the run when the machine's MemAvailable drops below this (a shared machine)")  # fmt: skip
     p.add_argument("--keep", action="store_true", help="keep topics and Redis keys")
+    p.add_argument("--steady-s", type=float, default=0.0,
+                   help="after the backlog, send the fleet's next day live for this many seconds (0: no steady phase)")
+    p.add_argument("--steady-speed", type=float, default=120.0,
+                   help="simulated seconds per second in the steady phase (120: an hour of readings every 30 s)")
     p.add_argument("--redis-cluster", type=int, default=0, metavar="MASTERS",
                    help="run against a Redis Cluster of this many masters started for the run (0: the settings' Redis)")
     return p.parse_args(argv)
@@ -550,6 +622,8 @@ def run(args: argparse.Namespace, base: Settings) -> int:
     ckpt_lines: list[dict[str, Any]] = []
     memory: dict[str, Any] = {}
     ckpt_bytes: dict[str, int] = {}
+    redis_in = 0
+    steady = ""
     try:
         with contextlib.ExitStack() as stack:
             env = CLOSE_DAYS_ENV if args.close_days else {}
@@ -561,13 +635,17 @@ def run(args: argparse.Namespace, base: Settings) -> int:
                   "high watermark as its owner reports it (ingest: readings + heartbeats, segs: purchases + "
                   "profiles); not ckpt: ingest messages not in a checkpoint yet (end - committed offsets)",
                   flush=True)  # fmt: skip
+            redis_in = redis_input_bytes(settings)
             run = asyncio.run(drain(settings, workers, expected_ingest, args))
+            redis_in = redis_input_bytes(settings) - redis_in
             final = sample_metrics(workers)
             rss = [proc_status(w.proc.pid) for w in workers]
             cpu_end = [cpu_seconds(w.proc.pid) for w in workers]
             print("\n[measure] Redis memory and checkpoints", flush=True)
             memory = redis_memory(settings, customer_ids, args.memory_sample, args.seed)
             ckpt_bytes = checkpoint_bytes(settings)
+            if args.steady_s > 0:
+                steady = steady_phase(settings, work, args, workers)
             logs = list(workers)
         ckpt_lines = checkpoint_lines(logs)  # after the stop: includes the checkpoints written on revocation
     finally:
@@ -581,7 +659,9 @@ def run(args: argparse.Namespace, base: Settings) -> int:
 
     assert run is not None
     report(args, raw.consume, summary, readings_total, run, final, rss, cpu_end, memory, ckpt_bytes, ckpt_lines,
-           len(customer_ids), time.monotonic() - began, settings.partitions)  # fmt: skip
+           len(customer_ids), time.monotonic() - began, settings.partitions, redis_in)  # fmt: skip
+    if steady:
+        print(steady)
     return 0
 
 
@@ -600,6 +680,7 @@ def report(
     customers: int,
     elapsed: float,
     partitions: int,
+    redis_in: int = 0,
 ) -> None:
     total = merged(final)
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -657,8 +738,19 @@ def report(
             values = [x[k] for x in lines]
             return f"{statistics.median(values):.2f}/{max(values):.2f}"
 
-        print(f"    {pipeline:<9} {len(lines):>4} x {col('mb')} MB, snapshot {col('snapshot')} s, "
-              f"encode {col('encode')} s, write {col('write')} s")  # fmt: skip
+        print(f"    {pipeline:<9} {len(lines):>4} x {col('mb')} MB ({col('new_mb')} MB new), snapshot "
+              f"{col('snapshot')} s, chunking {col('encode')} s, write {col('write')} s")  # fmt: skip
+    span = (end.t - run.first_progress) if end is not None and run.first_progress is not None else 0.0
+    if redis_in:
+        print(f"  Redis received {redis_in / 1e6:,.0f} MB from clients while the workers ran (INFO total_net_input_"
+              f"bytes: checkpoints, projections, exchange; {redis_in / max(1, readings):,.0f} B per accepted reading)")  # fmt: skip
+    for pipeline in ("ingest", "segments"):
+        state_b = metric_sum(total, "meterseg_checkpoint_bytes_total", pipeline=pipeline, kind="state")
+        written_b = metric_sum(total, "meterseg_checkpoint_bytes_total", pipeline=pipeline, kind="written")
+        if state_b:
+            per_s = f", {written_b / span / 1e6:,.1f} MB/s over the drain" if span > 0 else ""
+            print(f"  checkpoint bytes, {pipeline:<8}: {written_b / 1e6:,.1f} MB written for {state_b / 1e6:,.1f} MB "
+                  f"of state checkpointed ({written_b / state_b:.1%}: only changed chunks are written){per_s}")  # fmt: skip
     for pipeline, size in ckpt_bytes.items():
         per = args.meters if pipeline == "ingest" else customers
         print(f"  checkpoint in Redis, {pipeline:<8} {size / 1e6:>9,.1f} MB ({size / max(1, per):,.0f} bytes per "
