@@ -42,7 +42,7 @@ from aiokafka import TopicPartition
 from processors.columns import RawMessage
 from stream import metrics as m
 from stream.clients.consumer import Records
-from stream.state.checkpoints import CheckpointStore
+from stream.state.checkpoints import CheckpointFenced, CheckpointStore
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,11 @@ class PartitionedHandler(Generic[P]):
             part = self.partitions.pop(p, None)
             if part is None:
                 continue
-            await self._checkpoint(p, part)
+            try:
+                await self._checkpoint(p, part)
+            except CheckpointFenced as exc:
+                self._lost(p, exc)
+                continue
             out.update({TopicPartition(t, p): o for t, o in part.checkpointed.items()})
             stats = getattr(self.checkpoints, "last_save", None)
             if stats is not None and stats.generation:
@@ -169,11 +173,21 @@ class PartitionedHandler(Generic[P]):
         now = time.monotonic()
         committed: dict[TopicPartition, int] = {}
         spacing = max(self.checkpoint_interval_s, CHECKPOINT_SPACING * self.checkpoint_cost())
-        for p, part in self.partitions.items():
+        for p, part in list(self.partitions.items()):
             if force or now - part.last_checkpoint >= spacing:
-                await self._checkpoint(p, part)
+                try:
+                    await self._checkpoint(p, part)
+                except CheckpointFenced as exc:
+                    del self.partitions[p]  # its records are ignored until the group takes it from this worker
+                    self._lost(p, exc)
+                    continue
                 committed.update({TopicPartition(t, p): o for t, o in part.checkpointed.items()})
         return committed
+
+    def _lost(self, p: int, exc: CheckpointFenced) -> None:
+        log.warning("%s partition %d: another worker checkpointed it since this one did (%s); this worker's state "
+                    "of it since its last checkpoint is dropped, the owner's checkpoint stands", self.pipeline, p,
+                    exc)  # fmt: skip
 
     def checkpoint_cost(self) -> float:
         """Seconds the last checkpoint of every owned partition took, together."""

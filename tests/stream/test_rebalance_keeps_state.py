@@ -123,3 +123,24 @@ async def test_a_failed_batch_still_restores_from_the_checkpoint(store: Counting
     resume = await worker.on_assigned(tps(0))
     assert store.loads - loads_before == 1 and worker.partitions[0].processor.seen == 3
     assert resume[TopicPartition(TOPIC, 0)] == 3
+
+
+async def test_a_worker_that_lost_a_partition_drops_it_and_the_owners_checkpoint_stands(store: CountingStore) -> None:
+    """A zombie (its session expired, the group gave its partition to another worker) cannot checkpoint over
+    the new owner: its save is fenced, it drops the partition and commits nothing for it."""
+    zombie = Handler(store, checkpoint_interval_s=3600)
+    await zombie.on_assigned(tps(0))
+    await feed(zombie, 0, 0, 3)
+    assert await zombie.checkpoint_all() == {TopicPartition(TOPIC, 0): 3}
+    owner = Handler(CountingStore(store.client, store.namespace), checkpoint_interval_s=3600)  # another process
+    await owner.on_assigned(tps(0))
+    await feed(owner, 0, 3, 4)
+    await owner.checkpoint_all()
+
+    await feed(zombie, 0, 3, 1)  # the zombie still reads it ...
+    assert await zombie.checkpoint_all() == {}  # ... but its checkpoint is refused
+    assert 0 not in zombie.partitions
+    await feed(zombie, 0, 4, 1)  # records of a partition it dropped are ignored
+    assert await zombie.on_revoked(tps(0)) == {}
+    state, offsets = await CountingStore(store.client, store.namespace).load("test", 0)
+    assert state == {"seen": 7} and offsets == {TOPIC: 7}
