@@ -151,7 +151,7 @@ def _segmentation_state(first: int, n: int) -> object:
             ts = (t0 - timedelta(days=i % 60)).strftime("%Y-%m-%dT%H:%M:%SZ")
             value = orjson.dumps({"event_id": f"E{i}", "customer_id": f"C{i:07d}", "event_type": "PURCHASED",
                                   "amount": 10.0 + i % 90, "ts": ts, "channel": "web"})  # fmt: skip
-            msgs.append(RawMessage(value, "customer.purchases", 0, i, 0))
+            msgs.append(RawMessage(value, "customer.purchases", 0, i, -1))  # no broker time: none to skew from
         proc.process((msgs, []), static={})
     assert len(proc.rfm.customers) == n - first
     return proc
