@@ -50,6 +50,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections.abc import Mapping
+from itertools import islice
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,7 @@ STRING_CHUNK = 8 * 1024
 #: dicts and lists longer than this are cut into chunks; shorter ones stay in the skeleton
 KEYED_MIN = 256
 #: the mean number of keys (items) per chunk of a dict (list): a boundary follows a key whose CRC-32 is 0 mod this
+#: (a power of two)
 KEYS_PER_CHUNK = 16
 #: a cut value naming more chunks than this keeps their ids in chunks of their own (a manifest), cut by content
 #: too: the skeleton stays small however large the state, and one changed chunk changes one manifest chunk
@@ -113,7 +115,7 @@ def _boundary(key: Any) -> bool:
         data = repr(key).encode()
     else:
         data = orjson.dumps(key, option=_NUMPY)
-    return zlib.crc32(data) % KEYS_PER_CHUNK == 0
+    return zlib.crc32(data) & (KEYS_PER_CHUNK - 1) == 0
 
 
 def _split(value: Any, out: Split) -> Any:
@@ -127,14 +129,17 @@ def _split(value: Any, out: Split) -> Any:
     if isinstance(value, Mapping):
         if len(value) <= KEYED_MIN:
             return {k: _split(v, out) for k, v in value.items()}
-        ids, part = [], {}
-        for k, v in value.items():
-            part[k] = v
-            if _boundary(k):
-                ids.append(out.add(orjson.dumps(part, option=_NUMPY)))
-                part = {}
-        if part:
-            ids.append(out.add(orjson.dumps(part, option=_NUMPY)))
+        mask = KEYS_PER_CHUNK - 1
+        try:  # JSON object keys are strings: the common case, hashed in one comprehension
+            cuts = [i + 1 for i, k in enumerate(value) if not zlib.crc32(k.encode()) & mask]
+        except AttributeError:
+            cuts = [i + 1 for i, k in enumerate(value) if _boundary(k)]
+        if not cuts or cuts[-1] != len(value):
+            cuts.append(len(value))
+        items, at, ids = iter(value.items()), 0, []
+        for cut in cuts:
+            ids.append(out.add(orjson.dumps(dict(islice(items, cut - at)), option=_NUMPY)))
+            at = cut
         return _marker("d", ids, out)
     if isinstance(value, (list, tuple)):
         if len(value) <= KEYED_MIN:
