@@ -17,17 +17,20 @@ allowed) is split, without knowing the processors that made it:
   column's rows sit at fixed offsets, so a meter's change touches the chunk of
   its row; rows added at the end touch the last chunks only.
 * a **dict** with more than ``KEYED_MIN`` entries (customers by id) is cut
-  after every key whose CRC-32 is ``0 mod KEYS_PER_CHUNK`` (content-defined
-  boundaries): a customer added or changed touches its own chunk, wherever it
-  sits in the order, and the order of the keys is kept.
+  after every key whose CRC-32 is ``0 mod k`` (content-defined boundaries): a
+  customer added or changed touches its own chunk, wherever it sits in the
+  order, and the order of the keys is kept. ``k`` (1, 4, 16 or 64 entries per
+  chunk on average) is chosen from the size of its first entries, for chunks
+  of about ``CHUNK_TARGET`` bytes: a changed customer rewrites a few
+  neighbours, not a few dozen.
 * a **list** longer than ``KEYED_MIN`` is cut the same way, after every item
   whose first element (a meter id in ``[meter, day, sums]`` rows) or, for a
-  scalar item, itself hashes to ``0 mod KEYS_PER_CHUNK``.
+  scalar item, itself hashes to ``0 mod k``.
 * everything else stays in the **skeleton**: the snapshot with each cut value
   replaced by a marker ``{MARKER: kind, "ids": [chunk ids]}``; when that list is
   longer than ``IDS_MAX``, the marker is ``{MARKER: kind, "manifest": [ids]}``
   and the ids are themselves in chunks (cut after ids that are ``0 mod
-  KEYS_PER_CHUNK``), so the skeleton stays small at any state size.
+  IDS_PER_MANIFEST``), so the skeleton stays small at any state size.
 
 :func:`join` puts the pieces back exactly: the same keys in the same order, the
 same values (numpy arrays come back as the lists JSON makes of them, as from any
@@ -48,10 +51,11 @@ Examples:
 from __future__ import annotations
 
 import hashlib
+import math
 import zlib
 from collections.abc import Mapping
-from itertools import islice
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -61,9 +65,12 @@ import orjson
 STRING_CHUNK = 8 * 1024
 #: dicts and lists longer than this are cut into chunks; shorter ones stay in the skeleton
 KEYED_MIN = 256
-#: the mean number of keys (items) per chunk of a dict (list): a boundary follows a key whose CRC-32 is 0 mod this
-#: (a power of two)
-KEYS_PER_CHUNK = 16
+#: the bytes a chunk of a dict or list aims at: its keys (items) per chunk are the power of 4 (1 to 64) nearest
+#: to this over the size of an entry; smaller chunks rewrite fewer unchanged neighbours, each costs an id and a
+#: Redis hash field (~70 B)
+CHUNK_TARGET = 1024
+#: the mean number of ids per manifest chunk
+IDS_PER_MANIFEST = 64
 #: a cut value naming more chunks than this keeps their ids in chunks of their own (a manifest), cut by content
 #: too: the skeleton stays small however large the state, and one changed chunk changes one manifest chunk
 IDS_MAX = 256
@@ -106,7 +113,18 @@ def split_snapshot(state: Any) -> Split:
     return out
 
 
-def _boundary(key: Any) -> bool:
+def _keys_per_chunk(sample: bytes, entries: int) -> int:
+    """Entries per chunk (1, 4, 16 or 64) for chunks of about CHUNK_TARGET bytes, from a sample's encoding.
+
+    >>> _keys_per_chunk(b"x" * 32_000, 32), _keys_per_chunk(b"x" * 3_000, 32), _keys_per_chunk(b"x" * 320, 32)
+    (1, 16, 64)
+    """
+    per_entry = max(1.0, len(sample) / max(1, entries))
+    exponent = round(math.log(max(1.0, CHUNK_TARGET / per_entry), 4))
+    return int(4 ** min(3, max(0, exponent)))
+
+
+def _boundary(key: Any, mask: int) -> bool:
     if isinstance(key, str):
         data = key.encode()
     elif isinstance(key, (list, tuple)) and key and isinstance(key[0], (str, int)):
@@ -115,7 +133,7 @@ def _boundary(key: Any) -> bool:
         data = repr(key).encode()
     else:
         data = orjson.dumps(key, option=_NUMPY)
-    return zlib.crc32(data) & (KEYS_PER_CHUNK - 1) == 0
+    return zlib.crc32(data) & mask == 0
 
 
 def _split(value: Any, out: Split) -> Any:
@@ -129,11 +147,11 @@ def _split(value: Any, out: Split) -> Any:
     if isinstance(value, Mapping):
         if len(value) <= KEYED_MIN:
             return {k: _split(v, out) for k, v in value.items()}
-        mask = KEYS_PER_CHUNK - 1
+        mask = _keys_per_chunk(orjson.dumps(dict(islice(value.items(), 32)), option=_NUMPY), 32) - 1
         try:  # JSON object keys are strings: the common case, hashed in one comprehension
             cuts = [i + 1 for i, k in enumerate(value) if not zlib.crc32(k.encode()) & mask]
         except AttributeError:
-            cuts = [i + 1 for i, k in enumerate(value) if _boundary(k)]
+            cuts = [i + 1 for i, k in enumerate(value) if _boundary(k, mask)]
         if not cuts or cuts[-1] != len(value):
             cuts.append(len(value))
         items, at, ids = iter(value.items()), 0, []
@@ -144,9 +162,10 @@ def _split(value: Any, out: Split) -> Any:
     if isinstance(value, (list, tuple)):
         if len(value) <= KEYED_MIN:
             return [_split(v, out) for v in value]
+        mask = _keys_per_chunk(orjson.dumps(value[:32], option=_NUMPY), 32) - 1
         ids, start = [], 0
         for i, item in enumerate(value):
-            if _boundary(item):
+            if _boundary(item, mask):
                 ids.append(out.add(orjson.dumps(value[start : i + 1], option=_NUMPY)))
                 start = i + 1
         if start < len(value):
@@ -160,7 +179,7 @@ def _marker(kind: str, ids: list[str], out: Split) -> dict[str, Any]:
         return {MARKER: kind, "ids": ids}
     manifest, start = [], 0
     for i, cid in enumerate(ids):
-        if int(cid, 16) % KEYS_PER_CHUNK == 0:
+        if int(cid, 16) % IDS_PER_MANIFEST == 0:
             manifest.append(out.add(orjson.dumps(ids[start : i + 1])))
             start = i + 1
     if start < len(ids):
