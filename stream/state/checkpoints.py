@@ -180,10 +180,12 @@ class CheckpointStore:
         last read or wrote it (nothing is changed then).
         """
         started = time.perf_counter()
-        split = split_snapshot(state)
+        known = self._known.get((pipeline, partition))
+        have = known.ids if known is not None else set()
+        split = split_snapshot(state, stored=have)  # the bytes of chunks already stored are not kept
         del state  # a caller that handed over its only reference frees the snapshot here, not after the write
         skeleton = orjson.dumps(split.skeleton, option=_NUMPY)
-        refs = referenced(split.skeleton, split.chunks)
+        refs = split.ids
         encoded = time.perf_counter()
         head = self.key(pipeline, partition)
         ckey = self.chunks_key(head)
@@ -193,12 +195,10 @@ class CheckpointStore:
         pipe.hlen(ckey)
         (cur, fmt), head_fields, stored = await pipe.execute()
         cur = cur.decode() if cur is not None else ""
-        known = self._known.get((pipeline, partition))
         if known is not None and known.gen != cur:
             raise CheckpointFenced(f"{head} is at generation {cur!r}, not {known.gen!r}: another worker "
                                    "checkpointed this partition since this one read it")  # fmt: skip
-        have = known.ids if known is not None else set()
-        new = [cid for cid in refs if cid not in have]
+        new = list(split.chunks)
         gone = have - refs
         if stored != len(have):  # chunks of a crashed save, or a store that never read this partition
             stored_ids: list[Any] = await self.client.hkeys(ckey)

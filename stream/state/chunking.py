@@ -53,7 +53,7 @@ from __future__ import annotations
 import hashlib
 import math
 import zlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -91,24 +91,33 @@ def chunk_id(data: bytes) -> str:
 
 @dataclass
 class Split:
-    """A snapshot cut up: the skeleton and the chunks it names (id → bytes)."""
+    """A snapshot cut up: the skeleton, the ids of every chunk it names, and the bytes of those not stored yet."""
 
     skeleton: Any
+    ids: set[str] = field(default_factory=set)
+    """Every chunk the skeleton names, directly or through its manifests."""
     chunks: dict[str, bytes] = field(default_factory=dict)
+    """Id → bytes of the chunks not in ``stored`` (all of them when nothing is stored)."""
+    chunk_bytes: int = 0
+    """The bytes of every chunk in ``ids``, stored or not."""
+    stored: Collection[str] = ()
 
     def add(self, data: bytes) -> str:
         cid = chunk_id(data)
-        self.chunks[cid] = data
+        if cid not in self.ids:
+            self.ids.add(cid)
+            self.chunk_bytes += len(data)
+            if cid not in self.stored:  # a chunk already stored is not kept: memory follows the change too
+                self.chunks[cid] = data
         return cid
 
-    @property
-    def chunk_bytes(self) -> int:
-        return sum(len(b) for b in self.chunks.values())
 
+def split_snapshot(state: Any, stored: Collection[str] = ()) -> Split:
+    """Cut ``state`` into a skeleton and content-addressed chunks (see the module docstring).
 
-def split_snapshot(state: Any) -> Split:
-    """Cut ``state`` into a skeleton and content-addressed chunks (see the module docstring)."""
-    out = Split(None)
+    ``stored``: ids of chunks already stored, whose bytes are not kept in :attr:`Split.chunks`.
+    """
+    out = Split(None, stored=stored)
     out.skeleton = _split(state, out)
     return out
 
