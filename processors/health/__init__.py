@@ -46,6 +46,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -163,6 +164,9 @@ class HealthMonitor:
         self.hb_ts = np.zeros(0, np.int64)
         self.last_seen = np.zeros(0, np.int64)
         self.interval_s = np.zeros(0, np.int64)
+        self.silence_due = -math.inf
+        """No meter can turn silent before this event time (a lower bound; -inf: not known, sweep). The timer
+        skips its sweep of every meter until then; meters that report fold their new due time in."""
         self.ring = np.zeros((0, cfg.day_bands, cfg.spike_band_window), np.float16)
         self.ring_pos = np.zeros((0, cfg.day_bands), np.int64)
         self.peak_val = np.zeros((0, cfg.spike_peak_days), np.float16)
@@ -375,6 +379,7 @@ class HealthMonitor:
             x[jumped] / np.maximum(prev_import[jumped], cfg.spike_min_level_kwh), 6e4).astype(np.float16))
         np.maximum.at(self.last_seen, rw, t + interval)
         self.interval_s[r_end] = interval[ends]
+        self._fold_silence_due(rw)
         self.stream_time = max(self.stream_time, int((t + interval).max()))
 
         values = {
@@ -439,9 +444,16 @@ class HealthMonitor:
             self.stream_time = max(self.stream_time, int(ts.max()))
             values: dict[str, F64] = {"clock_skew": batch.clock_offset_s[idx]}
             out.extend(*self.machine.transition(rw, ts, new.astype(np.uint16), self.rows.ids, values))
+        self._fold_silence_due(rows)
         return out
 
     # -- timer --------------------------------------------------------------------
+    def _fold_silence_due(self, rows: I64) -> None:
+        """Meters that just reported (last seen, interval, silent cleared): their due time lowers the bound."""
+        if len(rows) and self.silence_due != -math.inf:
+            due = self.last_seen[rows] + self.config.silent_intervals * self.interval_s[rows]
+            self.silence_due = min(self.silence_due, float(due.min()))
+
     def check_silence(self, now: int | None = None) -> HealthOutput:
         """Raise ``silent`` for meters not heard from for ``silent_intervals`` intervals.
 
@@ -455,14 +467,22 @@ class HealthMonitor:
         if n == 0 or (now is None and self.stream_time == _NONE):
             return out
         clock = self.stream_time if now is None else int(now)
+        if clock < self.silence_due - 1:  # no meter is due: the timer's tick costs nothing per meter
+            return out
         sb = bit("silent")
-        quiet = silent(self.last_seen[:n], self.interval_s[:n], now=clock, k=self.config.silent_intervals)
+        k = self.config.silent_intervals
+        quiet = silent(self.last_seen[:n], self.interval_s[:n], now=clock, k=k)
         rw = np.flatnonzero(quiet & ((self.machine.active[:n].astype(np.int64) & sb) == 0))
         if len(rw):
             new = (self.machine.active[rw].astype(np.int64) | sb).astype(np.uint16)
             missed = ((clock - self.last_seen[rw]) // np.maximum(self.interval_s[rw], 1)).astype(np.float64)
             at = np.full(len(rw), clock, np.int64)
             out.extend(*self.machine.transition(rw, at, new, self.rows.ids, {"silent": missed}))
+        # the earliest time a meter seen and not silent now can turn silent; it only moves earlier when a meter
+        # reports (its last sign of life only grows, and reporting is what clears silent): _fold_silence_due
+        waiting = (self.last_seen[:n] != NEVER) & ((self.machine.active[:n].astype(np.int64) & sb) == 0)
+        due = self.last_seen[:n][waiting] + k * self.interval_s[:n][waiting]
+        self.silence_due = float(due.min()) if len(due) else math.inf
         return out
 
     # -- queries ------------------------------------------------------------------

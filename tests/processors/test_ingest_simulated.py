@@ -68,20 +68,28 @@ def _lines(path: Path) -> list[bytes]:
         return [line.rstrip(b"\n") for line in f]
 
 
-def _pipeline(d: Path) -> dict[str, Any]:
+class SweepingHealth(HealthMonitor):
+    """Health rules whose silence timer sweeps every meter at every tick (no due-time bound)."""
+
+    def check_silence(self, now: int | None = None) -> Any:
+        self.silence_due = -math.inf
+        return super().check_silence(now)
+
+
+def _pipeline(d: Path, health_type: type[HealthMonitor] = HealthMonitor) -> dict[str, Any]:
     registry = MeterRegistry(MeterInfo.model_validate_json(b) for b in _lines(d / "meter.registry.jsonl"))
     readings = _lines(d / "meter.readings.jsonl")
     decoded_hb = HeartbeatDecoder(registry).process(_lines(d / "meter.heartbeats.jsonl"))
     assert decoded_hb.rejects == [] and decoded_hb.records == len(decoded_hb.heartbeats) > 0
     hb = decoded_hb.heartbeats
     hb = hb.take(np.argsort(hb.ts, kind="stable"))
-    dec, dedupe, health = ReadingDecoder(registry), Deduplicator(), HealthMonitor()
+    dec, dedupe, health = ReadingDecoder(registry), Deduplicator(), health_type()
     windows = ConsumptionWindows(WindowConfig(close_after_s=3600))
     counts: collections.Counter[str] = collections.Counter()
     alerts: list[HealthAlert] = []
     closed: list[ClosedWindows] = []
     accepted_kwh: list[float] = []
-    hb_pos = 0
+    hb_pos = ticks = swept = 0
     step = 2 if b'"readings"' in readings[0] or b'"columns"' in readings[0] else 1000
     for k in range(0, len(readings), step):
         msgs = [RawMessage(v, "meter.readings", 0, k + i) for i, v in enumerate(readings[k : k + step])]
@@ -96,6 +104,7 @@ def _pipeline(d: Path) -> dict[str, Any]:
         accepted_kwh += w.accepted.kwh_import.tolist()
         closed += w.closed
         alerts += health.process(w.accepted).alerts
+        ticks, swept = ticks + 1, swept + (health.stream_time >= health.silence_due - 1)
         alerts += health.check_silence().alerts  # the timer may tick between readings and heartbeats
         if len(x.readings):
             until = int(np.searchsorted(hb.ts, int(x.readings.interval_start.max()) + 900, "right"))
@@ -104,7 +113,8 @@ def _pipeline(d: Path) -> dict[str, Any]:
         alerts += health.check_silence().alerts
     closed += windows.flush()
     truth = json.loads((d / "gt.json").read_text())
-    return {"counts": counts, "alerts": alerts, "closed": closed, "kwh": accepted_kwh, "truth": truth}
+    return {"counts": counts, "alerts": alerts, "closed": closed, "kwh": accepted_kwh, "truth": truth, "dir": d,
+            "ticks": ticks, "swept": swept}  # fmt: skip
 
 
 def test_conservation(run: dict[str, Any]) -> None:
@@ -144,3 +154,11 @@ def test_precision_and_recall_per_fault_kind(run: dict[str, Any], fault: str) ->
     )
     recall, precision = found / n_faults, true / max(n_alerts, 1)
     assert recall >= 0.95 and precision >= 0.95, f"{fault}: recall {recall:.3f}, precision {precision:.3f}"
+
+
+def test_the_silence_timer_skips_its_sweep_until_a_meter_is_due_and_finds_the_same(run: dict[str, Any]) -> None:
+    """The due-time bound changes no alert: the same run with a sweep of every meter at every tick."""
+    swept = _pipeline(run["dir"], SweepingHealth)
+    assert run["alerts"] == swept["alerts"]
+    assert any(a.kind == "silent" for a in run["alerts"])
+    assert run["swept"] < run["ticks"]  # some ticks found no meter due and skipped the sweep
