@@ -48,6 +48,9 @@ One invocation, against the broker and Redis of ``METERSEG_KAFKA_BOOTSTRAP`` /
    time, here months before the wall clock, and is left out),
    Redis round trips; every checkpoint the workers wrote (their log lines:
    snapshot, encode, write seconds and size, see ``stream/pipelines/base.py``);
+   checkpoint bytes written against the state checkpointed
+   (``meterseg_checkpoint_bytes_total``: a checkpoint writes only the chunks
+   not stored yet) and what Redis received meanwhile (``total_net_input_bytes``);
    checkpoint sizes in Redis; worker peak RSS (``VmHWM``).
 
    **Redis memory per customer** for *RFM, features and memberships*: for a
@@ -58,6 +61,12 @@ One invocation, against the broker and Redis of ``METERSEG_KAFKA_BOOTSTRAP`` /
    ``MEMORY USAGE`` / customers with a hash). The change history
    ``{app}:cust:{id}:hist`` (last 50 changes) and the checkpoints are printed
    beside it, not counted in the target (400 bytes).
+
+6. **steady** (``--steady-s N``, off by default) — the fleet's next day sent
+   live for N seconds at ``--steady-speed`` (120) simulated seconds per
+   second, heartbeats every reading interval; printed: readings/s accepted,
+   what Redis received and the checkpoint bytes written against the state
+   checkpointed in that span.
 
 Every run uses its own app id and topic names, deleted at the end with its
 Redis keys (``--keep`` keeps them).
