@@ -59,18 +59,20 @@ from stream.state.chunking import join, referenced, split_snapshot
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 FORMAT = "3"
-#: bytes of chunks written per round trip (pipelined), and of format-2 parts read per ``HMGET``
+#: bytes of chunks written per round trip (one ``HSET``)
 WRITE_BYTES = 4 << 20
+#: parts of a format-2 checkpoint read per ``HMGET``
+LEGACY_PARTS_PER_CALL = 4
 #: chunk ids read per ``HMGET``
 READ_IDS = 512
 #: a load whose chunks keep being replaced under it gives up after this many tries
 LOAD_ATTEMPTS = 5
 
-#: KEYS: head, chunks, then format-2 generation keys to remove. ARGV: expected gen ('*': any), gen, skeleton,
+#: KEYS: head, chunks, then format-2 generation keys to remove. ARGV: expected gen ('' for none), gen, skeleton,
 #: chunks, bytes, saved_at, then n and the new chunk ids, m and the chunk ids to delete, then topic, offset pairs.
 _FLIP = """
 local cur = redis.call('HGET', KEYS[1], 'gen') or ''
-if ARGV[1] ~= '*' and cur ~= ARGV[1] then
+if cur ~= ARGV[1] then
   return redis.error_reply('FENCED ' .. KEYS[1] .. ' is at generation "' .. cur .. '", not "' .. ARGV[1] ..
     '": another worker checkpointed this partition since this one read it')
 end
@@ -217,12 +219,12 @@ class CheckpointStore:
             written += size
         legacy = self._legacy_keys(head, cur, fmt, head_fields)
         gen = secrets.token_hex(8)
-        args: list[Any] = ["*" if known is None else known.gen, gen, skeleton, len(refs),
-                           len(skeleton) + split.chunk_bytes, repr(time.time()), len(new), *new, len(gone), *gone]  # fmt: skip
+        # a store that never read the partition is fenced against what it found at the start of this save
+        expected = cur if known is None else known.gen
+        args: list[Any] = [expected, gen, skeleton, len(refs), len(skeleton) + split.chunk_bytes, repr(time.time()),
+                           len(new), *new, len(gone), *gone]  # fmt: skip
         for topic, offset in sorted(offsets.items()):
             args += [topic, int(offset)]
-        if known is None:
-            args[0] = cur  # optimistic: fenced against a save that flips between our read and our flip
         try:
             await self._flip(keys=[head, ckey, *legacy], args=args)
         except aioredis.ResponseError as exc:
@@ -303,8 +305,8 @@ class CheckpointStore:
         gkey = self.generation_key(head, gen)
         body = bytearray(size)
         at = 0
-        for first in range(0, n, 4):
-            names = [str(i) for i in range(first, min(n, first + 4))]
+        for first in range(0, n, LEGACY_PARTS_PER_CALL):
+            names = [str(i) for i in range(first, min(n, first + LEGACY_PARTS_PER_CALL))]
             got: list[Any] = await self.client.hmget(gkey, names)
             if any(p is None for p in got):
                 return None
