@@ -374,14 +374,19 @@ async def drain(
 
 
 # -------------------------------------------------------------------------------------------- redis
+def info_per_master(client: Any, settings: Settings, section: str, name: str) -> dict[str, int]:
+    """One ``INFO`` field of every master (``server`` for the one server without a cluster)."""
+    if settings.redis_cluster:
+        nodes = client.get_primaries()  # a RedisCluster client here
+        return {node.name: int(client.info(section, target_nodes=node)[name]) for node in nodes}
+    return {"server": int(client.info(section)[name])}
+
+
 def redis_input_bytes(settings: Settings) -> int:
     """Bytes Redis has received from clients (``INFO stats`` ``total_net_input_bytes``, summed over masters)."""
     client = sync_redis(settings)
     try:
-        if settings.redis_cluster:
-            nodes = client.get_primaries()  # type: ignore[attr-defined]  # a RedisCluster client here
-            return sum(int(client.info("stats", target_nodes=node)["total_net_input_bytes"]) for node in nodes)
-        return int(client.info("stats")["total_net_input_bytes"])
+        return sum(info_per_master(client, settings, "stats", "total_net_input_bytes").values())
     finally:
         client.close()
 
@@ -391,11 +396,7 @@ def redis_memory(settings: Settings, customer_ids: Sequence[str], sample: int, s
     keys = customer_keys(settings)
     client = sync_redis(settings)
     try:
-        if settings.redis_cluster:
-            nodes = client.get_primaries()  # type: ignore[attr-defined]  # a RedisCluster client here
-            per_master = {node.name: int(client.info("memory", target_nodes=node)["used_memory"]) for node in nodes}
-        else:
-            per_master = {"server": int(client.info("memory")["used_memory"])}
+        per_master = info_per_master(client, settings, "memory", "used_memory")
         picked = random.Random(seed).sample(list(customer_ids), min(sample, len(customer_ids)))
         pipe = client.pipeline(transaction=False)
         for cid in picked:
