@@ -65,8 +65,10 @@ One invocation, against the broker and Redis of ``METERSEG_KAFKA_BOOTSTRAP`` /
 6. **steady** (``--steady-s N``, off by default) — the fleet's next day sent
    live for N seconds at ``--steady-speed`` (120) simulated seconds per
    second, heartbeats every reading interval; printed: readings/s accepted,
-   what Redis received and the checkpoint bytes written against the state
-   checkpointed in that span.
+   what Redis received, the checkpoint bytes written against the state
+   checkpointed in that span, and the live latency reading → alert and
+   purchase → segment change, from the records' Kafka timestamps
+   (:mod:`bench.live_latency`).
 
 Every run uses its own app id and topic names, deleted at the end with its
 Redis keys (``--keep`` keeps them).
@@ -111,6 +113,7 @@ if str(REPO) not in sys.path:
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 
+from bench import live_latency  # noqa: E402
 from bench.baseline import measure  # noqa: E402
 from bench.common import ensure_broker, kafka_options  # noqa: E402
 from bench.pipeline import (  # noqa: E402
@@ -505,6 +508,7 @@ def steady_phase(settings: Settings, work: Path, args: argparse.Namespace, worke
            "--no-ops", "--no-progress"]  # fmt: skip
     print(f"\n[steady] {args.steady_s:.0f} s of meterseg simulate {' '.join(sim)}", flush=True)
     before, redis_before, began = merged(sample_metrics(workers)), redis_input_bytes(settings), time.monotonic()
+    since_ms = int(time.time() * 1000)
     out = work / "steady"
     out.mkdir()
     proc = subprocess.Popen(
@@ -537,6 +541,7 @@ def steady_phase(settings: Settings, work: Path, args: argparse.Namespace, worke
             lines.append(f"    checkpoints, {pipeline:<8}: {n:,.0f}, {written_b / span / 1e6:,.2f} MB/s written for "
                          f"{state_b / span / 1e6:,.2f} MB/s of state checkpointed ({written_b / state_b:.1%}; the "
                          f"earlier format wrote the whole state each time)")  # fmt: skip
+    lines += asyncio.run(live_latency.measure(settings, since_ms))
     for line in lines:
         print(line, flush=True)
     return "\n".join(lines)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 def test_scale_benchmark_prints_its_figures_and_cleans_up(isolated_settings: Settings) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench.scale", "--meters", "300", "--baseline-runs", "1", "--baseline-messages",
-         "3000", "--sample-s", "1", "--settle-timeout", "5", "--memory-sample", "100"],
+         "3000", "--sample-s", "1", "--settle-timeout", "5", "--memory-sample", "100", "--steady-s", "6"],
         env=settings_env(isolated_settings), capture_output=True, text=True, timeout=240, cwd=REPO,
     )  # fmt: skip
     out = done.stdout
@@ -32,6 +32,9 @@ def test_scale_benchmark_prints_its_figures_and_cleans_up(isolated_settings: Set
         "Redis per customer, RFM + features + memberships",
         "checkpoint in Redis, ingest",
         "worker 2: peak RSS (VmHWM)",
+        "steady phase (",
+        "    reading → alert",
+        "    purchase → segment change",
         "cleanup: deleted 13 topics",
     ):
         assert line in out, f"{line!r} missing:\n{out[-3000:]}"
