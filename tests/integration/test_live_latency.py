@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from bench.live_latency import alert_latencies, purchase_latencies, reading_index
 
 
-def rec(ts_ms: int, doc: dict[str, object]) -> tuple[int, bytes]:
+def rec(ts_ms: int, doc: dict[str, Any]) -> tuple[int, bytes]:
     return ts_ms, orjson.dumps(doc)
 
 
