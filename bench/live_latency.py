@@ -54,17 +54,21 @@ def _epoch(ts: str) -> int:
     return int(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp())
 
 
-def _reading_rows(value: bytes) -> Iterable[tuple[str, str]]:
-    """(meter id, interval start) of every reading in a message: one reading, a row envelope or a column block."""
-    doc = orjson.loads(value)
-    if "columns" in doc:
-        cols = doc["columns"]
-        yield from zip(cols["meter_id"], cols["interval_start"], strict=True)
-    elif "readings" in doc:
-        for row in doc["readings"]:
-            yield row["meter_id"], row["interval_start"]
-    else:
-        yield doc["meter_id"], doc["interval_start"]
+def _reading_rows(value: bytes) -> list[tuple[str, str]]:
+    """(meter id, interval start) of every reading in a message: one reading, a row envelope or a column block.
+
+    The simulator also sends malformed messages (its message-level faults, dead-lettered by the worker):
+    they caused no alert and give no row.
+    """
+    try:
+        doc = orjson.loads(value)
+        if "columns" in doc:
+            cols = doc["columns"]
+            return list(zip(cols["meter_id"], cols["interval_start"], strict=True))
+        rows = doc.get("readings", [doc])
+        return [(row["meter_id"], row["interval_start"]) for row in rows]
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return []
 
 
 def reading_index(records: Iterable[Record]) -> dict[tuple[str, int], int]:
@@ -72,7 +76,10 @@ def reading_index(records: Iterable[Record]) -> dict[tuple[str, int], int]:
     first: dict[tuple[str, int], int] = {}
     for ts_ms, value in records:
         for meter, start in _reading_rows(value):
-            key = (meter, _epoch(start))
+            try:
+                key = (meter, _epoch(start))
+            except (AttributeError, TypeError, ValueError):
+                continue  # a malformed timestamp: dead-lettered by the worker
             if ts_ms < first.get(key, ts_ms + 1):
                 first[key] = ts_ms
     return first

@@ -16,7 +16,10 @@ def rec(ts_ms: int, doc: dict[str, Any]) -> tuple[int, bytes]:
 def test_an_alert_is_timed_from_the_first_envelope_that_carried_its_reading() -> None:
     block = {"columns": {"meter_id": ["M1", "M2"], "interval_start": ["2026-01-02T03:00:00Z"] * 2}}
     rows = {"readings": [{"meter_id": "M2", "interval_start": "2026-01-02T04:00:00Z"}]}
-    index = reading_index([rec(5_000, block), rec(4_000, block), rec(6_000, rows)])  # a retransmission came later
+    malformed = [(3_000, b'{"schema_version":1,"batch_id":"x","readings":[{"meter_id":"M1"'),
+                 rec(3_000, {"meter_id": "M1", "kwh_import": 1.0}), rec(3_000, {"readings": [{"meter_id": "M1",
+                 "interval_start": "not a time"}]})]  # fmt: skip
+    index = reading_index([*malformed, rec(5_000, block), rec(4_000, block), rec(6_000, rows)])  # a retransmission later
     alerts = [
         rec(4_300, {"meter_id": "M1", "kind": "voltage", "action": "raised", "ts": "2026-01-02T03:00:00Z"}),
         rec(6_900, {"meter_id": "M2", "kind": "spike", "action": "raised", "ts": "2026-01-02T04:00:00+00:00"}),
