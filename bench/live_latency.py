@@ -22,7 +22,7 @@ Records older than ``since_ms`` are not read, so the backlog a bench drained fir
 >>> idx = reading_index([(1_000, b'{"readings": [{"meter_id": "M1", "interval_start": "2026-01-02T03:00:00Z"}]}')])
 >>> alert = b'{"meter_id": "M1", "kind": "voltage", "action": "raised", "ts": "2026-01-02T03:00:00Z"}'
 >>> alert_latencies(idx, [(1_250, alert)])
-({'voltage': [250.0]}, 0)
+([Timing(kind='voltage', sent_ms=1000, ms=250.0)], 0)
 >>> buys = [(2_000, b'{"customer_id": "C1", "event_type": "PURCHASED"}')]
 >>> change = b'{"customer_id": "C1", "family": "rfm", "action": "entered"}'
 >>> purchase_latencies(buys, [(2_400, change), (9_000, change)])
@@ -35,6 +35,7 @@ import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -85,14 +86,22 @@ def reading_index(records: Iterable[Record]) -> dict[tuple[str, int], int]:
     return first
 
 
-def alert_latencies(index: dict[tuple[str, int], int], alerts: Iterable[Record]) -> tuple[dict[str, list[float]], int]:
-    """Milliseconds from each reading to the raised alert it caused, per alert kind; and how many such
-    alerts had no reading read (their reading came before ``since_ms``: its cause is in the backlog).
+class Timing(NamedTuple):
+    """One output paired with its cause: what it is, when the cause was sent (ms), how long it took (ms)."""
 
-    Per kind because the rules differ by design: a voltage or negative reading is judged on its own,
-    a stuck register or a sequence gap only once later readings (or the reordering grace) show it.
+    kind: str
+    sent_ms: int
+    ms: float
+
+
+def alert_latencies(index: dict[tuple[str, int], int], alerts: Iterable[Record]) -> tuple[list[Timing], int]:
+    """Each raised reading alert timed from its reading; and how many such alerts had no reading read
+    (their reading came before ``since_ms``: the cause is in the backlog).
+
+    The kinds differ by design: a voltage or negative reading is judged on its own, a stuck register
+    or a sequence gap only once later readings (or the reordering grace) show it.
     """
-    out: dict[str, list[float]] = defaultdict(list)
+    out: list[Timing] = []
     unmatched = 0
     for ts_ms, value in alerts:
         a = orjson.loads(value)
@@ -102,8 +111,8 @@ def alert_latencies(index: dict[tuple[str, int], int], alerts: Iterable[Record])
         if sent is None:
             unmatched += 1
         else:
-            out[a["kind"]].append(float(ts_ms - sent))
-    return dict(out), unmatched
+            out.append(Timing(a["kind"], sent, float(ts_ms - sent)))
+    return out, unmatched
 
 
 def purchase_latencies(purchases: Iterable[Record], changes: Iterable[Record]) -> tuple[list[float], int, int]:
@@ -192,15 +201,20 @@ async def measure(settings: Settings, since_ms: int) -> list[str]:
     alerts = await read_since(settings, t.alerts, since_ms)
     purchases = await read_since(settings, t.purchases, since_ms)
     changes = await read_since(settings, t.segment_changes, since_ms)
-    by_kind, no_reading = alert_latencies(reading_index(readings), alerts)
-    to_alert = [ms for values in by_kind.values() for ms in values]
+    timed, no_reading = alert_latencies(reading_index(readings), alerts)
     to_change, no_purchase, unmoved = purchase_latencies(purchases, changes)
     lines = []
-    if to_alert:
-        lines.append(f"    reading → alert (Kafka timestamps, {len(to_alert):,} raised reading alerts): "
-                     f"{_quantiles(to_alert)}; {no_reading:,} alerts of readings sent before the phase")  # fmt: skip
+    if timed:
+        lines.append(f"    reading → alert (Kafka timestamps, {len(timed):,} raised reading alerts): "
+                     f"{_quantiles([t.ms for t in timed])}; {no_reading:,} alerts of readings sent before the phase")  # fmt: skip
+        by_kind: dict[str, list[float]] = defaultdict(list)
+        for t in timed:
+            by_kind[t.kind].append(t.ms)
         for kind, values in sorted(by_kind.items(), key=lambda kv: -len(kv[1])):
             lines.append(f"      {kind:<21} {len(values):>6,}: {_quantiles(values)}")
+        slow = sorted(timed, key=lambda t: -t.ms)[:5]
+        lines.append("      slowest (kind, reading sent at s into the phase, latency): " + ", ".join(
+            f"{t.kind} +{(t.sent_ms - since_ms) / 1000:.0f} s {t.ms / 1000:.1f} s" for t in slow))  # fmt: skip
     else:
         lines.append(f"    reading → alert: no raised reading alert in the phase ({no_reading:,} of earlier readings)")
     if to_change:

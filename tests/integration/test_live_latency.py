@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from bench.live_latency import alert_latencies, purchase_latencies, reading_index
+from bench.live_latency import Timing, alert_latencies, purchase_latencies, reading_index
 
 
 def rec(ts_ms: int, doc: dict[str, Any]) -> tuple[int, bytes]:
@@ -27,7 +27,7 @@ def test_an_alert_is_timed_from_the_first_envelope_that_carried_its_reading() ->
         rec(7_000, {"meter_id": "M3", "kind": "silent", "action": "raised", "ts": "2026-01-02T05:00:00Z"}),
         rec(7_100, {"meter_id": "M9", "kind": "voltage", "action": "raised", "ts": "2026-01-01T00:00:00Z"}),
     ]
-    assert alert_latencies(index, alerts) == ({"voltage": [300.0], "spike": [900.0]}, 1)  # M9's reading was sent before the phase
+    assert alert_latencies(index, alerts) == ([Timing("voltage", 4_000, 300.0), Timing("spike", 6_000, 900.0)], 1)  # M9's reading was sent before the phase
 
 
 def test_a_segment_change_is_timed_from_the_purchase_since_the_customers_previous_change() -> None:
