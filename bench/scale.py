@@ -575,6 +575,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep topics and Redis keys")
     p.add_argument("--steady-s", type=float, default=0.0,
                    help="after the backlog, send the fleet's next day live for this many seconds (0: no steady phase)")
+    p.add_argument("--profile", action="store_true",
+                   help="run the workers under cProfile (worker<N>/worker.prof in the run's log directory)")
     p.add_argument("--steady-speed", type=float, default=120.0,
                    help="simulated seconds per second in the steady phase (120: an hour of readings every 30 s)")
     p.add_argument("--redis-cluster", type=int, default=0, metavar="MASTERS",
@@ -645,7 +647,8 @@ def run(args: argparse.Namespace, base: Settings) -> int:
             workers = []
             for i in range(args.workers):
                 (work / f"worker{i + 1}").mkdir()
-                workers.append(stack.enter_context(worker_process(settings, work / f"worker{i + 1}", env)))
+                profile = work / f"worker{i + 1}" / "worker.prof" if args.profile else None
+                workers.append(stack.enter_context(worker_process(settings, work / f"worker{i + 1}", env, profile)))
             print(f"\n[drain] {args.workers} workers over the backlog; lag per partition in messages behind the "
                   "high watermark as its owner reports it (ingest: readings + heartbeats, segs: purchases + "
                   "profiles); not ckpt: ingest messages not in a checkpoint yet (end - committed offsets)",
