@@ -224,14 +224,16 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
             m.REGION_REVENUE.labels(rec["key"]).inc(
                 max((rec.get("revenue") or 0.0) - (before.get("revenue") or 0.0), 0.0)
             )
+        # alerts first: an operator waits for them, and at a new event day the closed windows of every meter
+        # of the partition (tens of thousands of records) would otherwise go out ahead of them
+        if alerts:
+            await self.producer.send_many(self.topics.alerts, alerts)
         if deadletters:
             await self.producer.send_many(self.topics.deadletter, deadletters)
         if windows:
             await self.producer.send_many(self.topics.windows, windows)
         if claimed:
             await self.regional.confirm(claimed)
-        if alerts:
-            await self.producer.send_many(self.topics.alerts, alerts)
         if profiles:
             await self.producer.send_many(self.topics.profiles, profiles)
         if health:
