@@ -5,11 +5,12 @@ this module moves bytes between Kafka, the processors and Redis:
 
 1. a poll's records of ``meter.readings`` / ``meter.heartbeats`` (co-partitioned,
    so partition *p* of both belongs to one worker) go to partition *p*'s processor;
-2. its outputs are produced — dead letters with their reason in headers, closed
-   windows, alerts — and acknowledged by the broker;
+2. its outputs are produced — alerts first (an operator waits for them), dead
+   letters with their reason in headers, closed windows, profiles — and
+   acknowledged by the broker;
 3. every ``checkpoint_interval_s`` the processor state and the offsets it
-   reflects are written to Redis in one atomic ``HSET``; only then are those
-   offsets committed to Kafka.
+   reflects are written to Redis in one atomic flip (:mod:`stream.state.checkpoints`);
+   only then are those offsets committed to Kafka.
 
 A crash replays at most one checkpoint interval: state is restored exactly
 (nothing lost or counted twice), outputs of the replayed span are produced
