@@ -35,7 +35,6 @@ Run (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import heapq
 import json
@@ -60,6 +59,7 @@ from processors.columns import MeterRegistry, RawMessage  # noqa: E402
 from processors.ingest import IngestConfig, PartitionIngest  # noqa: E402
 from processors.segmentation import PartitionSegmentation  # noqa: E402
 from simulators.partition import partition_for  # noqa: E402
+from stream.memory import release_free_memory  # noqa: E402
 from stream.schemas import MeterInfo  # noqa: E402
 
 TARGET_BYTES_PER_METER = 2048
@@ -73,16 +73,6 @@ def rss_kb() -> dict[str, int]:
         if name in ("VmRSS", "VmHWM"):
             out[name] = int(value.split()[0])
     return out
-
-
-def release_free_memory() -> bool:
-    """glibc's ``malloc_trim(0)``: hand the heap's free pages back to the system; False off glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    libc.malloc_trim(0)
-    return True
 
 
 def deep_size(root: object, seen: set[int] | None = None) -> int:

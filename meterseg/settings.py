@@ -169,6 +169,11 @@ class Settings(BaseSettings):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
     checkpoint_interval_s: float = Field(default=2.0, gt=0.0, description="how often partition state is saved")
+    heap_trim_interval_s: float = Field(
+        default=30.0,
+        ge=0.0,
+        description="how often a worker hands its heap's free pages back to the system (glibc malloc_trim); 0 = never",
+    )
     liveness_timeout_s: float = Field(
         default=30.0,
         gt=0.0,

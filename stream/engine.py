@@ -25,6 +25,7 @@ from stream.clients.consumer import BatchConsumer
 from stream.clients.producer import BatchProducer
 from stream.clients.redis_client import async_redis
 from stream.clients.security import check_redis, kafka_client_options
+from stream.memory import HeapTrimmer
 from stream.pipelines.ingest import IngestHandler
 from stream.pipelines.segmentation import SegmentationHandler
 from stream.registry import RegistryFollower
@@ -87,6 +88,7 @@ class Engine(Service):
         # liveness beyond "the consumer polls" (see :meth:`health`), all monotonic seconds
         started = time.monotonic()
         self.last_tick = started  # the 1 s timer's last completed run
+        self.heap = HeapTrimmer(s.heap_trim_interval_s)  # free heap pages back to the system (slow tick)
         self.clock_frozen = False  # {app}:clock:frozen: the source has finished, clocks stop running on
         self.timer_ok = dict.fromkeys(self.consumers, started)  # each pipeline's last successful timer step
         self.lag = dict.fromkeys(self.consumers, 0)  # records behind, as of the last tick
@@ -249,6 +251,11 @@ class Engine(Service):
 
     @Service.timer(5.0)
     async def _slow_tick(self) -> None:
+        if self.heap.due():
+            released, took = self.heap.trim()
+            m.HEAP_RELEASED.inc(released)
+            if took > 0.1:
+                log.info("heap trim gave back %.0f MB in %.2f s", released / 1e6, took)
         try:
             await sample_sizes(self.redis, self.settings.redis_namespace, shards=self.settings.state_shards)
             await record_moves(self.segmentation, self.redis, self.settings.redis_namespace)

@@ -285,6 +285,11 @@ def init_known_labels(regions: list[str], drift_signals: list[str]) -> None:
     for reason in ("invalid_json", "schema", "unsupported_version", "unknown_meter", "too_late", "in_future"):
         DEADLETTERED.labels(reason)
 
+HEAP_RELEASED = Counter(
+    "meterseg_heap_released_bytes_total",
+    "Resident memory the worker handed back to the system after its peaks (free heap pages, malloc_trim)",
+    registry=REGISTRY,
+)
 TIMER_ERRORS = Counter(
     "meterseg_timer_errors_total",
     "Timer steps that failed (e.g. Redis or Kafka unavailable) and will be retried, per step",
