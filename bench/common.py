@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmarks: a reachable broker, topics, medians."""
+"""Shared helpers for the benchmarks: a reachable broker, topics, medians and percentiles, reading a topic back."""
 
 from __future__ import annotations
 
@@ -70,3 +70,45 @@ def median(values: Sequence[float]) -> float:
 
 def fmt_rate(value: float) -> str:
     return f"{value:,.0f}/s"
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The value at rank ``round(q * (n - 1))`` of the sorted values (nearest rank, no interpolation); NaN if none."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def read_records(settings: Settings, topic: str, since_ms: int | None = None) -> list[tuple[int, bytes]]:
+    """(Kafka timestamp ms, value) of every record of ``topic`` up to its end offsets at the call; with
+    ``since_ms``, only from the first record stamped at or after it (``offsets_for_times``)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from stream.clients.consumer import stop_consumer
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+                                **kafka_options(settings))  # fmt: skip
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        if since_ms is not None:
+            found = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
+            starts = {tp: ends[tp] if found.get(tp) is None else found[tp].offset for tp in tps}
+        left = {tp: ends[tp] for tp in tps if starts[tp] < ends[tp]}
+        for tp in left:
+            consumer.seek(tp, starts[tp])
+        out: list[tuple[int, bytes]] = []
+        while left:
+            got = await consumer.getmany(*left, timeout_ms=1000, max_records=5000)
+            for tp, msgs in got.items():
+                out.extend((m.timestamp, m.value) for m in msgs if m.offset < left[tp] and m.value is not None)
+            for tp in [tp for tp, end in left.items() if await consumer.position(tp) >= end]:
+                del left[tp]
+        return out
+    finally:
+        await stop_consumer(consumer)

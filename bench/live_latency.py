@@ -38,9 +38,8 @@ from datetime import datetime
 from typing import NamedTuple
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench.common import kafka_options
+from bench.common import percentile, read_records
 from meterseg.settings import Settings
 
 Record = tuple[int, bytes]  # (Kafka timestamp ms, value)
@@ -153,68 +152,32 @@ def purchase_latencies(purchases: Iterable[Record], changes: Iterable[Record]) -
     return out, without, total - len(used)
 
 
-async def read_since(settings: Settings, topic: str, since_ms: int) -> list[Record]:
-    """Every record of ``topic`` stamped at or after ``since_ms``, up to the end offsets at the call."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
-                                **kafka_options(settings))  # fmt: skip
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if not tps:
-            await consumer._client.force_metadata_update()
-            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
-        left = {}
-        for tp in tps:
-            found = starts.get(tp)
-            begin = found.offset if found is not None else ends[tp]
-            if begin < ends[tp]:
-                consumer.seek(tp, begin)
-                left[tp] = ends[tp]
-        out: list[Record] = []
-        while left:
-            got = await consumer.getmany(*left, timeout_ms=1000, max_records=5000)
-            for tp, msgs in got.items():
-                out.extend((m.timestamp, m.value) for m in msgs if m.offset < left[tp] and m.value is not None)
-            for tp in [tp for tp, end in left.items() if await consumer.position(tp) >= end]:
-                del left[tp]
-        return out
-    finally:
-        await consumer.stop()
-
-
 def _quantiles(values: Sequence[float]) -> str:
-    s = sorted(values)
-
-    def q(p: float) -> float:
-        return s[min(len(s) - 1, int(p * len(s)))] / 1000.0
-
-    return f"p50 {q(0.50):,.2f} s, p99 {q(0.99):,.2f} s, max {s[-1] / 1000.0:,.2f} s"
+    p50, p99 = percentile(values, 0.50) / 1000.0, percentile(values, 0.99) / 1000.0
+    return f"p50 {p50:,.2f} s, p99 {p99:,.2f} s, max {max(values) / 1000.0:,.2f} s"
 
 
 async def measure(settings: Settings, since_ms: int) -> list[str]:
     """Report lines: reading → alert and purchase → segment change latency for records since ``since_ms``."""
     t = settings.topics
-    readings = await read_since(settings, t.readings, since_ms)
-    alerts = await read_since(settings, t.alerts, since_ms)
-    purchases = await read_since(settings, t.purchases, since_ms)
-    changes = await read_since(settings, t.segment_changes, since_ms)
+    readings = await read_records(settings, t.readings, since_ms)
+    alerts = await read_records(settings, t.alerts, since_ms)
+    purchases = await read_records(settings, t.purchases, since_ms)
+    changes = await read_records(settings, t.segment_changes, since_ms)
     timed, no_reading = alert_latencies(reading_index(readings), alerts)
     to_change, no_purchase, unmoved = purchase_latencies(purchases, changes)
     lines = []
     if timed:
         lines.append(f"    reading → alert (Kafka timestamps, {len(timed):,} raised reading alerts): "
-                     f"{_quantiles([t.ms for t in timed])}; {no_reading:,} alerts of readings sent before the phase")  # fmt: skip
+                     f"{_quantiles([x.ms for x in timed])}; {no_reading:,} alerts of readings sent before the phase")  # fmt: skip
         by_kind: dict[str, list[float]] = defaultdict(list)
-        for t in timed:
-            by_kind[t.kind].append(t.ms)
+        for x in timed:
+            by_kind[x.kind].append(x.ms)
         for kind, values in sorted(by_kind.items(), key=lambda kv: -len(kv[1])):
             lines.append(f"      {kind:<21} {len(values):>6,}: {_quantiles(values)}")
-        slow = sorted(timed, key=lambda t: -t.ms)[:5]
+        slow = sorted(timed, key=lambda x: -x.ms)[:5]
         lines.append("      slowest (kind, reading sent at s into the phase, latency): " + ", ".join(
-            f"{t.kind} +{(t.sent_ms - since_ms) / 1000:.0f} s {t.ms / 1000:.1f} s" for t in slow))  # fmt: skip
+            f"{x.kind} +{(x.sent_ms - since_ms) / 1000:.0f} s {x.ms / 1000:.1f} s" for x in slow))  # fmt: skip
     else:
         lines.append(f"    reading → alert: no raised reading alert in the phase ({no_reading:,} of earlier readings)")
     if to_change:

@@ -147,13 +147,6 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def mem_available_gb() -> float:
     """``MemAvailable`` of this machine in GB (inf when unknown)."""
     with contextlib.suppress(OSError, ValueError):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from bench.common import ensure_broker, kafka_options
+from bench.common import ensure_broker, kafka_options, percentile, read_records
 from meterseg.settings import Settings, TopicNames
 from stream.clients.redis_client import app_key_patterns, sync_redis
 from stream.state.keys import customer_keys
@@ -34,11 +34,6 @@ from stream.topics import delete_topics
 from tests.integration.harness import running_worker, simulate, wait_for
 
 LOW_RECENCY = {"lost", "hibernating", "at_risk", "about_to_sleep"}
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def _produce(settings: Settings, customers: list[str], ts: datetime, rate: float) -> dict[str, int]:
@@ -104,7 +99,7 @@ def main() -> None:
         if latencies:
             print(
                 f"purchase-to-segment-change latency: p50 {statistics.median(latencies) * 1000:.0f} ms, "
-                f"p99 {_percentile(latencies, 0.99) * 1000:.0f} ms (target p99 < 2 s)"
+                f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms (target p99 < 2 s)"
             )
     finally:
         asyncio.run(delete_topics(settings))
@@ -117,35 +112,7 @@ def main() -> None:
 
 def read_topic_with_ts(settings: Settings, topic: str) -> list[tuple[dict[str, object], int]]:
     """Every record of ``topic`` as (decoded JSON, broker timestamp ms)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from stream.clients.consumer import stop_consumer
-
-    async def _read() -> list[tuple[dict[str, object], int]]:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            **kafka_options(settings),
-        )
-        await consumer.start()
-        try:
-            await consumer._client.force_metadata_update()
-            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            out: list[tuple[dict[str, object], int]] = []
-            while any([await consumer.position(tp) < ends[tp] for tp in tps]):
-                batch = await consumer.getmany(timeout_ms=500, max_records=50_000)
-                for recs in batch.values():
-                    out += [(json.loads(r.value), r.timestamp) for r in recs if r.value]
-            return out
-        finally:
-            await stop_consumer(consumer)
-
-    return asyncio.run(_read())
-
+    return [(json.loads(value), ts) for ts, value in asyncio.run(read_records(settings, topic))]
 
 if __name__ == "__main__":
     main()
