@@ -131,6 +131,7 @@ from bench.pipeline import (  # noqa: E402
 )
 from meterseg.settings import Settings  # noqa: E402
 from stream.clients.redis_client import app_key_patterns, async_redis, sync_redis  # noqa: E402
+from stream.memory import proc_status  # noqa: E402
 from stream.state.keys import customer_keys  # noqa: E402
 
 #: with --close-days: once the data ends the event clock runs an hour per second and closes the day's windows
@@ -154,17 +155,6 @@ def mem_available_gb() -> float:
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) / 1024 / 1024
     return float("inf")
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    """``VmHWM`` / ``VmRSS`` of a process in kB (empty once it is gone)."""
-    out: dict[str, int] = {}
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name in ("VmHWM", "VmRSS"):
-                out[name] = int(value.split()[0])
-    return out
 
 
 def merged(samples: Sequence[Samples]) -> Samples:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from meterseg.settings import Settings, TopicNames
 from simulators.generator import SimConfig, Simulator
 from simulators.sinks import KafkaSink, NullSink, Sink
 from stream.clients.security import kafka_client_options
+from stream.memory import proc_status
 
 
 def _fresh_settings(bootstrap: str) -> Settings:
@@ -81,16 +81,8 @@ def _median(values: list[float]) -> float:
 
 
 def _proc_status_mb(field: str) -> float:
-    """A memory figure of this process from /proc (VmRSS, VmHWM) in MB.
-
-    ``ru_maxrss`` is not used: Linux carries it over fork+exec, so a probe
-    started from a big parent would report the parent's peak.
-    """
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
+    """A memory figure of this process (VmRSS, VmHWM) in MB (:func:`stream.memory.proc_status`)."""
+    return proc_status().get(field, 0) / 1024
 
 
 def memory_probe(meters: int, interval: int, heartbeat: int, envelope: int) -> dict[str, float]:

@@ -59,20 +59,11 @@ from processors.columns import MeterRegistry, RawMessage  # noqa: E402
 from processors.ingest import IngestConfig, PartitionIngest  # noqa: E402
 from processors.segmentation import PartitionSegmentation  # noqa: E402
 from simulators.partition import partition_for  # noqa: E402
+from stream.memory import proc_status as rss_kb  # noqa: E402
 from stream.memory import release_free_memory  # noqa: E402
 from stream.schemas import MeterInfo  # noqa: E402
 
 TARGET_BYTES_PER_METER = 2048
-
-
-def rss_kb() -> dict[str, int]:
-    """``VmRSS`` and ``VmHWM`` of this process in kB."""
-    out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            out[name] = int(value.split()[0])
-    return out
 
 
 def deep_size(root: object, seen: set[int] | None = None) -> int:

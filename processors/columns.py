@@ -38,8 +38,8 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
+from processors.jsonbytes import dumps
 from stream.schemas import MeterInfo
 
 I64 = npt.NDArray[np.int64]
@@ -493,7 +493,7 @@ def reading_rejects(cols: ReadingColumns, index: Iterable[int], reason: RejectRe
             payload = src.value
         else:
             row["interval_start"] = datetime.fromtimestamp(row["interval_start"], UTC).isoformat()
-            payload = orjson.dumps(row)
+            payload = dumps(row)
         rec = int(cols.record[i])
         out.append(Reject(reason, message, payload, src.topic, src.partition, src.offset, rec, ids[int(cols.meter[i])]))
     return out

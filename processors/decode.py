@@ -72,6 +72,7 @@ from processors.columns import (
     RejectReason,
     epoch_seconds,
 )
+from processors.jsonbytes import dumps
 from stream.schemas import SCHEMA_VERSION, Heartbeat, Reading, UtcDatetime
 
 _ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -709,13 +710,13 @@ class ReadingDecoder:
             keep[i] = False
             m = msgs[rec_msg[i]]
             pos = rec_pos[i]
-            payload = m.value if pos < 0 else orjson.dumps(original(i))
+            payload = m.value if pos < 0 else dumps(original(i))
             mid = ids[i] if type(ids[i]) is str else None
             rejects.append(Reject(reason, text, payload, m.topic, m.partition, m.offset, pos, mid))
 
         for i in np.flatnonzero(slow).tolist():
             m = msgs[rec_msg[i]]
-            raw = m.value if rec_pos[i] < 0 else orjson.dumps(original(i))
+            raw = m.value if rec_pos[i] < 0 else dumps(original(i))
             try:
                 r = Reading.model_validate_json(raw)
             except ValidationError as exc:
@@ -899,7 +900,7 @@ class HeartbeatDecoder:
 
         def raw(i: int) -> bytes:
             """The bytes of heartbeat ``i``: its message, or its own JSON inside an envelope."""
-            return msgs[rec_msg[i]].value if rec_pos[i] < 0 else orjson.dumps(original(i))
+            return msgs[rec_msg[i]].value if rec_pos[i] < 0 else dumps(original(i))
 
         def reject(i: int, reason: RejectReason, text: str) -> None:
             keep[i] = False

@@ -14,7 +14,6 @@ import time
 from typing import Any
 
 import numpy as np
-import orjson
 from mode import Service
 
 from meterseg.settings import Settings
@@ -346,6 +345,3 @@ def engine_class(settings: Settings) -> type[Engine]:
     """An :class:`Engine` subclass bound to ``settings`` (Faust instantiates services itself)."""
     return type("BoundEngine", (Engine,), {"settings": settings})
 
-
-def dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)

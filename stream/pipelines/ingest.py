@@ -33,6 +33,7 @@ from processors.columns import MeterRegistry, RawMessage
 from processors.config_change import ConfigChangeError
 from processors.health import HealthAlert, MeterHealth
 from processors.ingest import IngestConfig, IngestOutput, PartitionIngest
+from processors.jsonbytes import dumps
 from processors.windows import NONE, ClosedWindows, size_label
 from stream import metrics as m
 from stream.clients.producer import BatchProducer, KeyValue
@@ -206,7 +207,7 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
             for alert in out.alerts:
                 payload = self._alert_payload(alert)
                 alert_payloads.append(payload)
-                alerts.append((alert.meter_id.encode(), orjson.dumps(payload)))
+                alerts.append((alert.meter_id.encode(), dumps(payload)))
                 m.ALERTS.labels(alert.kind, alert.status).inc()
             for change in out.health_changes:
                 health[change.meter_id] = change
@@ -216,7 +217,7 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
         claimed = await self.regional.claim_ready()
         for _, rec in claimed:
             before = rec.pop("previous") or {}  # a correction: the counters grow by the difference only
-            windows.append((rec["key"].encode(), orjson.dumps(rec)))
+            windows.append((rec["key"].encode(), dumps(rec)))
             m.WINDOWS_EMITTED.labels(f"region_{rec['window']}").inc()
             if rec["revision"]:
                 m.WINDOWS_REVISED.labels(f"region_{rec['window']}").inc()
@@ -252,7 +253,7 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
         """
         size = self.settings.window_batch_size
         if size <= 1:
-            return [(rec["key"].encode(), orjson.dumps(rec)) for rec in closed.to_records()]
+            return [(rec["key"].encode(), dumps(rec)) for rec in closed.to_records()]
         out: list[KeyValue] = []
         for lo in range(0, len(closed), size):
             cols = closed.to_columns(lo, lo + size)
@@ -262,7 +263,7 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
             if top:  # corrections: not the same batch as a first emission starting with the same window
                 batch_id += f":r{top}"
             payload = {"schema_version": 1, "batch_id": batch_id, **cols}
-            out.append((first.encode(), orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)))
+            out.append((first.encode(), dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)))
         return out
 
     def _region(self, meter_id: str) -> str | None:

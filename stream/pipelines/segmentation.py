@@ -33,6 +33,7 @@ from processors.clustering.assign import DETECTOR
 from processors.clustering.owner import ModelOwner
 from processors.columns import RawMessage
 from processors.config_change import ConfigChangeError
+from processors.jsonbytes import dumps
 from processors.rfm.processor import RfmSketches
 from processors.segmentation import PartitionSegmentation, SegmentationConfig, SegmentationOutput
 from processors.segments import SegmentChange
@@ -202,7 +203,7 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
         # RFM population: publish ours, merge everyone else's
         pipe = client.pipeline(transaction=False)
         for p, part in self.partitions.items():
-            pipe.set(f"{ns}:rfm:sketch:{p}", orjson.dumps(part.processor.local_sketches().snapshot()))
+            pipe.set(f"{ns}:rfm:sketch:{p}", dumps(part.processor.local_sketches().snapshot()))
         await pipe.execute()
         # one observation time for the fleet: ours published, everyone's merged
         await publish_clocks(client, ns, {p: t for p, t in self._clocks.items() if p in self.partitions})
@@ -234,7 +235,7 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
             records: list[KeyValue] = [
                 (
                     b"behaviour",
-                    orjson.dumps({
+                    dumps({
                         "schema_version": 1, "event_id": f"model:{e.version}", "kind": "version",
                         "model_version": e.version, "ts": ts,
                         "detail": {"reason": e.reason, "drifts": e.drifts, "n_updates": e.n_updates,
@@ -247,7 +248,7 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
             records += [
                 (
                     b"behaviour",
-                    orjson.dumps({
+                    dumps({
                         "schema_version": 1, "event_id": f"rename:{e.version}:{r['id']}", "kind": "rename",
                         "model_version": e.version, "ts": ts,
                         "detail": {"segment": r["id"], "from": r["from"], "to": r["to"], "why": r["why"],
@@ -305,7 +306,7 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
                 deadletters.append((None, rej.payload, rej.headers()))
                 m.DEADLETTERED.labels(rej.reason).inc()
             for c in out.changes:
-                changes.append((c.customer_id.encode(), orjson.dumps(change_payload(c))))
+                changes.append((c.customer_id.encode(), dumps(change_payload(c))))
                 (m.SEGMENT_ENTRIES if c.change == "entry" else m.SEGMENT_EXITS).labels(c.family, c.segment_id).inc()
             all_changes += out.changes
             for d in out.drift:
@@ -313,7 +314,7 @@ class SegmentationHandler(PartitionedHandler[PartitionSegmentation]):
                 ts = d.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 drift.append((
                     b"behaviour",
-                    orjson.dumps({
+                    dumps({
                         "schema_version": 1, "event_id": f"drift:{d.detector}:{ts}:{d.n_updates}", "kind": "drift",
                         "model_version": d.model_version, "ts": ts,
                         "detail": {"detector": d.detector, "mean_before": d.mean_before, "mean_after": d.mean_after},

@@ -54,6 +54,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from processors.jsonbytes import dumps
 from stream.metrics import REDIS_LATENCY
 from stream.state.chunking import join, referenced, split_snapshot
 
@@ -186,7 +187,7 @@ class CheckpointStore:
         have = known.ids if known is not None else set()
         split = split_snapshot(state, stored=have)  # the bytes of chunks already stored are not kept
         del state  # a caller that handed over its only reference frees the snapshot here, not after the write
-        skeleton = orjson.dumps(split.skeleton, option=_NUMPY)
+        skeleton = dumps(split.skeleton, option=_NUMPY)
         refs = split.ids
         encoded = time.perf_counter()
         head = self.key(pipeline, partition)
@@ -295,7 +296,7 @@ class CheckpointStore:
                 chunks.update(zip(ids, got, strict=True))
             wanted = sorted(referenced(skeleton, chunks) - chunks.keys())  # the ids the manifests name
         state = join(skeleton, chunks)
-        total = len(orjson.dumps(skeleton)) + sum(len(c) for c in chunks.values())
+        total = len(dumps(skeleton)) + sum(len(c) for c in chunks.values())
         if total != size:
             raise CheckpointError(f"{head}: its chunks and skeleton hold {total} bytes, the head says {size}")
         return state, set(chunks)

@@ -61,6 +61,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from processors.jsonbytes import dumps
+
 #: characters per chunk of a long string (a multiple of 4: base64 quads stay whole); 6 KiB of a packed column
 STRING_CHUNK = 8 * 1024
 #: dicts and lists longer than this are cut into chunks; shorter ones stay in the skeleton
@@ -141,7 +143,7 @@ def _boundary(key: Any, mask: int) -> bool:
     elif isinstance(key, (str, int, float, bool)) or key is None:
         data = repr(key).encode()
     else:
-        data = orjson.dumps(key, option=_NUMPY)
+        data = dumps(key, option=_NUMPY)
     return zlib.crc32(data) & mask == 0
 
 
@@ -156,7 +158,7 @@ def _split(value: Any, out: Split) -> Any:
     if isinstance(value, Mapping):
         if len(value) <= KEYED_MIN:
             return {k: _split(v, out) for k, v in value.items()}
-        mask = _keys_per_chunk(orjson.dumps(dict(islice(value.items(), 32)), option=_NUMPY), 32) - 1
+        mask = _keys_per_chunk(dumps(dict(islice(value.items(), 32)), option=_NUMPY), 32) - 1
         try:  # JSON object keys are strings: the common case, hashed in one comprehension
             cuts = [i + 1 for i, k in enumerate(value) if not zlib.crc32(k.encode()) & mask]
         except AttributeError:
@@ -165,20 +167,20 @@ def _split(value: Any, out: Split) -> Any:
             cuts.append(len(value))
         items, at, ids = iter(value.items()), 0, []
         for cut in cuts:
-            ids.append(out.add(orjson.dumps(dict(islice(items, cut - at)), option=_NUMPY)))
+            ids.append(out.add(dumps(dict(islice(items, cut - at)), option=_NUMPY)))
             at = cut
         return _marker("d", ids, out)
     if isinstance(value, (list, tuple)):
         if len(value) <= KEYED_MIN:
             return [_split(v, out) for v in value]
-        mask = _keys_per_chunk(orjson.dumps(value[:32], option=_NUMPY), 32) - 1
+        mask = _keys_per_chunk(dumps(value[:32], option=_NUMPY), 32) - 1
         ids, start = [], 0
         for i, item in enumerate(value):
             if _boundary(item, mask):
-                ids.append(out.add(orjson.dumps(value[start : i + 1], option=_NUMPY)))
+                ids.append(out.add(dumps(value[start : i + 1], option=_NUMPY)))
                 start = i + 1
         if start < len(value):
-            ids.append(out.add(orjson.dumps(value[start:], option=_NUMPY)))
+            ids.append(out.add(dumps(value[start:], option=_NUMPY)))
         return _marker("l", ids, out)
     return value
 
@@ -189,10 +191,10 @@ def _marker(kind: str, ids: list[str], out: Split) -> dict[str, Any]:
     manifest, start = [], 0
     for i, cid in enumerate(ids):
         if int(cid, 16) % IDS_PER_MANIFEST == 0:
-            manifest.append(out.add(orjson.dumps(ids[start : i + 1])))
+            manifest.append(out.add(dumps(ids[start : i + 1])))
             start = i + 1
     if start < len(ids):
-        manifest.append(out.add(orjson.dumps(ids[start:])))
+        manifest.append(out.add(dumps(ids[start:])))
     return {MARKER: kind, "manifest": manifest}
 
 

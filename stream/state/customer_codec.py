@@ -95,6 +95,7 @@ import numpy.typing as npt
 import orjson
 
 from processors.features import LOAD_SHAPE_FEATURES, RFM_FEATURES, WEEKDAY_SHAPE, WEEKEND_SHAPE
+from processors.jsonbytes import dumps
 
 V1 = 0x01
 V2 = 0x02
@@ -329,7 +330,7 @@ def encode_rfm(value: Mapping[str, Any]) -> bytes:
             return raw  # (a segment id over ~15 characters makes it longer than MAX_VALUE: exact, still small)
     except (_Unsupported, ValueError, TypeError, OverflowError, IndexError):
         pass
-    return orjson.dumps(value)
+    return dumps(value)
 
 
 def decode_rfm(raw: bytes | str | None, customer_id: str, segment_names: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -431,7 +432,7 @@ def encode_features(day: date | str, values: Mapping[str, float]) -> dict[str, b
             return {FEATURES_FIELD: raw[:MAX_VALUE], FEATURES_TAIL_FIELD: raw[MAX_VALUE:]}
     except (_Unsupported, ValueError, TypeError, OverflowError):
         pass
-    return {FEATURES_FIELD: orjson.dumps(expected), FEATURES_TAIL_FIELD: b""}
+    return {FEATURES_FIELD: dumps(expected), FEATURES_TAIL_FIELD: b""}
 
 
 def decode_features(raw: bytes | str | None, tail: bytes | str | None = None) -> dict[str, Any] | None:

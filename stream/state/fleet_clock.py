@@ -25,6 +25,8 @@ from collections.abc import Mapping
 import orjson
 import redis.asyncio as aioredis
 
+from processors.jsonbytes import dumps
+
 
 def clock_key(namespace: str) -> str:
     """The Redis hash of partition clocks."""
@@ -33,7 +35,7 @@ def clock_key(namespace: str) -> str:
 
 async def publish_clocks(client: aioredis.Redis, namespace: str, clocks: Mapping[int, float | None]) -> None:
     """Store this worker's partition clocks (``None``: no event yet, nothing written)."""
-    values = {str(p): orjson.dumps(t) for p, t in clocks.items() if t is not None}
+    values = {str(p): dumps(t) for p, t in clocks.items() if t is not None}
     if values:
         await client.hset(clock_key(namespace), mapping=values)  # type: ignore[arg-type]  # (dict invariance)
 

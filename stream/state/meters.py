@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
 
-import orjson
 import redis.asyncio as aioredis
 
+from processors.jsonbytes import dumps
 from stream.metrics import REDIS_LATENCY
 from stream.state.keys import MeterKeys
 
@@ -75,14 +75,14 @@ class MeterStore:
             if rec.get("revision"):
                 # EVAL, not a registered script: redis-py's cluster pipeline does not load a script on the
                 # node of a key (NoScriptError); a corrected day is rare and the script short
-                pipe.eval(_REVISE, 1, wkey, rec["window_start"], orjson.dumps(rec))
+                pipe.eval(_REVISE, 1, wkey, rec["window_start"], dumps(rec))
             else:
-                pipe.lpush(wkey, orjson.dumps(rec))
+                pipe.lpush(wkey, dumps(rec))
                 pipe.ltrim(wkey, 0, RECENT - 1)
             n += 1
         for alert in alerts:
             akey = self.keys.alerts(alert["meter_id"])
-            pipe.lpush(akey, orjson.dumps(alert))
+            pipe.lpush(akey, dumps(alert))
             pipe.ltrim(akey, 0, RECENT_ALERTS - 1)
             n += 1
         if n:

@@ -33,6 +33,7 @@ import redis.asyncio as aioredis
 
 from processors.clustering.model import ClusterModel, ClusterStats
 from processors.clustering.owner import ModelEvent, ModelOwner, ModelStateOutdated
+from processors.jsonbytes import dumps
 from stream.metrics import MODEL_VERSION, REDIS_LATENCY
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class ModelExchange:
         if useful:
             await self.client.rpush(
                 f"{self.ns}:model:stats",
-                *[orjson.dumps(s.snapshot(), option=orjson.OPT_SERIALIZE_NUMPY) for s in useful],
+                *[dumps(s.snapshot(), option=orjson.OPT_SERIALIZE_NUMPY) for s in useful],
             )
 
     async def _hold_lease(self) -> bool:
@@ -120,11 +121,11 @@ class ModelExchange:
         if events and self.owner.model is not None:
             model = self.owner.model
             pipe = self.client.pipeline(transaction=True)
-            pipe.set(f"{self.ns}:model", orjson.dumps(model.snapshot(), option=orjson.OPT_SERIALIZE_NUMPY))
+            pipe.set(f"{self.ns}:model", dumps(model.snapshot(), option=orjson.OPT_SERIALIZE_NUMPY))
             pipe.set(f"{self.ns}:model:version", model.version)
             pipe.set(
                 f"{self.ns}:model:owner_state",
-                orjson.dumps(self.owner.snapshot(), option=orjson.OPT_SERIALIZE_NUMPY),
+                dumps(self.owner.snapshot(), option=orjson.OPT_SERIALIZE_NUMPY),
             )
             await pipe.execute()
             log.info("behaviour model version %d (%s)", model.version, events[-1].reason)

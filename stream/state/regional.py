@@ -43,6 +43,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from processors.jsonbytes import dumps
 from processors.windows import ClosedWindows
 from stream.metrics import REDIS_LATENCY
 
@@ -190,7 +191,7 @@ class RegionalMerger:
                 continue
             for rec in cw.to_records():
                 member = f"{rec['key']}|{rec['window']}|{rec['window_start']}"
-                args += [member, _epoch(rec["window_end"]), orjson.dumps(rec), 1 if rec["revision"] else 0]
+                args += [member, _epoch(rec["window_end"]), dumps(rec), 1 if rec["revision"] else 0]
         started = time.perf_counter()
         await self._save(keys=[self.pending, self.frontiers], args=args)
         REDIS_LATENCY.labels("regional_save").observe(time.perf_counter() - started)
@@ -222,7 +223,7 @@ class RegionalMerger:
             args: list[Any] = [self.prefix, DONE_TTL_S, self.revenue_days]
             for member, rec in claimed:
                 day = date.fromisoformat(str(rec["window_start"])[:10])
-                args += [member, orjson.dumps({k: rec.get(k) or 0.0 for k in ("kwh_in", "kwh_out", "revenue")}),
+                args += [member, dumps({k: rec.get(k) or 0.0 for k in ("kwh_in", "kwh_out", "revenue")}),
                          day.isoformat(), (day - _EPOCH_DAY).days, rec["key"]]  # fmt: skip
             await self._confirm(keys=[self.pending], args=args)
 

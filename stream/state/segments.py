@@ -31,6 +31,7 @@ import redis
 import redis.asyncio as aioredis
 
 from processors.features import CustomerFeatures
+from processors.jsonbytes import dumps
 from processors.rfm.processor import RfmAssignment
 from processors.segments import SegmentChange
 from stream.metrics import REDIS_LATENCY
@@ -144,7 +145,7 @@ class MembershipStore:
                 pipe.hsetnx(
                     self.catalogue_key,
                     f"{c.family}:{c.segment_id}",
-                    orjson.dumps({"family": c.family, "id": c.segment_id, "name": c.segment_name}),
+                    dumps({"family": c.family, "id": c.segment_id, "name": c.segment_name}),
                 )
             hist = keys.history(c.customer_id)
             # a replay after a crash re-emits the same change (same customer, segment, time, reason): kept once
@@ -166,7 +167,7 @@ class MembershipStore:
             pipe.hset(self.customer_key(f.customer_id), mapping=fields)  # type: ignore[arg-type]  # (dict invariance)
         for key, entry in (catalogue or {}).items():
             n += 1
-            pipe.hset(self.catalogue_key, key, orjson.dumps(entry))
+            pipe.hset(self.catalogue_key, key, dumps(entry))
         if n:
             started = time.perf_counter()
             if single:
@@ -272,7 +273,7 @@ def _recoded(fields: dict[str, Any], customer_id: str, names: dict[str, Any]) ->
     rfm = decode_rfm(fields.get(RFM_FIELD), customer_id, names)
     if rfm is not None:
         new[RFM_FIELD] = (
-            encode_rfm(rfm) if rfm.get("segment_name") == names.get(str(rfm.get("segment"))) else orjson.dumps(rfm)
+            encode_rfm(rfm) if rfm.get("segment_name") == names.get(str(rfm.get("segment"))) else dumps(rfm)
         )
     features = decode_features(*(fields.get(f) for f in FEATURES_FIELDS))
     if features is not None:

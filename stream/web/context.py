@@ -42,6 +42,7 @@ from processors.columns import TARIFFS, MeterRegistry
 from processors.features import LOAD_SHAPE_FEATURES
 from processors.health import HEALTH_STATES
 from processors.insights import Population
+from processors.jsonbytes import dumps
 from processors.rfm.state import observed_at
 from stream.state.customer_codec import (
     FEATURES_FIELDS,
@@ -225,7 +226,7 @@ class ApiContext:
             return None
         model = await asyncio.to_thread(fit_clv, pop_rfm)
         if model is not None:
-            await self.redis.set(f"{self.ns}:clv:model", orjson.dumps({"fitted_at": now, "model": model.to_json()}))
+            await self.redis.set(f"{self.ns}:clv:model", dumps({"fitted_at": now, "model": model.to_json()}))
         self._clv = (now, model)
         return model
 

@@ -16,6 +16,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
+from processors.jsonbytes import dumps
 from processors.rules import RuleSyntaxError
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def not_found(what: str, error: str = "not_found") -> ApiError:
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     """A JSON answer (orjson: numpy values serialised, NaN as null)."""
     return web.Response(
-        body=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS),
+        body=dumps(body, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS),
         status=status,
         content_type="application/json",
         headers=headers,

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from processors.jsonbytes import dumps
 from stream.state.keys import CustomerKeys
 from stream.state.segments import segment_sizes
 from stream.web.context import text
@@ -100,7 +101,7 @@ async def record_moves(handler: Any, redis: aioredis.Redis, ns: str) -> None:
     """Publish this worker's per-partition daily entry/exit counts to ``{ns}:seg:moves``."""
     moves = local_moves(handler)
     if moves:
-        await redis.hset(f"{ns}:seg:moves", mapping={str(p): orjson.dumps(v) for p, v in moves.items()})
+        await redis.hset(f"{ns}:seg:moves", mapping={str(p): dumps(v) for p, v in moves.items()})
 
 
 async def fleet_moves(

@@ -36,6 +36,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from processors.jsonbytes import dumps
 from processors.rules import CustomerAttributes, SegmentDefinition
 from processors.segmentation import SegmentationOutput
 from processors.segments import SegmentChange
@@ -149,5 +150,5 @@ async def publish_changes(ctx: ApiContext, changes: Sequence[SegmentChange], cat
         chunk = changes[start : start + CHUNK]
         await store.apply(chunk, catalogue=catalogue if start == 0 else None)
         if ctx.producer is not None and chunk:
-            records = [(c.customer_id.encode(), orjson.dumps(change_payload(c))) for c in chunk]
+            records = [(c.customer_id.encode(), dumps(change_payload(c))) for c in chunk]
             await ctx.producer.send_many(ctx.settings.topics.segment_changes, records)

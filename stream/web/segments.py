@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from processors.clustering.model import FeatureSpec
 from processors.features import LOAD_SHAPE_FEATURES
 from processors.insights import Population, lookalikes
+from processors.jsonbytes import dumps
 from processors.rfm.state import observed_at
 from processors.rules import KNOWN_ATTRIBUTES, compile_rule
 from stream.state.customer_codec import RFM_FIELD, decode_rfm, rfm_segment_names
@@ -396,16 +397,16 @@ async def create_rule_segment(ctx: ApiContext, body: SegmentCreate, source: str 
             chosen = [c for c in wanted if c in known]
             unknown = len(wanted) - len(chosen)
         definition.update(activated_at=now.isoformat(), size=len(chosen))
-        await ctx.redis.hset(rules_key(ctx.ns), body.id, orjson.dumps(definition))
+        await ctx.redis.hset(rules_key(ctx.ns), body.id, dumps(definition))
         await publish_changes(
             ctx, rule_changes(chosen, body.id, body.name, "entry", now), {f"rule:{body.id}": catalogue}
         )
         size = len(chosen)
     else:
         pipe = ctx.redis.pipeline(transaction=True)
-        pipe.hset(rules_key(ctx.ns), body.id, orjson.dumps(definition))
+        pipe.hset(rules_key(ctx.ns), body.id, dumps(definition))
         pipe.srem(f"{ctx.ns}:rules:removed", body.id)
-        pipe.hset(f"{ctx.ns}:segments", f"rule:{body.id}", orjson.dumps(catalogue))
+        pipe.hset(f"{ctx.ns}:segments", f"rule:{body.id}", dumps(catalogue))
         pipe.incr(f"{ctx.ns}:rules:version")
         await pipe.execute()
     ctx.invalidate()
