@@ -102,8 +102,8 @@ from processors.clustering.assign import DriftEvent
 from processors.clustering.fleet import partition_of
 from processors.clustering.owner import ModelEvent, ModelOwner
 from processors.columns import MeterRegistry, RawMessage
-from processors.features import DailyProfile
 from processors.ingest import IngestConfig, IngestOutput, PartitionIngest
+from processors.profiles import ClosedProfiles
 from processors.rfm.processor import RfmSketches
 from processors.segmentation import PartitionSegmentation, SegmentationConfig, SegmentationOutput
 from processors.segments import SegmentChange
@@ -491,11 +491,11 @@ class Backfill:
                                     for r in c.to_records()]  # fmt: skip
             self.result.deadletters += [(r.reason, r.payload) for r in out.rejects]
 
-    def _route_profiles(self, found: list[DailyProfile], into: list[list[RawMessage]]) -> None:
+    def _route_profiles(self, found: ClosedProfiles, into: list[list[RawMessage]]) -> None:
         n = self.config.partitions
-        for pr in found:
-            p = self.config.partitioner(pr.customer_id, n)
-            into[p].append(RawMessage(pr.model_dump_json().encode(), "meterseg.profiles", p, len(into[p])))
+        for key, value in found.messages():  # the messages the live ingest pipeline sends
+            p = self.config.partitioner(key.decode(), n)
+            into[p].append(RawMessage(value, "meterseg.profiles", p, len(into[p])))
 
     def _segment(self, purchases: list[list[RawMessage]], profiles: list[list[RawMessage]], wall: float) -> None:
         res = self.result

@@ -58,10 +58,9 @@ from processors.columns import (
 from processors.config_change import check_followable
 from processors.decode import HeartbeatDecoder, ReadingDecoder
 from processors.dedupe import Deduplicator
-from processors.features import DailyProfile
 from processors.health import HealthAlert, HealthConfig, HealthMonitor, HealthOutput, MeterHealth
 from processors.health.state import bit
-from processors.profiles import DailyProfileBuilder
+from processors.profiles import ClosedProfiles, DailyProfileBuilder
 from processors.windows import ClosedWindows, ConsumptionWindows, WindowConfig
 
 IngestBatch = tuple[list[RawMessage], list[RawMessage]]
@@ -124,7 +123,7 @@ class IngestOutput:
     closed: list[ClosedWindows] = field(default_factory=list)
     alerts: list[HealthAlert] = field(default_factory=list)
     health_changes: list[MeterHealth] = field(default_factory=list)
-    profiles: list[DailyProfile] = field(default_factory=list)
+    profiles: ClosedProfiles = field(default_factory=ClosedProfiles)
     event_latency_s: list[float] = field(default_factory=list)
     append_latency_s: list[float] = field(default_factory=list)
 

@@ -7,6 +7,11 @@ each meter's open day and hands out one :class:`~processors.features.DailyProfil
 when that meter's *daily* window closes — hours without a reading count as 0,
 which is what a silent meter consumed as far as anyone knows.
 
+The profiles of one call come as :class:`ClosedProfiles`, columns until they
+are sent: a new event day closes every meter's day at once, and as models
+(48 Python floats each) they held about 2.1 KB a profile while they waited in
+the output, 26 MB for a partition of 12 500 meters; as columns 0.4 KB.
+
 Examples:
     >>> import numpy as np
     >>> from processors.windows.core import ClosedWindows
@@ -16,16 +21,20 @@ Examples:
     ...     return ClosedWindows("meter", size, keys, np.array(starts, np.int64), np.ones(n, np.int64),
     ...                          np.full(n, 4, np.int64), np.array(kwh, float), z, z, z, z, z)
     >>> b = DailyProfileBuilder()
-    >>> b.process([closed(3600, ["M1", "M1"], [0, 7 * 3600], [1.0, 2.5])], {"M1": "C1"}.get)
-    []
+    >>> len(b.process([closed(3600, ["M1", "M1"], [0, 7 * 3600], [1.0, 2.5])], {"M1": "C1"}.get))
+    0
     >>> [p] = b.process([closed(86400, ["M1"], [0], [3.5])], {"M1": "C1"}.get)
     >>> p.customer_id, str(p.day), p.kwh_import[0], p.kwh_import[7], sum(p.kwh_import)
     ('C1', '1970-01-01', 1.0, 2.5, 3.5)
+    >>> key, value = next(ClosedProfiles.of(["C1"], ["M1"], np.array([0]), np.eye(1, 24), None).messages())
+    >>> key, DailyProfile.model_validate_json(value).kwh_import[:2]
+    (b'C1', (1.0, 0.0))
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Self
 
@@ -37,6 +46,59 @@ from processors.windows.core import ClosedWindows
 
 DAY_S = 86_400
 HOUR_S = 3_600
+
+
+@dataclass(frozen=True)
+class _Block:
+    customers: list[str]
+    meters: list[str]
+    days: np.ndarray  # int64 epoch seconds of each day's start
+    imports: np.ndarray  # (n, 24) float64
+    exports: np.ndarray  # (n, 24) float64, zeros for a meter-day that exported nothing
+
+
+class ClosedProfiles:
+    """Daily profiles that closed, as columns; iterating gives :class:`DailyProfile` models one at a time.
+
+    ``+=`` appends another's profiles after these (:meth:`IngestOutput.absorb`); :meth:`messages` encodes
+    them for ``meterseg.profiles``, the same JSON a model gives, keyed by customer.
+    """
+
+    def __init__(self) -> None:
+        self._blocks: list[_Block] = []
+
+    @classmethod
+    def of(
+        cls, customers: list[str], meters: list[str], days: np.ndarray, imports: np.ndarray, exports: np.ndarray | None
+    ) -> ClosedProfiles:
+        out = cls()
+        if customers:
+            exp = np.zeros_like(imports) if exports is None else exports
+            out._blocks.append(_Block(customers, meters, np.asarray(days, np.int64), imports, exp))
+        return out
+
+    def __len__(self) -> int:
+        return sum(len(b.customers) for b in self._blocks)
+
+    def __iadd__(self, other: ClosedProfiles) -> Self:
+        self._blocks += other._blocks
+        return self
+
+    def __iter__(self) -> Iterator[DailyProfile]:
+        for b in self._blocks:
+            for i, customer in enumerate(b.customers):
+                yield DailyProfile(
+                    customer_id=customer,
+                    meter_id=b.meters[i],
+                    day=datetime.fromtimestamp(int(b.days[i]), UTC).date(),
+                    kwh_import=tuple(b.imports[i].tolist()),
+                    kwh_export=tuple(b.exports[i].tolist()),
+                )
+
+    def messages(self) -> Iterator[tuple[bytes, bytes]]:
+        """(customer id, profile JSON) per profile, built one at a time."""
+        for profile in self:
+            yield profile.customer_id.encode(), profile.model_dump_json().encode()
 
 
 class DailyProfileBuilder:
@@ -87,23 +149,6 @@ class DailyProfileBuilder:
             self._exp_of[r] = e
         return e
 
-    def _close(self, key: tuple[str, int]) -> list[float] | None:
-        r = self._row.pop(key, None)
-        if r is None:
-            return None
-        acc: list[float] = self._imp[r].tolist()
-        self._imp[r] = 0.0
-        e = int(self._exp_of[r])
-        if e < 0:
-            acc += [0.0] * 24
-        else:
-            acc += self._exp[e].tolist()
-            self._exp[e] = 0.0
-            self._exp_of[r] = -1
-            self._exp_free.append(e)
-        self._free.append(r)
-        return acc
-
     def _sums(self, r: int) -> list[float]:
         e = int(self._exp_of[r])
         exports: list[float] = [0.0] * 24 if e < 0 else self._exp[e].tolist()
@@ -112,9 +157,9 @@ class DailyProfileBuilder:
 
     def process(
         self, closed: Sequence[ClosedWindows], customer_of: Callable[[str], str | None]
-    ) -> list[DailyProfile]:
+    ) -> ClosedProfiles:
         """Fold closed hourly windows in; return the profiles of days whose daily window closed."""
-        out: list[DailyProfile] = []
+        out = ClosedProfiles()
         for cw in closed:
             if cw.kind != "meter":
                 continue
@@ -134,25 +179,52 @@ class DailyProfileBuilder:
                     exp_rows = np.array([self._export_row(r) for r in rows[exported].tolist()], np.int64)
                     np.add.at(self._exp, (exp_rows, hour[exported]), cw.kwh_out[exported])
         for cw in closed:
-            if cw.kind != "meter" or cw.size_s != DAY_S:
-                continue
-            for i, meter in enumerate(cw.keys):
-                acc = self._close((meter, int(cw.start[i])))
-                customer = customer_of(meter)
-                if acc is None or customer is None:
-                    continue
-                out.append(
-                    DailyProfile(
-                        customer_id=customer,
-                        meter_id=meter,
-                        day=datetime.fromtimestamp(int(cw.start[i]), UTC).date(),
-                        kwh_import=tuple(acc[:24]),
-                        kwh_export=tuple(acc[24:]),
-                    )
-                )
+            if cw.kind == "meter" and cw.size_s == DAY_S:
+                out += self._close_days(cw, customer_of)
         if not self._row:
             self._day_ints.clear()
         return out
+
+    def _close_days(self, cw: ClosedWindows, customer_of: Callable[[str], str | None]) -> ClosedProfiles:
+        """Take the sums of the meter-days whose daily window closed out of the arrays (their rows are reused)."""
+        rows: list[int] = []
+        customers: list[str] = []
+        meters: list[str] = []
+        days: list[int] = []
+        for meter, start in zip(cw.keys, cw.start.tolist(), strict=True):
+            r = self._row.pop((meter, start), None)
+            if r is None:
+                continue
+            self._free.append(r)
+            customer = customer_of(meter)
+            if customer is None:  # a meter no longer registered: its day is dropped, its row freed
+                self._release(r)
+                continue
+            rows.append(r)
+            customers.append(customer)
+            meters.append(meter)
+            days.append(start)
+        if not rows:
+            return ClosedProfiles()
+        idx = np.array(rows, np.int64)
+        imports = self._imp[idx]  # fancy indexing copies: the rows can be reused at once
+        exports = np.zeros_like(imports)
+        e = self._exp_of[idx]
+        exported = np.flatnonzero(e >= 0)
+        if len(exported):
+            exports[exported] = self._exp[e[exported]]
+        for r in rows:
+            self._release(r)
+        return ClosedProfiles.of(customers, meters, np.array(days, np.int64), imports, exports)
+
+    def _release(self, r: int) -> None:
+        """Zero an import row (already on the free list) and hand back its export row, if it had one."""
+        self._imp[r] = 0.0
+        e = int(self._exp_of[r])
+        if e >= 0:
+            self._exp[e] = 0.0
+            self._exp_of[r] = -1
+            self._exp_free.append(e)
 
     def snapshot(self) -> dict[str, Any]:
         return {"days": [[meter, day, self._sums(r)] for (meter, day), r in self._row.items()]}

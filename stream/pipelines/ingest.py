@@ -213,7 +213,7 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
                 health[change.meter_id] = change
             m.observe_many(m.LATENCY.labels("event_time"), out.event_latency_s)
             m.observe_many(m.LATENCY.labels("append_time"), out.append_latency_s)
-            profiles += [(pr.customer_id.encode(), pr.model_dump_json().encode()) for pr in out.profiles]
+            profiles += out.profiles.messages()
         claimed = await self.regional.claim_ready()
         for _, rec in claimed:
             before = rec.pop("previous") or {}  # a correction: the counters grow by the difference only

@@ -1,5 +1,8 @@
 """The array-backed daily profile builder gives exactly what the list-of-floats builder gave.
 
+Its output comes as columns (:class:`ClosedProfiles`); the models they give one at a time and the messages
+they encode are compared with the earlier builder's models and their JSON.
+
 The reference below is the earlier implementation (48 Python floats per open meter-day), kept here as
 the oracle: same profiles, bit for bit, in the same order, and the same snapshot, also across a
 snapshot/restore in the middle and for checkpoints written by the earlier code.
@@ -80,7 +83,11 @@ def test_same_profiles_and_snapshots_as_the_list_builder() -> None:
     for seed in range(3):
         ref, new = ListProfileBuilder(), DailyProfileBuilder()
         for k, batch in enumerate(_stream(seed)):
-            assert new.process(batch, customer_of) == ref.process(batch, customer_of)
+            closed, expected = new.process(batch, customer_of), ref.process(batch, customer_of)
+            assert len(closed) == len(expected)
+            assert list(closed) == expected
+            # the messages the pipeline sends: what each model's JSON was, keyed by its customer
+            assert list(closed.messages()) == [(p.customer_id.encode(), p.model_dump_json().encode()) for p in expected]
             assert new.snapshot() == ref.snapshot()
             if k == 30:  # a restart mid-stream: from its own snapshot, and from the earlier code's
                 new = DailyProfileBuilder.restore(new.snapshot())
@@ -95,3 +102,26 @@ def test_rows_are_reused_once_days_close() -> None:
         b.process(batch, {}.get)
     assert len(b._imp) <= 2 * 40 * 2  # at most two open days of 40 meters (plus doubling room)
     assert b._exp_used <= 2 * 40
+
+
+def test_closed_profiles_wait_as_columns() -> None:
+    """A day close of 5 000 meters: the profiles waiting to be sent hold columns (~0.4 KB each), not models (~2 KB)."""
+    import tracemalloc
+
+    meters = [f"M{i}" for i in range(5_000)]
+    customer_of = {m: f"C{m}" for m in meters}.get
+    b = DailyProfileBuilder()
+    for hour in range(24):
+        b.process([_closed(HOUR_S, meters, [hour * HOUR_S] * len(meters), np.full(len(meters), 0.25),
+                           np.zeros(len(meters)))], customer_of)  # fmt: skip
+    day_close = [_closed(DAY_S, meters, [0] * len(meters), np.zeros(len(meters)), np.zeros(len(meters)))]
+    tracemalloc.start()
+    try:
+        closed = b.process(day_close, customer_of)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(closed) == len(meters)
+    assert held / len(closed) < 600, held / len(closed)
+    first = next(iter(closed))
+    assert first.kwh_import == (0.25,) * 24 and first.kwh_export == (0.0,) * 24
