@@ -593,7 +593,8 @@ def pack_array(arr: npt.NDArray[Any]) -> dict[str, Any]:
 
     Examples:
         >>> a = np.array([[1.5, np.nan], [-0.0, 1e-300]])
-        >>> b = unpack_array(orjson.loads(orjson.dumps(pack_array(a))))
+        >>> import orjson
+        >>> b = unpack_array(orjson.loads(dumps(pack_array(a))))
         >>> b.tobytes() == a.tobytes(), b.shape
         (True, (2, 2))
     """

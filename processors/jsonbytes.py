@@ -13,7 +13,7 @@ before it runs. Held by the ten thousand, 4–16 KiB each is hundreds of MB, so
 everything the engine encodes goes through :func:`dumps` (ruff bans
 ``orjson.dumps`` elsewhere in ``processors`` and ``stream``). The same
 problem is described in the Home Assistant pull requests that trim cached
-orjson fragments; the simulator right-sizes its messages the same way
+orjson fragments; the simulator's messages go through it too
 (``simulators.encode.dumps``).
 
 The copy costs a call and a ``memcpy`` of the output: measured +90–140 ns on a 235-byte window
