@@ -42,4 +42,22 @@ import orjson
 
 def dumps(obj: Any, *, default: Callable[[Any], Any] | None = None, option: int | None = None) -> bytes:
     """``orjson.dumps(obj, default, option)`` in a ``bytes`` of exactly its length (see the module docstring)."""
-    return bytes(memoryview(orjson.dumps(obj, default, option)))  # noqa: TID251 (the one place)
+    return right_size(orjson.dumps(obj, default, option))  # noqa: TID251 (one of the two places)
+
+
+def dumps_transient(obj: Any, *, default: Callable[[Any], Any] | None = None, option: int | None = None) -> bytes:
+    """``orjson.dumps`` as it is, for a result dropped at once (hashed, measured) or kept only sometimes.
+
+    It saves the copy of :func:`dumps`; whoever keeps the result passes it through :func:`right_size`
+    first (:class:`stream.state.chunking.Split` keeps only the chunks not stored yet).
+    """
+    return orjson.dumps(obj, default, option)  # noqa: TID251 (one of the two places)
+
+
+def right_size(data: bytes) -> bytes:
+    """``data`` in a ``bytes`` of exactly its length (orjson's result keeps its whole buffer).
+
+    >>> right_size(dumps_transient([1, 2])) == b"[1,2]"
+    True
+    """
+    return bytes(memoryview(data))

@@ -54,7 +54,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from processors.jsonbytes import dumps
+from processors.jsonbytes import dumps, dumps_transient
 from stream.metrics import REDIS_LATENCY
 from stream.state.chunking import join, referenced, split_snapshot
 
@@ -296,7 +296,7 @@ class CheckpointStore:
                 chunks.update(zip(ids, got, strict=True))
             wanted = sorted(referenced(skeleton, chunks) - chunks.keys())  # the ids the manifests name
         state = join(skeleton, chunks)
-        total = len(dumps(skeleton)) + sum(len(c) for c in chunks.values())
+        total = len(dumps_transient(skeleton)) + sum(len(c) for c in chunks.values())
         if total != size:
             raise CheckpointError(f"{head}: its chunks and skeleton hold {total} bytes, the head says {size}")
         return state, set(chunks)

@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from processors.jsonbytes import dumps
+from processors.jsonbytes import dumps_transient, right_size
 
 #: characters per chunk of a long string (a multiple of 4: base64 quads stay whole); 6 KiB of a packed column
 STRING_CHUNK = 8 * 1024
@@ -104,13 +104,15 @@ class Split:
     """The bytes of every chunk in ``ids``, stored or not."""
     stored: Collection[str] = ()
 
-    def add(self, data: bytes) -> str:
+    def add(self, data: bytes, *, sized: bool = False) -> str:
+        """Name ``data`` and keep it if it is not stored yet; ``sized``: it is exact-size already (not orjson's)."""
         cid = chunk_id(data)
         if cid not in self.ids:
             self.ids.add(cid)
             self.chunk_bytes += len(data)
             if cid not in self.stored:  # a chunk already stored is not kept: memory follows the change too
-                self.chunks[cid] = data
+                # only what is kept is copied out of orjson's buffer (processors.jsonbytes)
+                self.chunks[cid] = data if sized else right_size(data)
         return cid
 
 
@@ -143,7 +145,7 @@ def _boundary(key: Any, mask: int) -> bool:
     elif isinstance(key, (str, int, float, bool)) or key is None:
         data = repr(key).encode()
     else:
-        data = dumps(key, option=_NUMPY)
+        data = dumps_transient(key, option=_NUMPY)
     return zlib.crc32(data) & mask == 0
 
 
@@ -153,12 +155,12 @@ def _split(value: Any, out: Split) -> Any:
     if isinstance(value, str):
         if len(value) <= 2 * STRING_CHUNK:
             return value
-        ids = [out.add(value[i : i + STRING_CHUNK].encode()) for i in range(0, len(value), STRING_CHUNK)]
+        ids = [out.add(value[i : i + STRING_CHUNK].encode(), sized=True) for i in range(0, len(value), STRING_CHUNK)]
         return _marker("s", ids, out)
     if isinstance(value, Mapping):
         if len(value) <= KEYED_MIN:
             return {k: _split(v, out) for k, v in value.items()}
-        mask = _keys_per_chunk(dumps(dict(islice(value.items(), 32)), option=_NUMPY), 32) - 1
+        mask = _keys_per_chunk(dumps_transient(dict(islice(value.items(), 32)), option=_NUMPY), 32) - 1
         try:  # JSON object keys are strings: the common case, hashed in one comprehension
             cuts = [i + 1 for i, k in enumerate(value) if not zlib.crc32(k.encode()) & mask]
         except AttributeError:
@@ -167,20 +169,20 @@ def _split(value: Any, out: Split) -> Any:
             cuts.append(len(value))
         items, at, ids = iter(value.items()), 0, []
         for cut in cuts:
-            ids.append(out.add(dumps(dict(islice(items, cut - at)), option=_NUMPY)))
+            ids.append(out.add(dumps_transient(dict(islice(items, cut - at)), option=_NUMPY)))
             at = cut
         return _marker("d", ids, out)
     if isinstance(value, (list, tuple)):
         if len(value) <= KEYED_MIN:
             return [_split(v, out) for v in value]
-        mask = _keys_per_chunk(dumps(value[:32], option=_NUMPY), 32) - 1
+        mask = _keys_per_chunk(dumps_transient(value[:32], option=_NUMPY), 32) - 1
         ids, start = [], 0
         for i, item in enumerate(value):
             if _boundary(item, mask):
-                ids.append(out.add(dumps(value[start : i + 1], option=_NUMPY)))
+                ids.append(out.add(dumps_transient(value[start : i + 1], option=_NUMPY)))
                 start = i + 1
         if start < len(value):
-            ids.append(out.add(dumps(value[start:], option=_NUMPY)))
+            ids.append(out.add(dumps_transient(value[start:], option=_NUMPY)))
         return _marker("l", ids, out)
     return value
 
@@ -191,10 +193,10 @@ def _marker(kind: str, ids: list[str], out: Split) -> dict[str, Any]:
     manifest, start = [], 0
     for i, cid in enumerate(ids):
         if int(cid, 16) % IDS_PER_MANIFEST == 0:
-            manifest.append(out.add(dumps(ids[start : i + 1])))
+            manifest.append(out.add(dumps_transient(ids[start : i + 1])))
             start = i + 1
     if start < len(ids):
-        manifest.append(out.add(dumps(ids[start:])))
+        manifest.append(out.add(dumps_transient(ids[start:])))
     return {MARKER: kind, "manifest": manifest}
 
 

@@ -39,3 +39,21 @@ def test_results_hold_their_length_only(size: int) -> None:
         tracemalloc.stop()
     per_result = traced / len(held)
     assert per_result < len(held[0]) + 128, (per_result, len(held[0]))
+
+
+def test_checkpoint_chunks_kept_hold_their_length_only() -> None:
+    """A snapshot's new chunks wait for Redis exact-size; those already stored are not kept at all."""
+    from stream.state.chunking import split_snapshot
+
+    state = {"customers": {f"C{i:05d}": {"r": i, "f": [i % 7, i % 11], "m": i * 1.5} for i in range(4_000)}}
+    tracemalloc.start()
+    try:
+        split = split_snapshot(state)
+        traced, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    kept = sum(map(len, split.chunks.values()))
+    # bytes headers, ids and the dict of chunks: well under 200 B a chunk; orjson's buffers would add >= 4 KiB each
+    assert traced < kept + 200 * len(split.chunks), (traced, kept, len(split.chunks))
+    again = split_snapshot(state, stored=set(split.chunks))
+    assert again.ids == split.ids and not again.chunks
