@@ -20,9 +20,10 @@ again with the same deterministic ids (at-least-once, deduplicable downstream).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from itertools import chain, islice
+from typing import Any, TypeVar
 
 import orjson
 from aiokafka import TopicPartition
@@ -34,6 +35,7 @@ from processors.config_change import ConfigChangeError
 from processors.health import HealthAlert, MeterHealth
 from processors.ingest import IngestConfig, IngestOutput, PartitionIngest
 from processors.jsonbytes import dumps
+from processors.profiles import ClosedProfiles
 from processors.windows import NONE, ClosedWindows, size_label
 from stream import metrics as m
 from stream.clients.producer import BatchProducer, KeyValue
@@ -45,8 +47,11 @@ from stream.state.meters import MeterStore
 from stream.state.regional import RegionalMerger
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PIPELINE = "ingest"
+#: profiles per send and daily records per Redis pipeline when a day closes (see :meth:`IngestHandler._emit`)
+SEND_SLICE = 2_000
 
 
 class IngestHandler(PartitionedHandler[PartitionIngest]):
@@ -179,8 +184,8 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
         windows: list[KeyValue] = []
         alerts: list[KeyValue] = []
         health: dict[str, MeterHealth] = {}
-        profiles: list[KeyValue] = []
-        daily: list[tuple[dict[str, Any], str | None]] = []
+        profiles: list[ClosedProfiles] = []
+        daily: list[ClosedWindows] = []
         alert_payloads: list[dict[str, Any]] = []
         for p, out in outputs:
             self._count(out)
@@ -203,7 +208,7 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
                 m.GAP_WINDOWS.labels(label).inc(int(((closed.count == 0) & ~revised).sum()))
                 windows += self._window_messages(p, closed)
                 if closed.size_s == 86_400:
-                    daily += [(rec, self._region(rec["key"])) for rec in closed.to_records()]
+                    daily.append(closed)
             for alert in out.alerts:
                 payload = self._alert_payload(alert)
                 alert_payloads.append(payload)
@@ -213,7 +218,8 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
                 health[change.meter_id] = change
             m.observe_many(m.LATENCY.labels("event_time"), out.event_latency_s)
             m.observe_many(m.LATENCY.labels("append_time"), out.append_latency_s)
-            profiles += out.profiles.messages()
+            if len(out.profiles):
+                profiles.append(out.profiles)
         claimed = await self.regional.claim_ready()
         for _, rec in claimed:
             before = rec.pop("previous") or {}  # a correction: the counters grow by the difference only
@@ -236,12 +242,14 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
             await self.producer.send_many(self.topics.windows, windows)
         if claimed:
             await self.regional.confirm(claimed)
-        if profiles:
-            await self.producer.send_many(self.topics.profiles, profiles)
+        # a day's profiles and daily records go out a slice at a time: when the day closes for every meter of a
+        # partition at once, all of them built before the first is sent held tens of MB per partition
+        for block in _slices(chain.from_iterable(p.messages() for p in profiles), SEND_SLICE):
+            await self.producer.send_many(self.topics.profiles, block)
         if health:
             await self.health_store.save(health.values())
         if daily or alert_payloads:
-            await self.meter_store.save(daily, alert_payloads)
+            await self.meter_store.save(daily_records(daily, self._region), alert_payloads, slice_size=SEND_SLICE)
 
     def _window_messages(self, partition: int, closed: ClosedWindows) -> list[KeyValue]:
         """``consumption.windows`` messages: :class:`~stream.schemas.WindowBatch` columns, or one per window.
@@ -328,6 +336,35 @@ def meter_owner(partition: int, partitions: int) -> Callable[[str], bool]:
         return (int(murmur2(meter_id.encode())) & 0x7FFFFFFF) % partitions == partition
 
     return owns
+
+
+def daily_records(
+    daily: Iterable[ClosedWindows], region: Callable[[str], str | None], size: int = SEND_SLICE
+) -> Iterator[tuple[dict[str, Any], str | None]]:
+    """Each closed window's record with its meter's region, the records built ``size`` at a time.
+
+    >>> import numpy as np
+    >>> one = np.ones(3, np.int64)
+    >>> day = ClosedWindows("meter", 86_400, ["M1", "M2", "M3"], np.zeros(3, np.int64), one, one, np.ones(3),
+    ...                     np.zeros(3), np.ones(3), np.ones(3), np.ones(3), np.zeros(3))
+    >>> [(rec["key"], r) for rec, r in daily_records([day], {"M2": "North"}.get, size=2)]
+    [('M1', None), ('M2', 'North'), ('M3', None)]
+    """
+    for closed in daily:
+        for lo in range(0, len(closed), size):
+            for rec in closed.to_records(lo, lo + size):
+                yield rec, region(rec["key"])
+
+
+def _slices(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last one shorter), built one list at a time.
+
+    >>> list(_slices(iter(range(5)), 2))
+    [[0, 1], [2, 3], [4]]
+    """
+    it = iter(items)
+    while block := list(islice(it, size)):
+        yield block
 
 
 def _iso(epoch_s: int) -> str:

@@ -15,7 +15,9 @@ Layout (``ns`` = app namespace; ``{c}`` = the customer's shard prefix, :mod:`str
   (fleet-wide sizes, one small key per segment: not sharded).
 
 The membership script of a batch runs once per shard it touches (its keys share the shard's slot).
-All writes of one batch go in one pipeline. Applying the same change twice
+The other writes of one batch go in one pipeline, except its customers' features: they follow in
+pipelines of :data:`FEATURES_SLICE` customers, each run before the next is built (when a day closes,
+every customer of a partition gets new features at once). Applying the same change twice
 leaves the same sets (SADD/SREM are idempotent); the history may hold a
 repeated entry after a crash replay, which is documented as at-least-once.
 """
@@ -92,6 +94,9 @@ def rfm_object(a: RfmAssignment) -> dict[str, Any]:
     }
 
 
+#: customers whose features go in one pipeline (:meth:`MembershipStore.apply`)
+FEATURES_SLICE = 2_000
+
 _HISTORY = """
 -- KEYS: a customer's history list; ARGV: change JSON, length kept
 if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
@@ -158,18 +163,11 @@ class MembershipStore:
                 RFM_FIELD,
                 encode_rfm(rfm_object(a)),
             )
-        for f in features:
-            n += 1
-            fields: dict[str, bytes] = encode_features(f.day, f.values)
-            hours = encode_hours(f.shape) if f.shape else None
-            if hours is not None:
-                fields[HOURS_FIELD] = hours
-            pipe.hset(self.customer_key(f.customer_id), mapping=fields)  # type: ignore[arg-type]  # (dict invariance)
         for key, entry in (catalogue or {}).items():
             n += 1
             pipe.hset(self.catalogue_key, key, dumps(entry))
+        started = time.perf_counter()
         if n:
-            started = time.perf_counter()
             if single:
                 # one script per shard, routed by a key of the shard's slot (every key it touches shares it);
                 # before the other writes, as one server would run them
@@ -178,6 +176,20 @@ class MembershipStore:
                     scripts.eval(_SINGLE, 1, keys.route(shard), *args)
                 await scripts.execute()
             await pipe.execute()
+        pipe, k = self.client.pipeline(transaction=False), 0
+        for f in features:
+            if k == FEATURES_SLICE:
+                await pipe.execute()
+                pipe, k = self.client.pipeline(transaction=False), 0
+            fields: dict[str, bytes] = encode_features(f.day, f.values)
+            hours = encode_hours(f.shape) if f.shape else None
+            if hours is not None:
+                fields[HOURS_FIELD] = hours
+            pipe.hset(self.customer_key(f.customer_id), mapping=fields)  # type: ignore[arg-type]  # (dict invariance)
+            k += 1
+        if k:
+            await pipe.execute()
+        if n or k:
             REDIS_LATENCY.labels("segments_apply").observe(time.perf_counter() - started)
 
     async def members(self, family: str, segment_id: str) -> set[str]:

@@ -252,3 +252,44 @@ def test_written_hash_is_a_listpack_and_the_api_reads_both_versions_alike(redis_
         assert compact_customer_hashes(sync, ns, shards=keys.shards)["rewritten"] == 0  # idempotent
     finally:
         sync.close()
+
+
+def test_features_of_many_customers_go_in_slices_and_all_land(
+    redis_db_url: str, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day close's features of a whole partition: pipelines of FEATURES_SLICE customers, every hash written."""
+    import stream.state.segments as segments
+
+    monkeypatch.setattr(segments, "FEATURES_SLICE", 4)
+    ns = f"slices-{unique}"
+    feats = [CustomerFeatures(customer_id=f"C{i:04d}", day=date(2026, 1, 2), n_days=2,
+                              values={n: (i + j) / 9 for j, n in enumerate(FEATURE_NAMES)}) for i in range(11)]  # fmt: skip
+
+    async def run() -> tuple[int, list[Any]]:
+        client = aioredis.Redis.from_url(redis_db_url)
+        executed = 0
+        real = client.pipeline
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            pipe = real(*args, **kwargs)
+            run_pipe = pipe.execute
+
+            async def execute(*a: Any, **k: Any) -> Any:
+                nonlocal executed
+                executed += 1
+                return await run_pipe(*a, **k)
+
+            pipe.execute = execute  # type: ignore[method-assign]
+            return pipe
+
+        client.pipeline = counted  # type: ignore[method-assign]
+        try:
+            store = MembershipStore(client, ns)
+            await store.apply([], (), feats)
+            return executed, [await client.hmget(store.customer_key(f.customer_id), FEATURES_FIELDS) for f in feats]
+        finally:
+            await client.aclose()
+
+    executed, stored = asyncio.run(run())
+    assert executed == 3  # 4 + 4 + 3 customers; no pipeline for the (empty) changes
+    assert [decode_features(*v) for v in stored] == [{"day": "2026-01-02", **f.values} for f in feats]

@@ -108,6 +108,34 @@ def test_sharded_meter_state_answers_as_one_shard(redis_db_url: str) -> None:
         client.close()
 
 
+def test_saved_in_slices_answers_as_in_one_pipeline(redis_db_url: str) -> None:
+    """A day's records saved a few at a time (generators, one pipeline per slice) leave what one pipeline does."""
+
+    async def write(keys: MeterKeys, slice_size: int) -> int:
+        client = aioredis.Redis.from_url(redis_db_url)
+        runs = 0
+        real = client.pipeline
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal runs
+            runs += 1
+            return real(*args, **kwargs)
+
+        client.pipeline = counted  # type: ignore[method-assign]
+        try:
+            alerts = ({"meter_id": m, "kind": "spike"} for m in METERS[::5])
+            await MeterStore(client, keys, keep_days=30).save(iter(_windows()), alerts, slice_size=slice_size)
+        finally:
+            await client.aclose()
+        return runs
+
+    whole, sliced = MeterKeys("whole", 4), MeterKeys("sliced", 4)
+    records = len(_windows()) + len(METERS[::5])
+    assert asyncio.run(write(whole, records)) == 1
+    assert asyncio.run(write(sliced, 7)) == -(-records // 7)
+    assert asyncio.run(_read(redis_db_url, sliced)) == asyncio.run(_read(redis_db_url, whole))
+
+
 def test_one_shard_meter_state_is_refused_then_moved(redis_db_url: str) -> None:
     asyncio.run(_write(redis_db_url, MeterKeys(NS, 1)))
     before = asyncio.run(_read(redis_db_url, MeterKeys(NS, 1)))
