@@ -255,9 +255,16 @@ class ModelOwner:
             self.refit_day = self.last_day
             candidate = self._seed_centroids(z)
             current = (centroids - mean) / std
-            if _inertia(z, candidate) < (1.0 - self.refresh_gain) * _inertia(z, current) and (
+            fit_new, fit_now = _inertia(z, candidate), _inertia(z, current)
+            adopt = fit_new < (1.0 - self.refresh_gain) * fit_now and (
                 self.refresh_min_agreement <= 0 or _agreement(z, current, candidate) >= self.refresh_min_agreement
-            ):
+            )
+            # a refit moves many customers at once: say why it was or was not taken (a close call decides it)
+            log.info("behaviour refit on profile day %s, %d sampled vectors: inertia %.4g against %.4g now "
+                     "(gain %.1f %%, %.1f %% needed): %s", date.fromordinal(self.last_day) if self.last_day else "-",
+                     len(z), fit_new, fit_now, 100 * (1 - fit_new / fit_now) if fit_now else 0.0,
+                     100 * self.refresh_gain, "adopted" if adopt else "kept the current model")  # fmt: skip
+            if adopt:
                 self.model = self._reseed(old, z, mean, std, "refresh", candidate)
                 return self.model
         self.model = self._new_model(list(old.ids), list(old.names), centroids, weights, None)
