@@ -11,7 +11,10 @@ at a partition's first save), the day's closed windows and profiles of every
 meter of a partition before they are sent, the commands of a Redis pipeline
 before it runs. Held by the ten thousand, 4–16 KiB each is hundreds of MB, so
 everything the engine encodes goes through :func:`dumps` (ruff bans
-``orjson.dumps`` elsewhere in ``processors`` and ``stream``). The same
+``orjson.dumps`` elsewhere in ``processors`` and ``stream``), or through
+:func:`dumps_transient` where the result is dropped at once or kept only
+sometimes: the checkpoint splitter hashes every chunk and right-sizes
+(:func:`right_size`) only those it keeps, the ones not stored yet. The same
 problem is described in the Home Assistant pull requests that trim cached
 orjson fragments; the simulator's messages go through it too
 (``simulators.encode.dumps``).

@@ -71,7 +71,7 @@ class MeterStore:
         One pipeline per ``slice_size`` records, each run before the next is built, so a caller passing
         generators holds one slice at a time. A slice's ranking entries go out as one ``ZADD`` (and one
         ``EXPIRE``) per ranking key rather than per meter: when a day closes for every meter of a
-        partition that is two commands per meter fewer. Every command only sets what its records say
+        partition that is four commands per meter fewer (two for a meter without a region). Every command only sets what its records say
         (``ZADD`` overwrites a meter's score, a list push), so a crash between slices leaves what a replay
         of the same records rewrites.
         """
