@@ -22,8 +22,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from itertools import chain, islice
-from typing import Any, TypeVar
+from itertools import chain
+from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
@@ -40,6 +40,7 @@ from processors.windows import NONE, ClosedWindows, size_label
 from stream import metrics as m
 from stream.clients.producer import BatchProducer, KeyValue
 from stream.pipelines.base import PartitionedHandler, PartitionState
+from stream.slices import SLICE, slices
 from stream.state.checkpoints import CheckpointStore
 from stream.state.health import HealthStore
 from stream.state.keys import meter_keys
@@ -47,11 +48,8 @@ from stream.state.meters import MeterStore
 from stream.state.regional import RegionalMerger
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 PIPELINE = "ingest"
-#: profiles per send and daily records per Redis pipeline when a day closes (see :meth:`IngestHandler._emit`)
-SEND_SLICE = 2_000
 
 
 class IngestHandler(PartitionedHandler[PartitionIngest]):
@@ -244,12 +242,12 @@ class IngestHandler(PartitionedHandler[PartitionIngest]):
             await self.regional.confirm(claimed)
         # a day's profiles and daily records go out a slice at a time: when the day closes for every meter of a
         # partition at once, all of them built before the first is sent held tens of MB per partition
-        for block in _slices(chain.from_iterable(p.messages() for p in profiles), SEND_SLICE):
+        for block in slices(chain.from_iterable(p.messages() for p in profiles)):
             await self.producer.send_many(self.topics.profiles, block)
         if health:
             await self.health_store.save(health.values())
         if daily or alert_payloads:
-            await self.meter_store.save(daily_records(daily, self._region), alert_payloads, slice_size=SEND_SLICE)
+            await self.meter_store.save(daily_records(daily, self._region), alert_payloads)
 
     def _window_messages(self, partition: int, closed: ClosedWindows) -> list[KeyValue]:
         """``consumption.windows`` messages: :class:`~stream.schemas.WindowBatch` columns, or one per window.
@@ -339,7 +337,7 @@ def meter_owner(partition: int, partitions: int) -> Callable[[str], bool]:
 
 
 def daily_records(
-    daily: Iterable[ClosedWindows], region: Callable[[str], str | None], size: int = SEND_SLICE
+    daily: Iterable[ClosedWindows], region: Callable[[str], str | None], size: int = SLICE
 ) -> Iterator[tuple[dict[str, Any], str | None]]:
     """Each closed window's record with its meter's region, the records built ``size`` at a time.
 
@@ -354,17 +352,6 @@ def daily_records(
         for lo in range(0, len(closed), size):
             for rec in closed.to_records(lo, lo + size):
                 yield rec, region(rec["key"])
-
-
-def _slices(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """``items`` in lists of ``size`` (the last one shorter), built one list at a time.
-
-    >>> list(_slices(iter(range(5)), 2))
-    [[0, 1], [2, 3], [4]]
-    """
-    it = iter(items)
-    while block := list(islice(it, size)):
-        yield block
 
 
 def _iso(epoch_s: int) -> str:

@@ -19,20 +19,19 @@ import heapq
 import time
 from collections.abc import Iterable
 from datetime import date, timedelta
+from itertools import chain
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from processors.jsonbytes import dumps
 from stream.metrics import REDIS_LATENCY
+from stream.slices import SLICE, slices
 from stream.state.keys import MeterKeys
 
 KEEP_DAYS = 400
 RECENT = 14
 RECENT_ALERTS = 20
-#: records (daily windows and alerts) per Redis pipeline: when a day closes for every meter of a partition at
-#: once, one pipeline of all of them held six commands per meter (about 75 000 at 12 500 meters) before it ran
-SAVE_SLICE = 2_000
 
 
 _REVISE = """
@@ -64,57 +63,48 @@ class MeterStore:
         daily_windows: Iterable[tuple[dict[str, Any], str | None]],
         alerts: Iterable[dict[str, Any]] = (),
         *,
-        slice_size: int = SAVE_SLICE,
+        slice_size: int = SLICE,
     ) -> None:
         """Store closed daily meter windows (with the meter's region) and alert payloads.
 
-        One pipeline per ``slice_size`` records, each run before the next is built, so a caller passing
-        generators holds one slice at a time. A slice's ranking entries go out as one ``ZADD`` (and one
-        ``EXPIRE``) per ranking key rather than per meter: when a day closes for every meter of a
-        partition that is four commands per meter fewer (two for a meter without a region). Every command only sets what its records say
-        (``ZADD`` overwrites a meter's score, a list push), so a crash between slices leaves what a replay
-        of the same records rewrites.
+        One pipeline per ``slice_size`` records (:mod:`stream.slices`), each run before the next is built,
+        so a caller passing generators holds one slice at a time. A slice's ranking entries go out as one
+        ``ZADD`` (and one ``EXPIRE``) per ranking key rather than per meter: when a day closes for every
+        meter of a partition that is four commands per meter fewer (two for a meter without a region).
+        Every command only sets what its records say (``ZADD`` overwrites a meter's score, a list push),
+        so a crash between slices leaves what a replay of the same records rewrites.
         """
-        pipe = self.client.pipeline(transaction=False)
-        ranks: dict[str, dict[str, float]] = {}
-        n = 0
-        for rec, region in daily_windows:
-            if n == slice_size:
-                await self._run(pipe, ranks)
-                pipe, ranks, n = self.client.pipeline(transaction=False), {}, 0
-            day = rec["window_start"][:10]
-            meter = rec["key"]
-            shard = self.keys.shard_of(meter)
-            ranks.setdefault(self.day_key(day, None, shard), {})[meter] = rec["kwh_in"]
-            if region:
-                ranks.setdefault(self.day_key(day, region, shard), {})[meter] = rec["kwh_in"]
-            wkey = self.keys.windows(meter)
-            if rec.get("revision"):
-                # EVAL, not a registered script: redis-py's cluster pipeline does not load a script on the
-                # node of a key (NoScriptError); a corrected day is rare and the script short
-                pipe.eval(_REVISE, 1, wkey, rec["window_start"], dumps(rec))
-            else:
-                pipe.lpush(wkey, dumps(rec))
-                pipe.ltrim(wkey, 0, RECENT - 1)
-            n += 1
-        for alert in alerts:
-            if n == slice_size:
-                await self._run(pipe, ranks)
-                pipe, ranks, n = self.client.pipeline(transaction=False), {}, 0
-            akey = self.keys.alerts(alert["meter_id"])
-            pipe.lpush(akey, dumps(alert))
-            pipe.ltrim(akey, 0, RECENT_ALERTS - 1)
-            n += 1
-        if n:
-            await self._run(pipe, ranks)
-
-    async def _run(self, pipe: Any, ranks: dict[str, dict[str, float]]) -> None:
-        for key, scores in ranks.items():
-            pipe.zadd(key, scores)
-            pipe.expire(key, self.keep_days * 86_400)
-        started = time.perf_counter()
-        await pipe.execute()
-        REDIS_LATENCY.labels("meters_save").observe(time.perf_counter() - started)
+        records = chain(((rec, region, None) for rec, region in daily_windows), ((None, None, a) for a in alerts))
+        for block in slices(records, slice_size):
+            pipe = self.client.pipeline(transaction=False)
+            ranks: dict[str, dict[str, float]] = {}
+            for rec, region, alert in block:
+                if alert is not None:
+                    akey = self.keys.alerts(alert["meter_id"])
+                    pipe.lpush(akey, dumps(alert))
+                    pipe.ltrim(akey, 0, RECENT_ALERTS - 1)
+                if rec is None:
+                    continue
+                day = rec["window_start"][:10]
+                meter = rec["key"]
+                shard = self.keys.shard_of(meter)
+                ranks.setdefault(self.day_key(day, None, shard), {})[meter] = rec["kwh_in"]
+                if region:
+                    ranks.setdefault(self.day_key(day, region, shard), {})[meter] = rec["kwh_in"]
+                wkey = self.keys.windows(meter)
+                if rec.get("revision"):
+                    # EVAL, not a registered script: redis-py's cluster pipeline does not load a script on the
+                    # node of a key (NoScriptError); a corrected day is rare and the script short
+                    pipe.eval(_REVISE, 1, wkey, rec["window_start"], dumps(rec))
+                else:
+                    pipe.lpush(wkey, dumps(rec))
+                    pipe.ltrim(wkey, 0, RECENT - 1)
+            for key, scores in ranks.items():
+                pipe.zadd(key, scores)
+                pipe.expire(key, self.keep_days * 86_400)
+            started = time.perf_counter()
+            await pipe.execute()
+            REDIS_LATENCY.labels("meters_save").observe(time.perf_counter() - started)
 
     async def top(self, first: date, last: date, region: str | None = None, limit: int = 10) -> list[tuple[str, float]]:
         """Meters with the most kWh imported from ``first`` to ``last`` (inclusive), optionally in one region.

@@ -37,6 +37,7 @@ from processors.jsonbytes import dumps
 from processors.rfm.processor import RfmAssignment
 from processors.segments import SegmentChange
 from stream.metrics import REDIS_LATENCY
+from stream.slices import SLICE, slices
 from stream.state.customer_codec import (
     FEATURES_FIELDS,
     HOURS_FIELD,
@@ -94,8 +95,8 @@ def rfm_object(a: RfmAssignment) -> dict[str, Any]:
     }
 
 
-#: customers whose features go in one pipeline (:meth:`MembershipStore.apply`)
-FEATURES_SLICE = 2_000
+#: customers whose features go in one pipeline (:meth:`MembershipStore.apply`, :mod:`stream.slices`)
+FEATURES_SLICE = SLICE
 
 _HISTORY = """
 -- KEYS: a customer's history list; ARGV: change JSON, length kept
@@ -176,20 +177,17 @@ class MembershipStore:
                     scripts.eval(_SINGLE, 1, keys.route(shard), *args)
                 await scripts.execute()
             await pipe.execute()
-        pipe, k = self.client.pipeline(transaction=False), 0
-        for f in features:
-            if k == FEATURES_SLICE:
-                await pipe.execute()
-                pipe, k = self.client.pipeline(transaction=False), 0
-            fields: dict[str, bytes] = encode_features(f.day, f.values)
-            hours = encode_hours(f.shape) if f.shape else None
-            if hours is not None:
-                fields[HOURS_FIELD] = hours
-            pipe.hset(self.customer_key(f.customer_id), mapping=fields)  # type: ignore[arg-type]  # (dict invariance)
-            k += 1
-        if k:
+        for block in slices(features, FEATURES_SLICE):
+            n += len(block)
+            pipe = self.client.pipeline(transaction=False)
+            for f in block:
+                fields: dict[str, bytes] = encode_features(f.day, f.values)
+                hours = encode_hours(f.shape) if f.shape else None
+                if hours is not None:
+                    fields[HOURS_FIELD] = hours
+                pipe.hset(self.customer_key(f.customer_id), mapping=fields)  # type: ignore[arg-type]  # (dict invariance)
             await pipe.execute()
-        if n or k:
+        if n:
             REDIS_LATENCY.labels("segments_apply").observe(time.perf_counter() - started)
 
     async def members(self, family: str, segment_id: str) -> set[str]:
