@@ -180,11 +180,23 @@ class ClosedWindows:
         """:attr:`revision` as an array (zeros when unset)."""
         return np.zeros(len(self.keys), np.int64) if self.revision is None else self.revision
 
-    def take(self, mask: npt.NDArray[np.bool_]) -> ClosedWindows:
-        """The windows where ``mask`` is true (same kind and size)."""
-        arrays: dict[str, Any] = {f: getattr(self, f)[mask] for f in _CLOSED_ARRAYS}
-        keys = [k for k, keep in zip(self.keys, mask.tolist(), strict=True) if keep]
-        return ClosedWindows(self.kind, self.size_s, keys, revision=self.revisions[mask], **arrays)
+    def take(self, rows: npt.NDArray[np.bool_] | slice) -> ClosedWindows:
+        """The windows where the mask ``rows`` is true, or the slice ``rows`` of them (same kind and size).
+
+        Examples:
+            >>> import numpy as np
+            >>> one = np.ones(3, np.int64)
+            >>> cw = ClosedWindows("meter", 900, ["M1", "M2", "M3"], np.array([0, 0, 900]), one, one, np.ones(3),
+            ...                    np.zeros(3), np.ones(3), np.ones(3), np.ones(3), np.zeros(3))
+            >>> cw.take(np.array([True, False, True])).keys, cw.take(slice(1, 9)).keys
+            (['M1', 'M3'], ['M2', 'M3'])
+        """
+        arrays: dict[str, Any] = {f: getattr(self, f)[rows] for f in _CLOSED_ARRAYS}
+        if isinstance(rows, slice):
+            keys = self.keys[rows]
+        else:
+            keys = [k for k, keep in zip(self.keys, rows.tolist(), strict=True) if keep]
+        return ClosedWindows(self.kind, self.size_s, keys, revision=self.revisions[rows], **arrays)
 
     @property
     def end(self) -> I64:
@@ -218,10 +230,7 @@ class ClosedWindows:
             True
         """
         if lo or hi is not None:
-            sl = slice(lo, len(self) if hi is None else min(hi, len(self)))
-            rows = {f: getattr(self, f)[sl] for f in _CLOSED_ARRAYS}
-            part = ClosedWindows(self.kind, self.size_s, self.keys[sl], revision=self.revisions[sl], **rows)
-            return part.to_records()
+            return self.take(slice(lo, hi)).to_records()
         size = self.size_s
         starts = self.start.tolist()
         iso = {s: (_iso(s), _iso(s + size)) for s in set(starts)}
