@@ -99,6 +99,7 @@ RFM_FEATURES: tuple[str, ...] = ("rfm.days_since_last", "rfm.frequency", "rfm.mo
 _TOTAL, _P2A, _NIGHT, _MORNING, _DAY, _EVENING, _EXPORT = range(7)
 _HOURS = 7
 _N_OBS = 31
+_PACKED_HEAD = 12  # scalars before the arrays in _CustomerShape.pack
 
 
 MAX_INTERVAL_KWH = 1e9
@@ -243,10 +244,53 @@ class _CustomerShape:
             s.we, s.we_w = _widen(d[13]), float(d[14])
         return s
 
+    def pack(self) -> np.ndarray:
+        """The state as one float64 array, for keeping it aside (the day before the last, for amends).
+
+        Why: the state before each customer's last day is kept until the next day, for every customer.
+        As :meth:`to_json` lists (about 100 Python floats) that was about 4 KB a customer, the largest
+        per-customer item of a worker; one array of the same numbers is about 0.9 KB. Layout: the 8 float
+        scalars, ``restarts``, ``n_days``, ``last_day``, whether a ``pending`` day is held, then ``all``,
+        ``wd``, ``we`` and, if held, ``pending`` (:data:`_N_OBS` each). Exact: every integer here is far
+        below 2**53.
+
+        Examples:
+            >>> s = _CustomerShape(); s.all += 0.25; s.n_days, s.last_day, s.all_w = 3, 739_000, 1.5
+            >>> row = s.pack()
+            >>> row.shape, _CustomerShape.unpack(row).to_json() == s.to_json()
+            ((105,), True)
+            >>> s.pending = np.full(_N_OBS, 0.5)
+            >>> _CustomerShape.unpack(s.pack()).to_json() == s.to_json(), len(s.pack())
+            (True, 136)
+        """
+        head = [self.all_w, self.wd_w, self.we_w, self.log_ratio, self.ratio_w, self.var_m1, self.var_m2,
+                self.var_w, self.restarts, self.n_days, self.last_day, 0.0 if self.pending is None else 1.0]
+        parts = [np.asarray(head, dtype=float), self.all, self.wd, self.we]
+        if self.pending is not None:
+            parts.append(self.pending)
+        return np.concatenate(parts)
+
+    @classmethod
+    def unpack(cls, row: np.ndarray) -> _CustomerShape:
+        """Inverse of :meth:`pack`; the arrays are copies (folding updates them in place)."""
+        s = cls()
+        (s.all_w, s.wd_w, s.we_w, s.log_ratio, s.ratio_w, s.var_m1, s.var_m2, s.var_w) = (float(v) for v in row[:8])
+        s.restarts, s.n_days, s.last_day = int(row[8]), int(row[9]), int(row[10])
+        at = _PACKED_HEAD
+        s.all, s.wd, s.we = (row[at + k * _N_OBS : at + (k + 1) * _N_OBS].copy() for k in range(3))
+        s.pending = row[at + 3 * _N_OBS : at + 4 * _N_OBS].copy() if row[11] else None
+        return s
+
     @property
     def established(self) -> bool:
         """A full week seen, weekdays and weekend days (a restart keeps the weekend shape it carried over)."""
         return self.n_days >= ESTABLISHED_DAYS and self.wd_w > 0 and self.we_w > 0
+
+
+def _packed(v: list[Any]) -> np.ndarray:
+    """A checkpoint's state before the last day as :meth:`_CustomerShape.pack` keeps it; checkpoints written
+    before that kept the :meth:`_CustomerShape.to_json` lists (their first item is a list)."""
+    return _CustomerShape.from_json(v).pack() if v and isinstance(v[0], list) else np.asarray(v, dtype=float)
 
 
 def _widen(v: Sequence[float]) -> np.ndarray:
@@ -302,8 +346,9 @@ class FeatureProcessor:
         self._keep_var = 0.5 ** (1.0 / slow_halflife_days)
         self.customers: dict[str, _CustomerShape] = {}
         self.rfm: dict[str, tuple[float, float, float]] = {}
-        # customer -> (state before the last day, its summed import, export, meters folded into it)
-        self.last_day_parts: dict[str, tuple[list[Any], np.ndarray, np.ndarray, list[str]]] = {}
+        # customer -> (state before the last day (_CustomerShape.pack), its summed import, export (None: no
+        # export), meters folded into it)
+        self.last_day_parts: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple[str, ...]]] = {}
 
     def set_rfm(self, customer_id: str, days_since_last: float, frequency: float, monetary_mean: float) -> None:
         """Attach a customer's latest RFM values (from :class:`~processors.rfm.RfmSummary`); they join the features."""
@@ -368,11 +413,12 @@ class FeatureProcessor:
             last = self.last_day_parts.get(customer_id)
             if last is None or meter_id is None or meter_id in last[3]:
                 return None
-            st = self.customers[customer_id] = _CustomerShape.from_json(last[0])
-            imp, exp, meters = last[1] + imp, last[2] + exp, [*last[3], meter_id]
+            st = self.customers[customer_id] = _CustomerShape.unpack(last[0])
+            before = last[0]
+            imp, exp, meters = last[1] + imp, exp if last[2] is None else last[2] + exp, (*last[3], meter_id)
         else:
-            meters = [meter_id or ""]
-        self.last_day_parts[customer_id] = (st.to_json(), imp.copy(), exp.copy(), meters)
+            before, meters = st.pack(), (meter_id or "",)
+        self.last_day_parts[customer_id] = (before, imp.copy(), exp.copy() if exp.any() else None, meters)
         restarted = self._fold(st, ordinal, weekday, day_observation(imp, exp))
         return CustomerFeatures(customer_id=customer_id, day=day, n_days=st.n_days, restarted=restarted,
                                 values=self.values(customer_id), established=st.established,
@@ -470,7 +516,7 @@ class FeatureProcessor:
             "shift_threshold": self.shift_threshold,
             "customers": {c: s.to_json() for c, s in sorted(self.customers.items())},
             "rfm": {c: list(v) for c, v in sorted(self.rfm.items())},
-            "last_day_parts": {c: [v[0], v[1].tolist(), v[2].tolist(), list(v[3])]
+            "last_day_parts": {c: [v[0].tolist(), v[1].tolist(), None if v[2] is None else v[2].tolist(), list(v[3])]
                                for c, v in sorted(self.last_day_parts.items())},
         }
 
@@ -481,7 +527,8 @@ class FeatureProcessor:
         p.customers = {c: _CustomerShape.from_json(d) for c, d in state["customers"].items()}
         p.rfm = {c: (float(v[0]), float(v[1]), float(v[2])) for c, v in state["rfm"].items()}
         p.last_day_parts = {
-            c: (list(v[0]), np.asarray(v[1], dtype=float), np.asarray(v[2], dtype=float), [str(m) for m in v[3]])
+            c: (_packed(v[0]), np.asarray(v[1], dtype=float), None if v[2] is None else np.asarray(v[2], dtype=float),
+                tuple(str(m) for m in v[3]))
             for c, v in state["last_day_parts"].items()
         }
         return p
