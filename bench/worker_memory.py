@@ -9,7 +9,11 @@ simulator's own output (``meterseg simulate --sink file``, the arguments of ``be
 fault rates). The fleet is simulated for ``--partitions`` (4) partitions and the worker owns
 ``--own`` (2) of them, as one of two workers of ``bench/scale.py`` does: it reads the whole registry
 (every worker does), the ingest messages and purchases of its partitions only. The segmentation gets each batch's registry attributes (region, tariff,
-export) through the engine's index of every registered customer, as in the worker.
+export) through the engine's index of every registered customer, as in the worker. With ``--days 2`` or
+more, the first day closes while the next day's readings arrive, and its daily profiles go to the
+segmentation partitions the worker owns, as through the live profiles topic: the load-shape features of
+every customer are then held too (with ``--days 1`` no day closes, so none are; the live worker's RSS
+after a day close is the figure to size by, docs/scaling.md).
 
 Each fleet size runs in a fresh subprocess, so its RSS owes nothing to the previous size. Printed per
 size: RSS after the imports, after loading the registry, after ingest, after segmentation, after
@@ -182,14 +186,43 @@ def measure_one(sim_dir: Path, partitions: int, own: int, trace: bool = False) -
 
     owned_meters = sum(partition_for(m.encode(), partitions) in owned for m in registry.meter_ids)
     ingests = {p: PartitionIngest(registry, IngestConfig(), owns=meter_owner(p, partitions)) for p in owned}
+    segs = {p: PartitionSegmentation() for p in owned}
+    # the registry attributes the worker adds per customer of a batch (stream/engine.py customer_info: the
+    # customer's first meter, found through an index of every registered customer, which the worker keeps)
+    customer_slot: dict[str, int] = {}
+    for slot, cid in enumerate(registry.customer_ids):
+        customer_slot.setdefault(cid, slot)
+
+    def static_of(poll: list[RawMessage]) -> dict[str, dict[str, Any]]:
+        static = {}
+        for m in poll:
+            cid = orjson.loads(m.value).get("customer_id")
+            if isinstance(cid, str) and cid in customer_slot and cid not in static:
+                info = registry.info(customer_slot[cid])
+                static[cid] = {"region": info["region"], "tariff": info["tariff"], "has_export": info["has_export"]}
+        return static
+
     started = time.perf_counter()
+    profiles_n = 0
     # one message per call, both topics merged in send order, read from the files as they go (as from Kafka:
-    # the input is never all in memory, so the RSS after ingest is the state's, not the input's)
+    # the input is never all in memory, so the RSS after ingest is the state's, not the input's). A day that
+    # closes (with --days 2 and more) sends its daily profiles to the segmentation partition of their customer
+    # when this worker owns it, as the live worker's profiles topic does.
     for topic, offset, value in _merged(sim_dir, ("meter.readings", "meter.heartbeats")):
         p = _partition_of_block(value, partitions)
         if p in ingests:
             msg = [RawMessage(value, topic, p, offset)]
-            ingests[p].process((msg, []) if topic == "meter.readings" else ([], msg), wall=0.0)
+            out = ingests[p].process((msg, []) if topic == "meter.readings" else ([], msg), wall=0.0)
+            if len(out.profiles):
+                routed: dict[int, list[RawMessage]] = {}
+                for customer, body in out.profiles.messages():
+                    to = partition_for(customer, partitions)
+                    if to in segs:
+                        routed.setdefault(to, []).append(RawMessage(body, "meterseg.profiles", to, profiles_n))
+                        profiles_n += 1
+                del out
+                for to, msgs in routed.items():
+                    segs[to].process(([], msgs), static=static_of(msgs), wall=0.0)
     ingest_s = time.perf_counter() - started
     readings_n = sum(i.totals["accepted"] for i in ingests.values())
     gc.collect()
@@ -198,22 +231,10 @@ def measure_one(sim_dir: Path, partitions: int, own: int, trace: bool = False) -
     purchases = [RawMessage(v, "customer.purchases", 0, i)
                  for i, v in enumerate(_lines(sim_dir / "customer.purchases.jsonl"))
                  if _customer_partition(v, partitions) in owned]  # fmt: skip
-    segs = {p: PartitionSegmentation() for p in owned}
-    # the registry attributes the worker adds per customer of a batch (stream/engine.py customer_info: the
-    # customer's first meter, found through an index of every registered customer, which the worker keeps)
-    customer_slot: dict[str, int] = {}
-    for slot, cid in enumerate(registry.customer_ids):
-        customer_slot.setdefault(cid, slot)
     for p, seg in segs.items():
         mine = [m for m in purchases if _customer_partition(m.value, partitions) == p]
         for poll in _polls(mine, 500):
-            static = {}
-            for m in poll:
-                cid = orjson.loads(m.value).get("customer_id")
-                if isinstance(cid, str) and cid in customer_slot and cid not in static:
-                    info = registry.info(customer_slot[cid])
-                    static[cid] = {"region": info["region"], "tariff": info["tariff"], "has_export": info["has_export"]}
-            seg.process((poll, []), static=static, wall=0.0)
+            seg.process((poll, []), static=static_of(poll), wall=0.0)
         seg.rescore(0.0, caught_up=True)
     purchase_n = len(purchases)
     del purchases
@@ -259,6 +280,7 @@ def measure_one(sim_dir: Path, partitions: int, own: int, trace: bool = False) -
                 key = f"segmentation.{name}.{attr}"
                 detail[key] = detail.get(key, 0) + deep_size(value, set(registry_objects))
     return {"registered": len(registry), "owned": owned_meters, "accepted": readings_n, "purchases": purchase_n,
+            "profiles": profiles_n,
             "ingest_s": ingest_s, "rss": rss, "parts": parts, "detail": detail, "checkpoint": checkpoint,
             "sites": sites}  # fmt: skip
 
@@ -268,7 +290,8 @@ def report(rows: list[dict[str, Any]], top: int) -> None:
         n, owned = row["registered"], row["owned"]
         rss = row["rss"]
         print(f"\n== {n:,} registered meters, {owned:,} owned ({row['accepted']:,} readings and heartbeats accepted, "
-              f"{row['purchases']:,} purchases; ingest {row['ingest_s']:.1f} s) ==")  # fmt: skip
+              f"{row['purchases']:,} purchases, {row.get('profiles', 0):,} daily profiles of a closed day; ingest "
+              f"{row['ingest_s']:.1f} s) ==")  # fmt: skip
         prev = None
         for step, kb in rss.items():
             grow = "" if prev is None else f"  (+{(kb['VmRSS'] - prev) * 1024 / owned:,.0f} B per owned meter)"
