@@ -246,7 +246,7 @@ class PartitionSegmentation:
             fresh: set[tuple[str, str]] = set()
             for p in purchases:
                 known = self.rfm.customers.get(p.customer_id)
-                if (known is not None and p.event_id in known.seen) or (p.customer_id, p.event_id) in fresh:
+                if (known is not None and known.has_seen(p.event_id)) or (p.customer_id, p.event_id) in fresh:
                     out.duplicates += 1
                     continue
                 fresh.add((p.customer_id, p.event_id))
