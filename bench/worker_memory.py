@@ -5,8 +5,8 @@ The same code the live worker runs on its partitions — :class:`~processors.ing
 :class:`~processors.segmentation.PartitionSegmentation` (RFM, features, memberships) — fed the
 simulator's own output (``meterseg simulate --sink file``, the arguments of ``bench/scale.py``:
 ``--days`` (1) day of readings every ``--interval`` (60) minutes in ``ReadingBlock`` column blocks of
-1 000, a heartbeat every 360 minutes in ``HeartbeatBlock`` columns, 7 days of purchase history, default
-fault rates). The fleet is simulated for ``--partitions`` (4) partitions and the worker owns
+1 000, a heartbeat every 360 minutes in ``HeartbeatBlock`` columns, ``--history-days`` (7) days of purchase
+history, default fault rates; a customer's RFM state grows with its history). The fleet is simulated for ``--partitions`` (4) partitions and the worker owns
 ``--own`` (2) of them, as one of two workers of ``bench/scale.py`` does: it reads the whole registry
 (every worker does), the ingest messages and purchases of its partitions only. The segmentation gets each batch's registry attributes (region, tariff,
 export) through the engine's index of every registered customer, as in the worker. With ``--days 2`` or
@@ -142,7 +142,7 @@ def simulate(out: Path, meters: int, args: argparse.Namespace) -> None:
     sim = ["simulate", "--sink", "file", "--out", str(out), "--ground-truth", str(out / "truth.json"),
            "--meters", str(meters), "--days", str(args.days), "--interval", str(args.interval),
            "--heartbeat-minutes", "360", "--envelope", "1000", "--envelope-format", "columns",
-           "--heartbeat-envelope", "1000", "--history-days", "7", "--seed", str(args.seed),
+           "--heartbeat-envelope", "1000", "--history-days", str(args.history_days), "--seed", str(args.seed),
            "--partitions", str(args.partitions), "--no-ops", "--no-progress"]  # fmt: skip
     if meterseg_main(sim) != 0:
         raise RuntimeError("simulator failed")
@@ -327,6 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--meters", type=int, nargs="+", default=[5_000, 50_000], help="fleet sizes (registered meters)")
     p.add_argument("--days", type=int, default=1)
+    p.add_argument("--history-days", type=int, default=7, help="days of purchase history before the readings")
     p.add_argument("--interval", type=int, default=60, choices=(15, 30, 60))
     p.add_argument("--partitions", type=int, default=4, help="partitions of the fleet")
     p.add_argument("--own", type=int, default=2, help="partitions this worker owns (0 .. own-1)")
