@@ -11,9 +11,11 @@ history, default fault rates; a customer's RFM state grows with its history). Th
 (every worker does), the ingest messages and purchases of its partitions only. The segmentation gets each batch's registry attributes (region, tariff,
 export) through the engine's index of every registered customer, as in the worker. With ``--days 2`` or
 more, the first day closes while the next day's readings arrive, and its daily profiles go to the
-segmentation partitions the worker owns, as through the live profiles topic: the load-shape features of
-every customer are then held too (with ``--days 1`` no day closes, so none are; the live worker's RSS
-after a day close is the figure to size by, docs/scaling.md).
+segmentation partitions the worker owns, as through the live profiles topic: the load-shape features are
+then held too, for the customers whose meters this worker also ingests (about half of its customers; the
+live worker gets the other half's profiles from the other worker's meters, so this understates the
+features), and with ``--days 1`` no day closes, so none are. The live worker's RSS after a day close is the
+figure to size by (docs/scaling.md).
 
 Each fleet size runs in a fresh subprocess, so its RSS owes nothing to the previous size. Printed per
 size: RSS after the imports, after loading the registry, after ingest, after segmentation, after
